@@ -1,0 +1,1 @@
+"""mrs-jax: certified patch defence by mask-guided randomized smoothing."""
