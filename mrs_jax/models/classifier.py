@@ -1,0 +1,40 @@
+"""Turn a trained NNX model into a pure, jittable ``classify(images) -> logits``."""
+
+import functools
+from collections.abc import Callable
+
+import jax
+from flax import nnx
+from jax.tree_util import Partial
+
+
+def _apply(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array) -> jax.Array:
+    model = nnx.merge(graphdef, state)
+    return model(images)
+
+
+def as_classifier(model: nnx.Module) -> Callable[[jax.Array], jax.Array]:
+    """Returns ``classify(images: [B, H, W, C] in [0, 1]) -> logits [B, K]``.
+
+    The model runs in eval mode (BatchNorm uses its running statistics, dropout is
+    off). The result is a ``jax.tree_util.Partial`` whose leaves are the model's state
+    arrays, so passing it into a ``jax.jit``-ed function makes the weights traced
+    arguments rather than constants baked into the compiled program. Later changes to
+    ``model`` do not affect the returned classifier.
+
+    Args:
+        model: an ``nnx.Module`` mapping images to logits.
+
+    Returns:
+        A pytree callable ``classify``.
+
+    Raises:
+        TypeError: if ``model`` is not an ``nnx.Module``.
+    """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model must be an nnx.Module; got {type(model).__name__}")
+    eval_model = nnx.view(model, use_running_average=True)
+    graphdef, state = nnx.split(eval_model)
+    # Copy the arrays' containers so the classifier is a snapshot of the weights.
+    state = jax.tree.map(lambda a: a, state)
+    return Partial(functools.partial(_apply, graphdef), state)
