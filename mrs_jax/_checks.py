@@ -1,0 +1,106 @@
+"""Private input checks shared by the public functions.
+
+Each check raises a ``TypeError`` or ``ValueError`` that names the argument, so a
+user sees which input is wrong rather than a shape error deep inside XLA.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def image(x: Any, name: str = "x") -> np.ndarray:
+    """Returns ``x`` as a float32 ``[H, W, C]`` array with values in [0, 1]."""
+    arr = _float_array(x, name)
+    if arr.ndim != 3:
+        raise ValueError(f"{name} must be one image [H, W, C], got shape {arr.shape}")
+    _in_unit_range(arr, name)
+    return arr
+
+
+def images(x: Any, name: str = "images") -> np.ndarray:
+    """Returns ``x`` as a float32 ``[B, H, W, C]`` array with values in [0, 1]."""
+    arr = _float_array(x, name)
+    if arr.ndim != 4:
+        raise ValueError(f"{name} must be a batch [B, H, W, C], got shape {arr.shape}")
+    _in_unit_range(arr, name)
+    return arr
+
+
+def mask(m: Any, image_shape: tuple[int, ...], name: str = "mask") -> np.ndarray:
+    """Returns ``m`` as a bool ``[H, W]`` array matching ``image_shape[:2]``."""
+    if m is None:
+        raise TypeError(f"{name} must be an [H, W] array, got None")
+    arr = np.asarray(m)
+    if arr.shape != tuple(image_shape[:2]):
+        raise ValueError(
+            f"{name} must have shape [H, W] = {tuple(image_shape[:2])} to match the "
+            f"image, got {arr.shape}"
+        )
+    if arr.dtype == bool:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.number)):
+        raise TypeError(f"{name} must be bool or 0/1 numbers, got dtype {arr.dtype}")
+    if not np.all((arr == 0) | (arr == 1)):
+        raise ValueError(f"{name} must hold only 0 and 1 (or bools)")
+    return arr.astype(bool)
+
+
+def positive_float(value: Any, name: str) -> float:
+    """Returns ``value`` as a finite float > 0."""
+    v = _real(value, name)
+    if not v > 0 or not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def probability_level(value: Any, name: str = "alpha") -> float:
+    """Returns ``value`` as a float strictly inside (0, 1)."""
+    v = _real(value, name)
+    if not 0.0 < v < 1.0:
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return v
+
+
+def positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Returns ``value`` as an int >= ``minimum`` (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def callable_(fn: Any, name: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+
+
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        if not (isinstance(value, np.ndarray) and value.ndim == 0):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def _float_array(x: Any, name: str) -> np.ndarray:
+    if x is None:
+        raise TypeError(f"{name} must be an array, got None")
+    arr = np.asarray(x)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(
+            f"{name} must be a float array in [0, 1], got dtype {arr.dtype}"
+        )
+    return arr.astype(np.float32, copy=False)
+
+
+def _in_unit_range(arr: np.ndarray, name: str) -> None:
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN")
+    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+        raise ValueError(
+            f"{name} must have values in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]"
+        )

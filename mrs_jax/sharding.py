@@ -1,0 +1,68 @@
+"""Meshes and placement for spreading the sample axis over every device.
+
+One global mesh with a single ``"samples"`` axis spans all devices of all
+processes (``jax.devices()``), so the same code runs on a laptop CPU, one GPU, or
+a multi-host pod after ``jax.distributed.initialize``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+SAMPLES = "samples"
+
+
+@functools.cache
+def sample_mesh(num_devices: int | None = None) -> Mesh:
+    """A 1-D mesh named ``"samples"`` over every device of every process.
+
+    ``num_devices`` restricts it to the first devices (for comparisons and tests).
+
+    The axis is ``Auto`` so that XLA's partitioner propagates the sample
+    sharding through any classifier without the classifier knowing of it.
+    """
+    devices = jax.devices()
+    if num_devices is not None:
+        if not 1 <= num_devices <= len(devices):
+            raise ValueError(
+                f"num_devices must be in [1, {len(devices)}], got {num_devices}"
+            )
+        devices = devices[:num_devices]
+    return jax.make_mesh(
+        (len(devices),), (SAMPLES,), axis_types=(AxisType.Auto,), devices=devices
+    )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def along_samples(mesh: Mesh, ndim: int) -> NamedSharding:
+    """Shards axis 0 over the mesh and keeps the other ``ndim - 1`` axes whole."""
+    return NamedSharding(mesh, P(SAMPLES, *([None] * (ndim - 1))))
+
+
+def replicate(value, mesh: Mesh) -> jax.Array:
+    """Places a host value, identical on every process, on every device of ``mesh``.
+
+    With several processes ``jax.device_put`` cannot address other hosts'
+    devices, so each process fills its own devices from its copy.
+    """
+    value = np.asarray(value)
+    sharding = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(value, sharding)
+    return jax.make_array_from_callback(
+        value.shape, sharding, lambda index: value[index]
+    )
+
+
+def round_up_to_devices(size: int, mesh: Mesh) -> int:
+    """The least multiple of the mesh's device count that is >= ``size``."""
+    devices = mesh.devices.size
+    return -(-size // devices) * devices
