@@ -1,0 +1,151 @@
+"""Tests for mrs_jax.attacks.patch_attack."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mrs_jax import attacks
+
+SIZE = 3
+# Non-periodic 0/1 pattern so shifted windows do not also match it.
+PATTERN = jnp.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])[..., None]
+
+
+def planted_classifier(images, temperature=0.25, threshold=-0.5, gain=20.0):
+    """Class 1 iff some 3x3 window is within squared distance ~0.5 of PATTERN.
+
+    score = soft max over windows of -||window - PATTERN||^2 (logsumexp), so every
+    window, including one holding a random patch, gets a non-zero gradient.
+    """
+    height, width = images.shape[1:3]
+    distances = jnp.stack(
+        [
+            jnp.sum((images[:, i : i + SIZE, j : j + SIZE] - PATTERN) ** 2, (1, 2, 3))
+            for i in range(height - SIZE + 1)
+            for j in range(width - SIZE + 1)
+        ],
+        axis=1,
+    )
+    score = temperature * jax.nn.logsumexp(-distances / temperature, axis=1)
+    return jnp.stack([jnp.zeros_like(score), gain * (score - threshold)], axis=1)
+
+
+def _linear_logits(weights, images):
+    return images.reshape(images.shape[0], -1) @ weights
+
+
+def linear_classifier(weights):
+    return jax.tree_util.Partial(_linear_logits, weights)
+
+
+def cross_entropy(logits, label):
+    return -jax.nn.log_softmax(logits)[label]
+
+
+def test_attack_flips_planted_pattern_classifier():
+    x = jax.random.uniform(jax.random.key(1), (8, 8, 1), minval=0.4, maxval=0.6)
+    assert int(jnp.argmax(planted_classifier(x[None])[0])) == 0
+    result = attacks.patch_attack(
+        planted_classifier,
+        x,
+        0,
+        SIZE,
+        key=jax.random.key(0),
+        num_locations=20,
+        steps=10,
+        step_size=0.25,
+        return_loss=True,
+    )
+    assert int(jnp.argmax(planted_classifier(result.image[None])[0])) == 1
+    top, left = np.asarray(result.top_left)
+    changed = np.argwhere(np.asarray(result.image != x)[..., 0])
+    # Only pixels inside the reported square changed, and the image stays in [0, 1].
+    assert changed[:, 0].min() >= top and changed[:, 0].max() < top + SIZE
+    assert changed[:, 1].min() >= left and changed[:, 1].max() < left + SIZE
+    assert float(result.image.min()) >= 0.0 and float(result.image.max()) <= 1.0
+    logits = planted_classifier(result.image[None])[0]
+    np.testing.assert_allclose(result.loss, cross_entropy(logits, 0), rtol=1e-5)
+
+
+def test_attack_raises_loss_on_batch_of_linear_model():
+    images = jax.random.uniform(jax.random.key(2), (3, 6, 6, 3))
+    weights = jax.random.normal(jax.random.key(3), (6 * 6 * 3, 4))
+    classify = linear_classifier(weights)
+    labels = jnp.argmax(classify(images), axis=1)
+    adversarial, top_left, loss = attacks.patch_attack(
+        classify,
+        images,
+        np.asarray(labels),
+        2,
+        key=jax.random.key(4),
+        num_locations=8,
+        steps=5,
+        step_size=0.1,
+        return_loss=True,
+    )
+    assert adversarial.shape == images.shape and top_left.shape == (3, 2)
+    assert top_left.dtype == jnp.int32
+    assert np.all((np.asarray(top_left) >= 0) & (np.asarray(top_left) <= 4))
+    clean_loss = jax.vmap(cross_entropy)(classify(images), labels)
+    assert np.all(np.asarray(loss) > np.asarray(clean_loss))
+    np.testing.assert_allclose(
+        loss, jax.vmap(cross_entropy)(classify(adversarial), labels), rtol=1e-5
+    )
+
+
+def test_single_image_matches_first_of_batch_and_chunks_agree():
+    images = jax.random.uniform(jax.random.key(5), (2, 6, 6, 1))
+    classify = linear_classifier(jax.random.normal(jax.random.key(6), (36, 3)))
+    kwargs = dict(key=jax.random.key(7), num_locations=5, steps=3, step_size=0.2)
+    batch_adv, batch_tl = attacks.patch_attack(classify, images, [0, 1], 2, **kwargs)
+    one_adv, one_tl = attacks.patch_attack(classify, images[0], 0, 2, **kwargs)
+    np.testing.assert_array_equal(one_tl, batch_tl[0])
+    np.testing.assert_allclose(one_adv, batch_adv[0], atol=1e-6)
+    chunk_adv, chunk_tl = attacks.patch_attack(
+        classify, images, [0, 1], 2, location_chunk=2, **kwargs
+    )
+    np.testing.assert_array_equal(chunk_tl, batch_tl)
+    np.testing.assert_allclose(chunk_adv, batch_adv, atol=1e-6)
+
+
+def test_new_weights_do_not_recompile():
+    images = jax.random.uniform(jax.random.key(8), (1, 5, 5, 1))
+    kwargs = dict(key=jax.random.key(9), num_locations=3, steps=1, step_size=0.1)
+    attacks.patch_attack(linear_classifier(jnp.ones((25, 2))), images, [0], 2, **kwargs)
+    before = attacks._attack_batch._cache_size()
+    attacks.patch_attack(
+        linear_classifier(-jnp.ones((25, 2))), images, [1], 2, **kwargs
+    )
+    assert attacks._attack_batch._cache_size() == before
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (dict(x=np.zeros((5, 5))), ValueError),
+        (dict(x=np.full((5, 5, 1), 2.0, np.float32)), ValueError),
+        (dict(y=np.array([0])), ValueError),
+        (dict(y=5), ValueError),
+        (dict(y=0.5), TypeError),
+        (dict(size=6), ValueError),
+        (dict(size=0), ValueError),
+        (dict(key=jax.random.PRNGKey(0)), TypeError),
+        (dict(step_size=0.0), ValueError),
+        (dict(steps=-1), ValueError),
+        (dict(logits_fn="not a function"), TypeError),
+    ],
+)
+def test_bad_arguments_raise(change, error):
+    args = dict(
+        logits_fn=linear_classifier(jnp.ones((25, 2))),
+        x=np.full((5, 5, 1), 0.5, np.float32),
+        y=0,
+        size=2,
+        key=jax.random.key(0),
+        steps=1,
+        step_size=0.1,
+    )
+    args.update(change)
+    with pytest.raises(error):
+        attacks.patch_attack(**args)
