@@ -1,0 +1,233 @@
+"""Accuracy metrics over certification result rows (paper Section 4, spec s. 6).
+
+A result row is a dict for one test image. Fields read here:
+
+- `label` (int >= 0): true class.
+- `prediction` (int, -1 = abstain): the defended prediction (on x_adv for the
+  practical mode, on the clean image for the centre / Grad-CAM modes).
+- `radius` (float >= 0): certified l2 radius of `prediction` (0 on abstain).
+- `covered` (bool, or None / absent): whether the smoothing mask contains the whole
+  attack patch. None or absent means the mode has no patch (centre / Grad-CAM).
+- `clean_prediction` (int, optional): the pipeline's prediction on the clean image,
+  for rows whose `prediction` is on an attacked image.
+
+Other fields (`index`, `p_lower`, `abstain_reason`, ...) are carried but not read.
+Abstentions (prediction -1) count as wrong everywhere, since labels are >= 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+ABSTAIN = -1
+
+
+def _rows(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows is empty: accuracy over no images is undefined")
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"rows[{i}] must be a dict, got {type(row).__name__}")
+    return rows
+
+
+def _int_field(row: Mapping[str, Any], field: str, i: int) -> int:
+    if field not in row:
+        raise ValueError(f"rows[{i}] has no '{field}' field")
+    value = row[field]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"rows[{i}]['{field}'] must be an int, got {value!r}")
+    return int(value)
+
+
+def _label(row: Mapping[str, Any], i: int) -> int:
+    label = _int_field(row, "label", i)
+    if label < 0:
+        raise ValueError(f"rows[{i}]['label'] must be >= 0, got {label}")
+    return label
+
+
+def _radius(row: Mapping[str, Any], i: int) -> float:
+    if "radius" not in row:
+        raise ValueError(f"rows[{i}] has no 'radius' field")
+    radius = row["radius"]
+    if isinstance(radius, bool) or not isinstance(radius, (int, float, np.number)):
+        raise TypeError(f"rows[{i}]['radius'] must be a number, got {radius!r}")
+    if math.isnan(radius):
+        raise ValueError(f"rows[{i}]['radius'] is NaN")
+    return float(radius)
+
+
+def _covered_ok(row: Mapping[str, Any], i: int) -> bool:
+    """True unless the row has a patch that the mask misses."""
+    covered = row.get("covered")
+    if covered is None:
+        return True
+    if not isinstance(covered, (bool, np.bool_)):
+        raise TypeError(f"rows[{i}]['covered'] must be a bool or None, got {covered!r}")
+    return bool(covered)
+
+
+def empirical_accuracy(rows: Iterable[Mapping[str, Any]]) -> float:
+    """Share of rows with prediction == label (radius and coverage ignored).
+
+    Args:
+      rows: result rows (see module docstring).
+
+    Returns:
+      Accuracy in [0, 1].
+    """
+    rows = _rows(rows)
+    correct = [
+        _int_field(r, "prediction", i) == _label(r, i) for i, r in enumerate(rows)
+    ]
+    return float(np.mean(correct))
+
+
+def clean_accuracy(rows: Iterable[Mapping[str, Any]]) -> float:
+    """Share of rows whose clean-image prediction equals the label.
+
+    Uses `clean_prediction` when the rows carry it (practical mode: `prediction` is on
+    x_adv) and `prediction` otherwise (centre / Grad-CAM modes certify the clean
+    image). Mixed rows are rejected, so an attacked prediction is never counted as a
+    clean one.
+
+    Args:
+      rows: result rows.
+
+    Returns:
+      Accuracy in [0, 1].
+    """
+    rows = _rows(rows)
+    has_clean = ["clean_prediction" in r for r in rows]
+    if any(has_clean) and not all(has_clean):
+        missing = has_clean.index(False)
+        raise ValueError(
+            f"rows[{missing}] has no 'clean_prediction' field while other rows do"
+        )
+    field = "clean_prediction" if all(has_clean) else "prediction"
+    correct = [_int_field(r, field, i) == _label(r, i) for i, r in enumerate(rows)]
+    return float(np.mean(correct))
+
+
+def certified_radii(rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
+    """Per-row radius that counts towards certified accuracy, -inf where none does.
+
+    A row counts up to its radius when prediction == label and, where the row has a
+    patch (`covered` not None), the mask covers it; otherwise it never counts. So
+    `certified_accuracy(rows, R) == mean(certified_radii(rows) >= R)`.
+
+    Args:
+      rows: result rows.
+
+    Returns:
+      [N] float64.
+    """
+    rows = _rows(rows)
+    radii = np.full(len(rows), -np.inf)
+    for i, row in enumerate(rows):
+        radius = _radius(row, i)
+        if radius < 0:
+            raise ValueError(f"rows[{i}]['radius'] must be >= 0, got {radius}")
+        if _int_field(row, "prediction", i) == _label(row, i) and _covered_ok(row, i):
+            radii[i] = radius
+    return radii
+
+
+def certified_accuracy(rows: Iterable[Mapping[str, Any]], radius: float) -> float:
+    """Localised certified R-accuracy (spec s. 6) at R = `radius`.
+
+    Share of rows with prediction == label, certified radius >= R, and (where the
+    row has a patch) a mask containing the whole patch. It is conditional on the
+    localisation of the attack actually run, not a worst case over all patch
+    positions. For centre / Grad-CAM rows (`covered` None) coverage is not required.
+
+    Args:
+      rows: result rows.
+      radius: R >= 0, l2 in [0, 1] pixel units.
+
+    Returns:
+      Accuracy in [0, 1].
+    """
+    return float(accuracy_curve(rows, [radius])[0])
+
+
+def accuracy_curve(
+    rows: Iterable[Mapping[str, Any]], radii: Sequence[float]
+) -> np.ndarray:
+    """Certified R-accuracy at each R in `radii`.
+
+    Args:
+      rows: result rows.
+      radii: [M] radii >= 0.
+
+    Returns:
+      [M] float64 accuracies in [0, 1].
+    """
+    grid = np.asarray(radii, dtype=np.float64)
+    if grid.ndim != 1:
+        raise ValueError(f"radii must be 1-D, got shape {grid.shape}")
+    if np.any(np.isnan(grid)) or np.any(grid < 0):
+        raise ValueError(f"radii must be >= 0, got {grid}")
+    counted = certified_radii(rows)
+    return (counted[None, :] >= grid[:, None]).mean(axis=1)
+
+
+def mask_covers(mask: Any, top_left: Any, size: int) -> bool:
+    """Whether the mask contains every pixel of the s x s patch at `top_left`.
+
+    Args:
+      mask: [H, W] bool (or 0/1) smoothing mask.
+      top_left: (row, column) of the patch, e.g. `patch_attack`'s second output.
+      size: patch side s.
+
+    Returns:
+      True iff mask[top:top+s, left:left+s] is all True.
+    """
+    mask_arr = np.asarray(mask)
+    if mask_arr.ndim != 2:
+        raise ValueError(f"mask must be [H, W], got shape {mask_arr.shape}")
+    if mask_arr.dtype != np.bool_:
+        if not np.all((mask_arr == 0) | (mask_arr == 1)):
+            raise ValueError("mask must be boolean or 0/1")
+        mask_arr = mask_arr.astype(bool)
+    corner = np.asarray(top_left)
+    if corner.shape != (2,) or not np.issubdtype(corner.dtype, np.integer):
+        raise ValueError(f"top_left must be 2 ints (row, column), got {top_left!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    top, left = int(corner[0]), int(corner[1])
+    height, width = mask_arr.shape
+    if top < 0 or left < 0 or top + size > height or left + size > width:
+        raise ValueError(
+            f"patch at top_left={top, left} of size {size} leaves the "
+            f"{height}x{width} mask"
+        )
+    return bool(mask_arr[top : top + size, left : left + size].all())
+
+
+def radius_markers(size: int, channels: int) -> dict[str, float]:
+    """The two reference radii to mark on curves and tables (spec s. 1).
+
+    Args:
+      size: patch side s.
+      channels: image channels C.
+
+    Returns:
+      {"true unrestricted (s*sqrt(C))": s * sqrt(C), the largest l2 change an s x s
+      patch can make in [0, 1] units; "paper s^2": s * s, the paper's threshold}.
+    """
+    for name, value in (("size", size), ("channels", channels)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    return {
+        "true unrestricted (s*sqrt(C))": float(size * math.sqrt(channels)),
+        "paper s^2": float(size * size),
+    }

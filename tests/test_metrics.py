@@ -1,0 +1,108 @@
+"""Tests for mrs_jax.metrics, on a hand-checked example."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mrs_jax import metrics
+
+# Practical-mode rows, written by hand. label / prediction / radius / covered:
+ROWS = [
+    # correct, covered, radius 3.0 -> counts for R <= 3.0
+    dict(index=0, label=1, prediction=1, radius=3.0, covered=True, clean_prediction=1),
+    # correct but the mask misses the patch -> never certified
+    dict(index=1, label=2, prediction=2, radius=5.0, covered=False, clean_prediction=2),
+    # abstain (prediction -1, radius 0) -> wrong everywhere
+    dict(
+        index=2,
+        label=0,
+        prediction=-1,
+        radius=0.0,
+        covered=True,
+        clean_prediction=0,
+        abstain_reason="p_lower <= 0.5",
+    ),
+    # wrong class with a large radius -> never certified
+    dict(index=3, label=3, prediction=4, radius=9.0, covered=True, clean_prediction=3),
+    # correct, covered, radius 8.0 -> counts for R <= 8.0
+    dict(index=4, label=5, prediction=5, radius=8.0, covered=True, clean_prediction=1),
+]
+
+
+def test_hand_checked_example():
+    # prediction == label for rows 0, 1, 4 -> 3 of 5.
+    assert metrics.empirical_accuracy(ROWS) == pytest.approx(3 / 5)
+    # clean_prediction == label for rows 0, 1, 2, 3 -> 4 of 5.
+    assert metrics.clean_accuracy(ROWS) == pytest.approx(4 / 5)
+    # certified: rows 0 (r=3) and 4 (r=8) only.
+    assert metrics.certified_accuracy(ROWS, 0.0) == pytest.approx(2 / 5)
+    assert metrics.certified_accuracy(ROWS, 3.0) == pytest.approx(2 / 5)
+    assert metrics.certified_accuracy(ROWS, 3.5) == pytest.approx(1 / 5)
+    assert metrics.certified_accuracy(ROWS, 8.0) == pytest.approx(1 / 5)
+    assert metrics.certified_accuracy(ROWS, 8.01) == 0.0
+    np.testing.assert_allclose(
+        metrics.accuracy_curve(ROWS, [0.0, 4.0, 10.0]), [0.4, 0.2, 0.0]
+    )
+
+
+def test_modes_without_patch_do_not_need_coverage():
+    # Centre / Grad-CAM rows: covered None or absent; clean accuracy = prediction.
+    rows = [
+        dict(index=0, label=1, prediction=1, radius=2.0, covered=None),
+        dict(index=1, label=0, prediction=0, radius=1.0),
+        dict(index=2, label=0, prediction=-1, radius=0.0),
+        dict(index=3, label=2, prediction=1, radius=4.0),
+    ]
+    assert metrics.clean_accuracy(rows) == pytest.approx(2 / 4)
+    assert metrics.empirical_accuracy(rows) == pytest.approx(2 / 4)
+    np.testing.assert_allclose(
+        metrics.accuracy_curve(rows, [0.0, 1.5, 2.0, 2.5]), [0.5, 0.25, 0.25, 0.0]
+    )
+
+
+def test_mixed_clean_prediction_rejected():
+    rows = [ROWS[0], dict(index=9, label=1, prediction=1, radius=1.0)]
+    with pytest.raises(ValueError, match="clean_prediction"):
+        metrics.clean_accuracy(rows)
+
+
+@pytest.mark.parametrize(
+    "rows, error",
+    [
+        ([], ValueError),
+        ([dict(label=1, radius=1.0)], ValueError),
+        ([dict(label=1, prediction=1.0, radius=1.0)], TypeError),
+        ([dict(label=-1, prediction=1, radius=1.0)], ValueError),
+        ([dict(label=1, prediction=1, radius=-1.0)], ValueError),
+        ([dict(label=1, prediction=1, radius=1.0, covered="yes")], TypeError),
+    ],
+)
+def test_bad_rows(rows, error):
+    with pytest.raises(error):
+        metrics.certified_accuracy(rows, 0.0)
+
+
+def test_mask_covers():
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 3:7] = True
+    assert metrics.mask_covers(mask, (2, 3), 4)
+    assert metrics.mask_covers(mask, np.array([3, 4]), 2)
+    assert not metrics.mask_covers(mask, (1, 3), 4)
+    assert not metrics.mask_covers(mask, (2, 4), 4)
+    assert metrics.mask_covers(mask.astype(np.uint8), (2, 3), 4)
+    with pytest.raises(ValueError, match="top_left"):
+        metrics.mask_covers(mask, (6, 6), 4)
+    with pytest.raises(ValueError, match="mask"):
+        metrics.mask_covers(np.full((8, 8), 0.5), (0, 0), 2)
+
+
+def test_radius_markers():
+    markers = metrics.radius_markers(5, 3)
+    assert markers["true unrestricted (s*sqrt(C))"] == pytest.approx(5 * math.sqrt(3))
+    assert markers["paper s^2"] == 25.0
+    assert metrics.radius_markers(32, 3)["true unrestricted (s*sqrt(C))"] == (
+        pytest.approx(55.4256, abs=1e-4)
+    )
+    with pytest.raises(ValueError, match="channels"):
+        metrics.radius_markers(5, 0)
