@@ -1,0 +1,216 @@
+"""Tests for mrs_jax.analysis on run directories written here."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from mrs_jax import analysis
+
+PRACTICAL_ROWS = [
+    # label, clean / undefended / defended predictions, radius, covered
+    dict(
+        index=0,
+        label=1,
+        clean_prediction=1,
+        clean_radius=9.5,
+        undefended_adv_prediction=0,
+        prediction=1,
+        radius=9.0,
+        covered=True,
+    ),
+    dict(
+        index=1,
+        label=2,
+        clean_prediction=2,
+        clean_radius=4.0,
+        undefended_adv_prediction=2,
+        prediction=2,
+        radius=30.0,
+        covered=False,
+    ),
+    dict(
+        index=2,
+        label=0,
+        clean_prediction=0,
+        clean_radius=2.0,
+        undefended_adv_prediction=3,
+        prediction=-1,
+        radius=0.0,
+        covered=True,
+        abstain_reason="p_lower <= 0.5",
+    ),
+    dict(
+        index=3,
+        label=3,
+        clean_prediction=1,
+        clean_radius=1.0,
+        undefended_adv_prediction=1,
+        prediction=3,
+        radius=26.0,
+        covered=True,
+    ),
+]
+CENTER_ROWS = [
+    dict(index=0, label=1, prediction=1, radius=5.0, covered=None),
+    dict(index=1, label=2, prediction=0, radius=7.0, covered=None),
+]
+
+
+def write_run(path, config, rows, truncated_tail=None):
+    path.mkdir()
+    (path / "run.json").write_text(json.dumps(config))
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if truncated_tail is not None:
+        text += json.dumps(truncated_tail)[:17]  # a job killed mid-write
+    (path / "rows.jsonl").write_text(text)
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    practical = write_run(
+        tmp_path / "practical_s7",
+        dict(mode="practical", size=5, channels=3, sigma=7.0),
+        PRACTICAL_ROWS,
+        truncated_tail=dict(index=4, label=9, prediction=9, radius=99.0),
+    )
+    center = write_run(
+        tmp_path / "center_s20",
+        dict(mode="center", size=5, channels=3, sigma=20, name="centre"),
+        CENTER_ROWS,
+    )
+    return practical, center
+
+
+def test_read_rows_tolerates_truncated_last_line_only(tmp_path, runs):
+    with pytest.warns(UserWarning, match="truncated"):
+        rows = analysis.read_rows(runs[0] / "rows.jsonl")
+    assert [r["index"] for r in rows] == [0, 1, 2, 3]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"index": 0}\n{"ind\n{"index": 2}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:2"):
+        analysis.read_rows(bad)
+
+
+def test_summaries_and_table(runs):
+    with pytest.warns(UserWarning):
+        practical = analysis.summarize_run(runs[0])
+    centre = analysis.summarize_run(runs[1])
+    # Hand counts over PRACTICAL_ROWS: clean correct rows 0,1,2 -> 3/4; defended
+    # correct rows 0,1,3 -> 3/4; undefended correct row 1 -> 1/4; abstain 1/4.
+    assert practical.name == "practical_s7" and practical.num_images == 4
+    assert practical.clean_accuracy == pytest.approx(0.75)
+    assert practical.empirical_accuracy == pytest.approx(0.75)
+    assert practical.undefended_accuracy == pytest.approx(0.25)
+    assert practical.abstain_rate == pytest.approx(0.25)
+    # Certified: row 0 (r=9, covered), row 3 (r=26, covered); row 1 is uncovered.
+    # s*sqrt(C) = 8.66 -> 2/4, s^2 = 25 -> 1/4.
+    assert list(practical.certified_accuracy([0, 8.66, 9.0, 9.01, 26.0, 26.1])) == [
+        0.5,
+        0.5,
+        0.5,
+        0.25,
+        0.25,
+        0.0,
+    ]
+    assert centre.name == "centre" and centre.undefended_accuracy is None
+    assert centre.clean_accuracy == pytest.approx(0.5)
+
+    table = analysis.markdown_table([practical, centre], [0, 10])
+    lines = table.strip().split("\n")
+    assert len(lines) == 4
+    assert lines[0].split(" | ")[-4:] == [
+        "cert R=0",
+        "cert R=10",
+        "cert R=s*sqrt(C)",
+        "cert R=s^2 |",
+    ]
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells == [
+        "practical_s7",
+        "practical",
+        "7",
+        "5",
+        "4",
+        "75.0",
+        "75.0",
+        "25.0",
+        "25.0",
+        "50.0",
+        "25.0",
+        "50.0 (8.66)",
+        "25.0 (25)",
+    ]
+    cells = [c.strip() for c in lines[3].strip("|").split("|")]
+    assert cells == [
+        "centre",
+        "center",
+        "20",
+        "5",
+        "2",
+        "50.0",
+        "50.0",
+        "-",
+        "0.0",
+        "50.0",
+        "0.0",
+        "0.0 (8.66)",
+        "0.0 (25)",
+    ]
+
+
+def test_csv_png_and_main(tmp_path, runs):
+    with pytest.warns(UserWarning):
+        summaries = [analysis.summarize_run(d) for d in runs]
+    path_csv = tmp_path / "curves.csv"
+    analysis.write_curves_csv(summaries, path_csv, radii=[0.0, 5.0, 9.0, 20.0])
+    with open(path_csv) as f:
+        table = list(csv.DictReader(f))
+    got = [
+        (r["run"], float(r["radius"]), float(r["certified_accuracy"])) for r in table
+    ]
+    assert got == [
+        ("practical_s7", 0.0, 0.5),
+        ("practical_s7", 5.0, 0.5),
+        ("practical_s7", 9.0, 0.5),
+        ("practical_s7", 20.0, 0.25),
+        ("centre", 0.0, 0.5),
+        ("centre", 5.0, 0.5),
+        ("centre", 9.0, 0.0),
+        ("centre", 20.0, 0.0),
+    ]
+    default_radii = analysis.curve_radii(summaries)
+    assert 25.0 in default_radii and 5 * math.sqrt(3) in default_radii
+    assert default_radii[-1] >= 26.0  # past the largest certified radius
+
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning):
+        assert (
+            analysis.main(
+                [str(d) for d in runs] + ["--radii", "0", "10", "--out", str(out)]
+            )
+            == 0
+        )
+    png = (out / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    assert "practical_s7" in (out / "summary.md").read_text()
+    records = json.loads((out / "summary.json").read_text())
+    assert records[0]["certified"] == {"0": 0.5, "10": 0.25}
+    assert records[0]["markers"]["paper s^2"] == {"radius": 25.0, "certified": 0.25}
+    with open(out / "curves.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2 * len(default_radii)
+
+
+def test_bad_run_dirs(tmp_path):
+    with pytest.raises(ValueError, match="run.json"):
+        analysis.summarize_run(tmp_path)
+    bad = write_run(tmp_path / "bad", dict(mode="center", channels=3), CENTER_ROWS)
+    with pytest.raises(ValueError, match="'size'"):
+        analysis.summarize_run(bad)
+    empty = write_run(tmp_path / "empty", dict(mode="center", size=5, channels=3), [])
+    with pytest.raises(ValueError, match="no result rows"):
+        analysis.summarize_run(empty)
+    with pytest.raises(ValueError, match="summaries"):
+        analysis.markdown_table([], [0.0])
