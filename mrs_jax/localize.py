@@ -1,0 +1,527 @@
+"""Patch localisation by joint voting (paper section 3.2, spec section 4).
+
+Every s x s block of the image is inpainted in turn and classified (the prediction
+map); the attacked class c_t is the most frequent label; C is the set of positions
+whose label differs; each candidate position scores the number of C positions in a
+cross-shaped template around it; the best-scoring block, grown by ``dilation``
+pixels, is the mask.
+
+Positions and stride. A position is the top-left pixel (i, j) of a block, with
+``i = r * stride`` for map row r (likewise j and column c), so the prediction and
+score maps are [rows, cols] = [(H - s) // stride + 1, (W - s) // stride + 1]. The
+template is defined in pixels exactly as in the spec: horizontal arm
+``|i' - i| <= s - m`` and ``|j' - j| <= s - 1``, vertical arm ``|i' - i| <= s - 1`` and
+``|j' - j| <= s - m``. In map indices that is ``|r' - r| <= (s - m) // stride`` and
+``|c' - c| <= (s - 1) // stride`` (and the transpose). With stride 1 it is the spec's
+template verbatim.
+
+Image borders. Read literally, the spec counts only positions that exist, so
+templates are clipped at the map border (``border="clip"``). That fails at borders:
+a patch in a corner changes only an s x s quarter of the usual (2s - 1)^2 square of
+positions, and every candidate whose clipped template covers that quarter ties for
+the maximum, so the first maximum can sit up to s - 1 pixels from the patch and the
+mask (dilation 3) misses it. The default, ``border="replicate"``, counts template
+cells beyond the map as copies of the nearest map cell (the changed/unchanged map is
+edge-padded before counting), which keeps a unique maximum on a border patch. Away
+from borders (template inside the map) the two are identical. See ``joint_vote``.
+
+No change. When no block changes the prediction (C is empty) there is nothing to
+locate: the result has ``reason == "no_change"``, ``abstain == False``, an all-False
+mask and ``top_left == (-1, -1)``. Callers decide what an empty mask means for them.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mrs_jax import inpaint
+
+REASONS = ("ok", "no_change", "multiple_regions")
+REASON_OK, REASON_NO_CHANGE, REASON_MULTIPLE = 0, 1, 2
+BORDERS = ("clip", "replicate")
+
+# tau defaults to this fraction of the largest template size (see joint_vote).
+TAU_FRACTION = 0.25
+
+
+class VoteSettings(NamedTuple):
+    """Static joint-voting settings (hashable, a jit static argument).
+
+    tau is not here: it is a traced argument, so changing it does not recompile.
+    """
+
+    size: int
+    stride: int
+    m: int
+    border: str
+
+
+class VoteResult(NamedTuple):
+    """Output of ``joint_vote``.
+
+    Attributes:
+      score_map: [rows, cols] int32 votes per candidate position.
+      attacked_class: [] int32 most frequent label c_t (smallest label on ties).
+      top_left: [2] int32 pixel position (i, j) of the best block; (-1, -1) when
+        no block changed the prediction.
+      abstain: [] bool, True when the positions scoring above tau form two or more
+        8-connected components.
+      reason: [] int32 code into ``REASONS``.
+      n_components: [] int32 number of 8-connected components above tau.
+    """
+
+    score_map: jax.Array
+    attacked_class: jax.Array
+    top_left: jax.Array
+    abstain: jax.Array
+    reason: jax.Array
+    n_components: jax.Array
+
+
+class LocalizeResult(NamedTuple):
+    """Output of ``localize``.
+
+    Attributes:
+      mask: [H, W] bool, the located block grown by ``dilation`` pixels, clipped to
+        the image; all False when ``reason == "no_change"``.
+      top_left: [2] int32 pixel position of the located block, or (-1, -1).
+      score_map: [rows, cols] int32 joint-voting scores.
+      prediction_map: [rows, cols] int32 labels of the inpainted variants.
+      attacked_class: [] int32.
+      abstain: [] bool.
+      reason: [] int32 code; ``reason_name`` gives the string.
+      n_components: [] int32 components above tau.
+    """
+
+    mask: jax.Array
+    top_left: jax.Array
+    score_map: jax.Array
+    prediction_map: jax.Array
+    attacked_class: jax.Array
+    abstain: jax.Array
+    reason: jax.Array
+    n_components: jax.Array
+
+    @property
+    def reason_name(self) -> str:
+        """Host-side name of ``reason``: "ok", "no_change" or "multiple_regions"."""
+        return reason_name(self.reason)
+
+
+def reason_name(code) -> str:
+    """Maps a reason code (int or 0-d array) to its string."""
+    return REASONS[int(code)]
+
+
+# ------------------------------------------------------------------------ settings
+
+
+def template_size(size: int, stride: int, m: int) -> int:
+    """Number of positions in a full (unclipped) cross template, in map indices."""
+    long_arm = 2 * ((size - 1) // stride) + 1
+    short_arm = 2 * ((size - m) // stride) + 1
+    return 2 * long_arm * short_arm - short_arm * short_arm
+
+
+def vote_settings(
+    size, *, stride=1, m=None, tau=None, border: str = "replicate"
+) -> tuple[VoteSettings, float]:
+    """Validates joint-voting settings and fills in the defaults.
+
+    Defaults: ``m = ceil(s / 2)`` and ``tau = TAU_FRACTION * template_size``; see
+    ``joint_vote`` for why.
+
+    Returns:
+      (settings, tau).
+    """
+    size = inpaint.check_int(size, "size", 1)
+    stride = inpaint.check_int(stride, "stride", 1)
+    m = (size + 1) // 2 if m is None else inpaint.check_int(m, "m", 1, size)
+    if tau is None:
+        tau = TAU_FRACTION * template_size(size, stride, m)
+    if isinstance(tau, bool) or not isinstance(tau, (int, float, np.number)):
+        raise TypeError(f"tau must be a number, got {type(tau).__name__}")
+    tau = float(tau)
+    if not math.isfinite(tau) or tau < 0:
+        raise ValueError(f"tau must be finite and >= 0, got {tau}")
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
+    return VoteSettings(size, stride, m, border), tau
+
+
+# ------------------------------------------------------------------- voting (jit)
+
+
+def _mode(labels: jax.Array) -> jax.Array:
+    """Most frequent value of a 1-D int array, smallest value on ties."""
+    ordered = jnp.sort(labels)
+    starts = jnp.concatenate([jnp.array([True]), ordered[1:] != ordered[:-1]])
+    run = jnp.cumsum(starts) - 1
+    counts = jax.ops.segment_sum(jnp.ones_like(run), run, num_segments=labels.size)
+    best = jnp.argmax(counts)
+    return ordered[jnp.argmax(run == best)]
+
+
+def _box_counts(changed: jax.Array, half_rows: int, half_cols: int) -> jax.Array:
+    """Counts of ``changed`` in the (2 hr + 1) x (2 hc + 1) box around each cell.
+
+    Uses a summed-area table: exact integers, O(rows * cols) for any box.
+    """
+    rows, cols = changed.shape
+    table = jnp.pad(jnp.cumsum(jnp.cumsum(changed, 0), 1), ((1, 0), (1, 0)))
+    r = jnp.arange(rows)
+    c = jnp.arange(cols)
+    r0 = jnp.clip(r - half_rows, 0, rows)[:, None]
+    r1 = jnp.clip(r + half_rows + 1, 0, rows)[:, None]
+    c0 = jnp.clip(c - half_cols, 0, cols)[None, :]
+    c1 = jnp.clip(c + half_cols + 1, 0, cols)[None, :]
+    return table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]
+
+
+def _scores(changed: jax.Array, settings: VoteSettings) -> jax.Array:
+    """[rows, cols] int32 cross-template counts of changed positions."""
+    long_arm = (settings.size - 1) // settings.stride
+    short_arm = (settings.size - settings.m) // settings.stride
+    if settings.border == "replicate":
+        changed = jnp.pad(changed, long_arm, mode="edge")
+    horizontal = _box_counts(changed, short_arm, long_arm)
+    vertical = _box_counts(changed, long_arm, short_arm)
+    centre = _box_counts(changed, short_arm, short_arm)
+    score = horizontal + vertical - centre
+    if settings.border == "replicate":
+        score = score[long_arm : -long_arm or None, long_arm : -long_arm or None]
+    return score
+
+
+def _count_components(active: jax.Array) -> jax.Array:
+    """Number of 8-connected components of a bool map, fully on device.
+
+    Each active cell starts with its own id; ids spread by 3 x 3 max-pooling inside
+    the active set until nothing changes, so each component ends with its largest
+    id, held by exactly one cell (its root).
+    """
+    ids = jnp.arange(1, active.size + 1, dtype=jnp.int32).reshape(active.shape)
+    start = jnp.where(active, ids, 0)
+
+    def grow(state):
+        labels, _ = state
+        pooled = jax.lax.reduce_window(labels, 0, jax.lax.max, (3, 3), (1, 1), "SAME")
+        new = jnp.where(active, pooled, 0)
+        return new, jnp.any(new != labels)
+
+    labels, _ = jax.lax.while_loop(lambda s: s[1], grow, (start, jnp.array(True)))
+    return jnp.sum(active & (labels == ids)).astype(jnp.int32)
+
+
+def _joint_vote(prediction_map, tau, settings: VoteSettings) -> VoteResult:
+    labels = prediction_map.astype(jnp.int32)
+    attacked = _mode(labels.ravel())
+    changed = (labels != attacked).astype(jnp.int32)
+    score = _scores(changed, settings).astype(jnp.int32)
+    best = jnp.argmax(score.ravel())
+    cols = labels.shape[1]
+    no_change = ~jnp.any(changed > 0)
+    top_left = jnp.stack([best // cols, best % cols]).astype(jnp.int32)
+    top_left = jnp.where(no_change, -1, top_left * settings.stride)
+    n_components = _count_components(score > tau)
+    abstain = (~no_change) & (n_components >= 2)
+    reason = jnp.where(
+        no_change, REASON_NO_CHANGE, jnp.where(abstain, REASON_MULTIPLE, REASON_OK)
+    ).astype(jnp.int32)
+    return VoteResult(score, attacked, top_left, abstain, reason, n_components)
+
+
+def _block_mask(top_left, size, dilation, height, width) -> jax.Array:
+    """[H, W] bool: the block at top_left grown by dilation, clipped; empty if -1."""
+    i, j = top_left[0], top_left[1]
+    rows = jnp.arange(height)[:, None]
+    cols = jnp.arange(width)[None, :]
+    inside = (
+        (rows >= i - dilation)
+        & (rows < i + size + dilation)
+        & (cols >= j - dilation)
+        & (cols < j + size + dilation)
+    )
+    return inside & (i >= 0)
+
+
+@functools.partial(jax.jit, static_argnames=("settings", "dilation", "shape"))
+def _vote_and_mask(prediction_map, tau, settings, dilation, shape):
+    vote = _joint_vote(prediction_map, tau, settings)
+    mask = _block_mask(vote.top_left, settings.size, dilation, *shape)
+    return mask, vote
+
+
+def _check_map(prediction_map) -> None:
+    if not hasattr(prediction_map, "shape") or not hasattr(prediction_map, "dtype"):
+        prediction_map = np.asarray(prediction_map)
+    if len(prediction_map.shape) != 2 or min(prediction_map.shape) < 1:
+        raise ValueError(
+            f"prediction_map must have shape [rows, cols], got {prediction_map.shape}"
+        )
+    if not jnp.issubdtype(prediction_map.dtype, jnp.integer):
+        raise TypeError(
+            f"prediction_map must hold integer labels, got {prediction_map.dtype}"
+        )
+
+
+def joint_vote(
+    prediction_map, size, *, stride=1, m=None, tau=None, border="replicate"
+) -> VoteResult:
+    """Joint voting over a prediction map (spec section 4, steps 2 to 6).
+
+    Pure and jit-able (size, stride, m, tau and border are static); the
+    connected-component count for abstention runs on device as well.
+
+    Defaults and why:
+      m = ceil(s / 2): a template cell votes when its block hides at least half of
+        the candidate's rows (or columns) and any of its columns (rows). m = 1 (the
+        full square) also collects votes from blocks that only graze the candidate,
+        so sparse clean-area misclassifications weigh more; m = s (a one-block plus)
+        is what the paper warns "can be easily defeated". Half is the middle.
+      tau = TAU_FRACTION * template_size = a quarter of the full template. An
+        isolated misclassified position adds at most one vote anywhere, so passing
+        tau needs a quarter of a template footprint misclassified, which clean
+        regions rarely produce (paper section 3.3). A real patch that breaks once
+        half its rows and columns are hidden gives about a third of the template at
+        its position (well above tau), and a patch broken by any overlap gives the
+        whole template, so two such patches far apart produce two components.
+
+    Args:
+      prediction_map: [rows, cols] int labels of the inpainted variants, row r and
+        column c holding the block at pixel (r * stride, c * stride).
+      size: block side s in pixels.
+      stride: pixel step between positions; arms are measured in pixels.
+      m: arm overlap in [1, s]; default ceil(s / 2).
+      tau: score threshold >= 0 for abstention; default a quarter of
+        ``template_size(size, stride, m)``.
+      border: "replicate" (default: template cells beyond the map count as the
+        nearest map cell) or "clip" (only existing positions vote; the literal
+        spec, biased at borders, see the module docstring).
+
+    Returns:
+      VoteResult; location is the first maximum of the score in row-major order.
+    """
+    _check_map(prediction_map)
+    settings, tau = vote_settings(size, stride=stride, m=m, tau=tau, border=border)
+    return _joint_vote_jit(jnp.asarray(prediction_map), tau, settings)
+
+
+_joint_vote_jit = jax.jit(_joint_vote, static_argnames="settings")
+
+
+# ------------------------------------------------------------- prediction map
+
+
+def _as_partial(classify):
+    if isinstance(classify, jax.tree_util.Partial):
+        return classify
+    if not callable(classify):
+        raise TypeError(f"classify must be callable, got {type(classify).__name__}")
+    return jax.tree_util.Partial(classify)
+
+
+def _labels(classify, images: jax.Array) -> jax.Array:
+    """[B] int32 argmax labels of classify(images), checking the logits' shape."""
+    logits = classify(images)
+    if logits.ndim != 2 or logits.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"classify must return logits [B, K] for B={images.shape[0]} images, "
+            f"got shape {logits.shape}"
+        )
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+@jax.jit
+def _classify_blocks(classify, base, blocks, positions):
+    """Labels of ``base`` with each [s, s, C] block pasted at its position."""
+    images = jax.vmap(inpaint.paste_block, in_axes=(None, 0, 0))(
+        base, blocks, positions
+    )
+    return _labels(classify, images)
+
+
+def _chunked_positions(positions: np.ndarray, batch_size: int) -> np.ndarray:
+    """[n_chunks, batch, 2] positions, padded with copies of the first."""
+    n_chunks = -(-len(positions) // batch_size)
+    padded = np.concatenate(
+        [positions, np.repeat(positions[:1], n_chunks * batch_size - len(positions), 0)]
+    )
+    return padded.reshape(n_chunks, batch_size, 2)
+
+
+def _harmonic_map(classify, x, chunks, size, grid):
+    """On-device prediction map: harmonic fill + classify, chunk by chunk."""
+
+    def one_chunk(positions):
+        images = jax.vmap(inpaint.harmonic_variant, in_axes=(None, 0, None))(
+            x, positions, size
+        )
+        return _labels(classify, images)
+
+    labels = jax.lax.map(one_chunk, chunks).reshape(-1)
+    return labels[: grid[0] * grid[1]].reshape(grid)
+
+
+_harmonic_map_jit = jax.jit(_harmonic_map, static_argnames=("size", "grid"))
+
+
+def _telea_map(classify, x, positions, size, batch_size, grid, workers):
+    """Host Telea fill on threads, overlapped with async device classification."""
+    x_uint8 = inpaint.to_uint8(x)
+    base = jnp.asarray(x_uint8.astype(np.float32) / np.float32(255.0))
+    pending = []
+    chunks = inpaint.telea_block_chunks(x_uint8, positions, size, batch_size, workers)
+    for start, blocks in zip(range(0, len(positions), batch_size), chunks, strict=True):
+        part = positions[start : start + batch_size]
+        n = len(part)
+        if n < batch_size:  # pad the last chunk so the jitted classify never retraces
+            blocks = np.concatenate([blocks, np.repeat(blocks[:1], batch_size - n, 0)])
+            part = np.concatenate([part, np.repeat(part[:1], batch_size - n, 0)])
+        # Dispatch is asynchronous: the threads fill the next chunk meanwhile.
+        pending.append(_classify_blocks(classify, base, blocks, part)[:n])
+    return jnp.concatenate(pending).reshape(grid)
+
+
+def _check_common(classify, x, size, stride, method, batch_size):
+    classify = _as_partial(classify)
+    arr = inpaint.check_image(x)
+    size, stride = inpaint.check_block(arr.shape, size, stride)
+    method = inpaint.check_method(method)
+    batch_size = inpaint.check_int(batch_size, "batch_size", 1)
+    if method == "telea" and arr.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"method='telea' needs x with 1 or 3 channels, got {arr.shape[-1]}"
+        )
+    return classify, arr, size, stride, method, batch_size
+
+
+def prediction_map(
+    classify,
+    x,
+    size,
+    *,
+    stride=1,
+    method="telea",
+    batch_size=256,
+    workers=None,
+) -> jax.Array:
+    """Labels of all block-inpainted variants of x (spec section 4, step 1).
+
+    Args:
+      classify: pure function [B, H, W, C] -> logits [B, K]; a plain function or a
+        ``jax.tree_util.Partial`` carrying weights (passed to jit as a pytree).
+      x: [H, W, C] float32 image in [0, 1].
+      size: block side s, 1 <= s <= min(H, W).
+      stride: pixel step between block positions, >= 1.
+      method: "telea" (OpenCV on host threads, on the uint8-rounded image; chunks of
+        blocks are filled while the device classifies the previous chunk) or
+        "harmonic" (fill, classify and argmax in one device program).
+      batch_size: variants per device call (memory bound: batch_size x H x W x C).
+      workers: Telea threads; default os.cpu_count().
+
+    Returns:
+      [rows, cols] int32 labels, rows = (H - s) // stride + 1 (likewise cols); entry
+      (r, c) is the block at pixel (r * stride, c * stride).
+    """
+    classify, arr, size, stride, method, batch_size = _check_common(
+        classify, x, size, stride, method, batch_size
+    )
+    height, width = arr.shape[:2]
+    grid = inpaint.grid_shape(height, width, size, stride)
+    positions = inpaint.block_positions(height, width, size, stride)
+    batch_size = min(batch_size, len(positions))
+    if method == "harmonic":
+        chunks = jnp.asarray(_chunked_positions(positions, batch_size))
+        return _harmonic_map_jit(classify, jnp.asarray(arr), chunks, size, grid)
+    return _telea_map(classify, arr, positions, size, batch_size, grid, workers)
+
+
+# ------------------------------------------------------------------- localize
+
+
+def _localize_harmonic(classify, x, chunks, tau, settings, dilation, grid):
+    pmap = _harmonic_map(classify, x, chunks, settings.size, grid)
+    vote = _joint_vote(pmap, tau, settings)
+    mask = _block_mask(vote.top_left, settings.size, dilation, *x.shape[:2])
+    return mask, pmap, vote
+
+
+_localize_harmonic_jit = jax.jit(
+    _localize_harmonic, static_argnames=("settings", "dilation", "grid")
+)
+
+
+def localize(
+    classify,
+    x,
+    size,
+    *,
+    stride=1,
+    m=None,
+    tau=None,
+    dilation=3,
+    method="telea",
+    batch_size=256,
+    border="replicate",
+    workers=None,
+) -> LocalizeResult:
+    """Locates a patch by joint voting (spec section 4) and returns its mask.
+
+    With ``method="harmonic"`` the whole localisation (inpaint, classify, vote,
+    mask) is one jitted device program, chunked over positions with ``lax.map``.
+    With ``method="telea"`` the prediction map is built by host threads overlapped
+    with device classification, then voting runs jitted.
+
+    Args:
+      classify: pure function [B, H, W, C] -> logits [B, K] (the base classifier f,
+        not smoothed); plain function or ``jax.tree_util.Partial``.
+      x: [H, W, C] float32 image in [0, 1], possibly carrying a patch.
+      size: block side s (normally the patch size).
+      stride: pixel step between block positions, >= 1.
+      m: template arm overlap in [1, s]; default ceil(s / 2) (see ``joint_vote``).
+      tau: abstention threshold >= 0; default a quarter of the template size.
+      dilation: pixels added to every side of the located block, >= 0.
+      method: "telea" or "harmonic".
+      batch_size: variants classified per device call.
+      border: "replicate" (default) or "clip" template handling at the border.
+      workers: Telea threads; default os.cpu_count().
+
+    Returns:
+      LocalizeResult. ``reason_name`` is "ok", "no_change" (no block changed the
+      prediction: empty mask, top_left (-1, -1), abstain False) or
+      "multiple_regions" (abstain True; mask still marks the best block).
+    """
+    classify, arr, size, stride, method, batch_size = _check_common(
+        classify, x, size, stride, method, batch_size
+    )
+    settings, tau = vote_settings(size, stride=stride, m=m, tau=tau, border=border)
+    dilation = inpaint.check_int(dilation, "dilation", 0)
+    height, width = arr.shape[:2]
+    grid = inpaint.grid_shape(height, width, size, stride)
+    positions = inpaint.block_positions(height, width, size, stride)
+    batch_size = min(batch_size, len(positions))
+    if method == "harmonic":
+        chunks = jnp.asarray(_chunked_positions(positions, batch_size))
+        mask, pmap, vote = _localize_harmonic_jit(
+            classify, jnp.asarray(arr), chunks, tau, settings, dilation, grid
+        )
+    else:
+        pmap = _telea_map(classify, arr, positions, size, batch_size, grid, workers)
+        mask, vote = _vote_and_mask(pmap, tau, settings, dilation, (height, width))
+    return LocalizeResult(
+        mask=mask,
+        top_left=vote.top_left,
+        score_map=vote.score_map,
+        prediction_map=pmap,
+        attacked_class=vote.attacked_class,
+        abstain=vote.abstain,
+        reason=vote.reason,
+        n_components=vote.n_components,
+    )
