@@ -13,6 +13,13 @@ def _apply(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array) -> jax.A
     return model(images)
 
 
+@functools.lru_cache(maxsize=64)
+def _apply_for(graphdef: nnx.GraphDef) -> Callable:
+    # One function object per architecture: classifiers of equal structure then have
+    # equal pytree structure, so a jitted caller traces once for all their weights.
+    return functools.partial(_apply, graphdef)
+
+
 def as_classifier(model: nnx.Module) -> Callable[[jax.Array], jax.Array]:
     """Returns ``classify(images: [B, H, W, C] in [0, 1]) -> logits [B, K]``.
 
@@ -37,4 +44,4 @@ def as_classifier(model: nnx.Module) -> Callable[[jax.Array], jax.Array]:
     graphdef, state = nnx.split(eval_model)
     # Copy the arrays' containers so the classifier is a snapshot of the weights.
     state = jax.tree.map(lambda a: a, state)
-    return Partial(functools.partial(_apply, graphdef), state)
+    return Partial(_apply_for(graphdef), state)
