@@ -1,8 +1,8 @@
 """Meshes and placement for spreading the sample axis over every device.
 
-One global mesh with a single ``"samples"`` axis spans all devices of all
-processes (``jax.devices()``), so the same code runs on a laptop CPU, one GPU, or
-a multi-host pod after ``jax.distributed.initialize``.
+A 1-D mesh with a single ``"samples"`` axis spans the devices of this process,
+so the same code runs on a laptop CPU, one GPU, or each host of a multi-host pod
+after ``jax.distributed.initialize`` (where processes share out the images).
 """
 
 from __future__ import annotations
@@ -19,14 +19,17 @@ SAMPLES = "samples"
 
 @functools.cache
 def sample_mesh(num_devices: int | None = None) -> Mesh:
-    """A 1-D mesh named ``"samples"`` over every device of every process.
+    """A 1-D mesh named ``"samples"`` over every device of this process.
 
-    ``num_devices`` restricts it to the first devices (for comparisons and tests).
+    Certification is parallel over images across processes (``mrs_jax.distributed``),
+    so within one process the samples of one image are sharded over its own
+    devices; in a single process that is every device. ``num_devices`` restricts
+    it to the first devices (for comparisons and tests).
 
     The axis is ``Auto`` so that XLA's partitioner propagates the sample
     sharding through any classifier without the classifier knowing of it.
     """
-    devices = jax.devices()
+    devices = jax.local_devices()
     if num_devices is not None:
         if not 1 <= num_devices <= len(devices):
             raise ValueError(
@@ -50,12 +53,12 @@ def along_samples(mesh: Mesh, ndim: int) -> NamedSharding:
 def replicate(value, mesh: Mesh) -> jax.Array:
     """Places a host value, identical on every process, on every device of ``mesh``.
 
-    With several processes ``jax.device_put`` cannot address other hosts'
-    devices, so each process fills its own devices from its copy.
+    When the mesh spans other processes' devices, ``jax.device_put`` cannot
+    address them, so each process fills its own devices from its copy.
     """
     value = np.asarray(value)
     sharding = replicated(mesh)
-    if jax.process_count() == 1:
+    if all(d.process_index == jax.process_index() for d in mesh.devices.flat):
         return jax.device_put(value, sharding)
     return jax.make_array_from_callback(
         value.shape, sharding, lambda index: value[index]

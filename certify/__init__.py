@@ -1,0 +1,1 @@
+"""Entry points: `python -m certify`, `certify.analyze` and `certify.demo`."""

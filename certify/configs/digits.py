@@ -1,0 +1,43 @@
+"""MRS on the embedded digits (32x32x3) with a 5x5 patch: the demo's settings.
+
+Run: ``python -m certify --config certify/configs/digits.py --checkpoint runs/digits
+--out runs/certify_digits`` (add ``--smoke`` for the tiny variant).
+
+n = 10,000 rather than the paper's 100,000 keeps the demo within minutes on a
+2-core CPU; sigma must match the noise the checkpoint was trained with.
+"""
+
+import dataclasses
+
+from mrs_jax.job import JobConfig
+
+
+def get_config(smoke: bool = False) -> JobConfig:
+    config = JobConfig(
+        mode="practical",
+        dataset="digits",
+        split="test",
+        num_images=40,
+        patch_size=5,
+        num_locations=80,
+        attack_steps=20,
+        attack_step_size=0.1,
+        dilation=3,
+        inpaint_method="telea",
+        sigma=4.0,
+        n0=100,
+        n=10_000,
+        alpha=0.001,
+        batch_size=1000,
+    )
+    if smoke:
+        config = dataclasses.replace(
+            config,
+            num_images=2,
+            num_locations=4,
+            attack_steps=2,
+            n0=10,
+            n=100,
+            batch_size=64,
+        )
+    return config
