@@ -5,7 +5,7 @@ Variants are ``functools.partial`` of four families (flax ``examples/imagenet``)
 | name | family | notes |
 |---|---|---|
 | ``small_cnn`` | SmallCNN | 32/64/128 channels; the digits default |
-| ``resnet20`` / ``resnet56`` / ``resnet110`` | CifarResNet | Cohen et al.'s CIFAR nets |
+| ``resnet20`` / ``resnet56`` / ``resnet110`` | CifarResNet | Cohen et al. |
 | ``wrn28_10`` | WideResNet | WRN-28-10 |
 | ``resnet50`` | ImageNetResNet | bottleneck, (3, 4, 6, 3) |
 | ``tiny_cnn`` / ``resnet_tiny`` / ``wrn_tiny`` / ``resnet50_tiny`` | | tests only |

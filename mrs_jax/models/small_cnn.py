@@ -43,7 +43,7 @@ class SmallCNN(nnx.Module):
     def __call__(self, images: jax.Array) -> jax.Array:
         """Maps ``images: [B, H, W, C]`` in [0, 1] to logits ``[B, K]``."""
         x = self.normalize(images)
-        for conv, norm in zip(self.convs, self.norms):
+        for conv, norm in zip(self.convs, self.norms, strict=True):
             x = nnx.relu(norm(conv(x)))
             x = nnx.max_pool(x, (2, 2), strides=(2, 2))
         return self.head(x.mean(axis=(1, 2)))

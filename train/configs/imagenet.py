@@ -11,7 +11,7 @@ Data: tensorflow-datasets ``imagenet2012`` prepared as array_record in ``data_di
 (``tfds build imagenet2012 --file_format=array_record``, with the ILSVRC2012
 tarballs in ``<data_dir>/downloads/manual``). Images are resized (shorter side 256)
 and centre-cropped to 224, then randomly flipped and cropped.
-Smoke: add ``--smoke`` (synthetic 64x64 data, a tiny bottleneck ResNet, two steps).
+Smoke: add ``--smoke`` (synthetic 32x32 data, a tiny bottleneck ResNet, two steps).
 """
 
 import dataclasses
@@ -44,7 +44,7 @@ def get_config(smoke: bool = False) -> TrainConfig:
             data_dir=None,
             model="resnet50_tiny",
             num_classes=5,
-            image_shape=(64, 64, 3),
+            image_shape=(32, 32, 3),
             synthetic_examples=32,
             epochs=1,
             batch_size=8,
