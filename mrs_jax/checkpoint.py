@@ -44,11 +44,19 @@ def read_model_meta(workdir: str | Path) -> dict[str, Any]:
 
 
 def checkpoint_manager(
-    workdir: str | Path, max_to_keep: int = 2
+    workdir: str | Path, max_to_keep: int = 2, read_only: bool = False
 ) -> ocp.CheckpointManager:
-    """An orbax manager for ``<workdir>/checkpoints`` (synchronous saves)."""
+    """An orbax manager for ``<workdir>/checkpoints`` (synchronous saves).
+
+    A writer removes temporary folders left by a killed save; a ``read_only`` reader
+    (e.g. certification while training runs) leaves them alone.
+    """
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
+        max_to_keep=max_to_keep,
+        enable_async_checkpointing=False,
+        create=not read_only,
+        cleanup_tmp_directories=not read_only,
+        read_only=read_only,
     )
     return ocp.CheckpointManager(
         Path(workdir).absolute() / CHECKPOINT_DIR,
@@ -145,7 +153,7 @@ def load_model(checkpoint_path: str | Path) -> tuple[nnx.Module, dict[str, Any]]
     graphdef, params, batch_stats, rest = nnx.split(
         model, nnx.Param, nnx.BatchStat, ...
     )
-    manager = checkpoint_manager(workdir)
+    manager = checkpoint_manager(workdir, read_only=True)
     state, _, progress = restore_checkpoint(
         manager, {"params": params, "batch_stats": batch_stats}, epoch=epoch
     )

@@ -12,6 +12,7 @@ finished-epoch count in a checkpoint is all the RNG state a resumed run needs.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -148,14 +149,20 @@ def make_optimizer(
     )
 
 
-def make_train_step(graphdef, rest, tx, config: TrainConfig) -> Callable:
-    """A jitted ``step(state, opt_state, images, labels, key)``.
+@functools.lru_cache(maxsize=16)
+def make_train_step(
+    graphdef: nnx.GraphDef, config: TrainConfig, steps_per_epoch: int
+) -> Callable:
+    """A jitted ``step(state, opt_state, rest, images, labels, key)``, cached.
 
-    ``state`` is ``{"params", "batch_stats"}``. Returns ``(state, opt_state, loss,
-    accuracy)`` with the batch's mean loss and accuracy on the augmented images.
+    ``state`` is ``{"params", "batch_stats"}`` and ``rest`` any other model state.
+    Returns ``(state, opt_state, loss, accuracy)`` with the batch's mean loss and
+    accuracy on the augmented images. Equal arguments give the same jitted function,
+    so repeated runs in one process compile once.
     """
+    tx = make_optimizer(config, steps_per_epoch)
 
-    def loss_fn(params, batch_stats, images, labels):
+    def loss_fn(params, batch_stats, rest, images, labels):
         # Fresh Variable objects at this trace level, so BatchNorm may update them.
         batch_stats = jax.tree.map(lambda x: x, batch_stats)
         model = nnx.merge(graphdef, params, batch_stats, rest)
@@ -163,11 +170,11 @@ def make_train_step(graphdef, rest, tx, config: TrainConfig) -> Callable:
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         return loss, (logits, nnx.state(model, nnx.BatchStat))
 
-    def step(state, opt_state, images, labels, key):
+    def step(state, opt_state, rest, images, labels, key):
         noisy = augment(key, images, config)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, (logits, batch_stats)), grads = grad_fn(
-            state["params"], state["batch_stats"], noisy, labels
+            state["params"], state["batch_stats"], rest, noisy, labels
         )
         updates, opt_state = tx.update(grads, opt_state, state["params"])
         params = optax.apply_updates(state["params"], updates)
@@ -175,6 +182,21 @@ def make_train_step(graphdef, rest, tx, config: TrainConfig) -> Callable:
         return {"params": params, "batch_stats": batch_stats}, opt_state, loss, accuracy
 
     return jax.jit(step, donate_argnums=(0, 1))
+
+
+@functools.lru_cache(maxsize=16)
+def _eval_counts(config: TrainConfig) -> Callable:
+    """Jitted once per config: ``(classify, images, labels, valid, key) -> hits``."""
+    noise_config = dataclasses.replace(config, flip_crop=False)
+
+    @jax.jit
+    def counts(classify, images, labels, valid, key):
+        noisy = augment(key, images, noise_config)
+        clean_hits = (jnp.argmax(classify(images), -1) == labels) & valid
+        noisy_hits = (jnp.argmax(classify(noisy), -1) == labels) & valid
+        return clean_hits.sum(), noisy_hits.sum()
+
+    return counts
 
 
 def evaluate(
@@ -188,13 +210,6 @@ def evaluate(
     batch = math.ceil(min(config.eval_batch_size, max(count, 1)) / devices) * devices
     data_sharding = NamedSharding(mesh, P("data"))
 
-    @jax.jit
-    def correct(classify, images, labels, valid, key):
-        noisy = augment(key, images, dataclasses.replace(config, flip_crop=False))
-        clean_hits = (jnp.argmax(classify(images), -1) == labels) & valid
-        noisy_hits = (jnp.argmax(classify(noisy), -1) == labels) & valid
-        return clean_hits.sum(), noisy_hits.sum()
-
     clean = noisy = 0
     for i, start in enumerate(range(0, count, batch)):
         indices = np.arange(start, min(start + batch, count))
@@ -204,7 +219,7 @@ def evaluate(
         images = np.pad(images, ((0, pad), (0, 0), (0, 0), (0, 0)))
         labels = np.pad(labels, (0, pad))
         args = jax.device_put((images, labels, valid), data_sharding)
-        c, n = correct(classify, *args, jax.random.fold_in(key, i))
+        c, n = _eval_counts(config)(classify, *args, jax.random.fold_in(key, i))
         clean += int(c)
         noisy += int(n)
     return {
@@ -352,7 +367,7 @@ def train(
     rows = _read_metrics(metrics_path, start_epoch)
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    step_fn = make_train_step(graphdef, rest, tx, config)
+    step_fn = make_train_step(graphdef, config, steps_per_epoch)
     root_key = jax.random.key(config.seed)
     row = rows[-1] if rows else {}
     for epoch in range(start_epoch, config.epochs):
@@ -373,7 +388,12 @@ def train(
             images, labels = train_source.get_batch(indices)
             images, labels = jax.device_put((images, labels), data_sharding)
             state, opt_state, loss, accuracy = step_fn(
-                state, opt_state, images, labels, jax.random.fold_in(epoch_key, step)
+                state,
+                opt_state,
+                rest,
+                images,
+                labels,
+                jax.random.fold_in(epoch_key, step),
             )
             loss, accuracy = float(loss), float(accuracy)
             if not math.isfinite(loss):
