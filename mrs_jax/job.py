@@ -60,6 +60,7 @@ class JobConfig:
     ``stride``, ``m``, ``tau`` (None: the localiser's defaults), ``dilation``,
     ``inpaint_method``, ``localize_batch_size``. Smoothing: ``sigma`` (l2, [0, 1]
     pixel units), ``n0``, ``n``, ``alpha``, ``batch_size``. ``seed`` roots every key.
+    ``synthetic_*``: the made-up data set's shape, classes and size (tests, smoke).
     """
 
     mode: str = "practical"
@@ -86,6 +87,7 @@ class JobConfig:
     seed: int = 0
     synthetic_shape: tuple[int, int, int] = (32, 32, 3)
     synthetic_classes: int = 10
+    synthetic_examples: int = 64
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -381,7 +383,7 @@ def _source(config: JobConfig):
     kwargs: dict[str, Any] = {"data_dir": config.data_dir}
     if config.dataset == "synthetic":
         kwargs.update(
-            num_examples=max(config.num_images, 16),
+            num_examples=config.synthetic_examples,
             image_shape=tuple(config.synthetic_shape),
             num_classes=config.synthetic_classes,
             seed=config.image_seed,
