@@ -3,7 +3,13 @@
 Everything lives in [0, 1] pixel space: images are ``[H, W, C]`` float32 in
 [0, 1], and ``sigma`` and certified radii are l2 norms in those units. A
 certificate from :func:`certify` covers only perturbations inside its mask.
+
+The smoothing core is imported eagerly; everything that pulls in Flax, OpenCV,
+matplotlib or tensorflow-datasets is resolved on first use, so ``import mrs_jax``
+stays fast and works where those are missing.
 """
+
+import importlib
 
 from mrs_jax.bounds import certified_radius, clopper_pearson_lower
 from mrs_jax.masks import patch_l2_bound, square_mask, unrestricted_radius
@@ -15,6 +21,52 @@ from mrs_jax.smoothing import (
     predict,
     sample_counts,
 )
+
+# Public name -> the module that defines it, imported when first asked for.
+_LAZY = {
+    "patch_attack": "mrs_jax.attacks",
+    "PatchAttackResult": "mrs_jax.attacks",
+    "gradcam": "mrs_jax.gradcam",
+    "input_gradient_saliency": "mrs_jax.gradcam",
+    "best_window": "mrs_jax.gradcam",
+    "sliding_inpaint": "mrs_jax.inpaint",
+    "prediction_map": "mrs_jax.localize",
+    "joint_vote": "mrs_jax.localize",
+    "localize": "mrs_jax.localize",
+    "LocalizeResult": "mrs_jax.localize",
+    "empirical_accuracy": "mrs_jax.metrics",
+    "clean_accuracy": "mrs_jax.metrics",
+    "certified_accuracy": "mrs_jax.metrics",
+    "accuracy_curve": "mrs_jax.metrics",
+    "mask_covers": "mrs_jax.metrics",
+    "get_model": "mrs_jax.models",
+    "as_classifier": "mrs_jax.models",
+    "model_names": "mrs_jax.models",
+    "load_dataset": "mrs_jax.data",
+    "dataset_source": "mrs_jax.data",
+    "masked_noise_augment": "mrs_jax.noise",
+    "random_square_masks": "mrs_jax.noise",
+    "TrainConfig": "mrs_jax.training",
+    "train": "mrs_jax.training",
+    "load_classifier": "mrs_jax.checkpoint",
+    "JobConfig": "mrs_jax.job",
+    "run_job": ("mrs_jax.job", "run"),
+}
+
+
+def __getattr__(name):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'mrs_jax' has no attribute {name!r}")
+    module_name, attribute = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)
+
 
 __all__ = [
     "ABSTAIN",
@@ -28,4 +80,5 @@ __all__ = [
     "sample_counts",
     "square_mask",
     "unrestricted_radius",
+    *_LAZY,
 ]

@@ -9,9 +9,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from mrs_jax import _checks
+
+
+def _stats():
+    # scipy.stats takes ~0.5 s to import; only the host-side bounds need it.
+    from scipy import stats
+
+    return stats
 
 
 def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
@@ -36,7 +42,7 @@ def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
         raise ValueError(f"k must be <= n, got k={k}, n={n}")
     if k == 0:
         return 0.0
-    return float(stats.beta.ppf(alpha, k, n - k + 1))
+    return float(_stats().beta.ppf(alpha, k, n - k + 1))
 
 
 def clopper_pearson_upper(k: int, n: int, alpha: float) -> float:
@@ -49,7 +55,7 @@ def clopper_pearson_upper(k: int, n: int, alpha: float) -> float:
         raise ValueError(f"k must be <= n, got k={k}, n={n}")
     if k == n:
         return 1.0
-    return float(stats.beta.ppf(1.0 - alpha, k + 1, n - k))
+    return float(_stats().beta.ppf(1.0 - alpha, k + 1, n - k))
 
 
 def certified_radius(
@@ -69,18 +75,19 @@ def certified_radius(
     if p_upper is None:
         if p_lower <= 0.5:
             return 0.0
-        return float(sigma * stats.norm.ppf(p_lower))
+        return float(sigma * _stats().norm.ppf(p_lower))
     p_upper = _unit(p_upper, "p_upper")
     if p_lower <= p_upper:
         return 0.0
-    return float(sigma / 2.0 * (stats.norm.ppf(p_lower) - stats.norm.ppf(p_upper)))
+    norm = _stats().norm
+    return float(sigma / 2.0 * (norm.ppf(p_lower) - norm.ppf(p_upper)))
 
 
 def binomial_p_value(n_a: int, n_b: int) -> float:
     """Two-sided ``binomtest(n_a, n_a + n_b, 0.5)`` p-value (1.0 when both are 0)."""
     if n_a + n_b == 0:
         return 1.0
-    return float(stats.binomtest(int(n_a), int(n_a + n_b), 0.5).pvalue)
+    return float(_stats().binomtest(int(n_a), int(n_a + n_b), 0.5).pvalue)
 
 
 def _unit(p, name: str) -> float:
