@@ -26,6 +26,7 @@ import argparse
 import concurrent.futures
 import functools
 import glob
+import importlib
 import importlib.util
 import os
 import platform
@@ -41,7 +42,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mrs_jax import inpaint, localize  # noqa: E402
+from mrs_jax import inpaint  # noqa: E402
+
+# The package exports the function `localize`, which hides the module of that name.
+localize = importlib.import_module("mrs_jax.localize")
 from mrs_jax.data import load_dataset  # noqa: E402
 
 PAPER_SECONDS_PER_CIFAR_IMAGE = 14.6

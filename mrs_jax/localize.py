@@ -15,15 +15,17 @@ template is defined in pixels exactly as in the spec: horizontal arm
 ``|c' - c| <= (s - 1) // stride`` (and the transpose). With stride 1 it is the spec's
 template verbatim.
 
-Image borders. Read literally, the spec counts only positions that exist, so
-templates are clipped at the map border (``border="clip"``). That fails at borders:
-a patch in a corner changes only an s x s quarter of the usual (2s - 1)^2 square of
-positions, and every candidate whose clipped template covers that quarter ties for
-the maximum, so the first maximum can sit up to s - 1 pixels from the patch and the
-mask (dilation 3) misses it. The default, ``border="replicate"``, counts template
-cells beyond the map as copies of the nearest map cell (the changed/unchanged map is
-edge-padded before counting), which keeps a unique maximum on a border patch. Away
-from borders (template inside the map) the two are identical. See ``joint_vote``.
+Location. The located block is the maximum of the score. Scores have plateaus
+(a patch whose changed region is smaller than the template ties over a square of
+positions, and at an image border the clipped template ties over a wider area), so
+among all maxima the one nearest their centroid is taken rather than the first in
+row-major order, which would sit at a plateau's corner. Templates are clipped at the
+map border (only existing positions vote, as in the spec). Measured consequence
+(tests, and a planted patch broken by any overlap): with s = 5 the mask always
+covers the patch, borders included; for larger s a patch in a corner can be located
+up to about s / 2 pixels off, so use dilation >= s / 2 when that matters. A clipped
+template also scores lower, so a patch at a corner may stay below tau and not count
+towards abstention.
 
 No change. When no block changes the prediction (C is empty) there is nothing to
 locate: the result has ``reason == "no_change"``, ``abstain == False``, an all-False
@@ -44,10 +46,8 @@ from mrs_jax import inpaint
 
 REASONS = ("ok", "no_change", "multiple_regions")
 REASON_OK, REASON_NO_CHANGE, REASON_MULTIPLE = 0, 1, 2
-BORDERS = ("clip", "replicate")
-
 # tau defaults to this fraction of the largest template size (see joint_vote).
-TAU_FRACTION = 0.25
+TAU_FRACTION = 0.5
 
 
 class VoteSettings(NamedTuple):
@@ -59,7 +59,6 @@ class VoteSettings(NamedTuple):
     size: int
     stride: int
     m: int
-    border: str
 
 
 class VoteResult(NamedTuple):
@@ -129,9 +128,7 @@ def template_size(size: int, stride: int, m: int) -> int:
     return 2 * long_arm * short_arm - short_arm * short_arm
 
 
-def vote_settings(
-    size, *, stride=1, m=None, tau=None, border: str = "replicate"
-) -> tuple[VoteSettings, float]:
+def vote_settings(size, *, stride=1, m=None, tau=None) -> tuple[VoteSettings, float]:
     """Validates joint-voting settings and fills in the defaults.
 
     Defaults: ``m = ceil(s / 2)`` and ``tau = TAU_FRACTION * template_size``; see
@@ -150,9 +147,7 @@ def vote_settings(
     tau = float(tau)
     if not math.isfinite(tau) or tau < 0:
         raise ValueError(f"tau must be finite and >= 0, got {tau}")
-    if border not in BORDERS:
-        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
-    return VoteSettings(size, stride, m, border), tau
+    return VoteSettings(size, stride, m), tau
 
 
 # ------------------------------------------------------------------- voting (jit)
@@ -188,15 +183,28 @@ def _scores(changed: jax.Array, settings: VoteSettings) -> jax.Array:
     """[rows, cols] int32 cross-template counts of changed positions."""
     long_arm = (settings.size - 1) // settings.stride
     short_arm = (settings.size - settings.m) // settings.stride
-    if settings.border == "replicate":
-        changed = jnp.pad(changed, long_arm, mode="edge")
     horizontal = _box_counts(changed, short_arm, long_arm)
     vertical = _box_counts(changed, long_arm, short_arm)
     centre = _box_counts(changed, short_arm, short_arm)
-    score = horizontal + vertical - centre
-    if settings.border == "replicate":
-        score = score[long_arm : -long_arm or None, long_arm : -long_arm or None]
-    return score
+    return horizontal + vertical - centre
+
+
+def _central_argmax(score: jax.Array) -> jax.Array:
+    """Flat index of the maximum nearest the centroid of all maxima.
+
+    Scores often have plateaus (a patch whose changed region is smaller than the
+    template ties over a square of positions); the first maximum in row-major
+    order would sit at the plateau's corner, the central one on the patch.
+    """
+    rows, cols = score.shape
+    is_max = (score == jnp.max(score)).ravel()
+    r = (jnp.arange(rows * cols) // cols).astype(jnp.float32)
+    c = (jnp.arange(rows * cols) % cols).astype(jnp.float32)
+    count = jnp.sum(is_max)
+    r0 = jnp.sum(jnp.where(is_max, r, 0)) / count
+    c0 = jnp.sum(jnp.where(is_max, c, 0)) / count
+    dist = jnp.where(is_max, (r - r0) ** 2 + (c - c0) ** 2, jnp.inf)
+    return jnp.argmin(dist)
 
 
 def _count_components(active: jax.Array) -> jax.Array:
@@ -224,7 +232,7 @@ def _joint_vote(prediction_map, tau, settings: VoteSettings) -> VoteResult:
     attacked = _mode(labels.ravel())
     changed = (labels != attacked).astype(jnp.int32)
     score = _scores(changed, settings).astype(jnp.int32)
-    best = jnp.argmax(score.ravel())
+    best = _central_argmax(score)
     cols = labels.shape[1]
     no_change = ~jnp.any(changed > 0)
     top_left = jnp.stack([best // cols, best % cols]).astype(jnp.int32)
@@ -271,12 +279,10 @@ def _check_map(prediction_map) -> None:
         )
 
 
-def joint_vote(
-    prediction_map, size, *, stride=1, m=None, tau=None, border="replicate"
-) -> VoteResult:
+def joint_vote(prediction_map, size, *, stride=1, m=None, tau=None) -> VoteResult:
     """Joint voting over a prediction map (spec section 4, steps 2 to 6).
 
-    Pure and jit-able (size, stride, m, tau and border are static); the
+    Pure and jit-able (size, stride and m are static, tau is traced); the
     connected-component count for abstention runs on device as well.
 
     Defaults and why:
@@ -285,13 +291,18 @@ def joint_vote(
         full square) also collects votes from blocks that only graze the candidate,
         so sparse clean-area misclassifications weigh more; m = s (a one-block plus)
         is what the paper warns "can be easily defeated". Half is the middle.
-      tau = TAU_FRACTION * template_size = a quarter of the full template. An
-        isolated misclassified position adds at most one vote anywhere, so passing
-        tau needs a quarter of a template footprint misclassified, which clean
-        regions rarely produce (paper section 3.3). A real patch that breaks once
-        half its rows and columns are hidden gives about a third of the template at
-        its position (well above tau), and a patch broken by any overlap gives the
-        whole template, so two such patches far apart produce two components.
+      tau = TAU_FRACTION * template_size = half of the full template. An isolated
+        misclassified position adds at most one vote anywhere, so passing tau
+        needs half of a template footprint misclassified, which clean regions
+        rarely produce (paper section 3.3); a patch broken by any overlap gives the
+        whole template at its position, so two such patches far apart give two
+        components. A weaker patch that survives until half its rows and columns
+        are hidden scores about a third of the template: it is still located (the
+        location does not depend on tau) but two of them do not cause abstention.
+      Measured (benchmarks/LOCALIZE_RESULTS.md, PGD patches on digits, s = 5):
+        m = ceil(s / 2) with tau = T / 2 covered the patch on 95% of the fooled
+        images with no abstention on clean ones; tau = T / 4 abstained more often
+        on attacked images and m = s covered fewer (68%).
 
     Args:
       prediction_map: [rows, cols] int labels of the inpainted variants, row r and
@@ -299,17 +310,15 @@ def joint_vote(
       size: block side s in pixels.
       stride: pixel step between positions; arms are measured in pixels.
       m: arm overlap in [1, s]; default ceil(s / 2).
-      tau: score threshold >= 0 for abstention; default a quarter of
+      tau: score threshold >= 0 for abstention; default half of
         ``template_size(size, stride, m)``.
-      border: "replicate" (default: template cells beyond the map count as the
-        nearest map cell) or "clip" (only existing positions vote; the literal
-        spec, biased at borders, see the module docstring).
 
     Returns:
-      VoteResult; location is the first maximum of the score in row-major order.
+      VoteResult; the location is the maximum nearest the centroid of all maxima
+      (first in row-major order among equally near ones).
     """
     _check_map(prediction_map)
-    settings, tau = vote_settings(size, stride=stride, m=m, tau=tau, border=border)
+    settings, tau = vote_settings(size, stride=stride, m=m, tau=tau)
     return _joint_vote_jit(jnp.asarray(prediction_map), tau, settings)
 
 
@@ -389,6 +398,34 @@ def _telea_map(classify, x, positions, size, batch_size, grid, workers):
     return jnp.concatenate(pending).reshape(grid)
 
 
+def _place(classify, x, positions, batch_size, mesh):
+    """Chunks positions; with a mesh, shards each chunk's positions over devices.
+
+    Returns (classify, x, chunks [n_chunks, batch, 2]) ready for the jitted program;
+    with a mesh, classify's weights and x are replicated (``P()``).
+    """
+    if mesh is None:
+        return (
+            classify,
+            jnp.asarray(x),
+            jnp.asarray(_chunked_positions(positions, batch_size)),
+        )
+    if not isinstance(mesh, jax.sharding.Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+    # Explicit-axis meshes (jax.make_mesh's default) would demand out_sharding on
+    # every gather in the fill; GSPMD propagation (Auto axes) needs none.
+    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
+    mesh = jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
+    devices = mesh.devices.size
+    batch_size = -(-batch_size // devices) * devices  # divisible by the mesh
+    chunks = _chunked_positions(positions, batch_size)
+    spec = jax.sharding.PartitionSpec(None, mesh.axis_names)
+    chunks = jax.device_put(chunks, jax.sharding.NamedSharding(mesh, spec))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    classify, x = jax.device_put((classify, jnp.asarray(x)), replicated)
+    return classify, x, chunks
+
+
 def _check_common(classify, x, size, stride, method, batch_size):
     classify = _as_partial(classify)
     arr = inpaint.check_image(x)
@@ -411,6 +448,7 @@ def prediction_map(
     method="telea",
     batch_size=256,
     workers=None,
+    mesh=None,
 ) -> jax.Array:
     """Labels of all block-inpainted variants of x (spec section 4, step 1).
 
@@ -425,6 +463,9 @@ def prediction_map(
         "harmonic" (fill, classify and argmax in one device program).
       batch_size: variants per device call (memory bound: batch_size x H x W x C).
       workers: Telea threads; default os.cpu_count().
+      mesh: optional ``jax.sharding.Mesh`` for method="harmonic": each chunk of
+        positions is sharded over all its devices (batch_size rounded up to a
+        multiple of the device count); labels do not depend on it.
 
     Returns:
       [rows, cols] int32 labels, rows = (H - s) // stride + 1 (likewise cols); entry
@@ -438,8 +479,8 @@ def prediction_map(
     positions = inpaint.block_positions(height, width, size, stride)
     batch_size = min(batch_size, len(positions))
     if method == "harmonic":
-        chunks = jnp.asarray(_chunked_positions(positions, batch_size))
-        return _harmonic_map_jit(classify, jnp.asarray(arr), chunks, size, grid)
+        classify, xd, chunks = _place(classify, arr, positions, batch_size, mesh)
+        return _harmonic_map_jit(classify, xd, chunks, size, grid)
     return _telea_map(classify, arr, positions, size, batch_size, grid, workers)
 
 
@@ -469,8 +510,8 @@ def localize(
     dilation=3,
     method="telea",
     batch_size=256,
-    border="replicate",
     workers=None,
+    mesh=None,
 ) -> LocalizeResult:
     """Locates a patch by joint voting (spec section 4) and returns its mask.
 
@@ -486,12 +527,12 @@ def localize(
       size: block side s (normally the patch size).
       stride: pixel step between block positions, >= 1.
       m: template arm overlap in [1, s]; default ceil(s / 2) (see ``joint_vote``).
-      tau: abstention threshold >= 0; default a quarter of the template size.
+      tau: abstention threshold >= 0; default half of the template size.
       dilation: pixels added to every side of the located block, >= 0.
       method: "telea" or "harmonic".
       batch_size: variants classified per device call.
-      border: "replicate" (default) or "clip" template handling at the border.
       workers: Telea threads; default os.cpu_count().
+      mesh: optional ``jax.sharding.Mesh`` sharding positions for "harmonic".
 
     Returns:
       LocalizeResult. ``reason_name`` is "ok", "no_change" (no block changed the
@@ -501,16 +542,16 @@ def localize(
     classify, arr, size, stride, method, batch_size = _check_common(
         classify, x, size, stride, method, batch_size
     )
-    settings, tau = vote_settings(size, stride=stride, m=m, tau=tau, border=border)
+    settings, tau = vote_settings(size, stride=stride, m=m, tau=tau)
     dilation = inpaint.check_int(dilation, "dilation", 0)
     height, width = arr.shape[:2]
     grid = inpaint.grid_shape(height, width, size, stride)
     positions = inpaint.block_positions(height, width, size, stride)
     batch_size = min(batch_size, len(positions))
     if method == "harmonic":
-        chunks = jnp.asarray(_chunked_positions(positions, batch_size))
+        classify, xd, chunks = _place(classify, arr, positions, batch_size, mesh)
         mask, pmap, vote = _localize_harmonic_jit(
-            classify, jnp.asarray(arr), chunks, tau, settings, dilation, grid
+            classify, xd, chunks, tau, settings, dilation, grid
         )
     else:
         pmap = _telea_map(classify, arr, positions, size, batch_size, grid, workers)
