@@ -168,6 +168,11 @@ def run(
             f"{config.dataset}/{config.split}"
         )
     shape = tuple(source.image_shape)
+    if source.num_classes != num_classes:
+        raise ValueError(
+            f"num_classes={num_classes} (the classifier's) does not match the "
+            f"{source.num_classes} classes of {config.dataset}"
+        )
     _write_or_check_run_file(out_dir, config, shape, num_classes, meta, process_index)
     selection = np.random.default_rng(config.image_seed).permutation(len(source))
     selection = selection[: config.num_images]

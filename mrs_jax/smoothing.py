@@ -112,13 +112,14 @@ def sample_counts(
         raise TypeError("mesh must be a jax Mesh with a 'samples' axis")
     chunk = sharding.round_up_to_devices(min(batch_size, num), mesh)
     (top, left), window = _noise_window(mask)
-    count = _counts_program(
-        mesh, chunk, num_classes, jax.random.key_impl(key), window
-    )
+    count = _counts_program(mesh, chunk, num_classes, jax.random.key_impl(key), window)
     put = functools.partial(sharding.replicate, mesh=mesh)
     window_mask = mask[top : top + window[0], left : left + window[1]]
+    # Weights restored from a checkpoint are committed to one device; the program
+    # runs on the whole mesh, so place them there (a no-op when already there).
+    classify = jax.device_put(_as_pytree(classify), sharding.replicated(mesh))
     counts = count(
-        _as_pytree(classify),
+        classify,
         put(x),
         put(window_mask.astype(np.float32)),
         put(np.array([top, left], np.int32)),

@@ -93,8 +93,14 @@ def test_noise_is_exactly_on_the_mask(image, pixels):
         return jnp.stack([exact, ~exact], axis=-1).astype(jnp.float32)
 
     counts = mrs_jax.sample_counts(
-        classify, image, mask, 1.0, key=jax.random.key(1), num=300,
-        num_classes=2, batch_size=64,
+        classify,
+        image,
+        mask,
+        1.0,
+        key=jax.random.key(1),
+        num=300,
+        num_classes=2,
+        batch_size=64,
     )
     np.testing.assert_array_equal(counts, [300, 0])
 
@@ -180,6 +186,28 @@ def test_same_counts_on_one_and_four_devices(image):
     )
     np.testing.assert_array_equal(one, four)
     assert 0 < one[0] < 5000
+
+
+def test_weights_committed_to_one_device_are_accepted(image):
+    """Checkpoint-restored weights live on one device; the mesh has four."""
+    w = jax.device_put(
+        np.random.default_rng(2).normal(size=SHAPE).astype(np.float32),
+        jax.devices()[0],
+    )
+    classify = Partial(
+        lambda w, images: jnp.stack([jnp.sum(images * w, (1, 2, 3))] * 2, -1), w
+    )
+    counts = mrs_jax.sample_counts(
+        classify,
+        image,
+        np.ones(SHAPE[:2], bool),
+        0.1,
+        key=jax.random.key(0),
+        num=40,
+        num_classes=2,
+        batch_size=8,
+    )
+    assert counts.sum() == 40
 
 
 @pytest.mark.parametrize("batch_size", [7, 64, 1000, 5000])
