@@ -176,7 +176,13 @@ def run(
     timeout: float = 600,
     parallel: bool = False,
 ) -> dict:
-    """One fresh subprocess per n; returns rows and the flatness summary."""
+    """One fresh subprocess per n; returns rows and the flatness summary.
+
+    ``batch_size`` must not exceed the smallest n: ``sample_counts`` shrinks the
+    chunk to ``num`` when ``num < batch_size``, which is a different program.
+    """
+    if batch_size > min(ns):
+        raise ValueError(f"batch_size={batch_size} must be <= min(ns)={min(ns)}")
     jobs = [
         (
             [
