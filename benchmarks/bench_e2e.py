@@ -267,11 +267,18 @@ def markdown(result: dict) -> str:
         f"{', '.join(map(str, r['outcomes']))}"
         for r in result["setups"]
     ]
+    target = result["gpu_target_seconds"]
+    resnet = [r for r in result["setups"] if "ResNet-110" in r["name"]]
+    verdict = ""
+    if resnet:
+        seconds = resnet[0]["defence_seconds_paper_settings"]
+        met = "met" if seconds < target else "not met"
+        verdict = f" Here (extrapolated): {seconds:.1f} s -> {met}."
     lines += [
         "",
         *notes,
         f"- Target (GPU): ResNet-110, stride-1 localisation + CERTIFY(n0 = 100, "
-        f"n = 100,000) under {result['gpu_target_seconds']} s per image.",
+        f"n = 100,000) under {target} s per image.{verdict}",
     ]
     return "\n".join(lines)
 
