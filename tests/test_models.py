@@ -19,7 +19,8 @@ def _images(batch=3, hw=32, seed=0):
 )
 def test_output_shapes(name, hw):
     model = get_model(name, num_classes=7, seed=0)
-    logits = model(_images(2, hw))
+    # Jitted training-mode forward: one compile instead of many eager ops.
+    logits = nnx.jit(lambda m, x: m(x))(model, _images(2, hw))
     assert logits.shape == (2, 7)
     assert logits.dtype == jnp.float32
 
@@ -75,16 +76,17 @@ def test_get_model_validates():
 
 def _trained_like(model):
     """Changes the running stats so that eval mode differs from train mode."""
+    forward = nnx.jit(lambda m, x: m(x))
     for _ in range(3):
-        model(_images(8, 16, seed=5) * 3.0)
+        forward(model, _images(8, 16, seed=5) * 3.0)
     return model
 
 
 def test_as_classifier_is_eval_mode_and_jittable():
-    model = _trained_like(get_model("resnet_tiny", num_classes=5, seed=0))
+    model = _trained_like(get_model("tiny_cnn", num_classes=5, seed=0))
     classify = as_classifier(model)
     x = _images(4, 16)
-    expected = nnx.view(model, use_running_average=True)(x)
+    expected = nnx.jit(lambda m, x: m(x))(nnx.view(model, use_running_average=True), x)
     got = jax.jit(lambda f, images: f(images))(classify, x)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     # Eval mode: one image's logits do not depend on the rest of the batch.
