@@ -258,9 +258,10 @@ def agreement(classify, digits, labels, n_attack, steps):
     patch_at = np.asarray(result.top_left)
     fooled = np.asarray(jnp.argmax(classify(jnp.asarray(adv)), -1)) != labels[:n_attack]
     lines = [
-        "| images | n | position agreement | same location | same reason |"
-        " telea covers patch | harmonic covers patch | abstain telea / harmonic |",
-        "|---|---|---|---|---|---|---|---|",
+        "| images | n | position agreement | same location | location offset "
+        "median / max (px) | same reason | telea covers patch | harmonic covers "
+        "patch | abstain telea / harmonic |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, batch, coverable in (
         ("clean", digits[:n_attack], None),
@@ -268,6 +269,7 @@ def agreement(classify, digits, labels, n_attack, steps):
         ("attacked (fooled only)", adv[fooled], patch_at[fooled]),
     ):
         agree, same_loc, same_reason, covers, abstain = [], [], [], [[], []], [[], []]
+        offsets = []
         for k, x in enumerate(batch):
             res = [
                 localize.localize(classify, x, size, method=m, batch_size=256)
@@ -277,6 +279,8 @@ def agreement(classify, digits, labels, n_attack, steps):
                 np.mean(np.asarray(res[0].prediction_map == res[1].prediction_map))
             )
             same_loc.append(np.array_equal(res[0].top_left, res[1].top_left))
+            if min(int(res[0].top_left[0]), int(res[1].top_left[0])) >= 0:
+                offsets.append(int(jnp.max(jnp.abs(res[0].top_left - res[1].top_left))))
             same_reason.append(int(res[0].reason) == int(res[1].reason))
             for a, r in enumerate(res):
                 abstain[a].append(bool(r.abstain))
@@ -288,7 +292,10 @@ def agreement(classify, digits, labels, n_attack, steps):
         cov = [f"{100 * np.mean(c):.0f}%" if c else "n/a" for c in covers]
         lines.append(
             f"| {name} | {len(batch)} | {100 * np.mean(agree):.2f}% | "
-            f"{100 * np.mean(same_loc):.0f}% | {100 * np.mean(same_reason):.0f}% | "
+            f"{100 * np.mean(same_loc):.0f}% | "
+            f"{np.median(offsets) if offsets else 'n/a'} / "
+            f"{max(offsets) if offsets else 'n/a'} | "
+            f"{100 * np.mean(same_reason):.0f}% | "
             f"{cov[0]} | {cov[1]} | {sum(abstain[0])} / {sum(abstain[1])} |"
         )
     lines.append(

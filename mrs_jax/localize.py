@@ -289,8 +289,9 @@ def joint_vote(prediction_map, size, *, stride=1, m=None, tau=None) -> VoteResul
       m = ceil(s / 2): a template cell votes when its block hides at least half of
         the candidate's rows (or columns) and any of its columns (rows). m = 1 (the
         full square) also collects votes from blocks that only graze the candidate,
-        so sparse clean-area misclassifications weigh more; m = s (a one-block plus)
-        is what the paper warns "can be easily defeated". Half is the middle.
+        so sparse clean-area misclassifications weigh more; m = s (a plus one
+        position wide) comes closest to the template shrunk to the central block
+        that the paper says "can be easily defeated". Half is the middle.
       tau = TAU_FRACTION * template_size = half of the full template. An isolated
         misclassified position adds at most one vote anywhere, so passing tau
         needs half of a template footprint misclassified, which clean regions
