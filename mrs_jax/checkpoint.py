@@ -21,6 +21,7 @@ from flax import nnx
 from mrs_jax.models import as_classifier, get_model
 
 MODEL_JSON = "model.json"
+METRICS_JSONL = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -41,6 +42,27 @@ def read_model_meta(workdir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no {MODEL_JSON} in {workdir}: not a training workdir")
     return json.loads(path.read_text())
+
+
+def read_metrics(path: Path, last_epoch: int) -> list[dict]:
+    """Rows of finished epochs <= ``last_epoch``; drops a torn last line."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and row.get("epoch", 0) <= last_epoch:
+                rows.append(row)
+    return rows
+
+
+def append_metrics_row(path: Path, row: dict) -> None:
+    """Appends one JSON row and flushes it."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
 
 
 def checkpoint_manager(

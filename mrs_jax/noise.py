@@ -1,4 +1,4 @@
-"""Gaussian noise inside random square masks: the MRS training augmentation.
+"""Training augmentation: Gaussian noise inside random squares, flips and crops.
 
 MRS_SPEC section 7: per image a width ``w`` uniform on the integers ``[w_min, w_max]``,
 a location uniform over all positions that keep the square fully inside the image,
@@ -101,3 +101,23 @@ def masked_noise_augment(
         return images + noise
     masks = random_square_masks(mask_key, batch, (height, width), w_min, w_max)
     return images + noise * masks[..., None].astype(images.dtype)
+
+
+def random_flip_crop(key: jax.Array, image: jax.Array, pad: int = 4) -> jax.Array:
+    """Random horizontal flip, then a random crop of the zero-padded image.
+
+    Args:
+        key: typed PRNG key.
+        image: ``[H, W, C]``.
+        pad: zero padding on each side before cropping back to ``[H, W]``.
+
+    Returns:
+        ``[H, W, C]``: shifted by up to ``pad`` pixels each way, maybe mirrored.
+    """
+    flip_key, row_key, col_key = jax.random.split(key, 3)
+    image = jnp.where(jax.random.bernoulli(flip_key), image[:, ::-1], image)
+    height, width, channels = image.shape
+    padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+    top = jax.random.randint(row_key, (), 0, 2 * pad + 1)
+    left = jax.random.randint(col_key, (), 0, 2 * pad + 1)
+    return jax.lax.dynamic_slice(padded, (top, left, 0), (height, width, channels))

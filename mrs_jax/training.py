@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from mrs_jax import checkpoint as ckpt
 from mrs_jax.data import dataset_source
 from mrs_jax.models import as_classifier, get_model
-from mrs_jax.noise import masked_noise_augment
+from mrs_jax.noise import masked_noise_augment, random_flip_crop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,23 +105,12 @@ class TrainConfig:
             )
 
 
-def _flip_crop(key: jax.Array, image: jax.Array, pad: int = 4) -> jax.Array:
-    """Random horizontal flip and random crop of ``image: [H, W, C]`` zero-padded."""
-    flip_key, row_key, col_key = jax.random.split(key, 3)
-    image = jnp.where(jax.random.bernoulli(flip_key), image[:, ::-1], image)
-    height, width, channels = image.shape
-    padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)))
-    top = jax.random.randint(row_key, (), 0, 2 * pad + 1)
-    left = jax.random.randint(col_key, (), 0, 2 * pad + 1)
-    return jax.lax.dynamic_slice(padded, (top, left, 0), (height, width, channels))
-
-
 def augment(key: jax.Array, images: jax.Array, config: TrainConfig) -> jax.Array:
     """Training augmentation of ``images: [B, H, W, C]``; the result is not clipped."""
     crop_key, noise_key = jax.random.split(key)
     if config.flip_crop:
         keys = jax.random.split(crop_key, images.shape[0])
-        images = jax.vmap(_flip_crop)(keys, images)
+        images = jax.vmap(random_flip_crop)(keys, images)
     w_max = min(config.w_max, *images.shape[1:3])
     w_min = min(config.w_min, w_max)
     return masked_noise_augment(
@@ -252,26 +241,6 @@ def _load_sources(config: TrainConfig):
     return train, test
 
 
-def _read_metrics(path: Path, last_epoch: int) -> list[dict]:
-    """Rows of finished epochs <= ``last_epoch``; drops a torn last line."""
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and row.get("epoch", 0) <= last_epoch:
-                rows.append(row)
-    return rows
-
-
-def _append_row(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-
-
 def train(
     config: TrainConfig,
     workdir: str | Path,
@@ -367,8 +336,8 @@ def train(
             "or choose another workdir"
         )
     ckpt.write_model_meta(workdir, meta)
-    metrics_path = workdir / "metrics.jsonl"
-    rows = _read_metrics(metrics_path, start_epoch)
+    metrics_path = workdir / ckpt.METRICS_JSONL
+    rows = ckpt.read_metrics(metrics_path, start_epoch)
     metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     step_fn = make_train_step(graphdef, config, steps_per_epoch)
@@ -425,7 +394,7 @@ def train(
             "seconds": time.perf_counter() - started,
         }
         # Row first, checkpoint second: a resume drops rows past the checkpoint.
-        _append_row(metrics_path, row)
+        ckpt.append_metrics_row(metrics_path, row)
         ckpt.save_checkpoint(manager, epoch + 1, state, opt_state, {"epoch": epoch + 1})
         if progress is not False:
             tqdm.write(

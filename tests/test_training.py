@@ -218,3 +218,23 @@ def test_sharded_step_matches_single_device():
     )
     for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(parallel), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_random_flip_crop_shifts_or_mirrors():
+    from mrs_jax.noise import random_flip_crop
+
+    image = jax.random.uniform(jax.random.key(0), (10, 10, 3))
+    outs = jax.vmap(random_flip_crop, in_axes=(0, None))(
+        jax.random.split(jax.random.key(1), 64), image
+    )
+    assert outs.shape == (64, 10, 10, 3)
+    # The central 2x2 pixels always come from the image (shift <= 4), maybe mirrored.
+    centre = np.asarray(image)
+    for out in np.asarray(outs):
+        found = any(
+            np.allclose(out[4:6, 4:6], src[4 + dy : 6 + dy, 4 + dx : 6 + dx])
+            for src in (centre, centre[:, ::-1])
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
+        )
+        assert found
