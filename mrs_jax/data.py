@@ -113,7 +113,8 @@ class TfdsSource:
                     " (ImageNet: put the ILSVRC2012 tarballs in "
                     "<data_dir>/downloads/manual first)"
                     if name == "imagenet2012"
-                    else ""
+                    else " (or put the python pickles of cifar-10-python.tar.gz in "
+                    "<data_dir>/cifar-10-batches-py)"
                 )
                 + f". Original error: {err}"
             ) from err
