@@ -304,6 +304,58 @@ def agreement(classify, digits, labels, n_attack, steps):
     return lines
 
 
+def sweep(classify, digits, labels, steps):
+    """Coverage and abstention of joint voting for a grid of m and tau (Telea maps).
+
+    This is the evidence behind the defaults m = ceil(s / 2), tau = T / 2.
+    """
+    from mrs_jax.attacks import patch_attack
+
+    size, dilation = 5, 3
+    adv, patch_at = patch_attack(
+        classify,
+        digits,
+        labels,
+        size,
+        key=jax.random.key(1),
+        num_locations=20,
+        steps=steps,
+        step_size=0.1,
+    )
+    adv, patch_at = np.asarray(adv), np.asarray(patch_at)
+    fooled = np.asarray(jnp.argmax(classify(jnp.asarray(adv)), -1)) != labels
+    attacked = [localize.prediction_map(classify, x, size) for x in adv[fooled]]
+    clean = [localize.prediction_map(classify, x, size) for x in digits]
+    lines = [
+        f"{fooled.sum()} of {len(digits)} attacked images fool the classifier; "
+        f"clean maps from the same {len(digits)} images.\n",
+        "| m | tau / T | covered and not abstained (fooled) | abstain (fooled) |"
+        " abstain (clean) |",
+        "|---|---|---|---|---|",
+    ]
+    for m in sorted({1, (size + 1) // 2, size - 1, size}):
+        for frac in (0.25, 0.5):
+            tau = frac * localize.template_size(size, 1, m)
+            good, abstained = [], []
+            for pmap, (i, j) in zip(attacked, patch_at[fooled], strict=True):
+                vote = localize.joint_vote(pmap, size, m=m, tau=tau)
+                ti, tj = np.asarray(vote.top_left)
+                covered = (
+                    ti - dilation <= i <= ti + dilation
+                    and tj - dilation <= j <= tj + dilation
+                )
+                good.append(covered and not bool(vote.abstain))
+                abstained.append(bool(vote.abstain))
+            clean_abstain = sum(
+                bool(localize.joint_vote(p, size, m=m, tau=tau).abstain) for p in clean
+            )
+            lines.append(
+                f"| {m} | {frac} | {100 * np.mean(good):.0f}% | {sum(abstained)} | "
+                f"{clean_abstain} / {len(clean)} |"
+            )
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -350,6 +402,11 @@ def main():
     print("\n## Agreement with Telea (trained classifier, digits test images)\n")
     steps = 10 if args.quick else 30
     print("\n".join(agreement(classify, digits, labels, n_digits, steps)))
+    print("\n## Choice of m and tau (s = 5, dilation 3, Telea maps, new attack key)\n")
+    sweep_images = slice(n_digits, n_digits + (20 if args.quick else 60))
+    sweep_x, sweep_y = load_dataset("digits", "test", max_examples=sweep_images.stop)
+    lines = sweep(classify, sweep_x[sweep_images], sweep_y[sweep_images], steps)
+    print("\n".join(lines))
     print(f"\nload average at end: {os.getloadavg()}")
     print(f"total {time.perf_counter() - t_start:.0f} s")
 
