@@ -35,14 +35,16 @@ def main(argv=None) -> None:
     config = dataclasses.replace(
         config, **{k: v for k, v in overrides.items() if v is not None}
     )
-    from mrs_jax.checkpoint import load_classifier
+    from mrs_jax.checkpoint import load_model
+    from mrs_jax.models import as_classifier, features_and_head
 
-    classify, meta = load_classifier(args.checkpoint)
+    model, meta = load_model(args.checkpoint)
     job.run(
         config,
         args.out,
-        classify=classify,
+        classify=as_classifier(model),
         num_classes=int(meta["num_classes"]),
+        features_and_head=features_and_head(model),
         meta={"checkpoint": str(args.checkpoint), **meta},
         process_index=processes.index,
         process_count=processes.count,

@@ -40,16 +40,11 @@ def test_certify_cli_smoke_and_analyze(tmp_path, checkpoint, name):
     certify_main(args)
     assert (out / "rows.jsonl").read_text().splitlines() == lines
 
-    certify_main(
-        [
-            *args[:5],
-            str(tmp_path / "center"),
-            "--smoke",
-            "--no_progress",
-            "--mode",
-            "center",
-        ]
-    )
+    for mode in ("center", "gradcam"):
+        extra = ["--smoke", "--no_progress", "--mode", mode]
+        certify_main([*args[:5], str(tmp_path / mode), *extra])
+    gradcam_rows = (tmp_path / "gradcam" / "rows.jsonl").read_text().splitlines()
+    assert all(json.loads(r)["saliency"] == "gradcam" for r in gradcam_rows)
     report = tmp_path / "report"
     assert (
         analysis.main([str(out), str(tmp_path / "center"), "--out", str(report)]) == 0

@@ -120,3 +120,17 @@ def test_as_classifier_weights_are_traced_leaves():
     before = snapshot(x)
     _trained_like(model)
     np.testing.assert_allclose(snapshot(x), before)
+
+
+@pytest.mark.parametrize("name", ["tiny_cnn", "small_cnn", "resnet_tiny"])
+def test_features_and_head_compose_to_the_classifier(name):
+    from mrs_jax.models import features_and_head
+
+    model = get_model(name, num_classes=10, seed=0)
+    images = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype(np.float32)
+    features_fn, head_fn = features_and_head(model)
+    features = features_fn(images)
+    assert features.ndim == 4 and features.shape[0] == 2
+    np.testing.assert_allclose(
+        head_fn(features), as_classifier(model)(images), rtol=1e-5, atol=1e-5
+    )

@@ -1,6 +1,6 @@
 """Base classifiers (Flax NNX) with mean/std normalisation as their first layer."""
 
-from mrs_jax.models.classifier import as_classifier
+from mrs_jax.models.classifier import as_classifier, features_and_head
 from mrs_jax.models.normalize import Normalize
 from mrs_jax.models.registry import get_model, model_names
 from mrs_jax.models.resnet_cifar import CifarResNet
@@ -15,6 +15,7 @@ __all__ = [
     "SmallCNN",
     "WideResNet",
     "as_classifier",
+    "features_and_head",
     "get_model",
     "model_names",
 ]

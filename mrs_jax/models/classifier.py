@@ -20,6 +20,37 @@ def _apply_for(graphdef: nnx.GraphDef) -> Callable:
     return functools.partial(_apply, graphdef)
 
 
+def _features(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array):
+    return nnx.merge(graphdef, state).features(images)
+
+
+def _head(graphdef: nnx.GraphDef, state: nnx.State, features: jax.Array):
+    return nnx.merge(graphdef, state).head(features.mean(axis=(1, 2)))
+
+
+def features_and_head(model: nnx.Module) -> tuple[Partial, Partial]:
+    """Splits a model as ``logits = head_fn(features_fn(images))`` for Grad-CAM.
+
+    ``features_fn(images [B, H, W, C]) -> [B, h, w, F]`` is the last feature map
+    and ``head_fn`` global-average-pools it and applies the linear head, in eval
+    mode, so ``head_fn(features_fn(x))`` equals ``as_classifier(model)(x)``.
+
+    Raises:
+        TypeError: the model has no ``features`` method and ``head`` layer.
+    """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model must be an nnx.Module; got {type(model).__name__}")
+    if not (hasattr(model, "features") and hasattr(model, "head")):
+        raise TypeError(f"{type(model).__name__} has no features()/head split")
+    eval_model = nnx.view(model, use_running_average=True)
+    graphdef, state = nnx.split(eval_model)
+    state = jax.tree.map(lambda a: a, state)
+    return (
+        Partial(functools.partial(_features, graphdef), state),
+        Partial(functools.partial(_head, graphdef), state),
+    )
+
+
 def as_classifier(model: nnx.Module) -> Callable[[jax.Array], jax.Array]:
     """Returns ``classify(images: [B, H, W, C] in [0, 1]) -> logits [B, K]``.
 

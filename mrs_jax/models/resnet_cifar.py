@@ -84,9 +84,13 @@ class CifarResNet(nnx.Module):
         self.blocks = nnx.List(blocks)
         self.head = nnx.Linear(c_in, num_classes, rngs=rngs)
 
-    def __call__(self, images: jax.Array) -> jax.Array:
-        """Maps ``images: [B, H, W, C]`` in [0, 1] to logits ``[B, K]``."""
+    def features(self, images: jax.Array) -> jax.Array:
+        """The last feature map ``[B, h, w, F]`` (what Grad-CAM weighs)."""
         x = nnx.relu(self.stem_bn(self.stem(self.normalize(images))))
         for block in self.blocks:
             x = block(x)
-        return self.head(x.mean(axis=(1, 2)))
+        return x
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        """Maps ``images: [B, H, W, C]`` in [0, 1] to logits ``[B, K]``."""
+        return self.head(self.features(images).mean(axis=(1, 2)))

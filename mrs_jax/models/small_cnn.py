@@ -40,10 +40,14 @@ class SmallCNN(nnx.Module):
         self.norms = nnx.List(norms)
         self.head = nnx.Linear(c_in, num_classes, rngs=rngs)
 
-    def __call__(self, images: jax.Array) -> jax.Array:
-        """Maps ``images: [B, H, W, C]`` in [0, 1] to logits ``[B, K]``."""
+    def features(self, images: jax.Array) -> jax.Array:
+        """The last feature map ``[B, h, w, F]`` (what Grad-CAM weighs)."""
         x = self.normalize(images)
         for conv, norm in zip(self.convs, self.norms, strict=True):
             x = nnx.relu(norm(conv(x)))
             x = nnx.max_pool(x, (2, 2), strides=(2, 2))
-        return self.head(x.mean(axis=(1, 2)))
+        return x
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        """Maps ``images: [B, H, W, C]`` in [0, 1] to logits ``[B, K]``."""
+        return self.head(self.features(images).mean(axis=(1, 2)))

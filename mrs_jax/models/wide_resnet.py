@@ -79,10 +79,13 @@ class WideResNet(nnx.Module):
         self.final_bn = nnx.BatchNorm(c_in, momentum=0.9, rngs=rngs)
         self.head = nnx.Linear(c_in, num_classes, rngs=rngs)
 
-    def __call__(self, images: jax.Array) -> jax.Array:
-        """Maps ``images: [B, H, W, C]`` in [0, 1] to logits ``[B, K]``."""
+    def features(self, images: jax.Array) -> jax.Array:
+        """The last feature map ``[B, h, w, F]`` (what Grad-CAM weighs)."""
         x = self.stem(self.normalize(images))
         for block in self.blocks:
             x = block(x)
-        x = nnx.relu(self.final_bn(x))
-        return self.head(x.mean(axis=(1, 2)))
+        return nnx.relu(self.final_bn(x))
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        """Maps ``images: [B, H, W, C]`` in [0, 1] to logits ``[B, K]``."""
+        return self.head(self.features(images).mean(axis=(1, 2)))
