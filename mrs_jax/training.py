@@ -318,8 +318,13 @@ def train(
     start_epoch = 0
     if resume and manager.latest_step() is not None:
         old = ckpt.read_model_meta(workdir)
-        if (old["model"], old["num_classes"]) != (config.model, config.num_classes):
-            raise ValueError(f"workdir {workdir} holds a different model: {old}")
+        new = json.loads(json.dumps(meta))  # tuples read back from JSON as lists
+        changed = sorted(k for k in new if old.get(k) != new[k])
+        if changed:
+            raise ValueError(
+                f"workdir {workdir} holds a run with different {changed} "
+                f"({old}); use another workdir"
+            )
         state, opt_state, saved = ckpt.restore_checkpoint(manager, state, opt_state)
         start_epoch = int(saved["epoch"])
     elif init_from is not None:

@@ -101,6 +101,11 @@ def test_tiny_run_decreases_loss_and_loads(tmp_path):
     # An existing run is not silently overwritten.
     with pytest.raises(ValueError, match="resume"):
         train(TINY, tmp_path, progress=False)
+    # Resuming with other noise settings would mix two trainings: refused.
+    with pytest.raises(ValueError, match="different.*sigma"):
+        train(
+            dataclasses.replace(TINY, sigma=0.4), tmp_path, resume=True, progress=False
+        )
     # Warm start from it: fresh optimiser and epochs, but a head start in loss.
     warm = train(TINY, tmp_path / "warm", init_from=tmp_path, progress=False)
     warm_rows = [json.loads(x) for x in (tmp_path / "warm" / "metrics.jsonl").open()]
