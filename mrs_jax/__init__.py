@@ -12,6 +12,12 @@ stays fast and works where those are missing.
 import importlib
 
 from mrs_jax.bounds import certified_radius, clopper_pearson_lower
+
+# ``localize`` and ``gradcam`` name both a submodule and a public function. Import
+# them here, after their submodules load, so the package attribute is the function
+# (a lazy export would be shadowed by the submodule once anything imports it).
+from mrs_jax.gradcam import gradcam
+from mrs_jax.localize import localize
 from mrs_jax.masks import patch_l2_bound, square_mask, unrestricted_radius
 from mrs_jax.smoothing import (
     ABSTAIN,
@@ -26,13 +32,11 @@ from mrs_jax.smoothing import (
 _LAZY = {
     "patch_attack": "mrs_jax.attacks",
     "PatchAttackResult": "mrs_jax.attacks",
-    "gradcam": "mrs_jax.gradcam",
     "input_gradient_saliency": "mrs_jax.gradcam",
     "best_window": "mrs_jax.gradcam",
     "sliding_inpaint": "mrs_jax.inpaint",
     "prediction_map": "mrs_jax.localize",
     "joint_vote": "mrs_jax.localize",
-    "localize": "mrs_jax.localize",
     "LocalizeResult": "mrs_jax.localize",
     "empirical_accuracy": "mrs_jax.metrics",
     "clean_accuracy": "mrs_jax.metrics",
@@ -75,6 +79,8 @@ __all__ = [
     "certified_radius",
     "certify",
     "clopper_pearson_lower",
+    "gradcam",
+    "localize",
     "patch_l2_bound",
     "predict",
     "sample_counts",

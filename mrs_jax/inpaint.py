@@ -27,7 +27,6 @@ import functools
 import os
 from collections.abc import Iterator, Sequence
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -148,6 +147,8 @@ def telea_block(x_uint8: np.ndarray, top_left: Sequence[int], size: int) -> np.n
     crop = np.ascontiguousarray(x_uint8[r0:r1, c0:c1])
     mask = np.zeros(crop.shape[:2], np.uint8)
     mask[i - r0 : i - r0 + size, j - c0 : j - c0 + size] = 1
+    import cv2  # OpenCV is imported on first use, not with the package
+
     out = cv2.inpaint(crop, mask, TELEA_RADIUS, cv2.INPAINT_TELEA)
     out = out.reshape(crop.shape)
     return out[i - r0 : i - r0 + size, j - c0 : j - c0 + size]

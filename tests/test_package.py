@@ -11,6 +11,15 @@ def test_every_public_name_resolves():
         assert getattr(mrs_jax, name) is not None, name
 
 
+def test_functions_named_like_their_modules_stay_functions():
+    import mrs_jax.gradcam  # noqa: F401  (loading the submodules must not shadow)
+    import mrs_jax.localize  # noqa: F401
+
+    for name in ("localize", "gradcam", "certify", "predict"):
+        assert callable(getattr(mrs_jax, name)), name
+        assert not isinstance(getattr(mrs_jax, name), type(mrs_jax)), name
+
+
 def test_unknown_names_raise_attribute_error():
     try:
         mrs_jax.no_such_thing  # noqa: B018
