@@ -11,27 +11,11 @@ A config file defines ``get_config(smoke: bool = False) -> TrainConfig``.
 """
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
+from mrs_jax import configfile
 from mrs_jax.training import TrainConfig, train
-
-
-def load_config(path: str, smoke: bool) -> TrainConfig:
-    """Imports the config file at ``path`` and calls its ``get_config(smoke)``."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"_train_config_{file.stem}", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"config file {path} defines no get_config(smoke=False)")
-    config = module.get_config(smoke=smoke)
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"{path}: get_config must return a TrainConfig")
-    return config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init_from", default=None, help="warm-start checkpoint")
     parser.add_argument("--no_progress", action="store_true", help="no tqdm bar")
     args = parser.parse_args(argv)
-    config = load_config(args.config, args.smoke)
+    config = configfile.load(args.config, args.smoke, TrainConfig)
     workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
     row = train(
         config,
