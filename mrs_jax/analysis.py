@@ -321,7 +321,7 @@ def plot_curves(
         ax.set_ylim(0.0, 102.0)
         ax.set_xlabel("l2 radius R ([0, 1] pixel units)")
         ax.set_ylabel("certified R-accuracy (%)")
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper right")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(path_png, dpi=120)
