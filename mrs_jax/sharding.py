@@ -69,3 +69,21 @@ def round_up_to_devices(size: int, mesh: Mesh) -> int:
     """The least multiple of the mesh's device count that is >= ``size``."""
     devices = mesh.devices.size
     return -(-size // devices) * devices
+
+
+def put(value, sharding: NamedSharding):
+    """``jax.device_put`` that also works when ``sharding`` spans other processes.
+
+    In a multi-process run every process passes the same host value (a pytree),
+    and each fills only its own devices' shards from it.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(value, sharding)
+
+    def one(leaf):
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(
+            host.shape, sharding, lambda index: host[index]
+        )
+
+    return jax.tree.map(one, value)

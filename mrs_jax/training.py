@@ -30,6 +30,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from mrs_jax import checkpoint as ckpt
+from mrs_jax import sharding as placement
 from mrs_jax.data import dataset_source
 from mrs_jax.models import as_classifier, get_model
 from mrs_jax.noise import masked_noise_augment, random_flip_crop
@@ -211,7 +212,7 @@ def evaluate(
         pad = batch - len(indices)
         images = np.pad(images, ((0, pad), (0, 0), (0, 0), (0, 0)))
         labels = np.pad(labels, (0, pad))
-        args = jax.device_put((images, labels, valid), data_sharding)
+        args = placement.put((images, labels, valid), data_sharding)
         c, n = _eval_counts(config)(classify, *args, jax.random.fold_in(key, i))
         clean += int(c)
         noisy += int(n)
@@ -301,7 +302,7 @@ def train(
     state = {"params": params, "batch_stats": batch_stats}
     tx = make_optimizer(config, steps_per_epoch)
     opt_state = tx.init(state["params"])
-    state, opt_state = jax.device_put((state, opt_state), replicated)
+    state, opt_state = placement.put((state, opt_state), replicated)
 
     meta = {
         "model": config.model,
@@ -332,7 +333,7 @@ def train(
         _, warm_params, warm_stats, _ = nnx.split(
             warm_model, nnx.Param, nnx.BatchStat, ...
         )
-        state = jax.device_put(
+        state = placement.put(
             {"params": warm_params, "batch_stats": warm_stats}, replicated
         )
     elif manager.latest_step() is not None:
@@ -340,10 +341,13 @@ def train(
             f"workdir {workdir} already has checkpoints: pass resume=True (--resume) "
             "or choose another workdir"
         )
-    ckpt.write_model_meta(workdir, meta)
+    # Every process computes the same rows; process 0 alone writes files.
+    writer = jax.process_index() == 0
     metrics_path = workdir / ckpt.METRICS_JSONL
     rows = ckpt.read_metrics(metrics_path, start_epoch)
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if writer:
+        ckpt.write_model_meta(workdir, meta)
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     step_fn = make_train_step(graphdef, config, steps_per_epoch)
     root_key = jax.random.key(config.seed)
@@ -358,13 +362,15 @@ def train(
         bar = tqdm(
             range(steps_per_epoch),
             desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=None if progress is None else not progress,
+            disable=True
+            if not writer
+            else (None if progress is None else not progress),
             leave=False,
         )
         for step in bar:
             indices = order[step * config.batch_size : (step + 1) * config.batch_size]
             images, labels = train_source.get_batch(indices)
-            images, labels = jax.device_put((images, labels), data_sharding)
+            images, labels = placement.put((images, labels), data_sharding)
             state, opt_state, loss, accuracy = step_fn(
                 state,
                 opt_state,
@@ -399,9 +405,10 @@ def train(
             "seconds": time.perf_counter() - started,
         }
         # Row first, checkpoint second: a resume drops rows past the checkpoint.
-        ckpt.append_metrics_row(metrics_path, row)
+        if writer:
+            ckpt.append_metrics_row(metrics_path, row)
         ckpt.save_checkpoint(manager, epoch + 1, state, opt_state, {"epoch": epoch + 1})
-        if progress is not False:
+        if progress is not False and writer:
             tqdm.write(
                 f"epoch {epoch + 1}: loss {row['loss']:.4f} clean "
                 f"{row['clean_accuracy']:.4f} noisy {row['noisy_accuracy']:.4f}"

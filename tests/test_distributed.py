@@ -1,5 +1,6 @@
 """Two processes on 127.0.0.1, two fake CPU devices each, against one process."""
 
+import json
 import os
 import socket
 import subprocess
@@ -79,3 +80,68 @@ def test_initialize_rejects_inconsistent_settings():
     with pytest.raises(ValueError, match="process_id"):
         distributed.initialize("127.0.0.1:1234", 2, 2)
     assert distributed.initialize(None, None, None).count == 1
+
+
+def test_two_process_training_matches_one_process(tmp_path):
+    """Data-parallel training over one global mesh of 2 processes x 2 devices."""
+    base = [
+        sys.executable,
+        "-m",
+        "train",
+        "--config",
+        "train/configs/digits.py",
+        "--smoke",
+        "--no_progress",
+    ]
+    env_one = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
+    )
+    subprocess.run(
+        [*base, "--workdir", str(tmp_path / "one")],
+        env=env_one,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    address = f"127.0.0.1:{_free_port()}"
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+    )
+    workers = [
+        subprocess.Popen(
+            [
+                *base,
+                "--workdir",
+                str(tmp_path / "two"),
+                "--coordinator_address",
+                address,
+                "--num_processes",
+                "2",
+                "--process_id",
+                str(index),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(2)
+    ]
+    for worker in workers:
+        output, _ = worker.communicate(timeout=300)
+        assert worker.returncode == 0, output[-3000:]
+        assert "of 2, 4 devices in all" in output
+
+    def rows(name):
+        path = tmp_path / name / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    one, two = rows("one"), rows("two")
+    assert [r["epoch"] for r in two] == [r["epoch"] for r in one] == [1]
+    for key in ("loss", "train_accuracy", "clean_accuracy", "noisy_accuracy"):
+        assert two[0][key] == pytest.approx(one[0][key], rel=1e-4, abs=1e-6), key
+    assert (tmp_path / "two" / "checkpoints" / "1").is_dir()

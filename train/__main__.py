@@ -12,9 +12,10 @@ A config file defines ``get_config(smoke: bool = False) -> TrainConfig``.
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from mrs_jax import configfile
+from mrs_jax import configfile, distributed
 from mrs_jax.training import TrainConfig, train
 
 
@@ -26,7 +27,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="the tiny variant")
     parser.add_argument("--init_from", default=None, help="warm-start checkpoint")
     parser.add_argument("--no_progress", action="store_true", help="no tqdm bar")
+    distributed.add_flags(parser)
     args = parser.parse_args(argv)
+    processes = distributed.initialize_from(args)
+    import jax
+
+    print(
+        f"process {processes.index} of {processes.count}, "
+        f"{jax.device_count()} devices in all",
+        file=sys.stderr,
+        flush=True,
+    )
     config = configfile.load(args.config, args.smoke, TrainConfig)
     workdir = args.workdir or str(Path("runs") / Path(args.config).stem)
     row = train(
