@@ -39,7 +39,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mrs_jax import _checks, metrics, rows, smoothing
+from mrs_jax import _checks, metrics, rows, sharding, smoothing
 from mrs_jax.attacks import patch_attack
 from mrs_jax.gradcam import best_window, gradcam, input_gradient_saliency
 from mrs_jax.localize import localize
@@ -285,6 +285,8 @@ def running_accuracies(finished: list[dict[str, Any]]) -> dict[str, str]:
 def _defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
     """Localise on ``x``, then certify inside the located mask."""
     start = time.perf_counter()
+    # The harmonic path is one device program: shard its positions like samples.
+    harmonic = config.inpaint_method == "harmonic" and jax.local_device_count() > 1
     located = localize(
         classify,
         x,
@@ -295,6 +297,7 @@ def _defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
         dilation=config.dilation,
         method=config.inpaint_method,
         batch_size=config.localize_batch_size,
+        mesh=sharding.sample_mesh() if harmonic else None,
     )
     reason = located.reason_name
     seconds["localize"] = time.perf_counter() - start

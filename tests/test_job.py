@@ -54,6 +54,19 @@ def test_every_mode_writes_one_complete_row_per_image(tmp_path, mode):
     metrics.certified_accuracy(out, 0.0)
 
 
+def test_harmonic_localisation_sharded_over_devices(tmp_path):
+    config = tiny_config(num_images=2, inpaint_method="harmonic")
+    out = job.run(
+        config,
+        tmp_path,
+        classify=tiny_classifier(),
+        num_classes=NUM_CLASSES,
+        progress=False,
+    )
+    assert [r["index"] for r in out] == [0, 1]
+    assert all("localize" in r["seconds"] for r in out)
+
+
 def test_rows_do_not_depend_on_order_or_sharding(tmp_path):
     """Two process shards, run one after the other and merged, equal one run."""
     config = tiny_config(mode="center")
