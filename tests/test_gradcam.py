@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mrs_jax import gradcam
+from mrs_jax.gradcam import best_window, gradcam, input_gradient_saliency
 
 
 def _identity(images):
@@ -28,11 +28,11 @@ def test_gradcam_linear_head_known_answer():
     weights = jnp.array([[1.0, -1.0], [2.0, 0.5], [-3.0, 1.0]])
     head = jax.tree_util.Partial(_spatial_linear_head, weights)
     for class_index in (0, 1):
-        cam = gradcam.gradcam(_identity, head, x, class_index)
+        cam = gradcam(_identity, head, x, class_index)
         expected = np.maximum(np.asarray(x) @ np.asarray(weights[:, class_index]), 0)
         assert cam.shape == (6, 5)
         np.testing.assert_allclose(cam, expected, rtol=1e-5, atol=1e-6)
-    assert np.any(np.asarray(gradcam.gradcam(_identity, head, x, 0)) == 0)
+    assert np.any(np.asarray(gradcam(_identity, head, x, 0)) == 0)
 
 
 def test_gradcam_upsamples_and_finds_bright_block():
@@ -41,13 +41,13 @@ def test_gradcam_upsamples_and_finds_bright_block():
     x[0, 8:12, 4:8] = 1.0
     x[1, 0:4, 12:16] = 1.0
     head = jax.tree_util.Partial(_spatial_linear_head, jnp.array([[-1.0, 1.0]]))
-    cams = gradcam.gradcam(_pool4, head, x, np.array([1, 1]))
+    cams = gradcam(_pool4, head, x, np.array([1, 1]))
     assert cams.shape == (2, 16, 16)
     assert float(cams.min()) >= 0.0
-    assert gradcam.best_window(cams[0], 4) == (8, 4)
-    assert gradcam.best_window(cams[1], 4) == (0, 12)
+    assert best_window(cams[0], 4) == (8, 4)
+    assert best_window(cams[1], 4) == (0, 12)
     # Class 0 weighs the only feature negatively: ReLU leaves nothing.
-    np.testing.assert_array_equal(gradcam.gradcam(_pool4, head, x[0], 0), 0.0)
+    np.testing.assert_array_equal(gradcam(_pool4, head, x[0], 0), 0.0)
 
 
 def test_input_gradient_saliency_linear():
@@ -56,7 +56,7 @@ def test_input_gradient_saliency_linear():
     def classify(w, images):
         return images.reshape(images.shape[0], -1) @ w
 
-    saliency = gradcam.input_gradient_saliency(
+    saliency = input_gradient_saliency(
         jax.tree_util.Partial(classify, weights), np.full((4, 4, 2), 0.5), 2
     )
     expected = np.abs(np.asarray(weights[:, 2]).reshape(4, 4, 2)).sum(-1)
@@ -78,14 +78,14 @@ def test_best_window_matches_brute_force(shape, size):
     rng = np.random.default_rng(sum(shape) + size)
     for _ in range(5):
         heat = rng.random(shape).astype(np.float32)
-        assert gradcam.best_window(heat, size) == _brute_force_best_window(heat, size)
+        assert best_window(heat, size) == _brute_force_best_window(heat, size)
 
 
 def test_best_window_ties_go_to_first_row_major():
-    assert gradcam.best_window(np.ones((6, 6)), 2) == (0, 0)
+    assert best_window(np.ones((6, 6)), 2) == (0, 0)
     heat = np.zeros((6, 6))
     heat[4, 1] = heat[1, 4] = 1.0  # both windows hold one hot pixel
-    assert gradcam.best_window(heat, 1) == (1, 4)
+    assert best_window(heat, 1) == (1, 4)
 
 
 @pytest.mark.parametrize(
@@ -100,17 +100,17 @@ def test_best_window_ties_go_to_first_row_major():
 )
 def test_best_window_bad_arguments(heat, size, error):
     with pytest.raises(error):
-        gradcam.best_window(heat, size)
+        best_window(heat, size)
 
 
 def test_gradcam_bad_arguments():
     head = jax.tree_util.Partial(_spatial_linear_head, jnp.ones((1, 2)))
     x = np.zeros((4, 4, 1), np.float32)
     with pytest.raises(ValueError, match="class_index"):
-        gradcam.gradcam(_identity, head, x, 2)
+        gradcam(_identity, head, x, 2)
     with pytest.raises(ValueError, match="x must be"):
-        gradcam.gradcam(_identity, head, x[..., 0], 0)
+        gradcam(_identity, head, x[..., 0], 0)
     with pytest.raises(TypeError, match="features_fn"):
-        gradcam.gradcam(None, head, x, 0)
+        gradcam(None, head, x, 0)
     with pytest.raises(ValueError, match="features_fn"):
-        gradcam.gradcam(lambda im: im[..., 0], head, x, 0)
+        gradcam(lambda im: im[..., 0], head, x, 0)
