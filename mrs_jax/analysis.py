@@ -2,9 +2,9 @@
 
 A run directory holds:
 
-- `run.json`: one JSON object with at least `mode` ("practical", "center" or
-  "gradcam"), `size` (patch side s), `channels` (C) and optionally `sigma` and
-  `name` (default: the directory name). Other keys are ignored.
+- `run.json`: one JSON object with at least `mode` ("practical", "center",
+  "gradcam" or "clean"), `size` (patch side s), `channels` (C) and optionally
+  `sigma` and `name` (default: the directory name). Other keys are ignored.
 - `rows.jsonl`: one JSON object per image, flushed as the job goes (fields in
   `mrs_jax.metrics`; practical runs add `clean_prediction` and
   `undefended_adv_prediction`, the base classifier's prediction on x_adv without
@@ -35,7 +35,9 @@ import numpy as np
 
 from mrs_jax import metrics
 
-MODES = ("practical", "center", "gradcam")
+# The job's modes (``mrs_jax.job.MODES``); "clean" rows carry no patch, so their
+# certified accuracy, like center/gradcam, needs no coverage.
+MODES = ("practical", "center", "gradcam", "clean")
 _UNRESTRICTED = "true unrestricted (s*sqrt(C))"
 _PAPER = "paper s^2"
 
@@ -46,7 +48,7 @@ class RunSummary:
 
     Attributes:
       name: run name.
-      mode: "practical", "center" or "gradcam".
+      mode: "practical", "center", "gradcam" or "clean".
       size: patch side s.
       channels: image channels C.
       sigma: noise level, or None if run.json has none.

@@ -213,3 +213,18 @@ def test_a_killed_job_resumes_without_losing_or_duplicating_rows(tmp_path):
     np.testing.assert_allclose(
         [r["radius"] for r in resumed], [r["radius"] for r in fresh]
     )
+
+
+def test_every_mode_can_be_analysed(tmp_path):
+    from mrs_jax import analysis
+
+    for mode in job.MODES:
+        job.run(
+            tiny_config(mode=mode, num_images=2),
+            tmp_path / mode,
+            classify=tiny_classifier(),
+            num_classes=NUM_CLASSES,
+            progress=False,
+        )
+        summary = analysis.summarize_run(tmp_path / mode)
+        assert summary.mode == mode and summary.num_images == 2
