@@ -300,10 +300,10 @@ def joint_vote(prediction_map, size, *, stride=1, m=None, tau=None) -> VoteResul
         components. A weaker patch that survives until half its rows and columns
         are hidden scores about a third of the template: it is still located (the
         location does not depend on tau) but two of them do not cause abstention.
-      Measured (benchmarks/LOCALIZE_RESULTS.md, PGD patches on digits, s = 5, 24
-        fooled images): m in {1, 3, 4} covered 88-96% of the patches (0-3
-        abstentions), m = s only 62-83%; T / 4 and T / 2 were within noise of each
-        other (one abstention either way), so tau follows the argument above.
+      Measured (benchmarks/RESULTS.md section 4, PGD patches on digits, s = 5, 16
+        fooled images): m in {1, 3} with tau = T / 2 covered 88% of the patches
+        with no abstention on clean images; m = s only 50-69%; T / 4 and T / 2
+        were within noise of each other, so tau follows the argument above.
 
     Args:
       prediction_map: [rows, cols] int labels of the inpainted variants, row r and
