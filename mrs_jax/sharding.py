@@ -51,18 +51,8 @@ def along_samples(mesh: Mesh, ndim: int) -> NamedSharding:
 
 
 def replicate(value, mesh: Mesh) -> jax.Array:
-    """Places a host value, identical on every process, on every device of ``mesh``.
-
-    When the mesh spans other processes' devices, ``jax.device_put`` cannot
-    address them, so each process fills its own devices from its copy.
-    """
-    value = np.asarray(value)
-    sharding = replicated(mesh)
-    if all(d.process_index == jax.process_index() for d in mesh.devices.flat):
-        return jax.device_put(value, sharding)
-    return jax.make_array_from_callback(
-        value.shape, sharding, lambda index: value[index]
-    )
+    """Places a host value, identical on every process, on every device of ``mesh``."""
+    return put(np.asarray(value), replicated(mesh))
 
 
 def round_up_to_devices(size: int, mesh: Mesh) -> int:
