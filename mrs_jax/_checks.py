@@ -30,6 +30,21 @@ def images(x: Any, name: str = "images") -> np.ndarray:
     return arr
 
 
+def image_or_batch(x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
+    """Returns ``(images [B, H, W, C] float32 in [0, 1], x_was_one_image)``."""
+    arr = _float_array(x, name)
+    if arr.ndim not in (3, 4):
+        raise ValueError(
+            f"{name} must be [H, W, C] or [B, H, W, C], got shape {arr.shape}"
+        )
+    _in_unit_range(arr, name)
+    single = arr.ndim == 3
+    images = arr[None] if single else arr
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one image")
+    return images, single
+
+
 def mask(m: Any, image_shape: tuple[int, ...], name: str = "mask") -> np.ndarray:
     """Returns ``m`` as a bool ``[H, W]`` array matching ``image_shape[:2]``."""
     if m is None:

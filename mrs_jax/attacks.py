@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from mrs_jax import _checks
+
 
 class PatchAttackResult(NamedTuple):
     """Output of `patch_attack(..., return_loss=True)`.
@@ -136,14 +138,6 @@ def _attack_batch(
     return adversarial, best_top_left, final_losses[rows, best]
 
 
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def patch_attack(
     logits_fn: Callable[[jax.Array], jax.Array],
     x: Any,
@@ -193,20 +187,8 @@ def patch_attack(
       TypeError, ValueError: on a bad argument, naming it.
     """
     logits_fn = _as_pytree_fn(logits_fn, "logits_fn")
-    x_arr = np.asarray(x)
-    if x_arr.ndim not in (3, 4):
-        raise ValueError(
-            f"x must be [H, W, C] or [B, H, W, C], got shape {x_arr.shape}"
-        )
-    if not np.issubdtype(x_arr.dtype, np.floating):
-        raise TypeError(f"x must be a float array in [0, 1], got dtype {x_arr.dtype}")
-    if x_arr.size and not (np.all(x_arr >= 0.0) and np.all(x_arr <= 1.0)):
-        raise ValueError("x must lie in [0, 1] (no NaN)")
-    single = x_arr.ndim == 3
-    images = x_arr[None] if single else x_arr
+    images, single = _checks.image_or_batch(x)
     batch, height, width, _ = images.shape
-    if batch == 0:
-        raise ValueError("x must hold at least one image")
     y_arr = np.asarray(y)
     if not np.issubdtype(y_arr.dtype, np.integer):
         raise TypeError(f"y must be integer labels, got dtype {y_arr.dtype}")
@@ -217,16 +199,17 @@ def patch_attack(
     if not single and y_arr.shape != (batch,):
         raise ValueError(f"y must have shape ({batch},), got {y_arr.shape}")
     labels = y_arr.reshape(batch).astype(np.int32)
-    size = _positive_int(size, "size")
+    size = _checks.positive_int(size, "size")
     if size > min(height, width):
         raise ValueError(
             f"size must be <= min(H, W) = {min(height, width)}, got {size}"
         )
-    num_locations = _positive_int(num_locations, "num_locations")
-    steps = _positive_int(steps, "steps", minimum=0)
+    num_locations = _checks.positive_int(num_locations, "num_locations")
+    steps = _checks.positive_int(steps, "steps", minimum=0)
     if location_chunk is None:
         location_chunk = num_locations
-    location_chunk = min(_positive_int(location_chunk, "location_chunk"), num_locations)
+    location_chunk = _checks.positive_int(location_chunk, "location_chunk")
+    location_chunk = min(location_chunk, num_locations)
     if isinstance(step_size, bool) or not np.isscalar(step_size):
         raise TypeError(f"step_size must be a float, got {type(step_size).__name__}")
     if not np.isfinite(step_size) or step_size <= 0:

@@ -17,22 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from mrs_jax import _checks
 from mrs_jax.attacks import _as_pytree_fn
 
 
 def _images_and_classes(x: Any, class_index: Any) -> tuple[jax.Array, jax.Array, bool]:
     """Validates x ([H,W,C] or [B,H,W,C] in [0,1]) and class_index (int or [B])."""
-    x_arr = np.asarray(x)
-    if x_arr.ndim not in (3, 4):
-        raise ValueError(
-            f"x must be [H, W, C] or [B, H, W, C], got shape {x_arr.shape}"
-        )
-    if not np.issubdtype(x_arr.dtype, np.floating):
-        raise TypeError(f"x must be a float array in [0, 1], got dtype {x_arr.dtype}")
-    single = x_arr.ndim == 3
-    images = x_arr[None] if single else x_arr
-    if images.shape[0] == 0:
-        raise ValueError("x must hold at least one image")
+    images, single = _checks.image_or_batch(x)
     classes = np.asarray(class_index)
     if not np.issubdtype(classes.dtype, np.integer):
         raise TypeError(f"class_index must be integer, got dtype {classes.dtype}")
