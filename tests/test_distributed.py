@@ -21,6 +21,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_two_processes(command: list[str]) -> list[str]:
+    """Runs ``command`` as processes 0 and 1 of 2 (2 fake CPU devices each)."""
+    address = f"127.0.0.1:{_free_port()}"
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+    )
+    flags = ["--coordinator_address", address, "--num_processes", "2"]
+    workers = [
+        subprocess.Popen(
+            [*command, *flags, "--process_id", str(index)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(2)
+    ]
+    outputs = []
+    for worker in workers:
+        output, _ = worker.communicate(timeout=300)
+        assert worker.returncode == 0, output[-3000:]
+        outputs.append(output)
+    return outputs
+
+
 @pytest.mark.parametrize("mode", ["practical"])
 def test_two_processes_give_the_single_process_rows(tmp_path, mode):
     single = job.run(
@@ -31,38 +58,7 @@ def test_two_processes_give_the_single_process_rows(tmp_path, mode):
         progress=False,
     )
     out = tmp_path / "multi"
-    address = f"127.0.0.1:{_free_port()}"
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-        JAX_PLATFORMS="cpu",
-    )
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(WORKER),
-                "--out",
-                str(out),
-                "--mode",
-                mode,
-                "--coordinator_address",
-                address,
-                "--num_processes",
-                "2",
-                "--process_id",
-                str(index),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for index in range(2)
-    ]
-    for worker in workers:
-        output, _ = worker.communicate(timeout=300)
-        assert worker.returncode == 0, output
+    _run_two_processes([sys.executable, str(WORKER), "--out", str(out), "--mode", mode])
 
     merged = rows.read(out / "rows.jsonl")
     shards = sorted(p.name for p in out.glob("rows-*-of-*.jsonl"))
@@ -105,36 +101,8 @@ def test_two_process_training_matches_one_process(tmp_path):
         capture_output=True,
         timeout=300,
     )
-    address = f"127.0.0.1:{_free_port()}"
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-        JAX_PLATFORMS="cpu",
-    )
-    workers = [
-        subprocess.Popen(
-            [
-                *base,
-                "--workdir",
-                str(tmp_path / "two"),
-                "--coordinator_address",
-                address,
-                "--num_processes",
-                "2",
-                "--process_id",
-                str(index),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for index in range(2)
-    ]
-    for worker in workers:
-        output, _ = worker.communicate(timeout=300)
-        assert worker.returncode == 0, output[-3000:]
-        assert "of 2, 4 devices in all" in output
+    outputs = _run_two_processes([*base, "--workdir", str(tmp_path / "two")])
+    assert all("of 2, 4 devices in all" in output for output in outputs)
 
     def rows(name):
         path = tmp_path / name / "metrics.jsonl"
