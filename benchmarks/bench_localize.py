@@ -46,6 +46,7 @@ from mrs_jax import inpaint  # noqa: E402
 
 # The package exports the function `localize`, which hides the module of that name.
 localize = importlib.import_module("mrs_jax.localize")
+prediction_maps = importlib.import_module("mrs_jax.prediction_maps")
 from mrs_jax.data import load_dataset  # noqa: E402
 
 PAPER_SECONDS_PER_CIFAR_IMAGE = 14.6
@@ -169,7 +170,7 @@ def throughput(images32, images224, subset224, rng):
                 f"{n_full / rate:.2f}{note} |"
             )
             batch = 256 if size == 5 else 32
-            chunks = jnp.asarray(localize._chunked_positions(pos, batch))
+            chunks = jnp.asarray(prediction_maps._chunked_positions(pos, batch))
             fn = jax.jit(
                 lambda x, c, size=size: jax.lax.map(
                     lambda p: jax.vmap(
@@ -324,8 +325,8 @@ def sweep(classify, digits, labels, steps):
     )
     adv, patch_at = np.asarray(adv), np.asarray(patch_at)
     fooled = np.asarray(jnp.argmax(classify(jnp.asarray(adv)), -1)) != labels
-    attacked = [localize.prediction_map(classify, x, size) for x in adv[fooled]]
-    clean = [localize.prediction_map(classify, x, size) for x in digits]
+    attacked = [prediction_maps.prediction_map(classify, x, size) for x in adv[fooled]]
+    clean = [prediction_maps.prediction_map(classify, x, size) for x in digits]
     lines = [
         f"{fooled.sum()} of {len(digits)} attacked images fool the classifier; "
         f"clean maps from the same {len(digits)} images.\n",

@@ -35,7 +35,7 @@ _LAZY = {
     "input_gradient_saliency": "mrs_jax.gradcam",
     "best_window": "mrs_jax.gradcam",
     "sliding_inpaint": "mrs_jax.inpaint",
-    "prediction_map": "mrs_jax.localize",
+    "prediction_map": "mrs_jax.prediction_maps",
     "joint_vote": "mrs_jax.localize",
     "LocalizeResult": "mrs_jax.localize",
     "empirical_accuracy": "mrs_jax.metrics",

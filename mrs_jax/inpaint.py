@@ -320,7 +320,7 @@ def sliding_inpaint(
     """All inpainted variants of an image, one per s x s block position.
 
     Materialises [P, H, W, C]: meant for small images and inspection. Localisation
-    streams blocks instead (see ``mrs_jax.localize.prediction_map``).
+    streams blocks instead (see ``mrs_jax.prediction_maps.prediction_map``).
 
     Args:
       x: [H, W, C] float32 image in [0, 1]. Telea needs C in {1, 3}.

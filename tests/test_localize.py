@@ -11,6 +11,7 @@ import scipy.ndimage
 
 # `mrs_jax.localize` the attribute is the exported function; fetch the module.
 loc = importlib.import_module("mrs_jax.localize")
+pm = importlib.import_module("mrs_jax.prediction_maps")
 
 SIZE = 5
 HEIGHT = WIDTH = 20
@@ -147,7 +148,7 @@ def test_no_change_reported(planted):
 def test_methods_agree_on_planted_prediction_map(planted):
     x = _plant(_background(4), (8, 2), _pattern())
     maps = [
-        np.asarray(loc.prediction_map(planted, x, SIZE, method=m, batch_size=64))
+        np.asarray(pm.prediction_map(planted, x, SIZE, method=m, batch_size=64))
         for m in ("telea", "harmonic")
     ]
     np.testing.assert_array_equal(maps[0], maps[1])
@@ -171,11 +172,11 @@ def test_sharded_positions_match_single_device(planted):
 
 def test_telea_chunks_do_not_retrace(planted):
     x = _plant(_background(7), (2, 2), _pattern())
-    loc.prediction_map(planted, x, SIZE, batch_size=64)  # 400 positions: 7 chunks
-    before = loc._classify_blocks._cache_size()
+    pm.prediction_map(planted, x, SIZE, batch_size=64)  # 400 positions: 7 chunks
+    before = pm._classify_blocks._cache_size()
     y = _plant(_background(8), (9, 4), _pattern())
-    loc.prediction_map(planted, y, SIZE, batch_size=64)
-    assert loc._classify_blocks._cache_size() == before
+    pm.prediction_map(planted, y, SIZE, batch_size=64)
+    assert pm._classify_blocks._cache_size() == before
 
 
 # ------------------------------------------------------------- joint-vote oracle
@@ -275,9 +276,9 @@ def test_validation(planted):
     with pytest.raises(TypeError, match="classify"):
         loc.localize("not a function", x, SIZE)
     with pytest.raises(ValueError, match="channels"):
-        loc.prediction_map(planted, np.zeros((8, 8, 2), np.float32), 3)
+        pm.prediction_map(planted, np.zeros((8, 8, 2), np.float32), 3)
     with pytest.raises(ValueError, match="logits"):
-        loc.prediction_map(lambda b: b[:, 0, 0, 0], x, SIZE, method="harmonic")
+        pm.prediction_map(lambda b: b[:, 0, 0, 0], x, SIZE, method="harmonic")
     with pytest.raises(ValueError, match="prediction_map"):
         loc.joint_vote(np.zeros((3, 3, 1), int), 2)
     with pytest.raises(TypeError, match="prediction_map"):
