@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jax
 import numpy as np
 
 
@@ -17,6 +18,8 @@ def image(x: Any, name: str = "x") -> np.ndarray:
     arr = _float_array(x, name)
     if arr.ndim != 3:
         raise ValueError(f"{name} must be one image [H, W, C], got shape {arr.shape}")
+    if min(arr.shape) < 1:
+        raise ValueError(f"{name} has an empty axis: shape {arr.shape}")
     _in_unit_range(arr, name)
     return arr
 
@@ -104,6 +107,8 @@ def _real(value: Any, name: str) -> float:
 def _float_array(x: Any, name: str) -> np.ndarray:
     if x is None:
         raise TypeError(f"{name} must be an array, got None")
+    if isinstance(x, jax.core.Tracer):
+        raise TypeError(f"{name} must be a concrete array, not a traced value")
     arr = np.asarray(x)
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(
@@ -113,8 +118,8 @@ def _float_array(x: Any, name: str) -> np.ndarray:
 
 
 def _in_unit_range(arr: np.ndarray, name: str) -> None:
-    if np.isnan(arr).any():
-        raise ValueError(f"{name} contains NaN")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf")
     if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
         raise ValueError(
             f"{name} must have values in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]"

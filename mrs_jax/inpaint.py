@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mrs_jax import _checks
+
 METHODS = ("telea", "harmonic")
 
 TELEA_RADIUS = 3
@@ -56,22 +58,7 @@ def check_image(x, name: str = "x") -> np.ndarray:
       TypeError: if x is not a real floating array.
       ValueError: on a wrong rank, an empty axis, NaN/inf or values outside [0, 1].
     """
-    if isinstance(x, jax.core.Tracer):
-        raise TypeError(f"{name} must be a concrete array, not a traced value")
-    arr = np.asarray(x)
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"{name} must be a float array in [0, 1], got {arr.dtype}")
-    if arr.ndim != 3:
-        raise ValueError(f"{name} must have shape [H, W, C], got shape {arr.shape}")
-    if min(arr.shape) < 1:
-        raise ValueError(f"{name} has an empty axis: shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    if arr.min() < 0.0 or arr.max() > 1.0:
-        raise ValueError(
-            f"{name} must lie in [0, 1], got range [{arr.min()}, {arr.max()}]"
-        )
-    return arr.astype(np.float32, copy=False)
+    return _checks.image(x, name)
 
 
 def check_int(value, name: str, low: int, high: int | None = None) -> int:

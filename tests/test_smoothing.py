@@ -282,6 +282,7 @@ def _certify_args(image):
         (dict(x=np.zeros((8, 8), np.float32)), ValueError, "x must be one image"),
         (dict(x=np.full(SHAPE, 1.5, np.float32)), ValueError, r"values in \[0, 1\]"),
         (dict(x=np.full(SHAPE, np.nan, np.float32)), ValueError, "NaN"),
+        (dict(x=np.full(SHAPE, np.inf, np.float32)), ValueError, "inf"),
         (dict(x=np.zeros(SHAPE, np.int32)), TypeError, "float"),
         (dict(mask=np.ones((4, 8), bool)), ValueError, "mask must have shape"),
         (dict(mask=np.full((8, 8), 2)), ValueError, "only 0 and 1"),
