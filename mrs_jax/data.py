@@ -7,11 +7,16 @@ Names (see :func:`load_dataset` and :func:`dataset_source`):
   repeated to 3 channels. Fixed split: a permutation of the 1797 indices drawn with
   ``numpy.random.default_rng(0)``; its first 300 are ``test``, the other 1497
   ``train``. Embedded, needs no network.
-- ``cifar10``: from a local ``cifar-10-batches-py`` folder (the python pickles) when
-  ``data_dir`` holds one, else through tensorflow-datasets (``train`` / ``test``).
-- ``imagenet2012``: through tensorflow-datasets (``train`` / ``validation``); each image
-  is resized so its shorter side is 256 (``cv2.INTER_AREA``) and centre-cropped to
-  224x224.
+- ``cifar10``: from ``data_dir`` holding a ``cifar-10-batches-py`` folder (the python
+  pickles) or JPEG/PNG class folders ``train/<class>/`` and ``test/<class>/`` (labels in
+  CIFAR-10's own order, airplane .. truck = 0..9, whatever the folder sort says), else
+  through tensorflow-datasets (``train`` / ``test``).
+- ``imagenet2012``: from ``data_dir`` in the usual folder layout (``train/<wnid>/``,
+  ``val/<wnid>/``; classes in sorted wnid order) or through tensorflow-datasets
+  (``train`` / ``validation``); each image is resized so its shorter side is 256
+  (``cv2.INTER_AREA``) and centre-cropped to 224x224.
+- ``image_folder``: any ``data_dir/<split>/<class>/*`` (jpg, jpeg, png), classes in
+  sorted folder order, any split name.
 - ``synthetic``: seeded random images of any shape; each class adds its own fixed
   random template, so a model can learn it.
 
@@ -22,11 +27,14 @@ tarballs in ``<data_dir>/downloads/manual``).
 """
 
 import dataclasses
+import functools
 import pickle
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from mrs_jax import image_folder
 
 DIGITS_TEST_SIZE = 300
 _SPLITS = {
@@ -34,7 +42,10 @@ _SPLITS = {
     "cifar10": ("train", "test"),
     "imagenet2012": ("train", "validation"),
     "synthetic": ("train", "test"),
+    "image_folder": None,  # any split: the folder's name
 }
+# The folder holding each split in the usual ImageNet layout.
+_IMAGENET_FOLDERS = {"train": "train", "validation": "val"}
 IMAGENET_RESIZE = 256
 IMAGENET_CROP = 224
 
@@ -245,10 +256,12 @@ def dataset_source(
     """A random-access dataset: ``len(source)`` and ``source.get_batch(indices)``.
 
     Args:
-        name: ``digits``, ``cifar10``, ``imagenet2012`` or ``synthetic``.
+        name: ``digits``, ``cifar10``, ``imagenet2012``, ``image_folder`` or
+            ``synthetic``.
         split: see the module docstring for each name's splits.
-        data_dir: a folder holding ``cifar-10-batches-py`` (cifar10), or the
-            tensorflow-datasets data directory.
+        data_dir: a folder holding ``cifar-10-batches-py`` or class folders
+            (cifar10), ImageNet's ``train``/``val`` class folders, an
+            ``image_folder`` root, or the tensorflow-datasets data directory.
         download: let tensorflow-datasets download and prepare (off by default).
         num_examples, image_shape, num_classes, seed: ``synthetic`` only.
 
@@ -262,7 +275,7 @@ def dataset_source(
     """
     if name not in _SPLITS:
         raise ValueError(f"name must be one of {tuple(_SPLITS)}; got {name!r}")
-    if split not in _SPLITS[name]:
+    if _SPLITS[name] is not None and split not in _SPLITS[name]:
         raise ValueError(
             f"split for {name} must be one of {_SPLITS[name]}; got {split!r}"
         )
@@ -270,11 +283,35 @@ def dataset_source(
         return _digits(split)
     if name == "synthetic":
         return _synthetic(split, num_examples, tuple(image_shape), num_classes, seed)
+    if name == "image_folder":
+        if data_dir is None:
+            raise ValueError("image_folder needs data_dir (ROOT of ROOT/<split>/<class>)")
+        return _folder_source(Path(data_dir) / split)
     if name == "cifar10" and data_dir is not None:
         folder = _cifar_folder(Path(data_dir))
         if folder is not None:
             return read_cifar10_folder(folder, split)
+        if (Path(data_dir) / split).is_dir():
+            return _folder_source(
+                Path(data_dir) / split,
+                class_order=image_folder.CIFAR10_CLASSES,
+                image_shape=(32, 32, 3),
+            )
+    if name == "imagenet2012" and data_dir is not None:
+        folder = Path(data_dir) / _IMAGENET_FOLDERS[split]
+        if folder.is_dir():
+            crop = functools.partial(
+                resize_center_crop, resize=IMAGENET_RESIZE, crop=IMAGENET_CROP
+            )
+            return _folder_source(
+                folder, transform=crop, image_shape=(IMAGENET_CROP, IMAGENET_CROP, 3)
+            )
     return TfdsSource(name, split, data_dir, download)
+
+
+def _folder_source(split_dir: Path, **kwargs) -> ArraySource:
+    images, labels, classes = image_folder.read_image_folder(split_dir, **kwargs)
+    return ArraySource(images, labels, len(classes))
 
 
 def load_dataset(
