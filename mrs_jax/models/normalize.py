@@ -21,12 +21,21 @@ DIGITS_STD = (0.5, 0.5, 0.5)
 class Normalize(nnx.Module):
     """Per-channel ``(x - mean) / std``; mean and std are fixed, not trained.
 
+    With ``clamp`` the input is first clipped to [0, 1]. Noise of std 7 inside a
+    square (the paper's CIFAR-10 setting) otherwise swamps BatchNorm's statistics
+    (measured: 56% clean after 4 epochs without the clamp, 69% with it). The clamp
+    is part of the base classifier f, so Theorem 1 still holds for the classifier
+    smoothed around f: it only changes what f computes from a noisy input.
+
     Args:
         mean: one value per channel.
         std: one positive value per channel.
+        clamp: clip inputs to [0, 1] before normalising.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self, mean: Sequence[float], std: Sequence[float], clamp: bool = False
+    ):
         mean = tuple(float(m) for m in mean)
         std = tuple(float(s) for s in std)
         if len(mean) != len(std) or not mean:
@@ -39,6 +48,7 @@ class Normalize(nnx.Module):
         # Plain tuples are static attributes: they stay out of the parameter state.
         self.mean = mean
         self.std = std
+        self.clamp = bool(clamp)
 
     def __call__(self, images: jax.Array) -> jax.Array:
         """Normalises ``images: [B, H, W, C]`` float in [0, 1]."""
@@ -46,6 +56,8 @@ class Normalize(nnx.Module):
             raise ValueError(
                 f"images must be [B, H, W, {len(self.mean)}]; got {images.shape}"
             )
+        if self.clamp:
+            images = jnp.clip(images, 0.0, 1.0)
         mean = jnp.asarray(self.mean, images.dtype)
         std = jnp.asarray(self.std, images.dtype)
         return (images - mean) / std

@@ -5,10 +5,11 @@ Variants are ``functools.partial`` of four families (flax ``examples/imagenet``)
 | name | family | notes |
 |---|---|---|
 | ``small_cnn`` | SmallCNN | 32/64/128 channels; the digits default |
+| ``fast_cnn`` | FastCNN | airbench-style; the CIFAR-10 CPU model |
 | ``resnet20`` / ``resnet56`` / ``resnet110`` | CifarResNet | Cohen et al. |
 | ``wrn28_10`` | WideResNet | WRN-28-10 |
 | ``resnet50`` | ImageNetResNet | bottleneck, (3, 4, 6, 3) |
-| ``tiny_cnn`` / ``resnet_tiny`` / ``wrn_tiny`` / ``resnet50_tiny`` | | tests only |
+| ``tiny_cnn`` / ``fast_cnn_tiny`` / ``resnet_tiny`` / ``wrn_tiny`` / ``resnet50_tiny`` | | tests only |
 """
 
 import functools
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import jax
 from flax import nnx
 
+from mrs_jax.models.fast_cnn import FastCNN
 from mrs_jax.models.resnet_cifar import CifarResNet
 from mrs_jax.models.resnet_imagenet import ImageNetResNet
 from mrs_jax.models.small_cnn import SmallCNN
@@ -24,6 +26,8 @@ from mrs_jax.models.wide_resnet import WideResNet
 
 _MODELS: dict[str, Callable[..., nnx.Module]] = {
     "small_cnn": SmallCNN,
+    "fast_cnn": FastCNN,
+    "fast_cnn_tiny": functools.partial(FastCNN, widths=(4, 8, 8, 8)),
     "tiny_cnn": functools.partial(SmallCNN, widths=(8, 16)),
     "resnet20": functools.partial(CifarResNet, depth=20),
     "resnet56": functools.partial(CifarResNet, depth=56),

@@ -1,0 +1,64 @@
+"""CIFAR-10 on a 2-core CPU: the paper's noise, a small fast network, 8 epochs.
+
+Run (data: the CIFAR-10 JPEG class folders or ``cifar-10-batches-py`` under
+``data/cifar10``, or edit ``data_dir``)::
+
+    python -m train --config train/configs/cifar10_cpu.py \
+        --workdir benchmarks/checkpoints/cifar10_cpu
+
+Noise: sigma = 7 in [0, 1] pixel units inside squares of width 5..10 at uniform
+positions, after random flips and 4-pixel-padded crops: the paper's CIFAR-10
+setting (MRS_SPEC section 7). The model clips its input to [0, 1] before
+normalising (``clamp``, see ``mrs_jax.models.normalize.Normalize``): without it the
+std-7 noise swamps BatchNorm's statistics. ``fast_cnn`` is an airbench-style
+network sized so that 8 epochs take under an hour on the 2-core CPU. Each epoch
+evaluates on the first 2,000 test images; the full test set is evaluated after
+training (``benchmarks/RESULTS.md``). ResNet-110 at the paper's scale stays in
+``cifar10.py`` for users with a GPU.
+Smoke: add ``--smoke`` (synthetic 32x32 data, tiny network, two steps).
+"""
+
+import dataclasses
+
+from mrs_jax.training import TrainConfig
+
+WIDTHS = (28, 56, 112, 224)
+
+
+def get_config(smoke: bool = False) -> TrainConfig:
+    config = TrainConfig(
+        dataset="cifar10",
+        data_dir="data/cifar10",
+        model="fast_cnn",
+        model_kwargs=(("widths", WIDTHS), ("clamp", True)),
+        num_classes=10,
+        epochs=8,
+        batch_size=256,
+        learning_rate=0.2,
+        weight_decay=5e-4,
+        schedule="cosine",
+        warmup_epochs=0.5,
+        sigma=7.0,
+        w_min=5,
+        w_max=10,
+        flip_crop=True,
+        max_eval_examples=2000,
+        eval_batch_size=500,
+        keep_checkpoints=2,
+    )
+    if smoke:
+        config = dataclasses.replace(
+            config,
+            dataset="synthetic",
+            data_dir=None,
+            model="fast_cnn_tiny",
+            model_kwargs=(("clamp", True),),
+            image_shape=(32, 32, 3),
+            synthetic_examples=32,
+            epochs=1,
+            batch_size=8,
+            max_steps_per_epoch=2,
+            max_eval_examples=8,
+            eval_batch_size=8,
+        )
+    return config
