@@ -117,3 +117,102 @@ def test_tfds_mock_data_cifar10_and_imagenet():
         images, labels = load_dataset("imagenet2012", "validation", max_examples=2)
         assert images.shape == (2, 224, 224, 3) and images.dtype == np.float32
         assert 0 <= labels.min() and labels.max() < 1000
+
+
+def _write_folder(root, split, classes, per_class, size=(32, 32), suffix=".jpg"):
+    import cv2
+
+    rng = np.random.default_rng(len(classes))
+    written = {}
+    for name in classes:
+        folder = root / split / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            # Flat colours survive JPEG almost exactly: the class is checkable.
+            image = np.full((*size, 3), rng.integers(0, 256, 3), np.uint8)
+            ok, data = cv2.imencode(suffix, image[..., ::-1])  # RGB -> BGR on disk
+            assert ok
+            (folder / f"{i:04d}{suffix}").write_bytes(data.tobytes())
+            written[(name, i)] = image
+    return written
+
+
+def test_image_folder_reads_classes_in_sorted_order(tmp_path):
+    written = _write_folder(tmp_path, "train", ["b", "a", "c"], 3)
+    images, labels = load_dataset("image_folder", "train", data_dir=str(tmp_path))
+    assert images.shape == (9, 32, 32, 3) and images.dtype == np.float32
+    np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1, 2, 2, 2])
+    # Label 0 is folder "a", read as RGB: the colours match what was written.
+    np.testing.assert_allclose(images[0], written[("a", 0)] / 255.0, atol=3 / 255)
+    np.testing.assert_allclose(images[8], written[("c", 2)] / 255.0, atol=3 / 255)
+    source = dataset_source("image_folder", "train", data_dir=str(tmp_path))
+    assert source.num_classes == 3 and source.images.dtype == np.uint8
+
+
+def test_image_folder_accepts_png_and_upper_case(tmp_path):
+    _write_folder(tmp_path, "val", ["x"], 2, suffix=".png")
+    _write_folder(tmp_path, "val2", ["y"], 1, suffix=".JPEG")
+    assert load_dataset("image_folder", "val", data_dir=str(tmp_path))[0].shape[0] == 2
+    assert load_dataset("image_folder", "val2", data_dir=str(tmp_path))[0].shape[0] == 1
+
+
+def test_cifar10_folders_use_cifar_class_order(tmp_path):
+    from mrs_jax.image_folder import CIFAR10_CLASSES
+
+    written = _write_folder(tmp_path, "test", list(CIFAR10_CLASSES), 1)
+    images, labels = load_dataset("cifar10", "test", data_dir=str(tmp_path))
+    np.testing.assert_array_equal(labels, np.arange(10))
+    for label, name in enumerate(CIFAR10_CLASSES):
+        np.testing.assert_allclose(
+            images[label], written[(name, 0)] / 255.0, atol=3 / 255
+        )
+
+
+def test_image_folder_follows_a_given_class_order(tmp_path):
+    # CIFAR-10's names happen to sort into its label order; the reader must use
+    # the given order, not the sort, so test it on names that sort differently.
+    from mrs_jax.image_folder import read_image_folder
+
+    written = _write_folder(tmp_path, "train", ["a", "b", "c"], 1)
+    images, labels, names = read_image_folder(
+        tmp_path / "train", class_order=("c", "a", "b")
+    )
+    assert names == ["c", "a", "b"]
+    np.testing.assert_array_equal(labels, [0, 1, 2])
+    np.testing.assert_allclose(images[0], written[("c", 0)], atol=3)
+    with pytest.raises(ValueError, match="outside the known classes"):
+        read_image_folder(tmp_path / "train", class_order=("a", "b"))
+
+
+def test_imagenet_folders_are_resized_and_cropped(tmp_path):
+    _write_folder(tmp_path, "val", ["n01", "n02"], 1, size=(300, 400))
+    images, labels = load_dataset(
+        "imagenet2012", "validation", data_dir=str(tmp_path), max_examples=2
+    )
+    assert images.shape == (2, 224, 224, 3)
+    np.testing.assert_array_equal(labels, [0, 1])
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        dataset_source("image_folder", "train", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="data_dir"):
+        dataset_source("image_folder", "train")
+    (tmp_path / "train" / "empty").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no images"):
+        dataset_source("image_folder", "train", data_dir=str(tmp_path))
+    _write_folder(tmp_path, "bad", ["a"], 1)
+    (tmp_path / "bad" / "a" / "9999.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="unreadable image"):
+        dataset_source("image_folder", "bad", data_dir=str(tmp_path))
+    _write_folder(tmp_path, "mixed", ["a"], 1)
+    _write_folder(tmp_path / "more", "mixed", ["a"], 1, size=(16, 16))
+    (tmp_path / "more" / "mixed" / "a" / "0000.jpg").rename(
+        tmp_path / "mixed" / "a" / "0001.jpg"
+    )
+    with pytest.raises(ValueError, match="mixed image sizes"):
+        dataset_source("image_folder", "mixed", data_dir=str(tmp_path))
+    # A CIFAR-10 folder with a class missing, or with a foreign class folder.
+    _write_folder(tmp_path / "c", "test", ["airplane"], 1)
+    with pytest.raises(FileNotFoundError, match="no folder for classes"):
+        dataset_source("cifar10", "test", data_dir=str(tmp_path / "c"))

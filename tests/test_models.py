@@ -134,3 +134,33 @@ def test_features_and_head_compose_to_the_classifier(name):
     np.testing.assert_allclose(
         head_fn(features), as_classifier(model)(images), rtol=1e-5, atol=1e-5
     )
+
+
+def test_clamp_clips_the_input_before_normalising():
+    # A clamped model sees only [0, 1]: inputs beyond it give the clipped logits.
+    x = _images(2, 16)
+    noisy = x + 7.0 * jax.random.normal(jax.random.key(3), x.shape)
+    for name in ("fast_cnn_tiny", "tiny_cnn", "resnet_tiny"):
+        clamped = as_classifier(get_model(name, num_classes=4, seed=2, clamp=True))
+        plain = as_classifier(get_model(name, num_classes=4, seed=2))
+        np.testing.assert_allclose(
+            clamped(noisy), plain(jnp.clip(noisy, 0, 1)), rtol=1e-5, atol=1e-5
+        )
+        assert not np.allclose(plain(noisy), plain(jnp.clip(noisy, 0, 1)), atol=1e-3)
+        # Inside [0, 1] the clamp changes nothing.
+        np.testing.assert_allclose(clamped(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_cnn_shapes_and_features_split():
+    from mrs_jax.models import features_and_head
+
+    model = get_model("fast_cnn_tiny", num_classes=10, seed=0)
+    images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32)
+    features_fn, head_fn = features_and_head(model)
+    features = features_fn(images)
+    assert features.shape == (2, 4, 4, 8)
+    np.testing.assert_allclose(
+        head_fn(features), as_classifier(model)(images), rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="widths"):
+        get_model("fast_cnn", num_classes=10, seed=0, widths=(8, 8))

@@ -51,6 +51,7 @@ class CifarResNet(nnx.Module):
         width: channel multiplier on (16, 32, 64).
         in_channels: C of the input images.
         mean, std: per-channel normalisation applied first.
+        clamp: clip inputs to [0, 1] first (see :class:`Normalize`).
         rngs: parameter initialisation.
     """
 
@@ -63,6 +64,7 @@ class CifarResNet(nnx.Module):
         in_channels: int = 3,
         mean: Sequence[float] = CIFAR10_MEAN,
         std: Sequence[float] = CIFAR10_STD,
+        clamp: bool = False,
         rngs: nnx.Rngs,
     ):
         if depth < 8 or (depth - 2) % 6:
@@ -70,7 +72,7 @@ class CifarResNet(nnx.Module):
         if width < 1:
             raise ValueError(f"width must be >= 1; got {width}")
         blocks_per_stage = (depth - 2) // 6
-        self.normalize = Normalize(mean, std)
+        self.normalize = Normalize(mean, std, clamp=clamp)
         c = 16 * width
         self.stem = nnx.Conv(in_channels, c, (3, 3), use_bias=False, rngs=rngs)
         self.stem_bn = nnx.BatchNorm(c, momentum=0.9, rngs=rngs)

@@ -16,6 +16,7 @@ class SmallCNN(nnx.Module):
         widths: channels of each conv block; each block halves H and W.
         in_channels: C of the input images.
         mean, std: per-channel normalisation applied first.
+        clamp: clip inputs to [0, 1] first (see :class:`Normalize`).
         rngs: parameter initialisation.
     """
 
@@ -27,9 +28,10 @@ class SmallCNN(nnx.Module):
         in_channels: int = 3,
         mean: Sequence[float] = DIGITS_MEAN,
         std: Sequence[float] = DIGITS_STD,
+        clamp: bool = False,
         rngs: nnx.Rngs,
     ):
-        self.normalize = Normalize(mean, std)
+        self.normalize = Normalize(mean, std, clamp=clamp)
         convs, norms = [], []
         c_in = in_channels
         for width in widths:
