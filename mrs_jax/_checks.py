@@ -92,6 +92,26 @@ def positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def non_negative_float(value: Any, name: str) -> float:
+    """Returns ``value`` as a finite float >= 0."""
+    v = _real(value, name)
+    if not v >= 0 or not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def typed_key(key: Any, name: str = "key") -> jax.Array:
+    """Returns ``key`` after checking it is one typed key from ``jax.random.key``."""
+    typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(
+        key.dtype, jax.dtypes.prng_key
+    )
+    if not typed:
+        raise TypeError(f"{name} must be a typed PRNG key from jax.random.key(seed)")
+    if key.shape != ():
+        raise ValueError(f"{name} must be a single key, got shape {key.shape}")
+    return key
+
+
 def callable_(fn: Any, name: str) -> None:
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
