@@ -75,6 +75,21 @@ def positive_float(value: Any, name: str) -> float:
     return v
 
 
+def nonnegative_float(value: Any, name: str) -> float:
+    """Returns ``value`` as a finite float >= 0."""
+    v = _real(value, name)
+    if not v >= 0 or not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def boolean(value: Any, name: str) -> bool:
+    """Returns ``value`` if it is a bool (or numpy bool)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def probability_level(value: Any, name: str = "alpha") -> float:
     """Returns ``value`` as a float strictly inside (0, 1)."""
     v = _real(value, name)
