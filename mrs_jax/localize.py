@@ -44,10 +44,10 @@ import numpy as np
 
 from mrs_jax import inpaint
 from mrs_jax.prediction_maps import (
-    _check_common,
-    _harmonic_map,
-    _place,
-    _telea_map,
+    check_map_args,
+    harmonic_map,
+    place_positions,
+    telea_map,
 )
 
 REASONS = ("ok", "no_change", "multiple_regions")
@@ -73,8 +73,9 @@ class VoteResult(NamedTuple):
     Attributes:
       score_map: [rows, cols] int32 votes per candidate position.
       attacked_class: [] int32 most frequent label c_t (smallest label on ties).
-      top_left: [2] int32 pixel position (i, j) of the best block; (-1, -1) when
-        no block changed the prediction.
+      top_left: [2] int32 pixel position (i, j) of the best block. When no block
+        changed the prediction the score map is all zero and the tie-break (the
+        maximum nearest the centroid of all maxima) picks the central position.
       abstain: [] bool, True when the positions scoring above tau form two or more
         8-connected components.
       reason: [] int32 code into ``REASONS``.
@@ -94,8 +95,10 @@ class LocalizeResult(NamedTuple):
 
     Attributes:
       mask: [H, W] bool, the located block grown by ``dilation`` pixels, clipped to
-        the image; all False when ``reason == "no_change"``.
-      top_left: [2] int32 pixel position of the located block, or (-1, -1).
+        the image. On ``no_change`` it is the block the tie-break picks (the
+        central position), as the paper's algorithm takes the arg max of the score
+        map whatever it is and certifies there (MRS_SPEC section 4, step 6).
+      top_left: [2] int32 pixel position of the located block.
       score_map: [rows, cols] int32 joint-voting scores.
       prediction_map: [rows, cols] int32 labels of the inpainted variants.
       attacked_class: [] int32.
@@ -242,7 +245,7 @@ def _joint_vote(prediction_map, tau, settings: VoteSettings) -> VoteResult:
     cols = labels.shape[1]
     no_change = ~jnp.any(changed > 0)
     top_left = jnp.stack([best // cols, best % cols]).astype(jnp.int32)
-    top_left = jnp.where(no_change, -1, top_left * settings.stride)
+    top_left = top_left * settings.stride
     n_components = _count_components(score > tau)
     abstain = (~no_change) & (n_components >= 2)
     reason = jnp.where(
@@ -252,7 +255,7 @@ def _joint_vote(prediction_map, tau, settings: VoteSettings) -> VoteResult:
 
 
 def _block_mask(top_left, size, dilation, height, width) -> jax.Array:
-    """[H, W] bool: the block at top_left grown by dilation, clipped; empty if -1."""
+    """[H, W] bool: the block at top_left grown by dilation, clipped to the image."""
     i, j = top_left[0], top_left[1]
     rows = jnp.arange(height)[:, None]
     cols = jnp.arange(width)[None, :]
@@ -262,7 +265,7 @@ def _block_mask(top_left, size, dilation, height, width) -> jax.Array:
         & (cols >= j - dilation)
         & (cols < j + size + dilation)
     )
-    return inside & (i >= 0)
+    return inside
 
 
 @functools.partial(jax.jit, static_argnames=("settings", "dilation", "shape"))
@@ -336,7 +339,7 @@ _joint_vote_jit = jax.jit(_joint_vote, static_argnames="settings")
 
 
 def _localize_harmonic(classify, x, chunks, tau, settings, dilation, grid):
-    pmap = _harmonic_map(classify, x, chunks, settings.size, grid)
+    pmap = harmonic_map(classify, x, chunks, settings.size, grid)
     vote = _joint_vote(pmap, tau, settings)
     mask = _block_mask(vote.top_left, settings.size, dilation, *x.shape[:2])
     return mask, pmap, vote
@@ -384,10 +387,11 @@ def localize(
 
     Returns:
       LocalizeResult. ``reason_name`` is "ok", "no_change" (no block changed the
-      prediction: empty mask, top_left (-1, -1), abstain False) or
+      prediction; abstain False, and the mask marks the block the tie-break picks,
+      the central position, where the pipeline still certifies) or
       "multiple_regions" (abstain True; mask still marks the best block).
     """
-    classify, arr, size, stride, method, batch_size = _check_common(
+    classify, arr, size, stride, method, batch_size = check_map_args(
         classify, x, size, stride, method, batch_size
     )
     settings, tau = vote_settings(size, stride=stride, m=m, tau=tau)
@@ -397,12 +401,12 @@ def localize(
     positions = inpaint.block_positions(height, width, size, stride)
     batch_size = min(batch_size, len(positions))
     if method == "harmonic":
-        classify, xd, chunks = _place(classify, arr, positions, batch_size, mesh)
+        classify, xd, chunks = place_positions(classify, arr, positions, batch_size, mesh)
         mask, pmap, vote = _localize_harmonic_jit(
             classify, xd, chunks, tau, settings, dilation, grid
         )
     else:
-        pmap = _telea_map(classify, arr, positions, size, batch_size, grid, workers)
+        pmap = telea_map(classify, arr, positions, size, batch_size, grid, workers)
         mask, vote = _vote_and_mask(pmap, tau, settings, dilation, (height, width))
     return LocalizeResult(
         mask=mask,

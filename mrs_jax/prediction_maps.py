@@ -4,7 +4,9 @@ Step 1 of joint voting (``MRS_SPEC.md`` section 4): for each block position, in
 row-major order, inpaint the block (Telea on host threads overlapped with device
 classification, or the on-device harmonic fill under one jit, optionally with the
 positions sharded over a mesh) and record the base classifier's label. The
-voting itself lives in ``mrs_jax.localize``.
+voting itself lives in ``mrs_jax.localize``, which builds on the public steps
+here: :func:`check_map_args`, :func:`place_positions`, :func:`harmonic_map` (pure,
+for use inside a caller's jit) and :func:`telea_map`.
 """
 
 from __future__ import annotations
@@ -53,8 +55,21 @@ def _chunked_positions(positions: np.ndarray, batch_size: int) -> np.ndarray:
     return padded.reshape(n_chunks, batch_size, 2)
 
 
-def _harmonic_map(classify, x, chunks, size, grid):
-    """On-device prediction map: harmonic fill + classify, chunk by chunk."""
+def harmonic_map(classify, x, chunks, size, grid):
+    """On-device prediction map: harmonic fill + classify, chunk by chunk.
+
+    Pure (no jit of its own), so a caller can fuse it into a larger program.
+
+    Args:
+      classify: ``[B, H, W, C] -> [B, K]`` logits (a ``Partial`` under jit).
+      x: [H, W, C] float32 image in [0, 1].
+      chunks: [n_chunks, batch, 2] int block positions (``place_positions``).
+      size: block side s (static).
+      grid: (rows, cols) of the map (static).
+
+    Returns:
+      [rows, cols] int32 labels.
+    """
 
     def one_chunk(positions):
         images = jax.vmap(inpaint.harmonic_variant, in_axes=(None, 0, None))(
@@ -66,11 +81,24 @@ def _harmonic_map(classify, x, chunks, size, grid):
     return labels[: grid[0] * grid[1]].reshape(grid)
 
 
-_harmonic_map_jit = jax.jit(_harmonic_map, static_argnames=("size", "grid"))
+_harmonic_map_jit = jax.jit(harmonic_map, static_argnames=("size", "grid"))
 
 
-def _telea_map(classify, x, positions, size, batch_size, grid, workers):
-    """Host Telea fill on threads, overlapped with async device classification."""
+def telea_map(classify, x, positions, size, batch_size, grid, workers):
+    """Host Telea fill on threads, overlapped with async device classification.
+
+    Args:
+      classify: ``[B, H, W, C] -> [B, K]`` logits.
+      x: [H, W, C] float32 image in [0, 1] (Telea runs on its uint8 rounding).
+      positions: [P, 2] int block positions in row-major order.
+      size: block side s.
+      batch_size: variants per device call (the last chunk is padded).
+      grid: (rows, cols) with rows * cols == P.
+      workers: Telea threads (None: os.cpu_count()).
+
+    Returns:
+      [rows, cols] int32 labels.
+    """
     x_uint8 = inpaint.to_uint8(x)
     base = jnp.asarray(x_uint8.astype(np.float32) / np.float32(255.0))
     pending = []
@@ -86,7 +114,7 @@ def _telea_map(classify, x, positions, size, batch_size, grid, workers):
     return jnp.concatenate(pending).reshape(grid)
 
 
-def _place(classify, x, positions, batch_size, mesh):
+def place_positions(classify, x, positions, batch_size, mesh):
     """Chunks positions; with a mesh, shards each chunk's positions over devices.
 
     Returns (classify, x, chunks [n_chunks, batch, 2]) ready for the jitted program;
@@ -114,7 +142,13 @@ def _place(classify, x, positions, batch_size, mesh):
     return classify, x, chunks
 
 
-def _check_common(classify, x, size, stride, method, batch_size):
+def check_map_args(classify, x, size, stride, method, batch_size):
+    """Validates prediction-map arguments; returns them normalised.
+
+    Returns:
+      ``(classify as a Partial, x [H, W, C] float32, size, stride, method,
+      batch_size)``.
+    """
     classify = _as_partial(classify)
     arr = inpaint.check_image(x)
     size, stride = inpaint.check_block(arr.shape, size, stride)
@@ -159,7 +193,7 @@ def prediction_map(
       [rows, cols] int32 labels, rows = (H - s) // stride + 1 (likewise cols); entry
       (r, c) is the block at pixel (r * stride, c * stride).
     """
-    classify, arr, size, stride, method, batch_size = _check_common(
+    classify, arr, size, stride, method, batch_size = check_map_args(
         classify, x, size, stride, method, batch_size
     )
     height, width = arr.shape[:2]
@@ -167,6 +201,6 @@ def prediction_map(
     positions = inpaint.block_positions(height, width, size, stride)
     batch_size = min(batch_size, len(positions))
     if method == "harmonic":
-        classify, xd, chunks = _place(classify, arr, positions, batch_size, mesh)
+        classify, xd, chunks = place_positions(classify, arr, positions, batch_size, mesh)
         return _harmonic_map_jit(classify, xd, chunks, size, grid)
-    return _telea_map(classify, arr, positions, size, batch_size, grid, workers)
+    return telea_map(classify, arr, positions, size, batch_size, grid, workers)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
+from mrs_jax.masks import square_mask
+
 # `mrs_jax.localize` the attribute is the exported function; fetch the module.
 loc = importlib.import_module("mrs_jax.localize")
 pm = importlib.import_module("mrs_jax.prediction_maps")
@@ -140,8 +142,15 @@ def test_no_change_reported(planted):
     result = loc.localize(planted, _background(3), SIZE, method="telea")
     assert result.reason_name == "no_change"
     assert not bool(result.abstain)
-    assert not np.asarray(result.mask).any()
-    assert tuple(np.asarray(result.top_left)) == (-1, -1)
+    # The tie-break of an all-zero score map picks the central position, and the
+    # mask is that block, dilated: the pipeline certifies there (spec 4.6).
+    x = _background(3)
+    centre = (x.shape[0] - SIZE) // 2, (x.shape[1] - SIZE) // 2
+    assert tuple(np.asarray(result.top_left)) == centre
+    np.testing.assert_array_equal(
+        np.asarray(result.mask),
+        square_mask(x.shape, centre[0] - 3, centre[1] - 3, SIZE + 6),
+    )
     assert int(result.attacked_class) == TRUE_CLASS
 
 
