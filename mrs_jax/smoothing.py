@@ -97,13 +97,22 @@ def sample_counts(
 
     Returns:
       ``[num_classes]`` int64 counts summing to ``num``.
+
+    Raises:
+      ValueError: an all-False ``mask`` (a certificate over no pixel means
+        nothing), ``num_classes < 2``, or ``classify`` returned NaN or inf logits
+        for some noisy sample (a broken classifier; its argmax would be a
+        meaningless class). The non-finite check runs in the same device program
+        as the counts, so it costs no extra forward pass.
     """
     _checks.callable_(classify, "classify")
     x = _checks.image(x)
     mask = _checks.mask(mask, x.shape)
+    if not mask.any():
+        raise ValueError("mask is all False: there is no pixel to smooth or certify")
     sigma = _checks.positive_float(sigma, "sigma")
     num = _checks.positive_int(num, "num")
-    num_classes = _checks.positive_int(num_classes, "num_classes")
+    num_classes = _checks.positive_int(num_classes, "num_classes", minimum=2)
     batch_size = _checks.positive_int(batch_size, "batch_size")
     key = _typed_key(key)
 
@@ -118,7 +127,7 @@ def sample_counts(
     # Weights restored from a checkpoint are committed to one device; the program
     # runs on the whole mesh, so place them there (a no-op when already there).
     classify = jax.device_put(_as_pytree(classify), sharding.replicated(mesh))
-    counts = count(
+    counts_and_bad = count(
         classify,
         put(x),
         put(window_mask.astype(np.float32)),
@@ -127,7 +136,14 @@ def sample_counts(
         put(np.asarray(jax.random.key_data(key))),
         put(np.int32(num)),
     )
-    return np.asarray(counts).astype(np.int64)
+    counts_and_bad = np.asarray(counts_and_bad).astype(np.int64)
+    if counts_and_bad[-1]:
+        raise ValueError(
+            f"classify ({_describe(classify)}) returned NaN or inf logits for "
+            f"{counts_and_bad[-1]} of {num} noisy samples: the classifier is broken "
+            "(e.g. non-finite weights), so its counts would be meaningless"
+        )
+    return counts_and_bad[:-1]
 
 
 def certify(
@@ -230,6 +246,16 @@ def _as_pytree(classify: Classifier) -> Partial:
     return classify if isinstance(classify, Partial) else Partial(classify)
 
 
+def _describe(classify: Partial) -> str:
+    """A short name for a classifier in error messages."""
+    func = classify.func if isinstance(classify, Partial) else classify
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None) or type(func).__name__
+    module = getattr(func, "__module__", None)
+    return f"{module}.{name}" if module else name
+
+
 def _typed_key(key) -> jax.Array:
     if not isinstance(key, jax.Array):
         raise TypeError(f"key must be a jax.random.key, got {type(key).__name__}")
@@ -290,11 +316,15 @@ def _counts_program(mesh, chunk: int, num_classes: int, key_impl, window):
                     f"{(chunk, num_classes)}, got {logits.shape}"
                 )
             labels = jnp.argmax(logits, axis=-1)
+            valid = (index < num)[:, None]
             hits = jax.nn.one_hot(labels, num_classes, dtype=jnp.int32)
-            return counts + jnp.sum(hits * (index < num)[:, None], axis=0)
+            # The last slot counts samples with a NaN or inf logit.
+            bad = ~jnp.all(jnp.isfinite(logits), axis=-1, keepdims=True)
+            hits = jnp.concatenate([hits, bad.astype(jnp.int32)], axis=-1)
+            return counts + jnp.sum(hits * valid, axis=0)
 
         steps = (num + chunk - 1) // chunk
-        zeros = jnp.zeros((num_classes,), jnp.int32)
+        zeros = jnp.zeros((num_classes + 1,), jnp.int32)
         return jax.lax.fori_loop(0, steps, add_chunk, zeros)
 
     return jax.jit(count, out_shardings=sharding.replicated(mesh))

@@ -294,6 +294,8 @@ def _certify_args(image):
         (dict(n=0), ValueError, "n must"),
         (dict(batch_size=0), ValueError, "batch_size"),
         (dict(num_classes=0), ValueError, "num_classes"),
+        (dict(num_classes=1), ValueError, "num_classes must be >= 2"),
+        (dict(mask=np.zeros(SHAPE[:2], bool)), ValueError, "mask is all False"),
         (dict(classify="not a function"), TypeError, "classify"),
         (dict(key=0), TypeError, "key"),
         (dict(classify=lambda b: jnp.zeros((b.shape[0], 3))), ValueError, "logits"),
@@ -333,3 +335,44 @@ def test_legacy_raw_keys_are_accepted_but_not_batches_of_keys(image):
             num_classes=2,
             batch_size=4,
         )
+
+
+def _nan_on_noise(images):
+    # Finite on the clean image, NaN where noise pushed pixel (0, 0) below 0.
+    logits = jnp.stack([images[:, 0, 0, 0], -images[:, 0, 0, 0]], axis=-1)
+    broken = (images[:, 0, 0, 0] < 0)[:, None]
+    return jnp.where(broken, jnp.nan, logits)
+
+
+@pytest.mark.parametrize("logit", [np.nan, np.inf, -np.inf])
+def test_non_finite_logits_raise_naming_the_classifier(image, logit):
+    def broken_classifier(images):
+        return jnp.zeros((images.shape[0], 2)).at[:, 1].set(logit)
+
+    args = _certify_args(image) | dict(classify=broken_classifier)
+    classify = args.pop("classify")
+    x, mask, sigma = args.pop("x"), args.pop("mask"), args.pop("sigma")
+    with pytest.raises(ValueError, match="broken_classifier.*NaN or inf.*10 of 10"):
+        mrs_jax.certify(classify, x, mask, sigma, **args)
+    with pytest.raises(ValueError, match="broken_classifier"):
+        mrs_jax.predict(
+            classify, x, mask, sigma, key=jax.random.key(0), n=10, alpha=0.01,
+            num_classes=2, batch_size=8,
+        )
+
+
+def test_a_few_non_finite_samples_are_counted_and_refused():
+    # Only some noisy samples give NaN: counted on the device, still refused.
+    x = np.full(SHAPE, 0.5, np.float32)
+    mask = mrs_jax.square_mask(SHAPE, 0, 0, 1)
+    with pytest.raises(ValueError, match=r"_nan_on_noise.* ([1-9]\d*) of 200 "):
+        mrs_jax.sample_counts(
+            _nan_on_noise, x, mask, 0.5, key=jax.random.key(0), num=200,
+            num_classes=2, batch_size=64,
+        )
+    # The same classifier on a mask it cannot break counts normally.
+    counts = mrs_jax.sample_counts(
+        _nan_on_noise, x, mrs_jax.square_mask(SHAPE, 4, 4, 1), 0.5,
+        key=jax.random.key(0), num=200, num_classes=2, batch_size=64,
+    )
+    assert counts.sum() == 200
