@@ -1,0 +1,379 @@
+"""Adaptive patch attack on localise-then-certify (issue 12, section 1).
+
+``patch_attack`` (spec s. 5) only fools the base classifier f. MRS then hides every
+s x s block in turn (the prediction map), votes for the block whose inpainting
+changes the prediction, and smooths inside that block grown by ``dilation``. A
+standard patch breaks as soon as a block hides part of it, so every block that
+overlaps the patch changes the prediction and the vote finds it; and Gaussian noise
+inside the mask usually breaks it again. This attack optimises the patch against
+both steps at once, by expectation over transformations (EOT).
+
+Objective (the attacker's gain, maximised; one value per image and location)::
+
+    J = base_weight    * g(x_adv)
+      + inpaint_weight * mean_o g(harmonic_fill(x_adv, block_o))
+      + noise_weight   * mean_n g(x_adv + M * e_n),   e_n ~ N(0, sigma^2 I)
+
+with ``g(x) = min(max_{k != y} z_k(x) - z_y(x), kappa)`` on the logits z = f(x): the
+logit margin of the best wrong class, clipped at ``kappa`` so that a sample already
+fooled with margin kappa stops pulling and the others get the gradient (a mean of
+unbounded cross-entropies is dominated by the samples that are already fooled).
+
+- Occlusions ``block_o``: s x s blocks at ``top_left + (di, dj)``, with (di, dj)
+  uniform over the (2s - 1)^2 - 1 offsets that overlap the patch but are not the
+  patch itself (clipped to the image), filled by ``mrs_jax.inpaint``'s harmonic
+  fill, the exact and differentiable on-device fill (its ring includes patch pixels
+  for shifted blocks, so the gradient sees both the hidden and the ring part).
+  Telea is not differentiable; the harmonic fill is the localiser's own
+  ``method="harmonic"`` and close to Telea (benchmarks/RESULTS.md). A patch that
+  keeps the wrong label under these fills changes the prediction map only where it
+  is (almost) fully hidden, so the patch scores a small vote and any other cluster
+  of changed blocks in the image can win it.
+- Noise: M is the patch grown by ``dilation`` (the mask localisation returns when it
+  finds the patch exactly); the noisy image is not clipped, as in smoothing.
+
+Variants (``objective``): ``"eot_inpaint"`` (base + occlusion terms),
+``"eot_noise"`` (base + noise terms), ``"eot_inpaint_noise"`` (all three, the
+default). Compare them with ``benchmarks/bench_adaptive.py``.
+
+Search as in ``patch_attack``: ``num_locations`` random top-left positions per
+image, random initial patches, ``steps`` sign-gradient ascent steps on J with
+projection onto [0, 1], vmapped over locations; the location with the greatest
+final J (re-estimated on fresh samples) is kept. Each step draws fresh occlusions
+and noise from ``fold_in(location_key, step)``, so results do not depend on
+``location_chunk``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from mrs_jax import _checks, inpaint
+from mrs_jax.attacks import PatchAttackResult
+
+OBJECTIVES = ("eot_inpaint", "eot_noise", "eot_inpaint_noise")
+# objective -> (uses the occlusion term, uses the noise term)
+_TERMS = {
+    "eot_inpaint": (True, False),
+    "eot_noise": (False, True),
+    "eot_inpaint_noise": (True, True),
+}
+
+
+class _Settings(NamedTuple):
+    """Static settings of the jitted core (hashable)."""
+
+    size: int
+    num_locations: int
+    steps: int
+    location_chunk: int
+    num_occlusions: int  # 0 when the objective has no occlusion term
+    num_noise: int  # 0 when the objective has no noise term
+    dilation: int
+
+
+def _paste(image: jax.Array, patch: jax.Array, top_left: jax.Array) -> jax.Array:
+    """Writes `patch` [s, s, C] into `image` [H, W, C] at `top_left` [2]."""
+    return lax.dynamic_update_slice(image, patch, (top_left[0], top_left[1], 0))
+
+
+def _occlusion_corners(key, top_left, count, size, height, width) -> jax.Array:
+    """[count, 2] int32 corners of blocks overlapping, but not equal to, the patch."""
+    side = 2 * size - 1
+    index = jax.random.randint(key, (count,), 0, side * side - 1)
+    index = index + (index >= (side * side) // 2)  # skip the centre offset (0, 0)
+    offsets = jnp.stack([index // side, index % side], axis=1) - (size - 1)
+    corners = top_left[None, :] + offsets
+    upper = jnp.array([height - size, width - size])
+    return jnp.clip(corners, 0, upper).astype(jnp.int32)
+
+
+def _square_mask(top_left, size, dilation, height, width) -> jax.Array:
+    """[H, W] float32: 1 on the patch grown by `dilation`, clipped to the image."""
+    rows = jnp.arange(height)[:, None]
+    cols = jnp.arange(width)[None, :]
+    inside = (
+        (rows >= top_left[0] - dilation)
+        & (rows < top_left[0] + size + dilation)
+        & (cols >= top_left[1] - dilation)
+        & (cols < top_left[1] + size + dilation)
+    )
+    return inside.astype(jnp.float32)
+
+
+def _variants(image, patch, top_left, key, sigma, settings: _Settings) -> jax.Array:
+    """The images J is averaged over, for one image and one location.
+
+    Returns:
+      [1 + num_occlusions + num_noise, H, W, C]: x_adv, its occluded-and-filled
+      copies, its noisy copies.
+    """
+    height, width, channels = image.shape
+    x_adv = _paste(image, patch, top_left)
+    parts = [x_adv[None]]
+    occlusion_key, noise_key = jax.random.split(key)
+    if settings.num_occlusions:
+        corners = _occlusion_corners(
+            occlusion_key,
+            top_left,
+            settings.num_occlusions,
+            settings.size,
+            height,
+            width,
+        )
+        fill = jax.vmap(inpaint.harmonic_variant, in_axes=(None, 0, None))
+        parts.append(fill(x_adv, corners, settings.size))
+    if settings.num_noise:
+        mask = _square_mask(top_left, settings.size, settings.dilation, height, width)
+        noise = jax.random.normal(
+            noise_key, (settings.num_noise, height, width, channels), x_adv.dtype
+        )
+        parts.append(x_adv[None] + sigma * mask[None, :, :, None] * noise)
+    return jnp.concatenate(parts)
+
+
+def _gain(logits: jax.Array, label: jax.Array, kappa: jax.Array) -> jax.Array:
+    """[..., K] logits -> [...] min(best wrong logit - true logit, kappa)."""
+    logits = logits.astype(jnp.float32)
+    true = jnp.take_along_axis(logits, label[..., None], axis=-1)[..., 0]
+    is_true = jnp.arange(logits.shape[-1]) == label[..., None]
+    wrong = jnp.max(jnp.where(is_true, -jnp.inf, logits), axis=-1)
+    return jnp.minimum(wrong - true, kappa)
+
+
+def _objective(gains: jax.Array, weights: jax.Array, settings: _Settings):
+    """[..., V] per-variant gains -> [...] J (the weighted sum of term means)."""
+    n_occ = settings.num_occlusions
+    total = weights[0] * gains[..., 0]
+    if n_occ:
+        total += weights[1] * jnp.mean(gains[..., 1 : 1 + n_occ], axis=-1)
+    if settings.num_noise:
+        total += weights[2] * jnp.mean(gains[..., 1 + n_occ :], axis=-1)
+    return total
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _attack_batch(
+    logits_fn, images, labels, keys, step_size, sigma, weights, kappa, settings
+):
+    """Jitted core. images [B, H, W, C], labels [B], keys [B] typed keys."""
+    batch, height, width, channels = images.shape
+    size, chunk = settings.size, settings.location_chunk
+    num_chunks = -(-settings.num_locations // chunk)
+    padded = num_chunks * chunk
+
+    def sample(image_key):
+        location_key, init_key, eot_key = jax.random.split(image_key, 3)
+        upper = jnp.array([height - size + 1, width - size + 1])
+        top_left = jax.random.randint(
+            location_key, (settings.num_locations, 2), 0, upper
+        )
+        patch = jax.random.uniform(
+            init_key, (settings.num_locations, size, size, channels)
+        )
+        # Location l draws its samples from fold_in(eot_key, l): chunk-independent.
+        fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
+        return top_left, patch, fold(eot_key, jnp.arange(padded))
+
+    top_lefts, patches, eot_keys = jax.vmap(sample)(keys)  # [B, L, ...], [B, P]
+    # Pad the location axis to whole chunks; padded entries are discarded below.
+    pad = ((0, 0), (0, padded - settings.num_locations))
+    top_lefts = jnp.pad(top_lefts, pad + ((0, 0),))
+    patches = jnp.pad(patches, pad + ((0, 0),) * 3)
+    per_location = jax.vmap(_variants, in_axes=(None, 0, 0, 0, None, None))
+    per_image = jax.vmap(per_location, in_axes=(0, 0, 0, 0, None, None))
+
+    def objective(chunk_patches, chunk_corners, chunk_keys):  # -> [B, c]
+        variants = per_image(
+            images, chunk_patches, chunk_corners, chunk_keys, sigma, settings
+        )  # [B, c, V, H, W, C]
+        num_variants = variants.shape[2]
+        logits = logits_fn(variants.reshape((-1, height, width, channels)))
+        logits = logits.reshape((batch, chunk, num_variants, -1))
+        gains = _gain(logits, labels[:, None, None], kappa)
+        return _objective(gains, weights, settings)
+
+    def to_chunks(a):  # [B, padded, ...] -> [num_chunks, B, chunk, ...]
+        a = a.reshape((batch, num_chunks, chunk) + a.shape[2:])
+        return jnp.swapaxes(a, 0, 1)
+
+    def from_chunks(a):
+        return jnp.swapaxes(a, 0, 1).reshape((batch, padded) + a.shape[3:])
+
+    def run_chunk(part):
+        chunk_patches, chunk_corners, chunk_keys = part
+        fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+        step_keys = jax.vmap(fold, in_axes=(0, None))  # [B, c] keys, one step
+
+        # Every (image, location, variant) is its own batch entry, so the gradient
+        # of the summed J is each patch's own gradient (models must not mix batch
+        # entries: inference-mode BatchNorm).
+        def step(patch, index):
+            keys_now = step_keys(chunk_keys, index)
+            total = lambda p: objective(p, chunk_corners, keys_now).sum()  # noqa: E731
+            grad = jax.grad(total)(patch)
+            return jnp.clip(patch + step_size * jnp.sign(grad), 0.0, 1.0), None
+
+        chunk_patches, _ = lax.scan(step, chunk_patches, jnp.arange(settings.steps))
+        final_keys = step_keys(chunk_keys, settings.steps)  # fresh samples
+        return chunk_patches, objective(chunk_patches, chunk_corners, final_keys)
+
+    final_patches, final_gain = lax.map(
+        run_chunk, (to_chunks(patches), to_chunks(top_lefts), to_chunks(eot_keys))
+    )
+    final_patches, final_gain = from_chunks(final_patches), from_chunks(final_gain)
+    valid = jnp.arange(padded) < settings.num_locations
+    final_gain = jnp.where(valid, final_gain, -jnp.inf)
+    best = jnp.argmax(final_gain, axis=1)  # ties -> first sampled location
+    rows = jnp.arange(batch)
+    best_top_left = top_lefts[rows, best].astype(jnp.int32)
+    adversarial = jax.vmap(_paste)(images, final_patches[rows, best], best_top_left)
+    return adversarial, best_top_left, final_gain[rows, best]
+
+
+def _check_labels(y: Any, batch: int, single: bool) -> np.ndarray:
+    y_arr = np.asarray(y)
+    if not np.issubdtype(y_arr.dtype, np.integer):
+        raise TypeError(f"y must be integer labels, got dtype {y_arr.dtype}")
+    expected = () if single else (batch,)
+    if y_arr.shape != expected:
+        raise ValueError(f"y must have shape {expected}, got {y_arr.shape}")
+    return y_arr.reshape(batch).astype(np.int32)
+
+
+def adaptive_patch_attack(
+    classify: Callable[[jax.Array], jax.Array],
+    x: Any,
+    y: Any,
+    size: int,
+    *,
+    key: jax.Array,
+    num_locations: int = 80,
+    steps: int,
+    step_size: float,
+    objective: str = "eot_inpaint_noise",
+    sigma: float = 0.5,
+    dilation: int = 3,
+    num_occlusions: int = 8,
+    num_noise: int = 4,
+    base_weight: float = 1.0,
+    inpaint_weight: float = 1.0,
+    noise_weight: float = 1.0,
+    kappa: float = 5.0,
+    location_chunk: int | None = None,
+    return_loss: bool = False,
+) -> tuple[jax.Array, jax.Array] | PatchAttackResult:
+    """s x s patch attack against localisation and masked smoothing (see module doc).
+
+    A drop-in for ``mrs_jax.patch_attack``: same inputs, budget and outputs. Image i
+    of a batch uses ``fold_in(key, i)``; a single image uses ``fold_in(key, 0)``.
+    Cost per step: ``1 + num_occlusions + num_noise`` forward and backward passes
+    per location (terms the objective does not use are not computed).
+
+    Args:
+      classify: base classifier, images [N, H, W, C] -> logits [N, K]; plain
+        function or ``jax.tree_util.Partial`` carrying weights. Must treat batch
+        entries independently (inference-mode BatchNorm).
+      x: [H, W, C] or [B, H, W, C] float in [0, 1].
+      y: true label: int for one image, [B] ints for a batch.
+      size: patch side s, 1 <= s <= min(H, W) (also the localiser's block size).
+      key: typed PRNG key (``jax.random.key``).
+      num_locations: random locations per image (paper: 80).
+      steps: sign-gradient ascent steps on J (>= 0).
+      step_size: step in pixel units (> 0).
+      objective: one of ``OBJECTIVES``; which terms J has.
+      sigma: smoothing noise std in [0, 1] pixel units (the job's ``sigma``).
+      dilation: pixels the noise mask extends past the patch (the localiser's).
+      num_occlusions: partial occlusions per location and step (>= 1).
+      num_noise: noise draws per location and step (>= 1).
+      base_weight, inpaint_weight, noise_weight: weights (>= 0) of the terms; a term
+        the objective lacks is skipped whatever its weight.
+      kappa: clip of the margin (> 0), in logits.
+      location_chunk: locations per model batch; None = all. Results do not depend
+        on it; memory is B * chunk * (1 + occlusions + noise) images.
+      return_loss: also return the final J of the kept location.
+
+    Returns:
+      (image, top_left): image like x with the patch pasted in, float32 in [0, 1];
+      top_left [2] or [B, 2] int32 (row, column). With ``return_loss``, a
+      ``PatchAttackResult`` whose ``loss`` is J ([] or [B]; greater = stronger).
+
+    Raises:
+      TypeError, ValueError: on a bad argument, naming it.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    _checks.callable_(classify, "classify")
+    if not isinstance(classify, jax.tree_util.Partial):
+        classify = jax.tree_util.Partial(classify)
+    images, single = _checks.image_or_batch(x)
+    batch, height, width, _ = images.shape
+    labels = _check_labels(y, batch, single)
+    size = _checks.positive_int(size, "size")
+    if size > min(height, width):
+        raise ValueError(
+            f"size must be <= min(H, W) = {min(height, width)}, got {size}"
+        )
+    num_locations = _checks.positive_int(num_locations, "num_locations")
+    steps = _checks.positive_int(steps, "steps", minimum=0)
+    chunk = num_locations if location_chunk is None else location_chunk
+    chunk = min(_checks.positive_int(chunk, "location_chunk"), num_locations)
+    step_size = _checks.positive_float(step_size, "step_size")
+    sigma = _checks.positive_float(sigma, "sigma")
+    kappa = _checks.positive_float(kappa, "kappa")
+    dilation = _checks.positive_int(dilation, "dilation", minimum=0)
+    num_occlusions = _checks.positive_int(num_occlusions, "num_occlusions")
+    num_noise = _checks.positive_int(num_noise, "num_noise")
+    weights = [
+        _checks.non_negative_float(w, name)
+        for w, name in (
+            (base_weight, "base_weight"),
+            (inpaint_weight, "inpaint_weight"),
+            (noise_weight, "noise_weight"),
+        )
+    ]
+    use_inpaint, use_noise = _TERMS[objective]
+    if weights[0] + weights[1] * use_inpaint + weights[2] * use_noise == 0:
+        raise ValueError(f"all weights of objective {objective!r} are 0")
+    key = _checks.typed_key(key)
+    logits_shape = jax.eval_shape(classify, jnp.zeros((1,) + images.shape[1:])).shape
+    if len(logits_shape) != 2 or logits_shape[0] != 1:
+        raise ValueError(
+            f"classify must map [N, H, W, C] to [N, K], got {logits_shape}"
+        )
+    if labels.min() < 0 or labels.max() >= logits_shape[1]:
+        raise ValueError(f"y must lie in [0, {logits_shape[1]}), got {np.asarray(y)}")
+
+    settings = _Settings(
+        size=size,
+        num_locations=num_locations,
+        steps=steps,
+        location_chunk=chunk,
+        num_occlusions=num_occlusions if use_inpaint else 0,
+        num_noise=num_noise if use_noise else 0,
+        dilation=dilation,
+    )
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch))
+    adversarial, top_left, gain = _attack_batch(
+        classify,
+        jnp.asarray(images),
+        jnp.asarray(labels),
+        keys,
+        jnp.float32(step_size),
+        jnp.float32(sigma),
+        jnp.asarray(weights, jnp.float32),
+        jnp.float32(kappa),
+        settings=settings,
+    )
+    if single:
+        adversarial, top_left, gain = adversarial[0], top_left[0], gain[0]
+    if return_loss:
+        return PatchAttackResult(adversarial, top_left, gain)
+    return adversarial, top_left
