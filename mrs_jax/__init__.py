@@ -13,9 +13,11 @@ import importlib
 
 from mrs_jax.bounds import certified_radius, clopper_pearson_lower
 
-# ``localize`` and ``gradcam`` name both a submodule and a public function. Import
-# them here, after their submodules load, so the package attribute is the function
-# (a lazy export would be shadowed by the submodule once anything imports it).
+# ``localize``, ``gradcam`` and ``double_masking`` name both a submodule and a
+# public function. Import them here, after their submodules load, so the package
+# attribute is the function (a lazy export would be shadowed by the submodule once
+# anything imports it).
+from mrs_jax.double_masking import double_masking
 from mrs_jax.gradcam import gradcam
 from mrs_jax.localize import localize
 from mrs_jax.masks import patch_l2_bound, square_mask, unrestricted_radius
@@ -50,6 +52,12 @@ _LAZY = {
     "dataset_source": "mrs_jax.data",
     "masked_noise_augment": "mrs_jax.noise",
     "random_square_masks": "mrs_jax.noise",
+    "occlusion_augment": "mrs_jax.noise",
+    "patchcleanser_masks": "mrs_jax.double_masking",
+    "double_masking_certify": "mrs_jax.double_masking",
+    "two_mask_predictions": "mrs_jax.double_masking",
+    "patchcleanser": "mrs_jax.double_masking",
+    "PatchCleanserResult": "mrs_jax.double_masking",
     "TrainConfig": "mrs_jax.training",
     "train": "mrs_jax.training",
     "load_classifier": "mrs_jax.checkpoint",
@@ -79,6 +87,7 @@ __all__ = [
     "certified_radius",
     "certify",
     "clopper_pearson_lower",
+    "double_masking",
     "gradcam",
     "localize",
     "patch_l2_bound",

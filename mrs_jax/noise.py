@@ -1,4 +1,4 @@
-"""Training augmentation: Gaussian noise inside random squares, flips and crops.
+"""Training augmentation: noise or occlusion inside random squares, flips and crops.
 
 MRS_SPEC section 7: per image a width ``w`` uniform on the integers ``[w_min, w_max]``,
 a location uniform over all positions that keep the square fully inside the image,
@@ -8,6 +8,7 @@ not clipped to [0, 1]: smoothing certifies ``x + e`` unclipped, so training matc
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _validate_widths(image_hw: tuple[int, int], w_min: int, w_max: int) -> None:
@@ -121,3 +122,62 @@ def random_flip_crop(key: jax.Array, image: jax.Array, pad: int = 4) -> jax.Arra
     top = jax.random.randint(row_key, (), 0, 2 * pad + 1)
     left = jax.random.randint(col_key, (), 0, 2 * pad + 1)
     return jax.lax.dynamic_slice(padded, (top, left, 0), (height, width, channels))
+
+
+def occlusion_augment(
+    key: jax.Array,
+    images: jax.Array,
+    size: int,
+    num_squares: int = 2,
+    fill=0.5,
+) -> jax.Array:
+    """Fills ``num_squares`` random ``size x size`` squares of each image with ``fill``.
+
+    Training for PatchCleanser (Xiang et al. 2022): the base model must classify
+    images with masks applied, so it is trained on images with two random masks.
+    Use the mask width of :func:`mrs_jax.patchcleanser_masks` as ``size``
+    (``s + ceil((N - s + 1) / k) - 1``: 9 for CIFAR-10, ``s = 5``, ``k = 6``) and
+    the same ``fill`` as at inference. Each square's top-left corner is uniform
+    over the positions that keep it inside the image, independently per square
+    and per image; squares may overlap.
+
+    Args:
+        key: typed PRNG key.
+        images: ``[B, H, W, C]`` float in [0, 1]; may be traced (jittable with
+            ``size`` and ``num_squares`` static).
+        size: the squares' side, ``1 <= size <= min(H, W)``.
+        num_squares: squares per image, >= 1.
+        fill: the masked value: a number or ``[C]`` numbers in [0, 1]
+            (default 0.5 grey, PatchCleanser's inference default here).
+
+    Returns:
+        ``[B, H, W, C]`` images, equal to ``images`` outside the squares.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, H, W, C]; got shape {images.shape}")
+    if isinstance(num_squares, bool) or not isinstance(num_squares, int):
+        raise TypeError(f"num_squares must be an int; got {num_squares!r}")
+    if num_squares < 1:
+        raise ValueError(f"num_squares must be >= 1; got {num_squares}")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"size must be an int; got {size!r}")
+    batch, height, width, channels = images.shape
+    if not 1 <= size <= min(height, width):
+        raise ValueError(
+            f"size must be in [1, min(H, W)] = [1, {min(height, width)}]; got {size}"
+        )
+    if not isinstance(fill, jax.core.Tracer):
+        values = np.asarray(fill, dtype=np.float32)
+        if values.shape not in ((), (channels,)):
+            raise ValueError(
+                f"fill must be a number or [C] = [{channels}] numbers; got shape "
+                f"{values.shape}"
+            )
+        if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+            raise ValueError(f"fill must lie in [0, 1]; got {fill!r}")
+    squares = random_square_masks(
+        key, batch * num_squares, (height, width), size, size
+    ).reshape(batch, num_squares, height, width)
+    hidden = jnp.any(squares, axis=1)[..., None]
+    fill = jnp.asarray(fill, images.dtype)
+    return jnp.where(hidden, fill, images)
