@@ -2,15 +2,22 @@
 
 A training work directory looks like::
 
-    <workdir>/model.json          # model name, num_classes, kwargs, image shape, ...
+    <workdir>/model.json          # model name, num_classes, kwargs, image shape,
+                                  # and the whole training config (``config``)
     <workdir>/metrics.jsonl       # one JSON row per finished epoch
     <workdir>/checkpoints/<epoch>/{model,opt_state,progress}
+    <workdir>/.lock               # held by the training process (mrs_jax.runlock)
 
 Orbax writes each step into a temporary folder and renames it when complete, so a
 killed run leaves either a whole checkpoint or none. Step numbers are finished epochs.
+A step whose files were damaged later (disk, copy) is named in a warning and skipped:
+loading and resuming fall back to the newest intact step.
 """
 
 import json
+import os
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +44,124 @@ def write_model_meta(workdir: str | Path, meta: dict[str, Any]) -> None:
 
 
 def read_model_meta(workdir: str | Path) -> dict[str, Any]:
-    """Reads ``<workdir>/model.json``."""
+    """Reads ``<workdir>/model.json``.
+
+    Raises:
+        FileNotFoundError: no ``model.json``.
+        ValueError: ``model.json`` is not a JSON object.
+    """
     path = Path(workdir) / MODEL_JSON
     if not path.is_file():
         raise FileNotFoundError(f"no {MODEL_JSON} in {workdir}: not a training workdir")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return meta
+
+
+def meta_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Names of the settings that differ between a stored and a new ``model.json``.
+
+    With a ``config`` record on both sides every training-config field is compared;
+    a ``model.json`` written before configs were recorded has only the model and
+    noise keys, and only those are compared.
+    """
+    new = json_normal(new)
+    if isinstance(old.get("config"), dict) and "config" in new:
+        old_config, new_config = old["config"], new["config"]
+        return sorted(
+            name
+            for name in set(old_config) | set(new_config)
+            if old_config.get(name) != new_config.get(name)
+        )
+    return sorted(k for k in new if k != "config" and old.get(k) != new[k])
+
+
+def json_normal(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def check_workdir(workdir: Any) -> Path:
+    """``workdir`` as a Path that is, or can be made, a writable folder.
+
+    Raises:
+        TypeError: not a path.
+        NotADirectoryError: it, or a parent, is a file.
+        PermissionError: the nearest existing folder is not writable.
+    """
+    if not isinstance(workdir, (str, os.PathLike)):
+        raise TypeError(f"workdir must be a path, got {type(workdir).__name__}")
+    path = Path(workdir)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"workdir {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"workdir {path}: no permission to write in {existing}")
+    return path
+
+
+def check_resume(workdir: str | Path, meta: dict[str, Any]) -> None:
+    """Refuses to resume ``workdir`` with settings other than its ``model.json``.
+
+    Raises:
+        ValueError: naming each differing field with its stored and new value.
+    """
+    old = read_model_meta(workdir)
+    changed = meta_differences(old, meta)
+    if not changed:
+        return
+    new = json_normal(meta)
+    if isinstance(old.get("config"), dict):
+        old, new = old["config"], new["config"]
+    diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+    raise ValueError(
+        f"workdir {workdir} holds a run with a different {', '.join(changed)} "
+        f"({diffs}); resume with the same config or use another workdir"
+    )
+
+
+def load_warm_start(init_from: str | Path, expected: dict[str, Any]) -> nnx.Module:
+    """The model of checkpoint ``init_from``, whose ``model.json`` must match.
+
+    Args:
+        init_from: as ``checkpoint_path`` of :func:`load_model`.
+        expected: ``model.json`` values the checkpoint must have (the architecture).
+
+
+    Raises:
+        FileNotFoundError, ValueError: no readable checkpoint at ``init_from``, or
+            one of another architecture (the message names ``init_from``).
+    """
+    try:
+        model, meta = load_model(init_from)
+    except (FileNotFoundError, ValueError) as err:
+        raise type(err)(f"init_from {init_from}: {err}") from err
+    changed = sorted(k for k in expected if meta.get(k) != json_normal(expected[k]))
+    if changed:
+        raise ValueError(
+            f"init_from {init_from} holds another model: "
+            + ", ".join(
+                f"{k} {meta.get(k)!r}, config has {json_normal(expected[k])!r}"
+                for k in changed
+            )
+        )
+    return model
+
+
+def latest_epoch(workdir: str | Path) -> int | None:
+    """The newest finished epoch saved in ``workdir`` (None: none), without orbax.
+
+    Orbax renames a step folder to its number only once the save is complete.
+    """
+    folder = Path(workdir) / CHECKPOINT_DIR
+    steps = [int(p.name) for p in folder.glob("*") if p.name.isdigit()]
+    return max(steps, default=None)
 
 
 def read_metrics(path: Path, last_epoch: int) -> list[dict]:
@@ -144,6 +264,81 @@ def restore_checkpoint(
     )
 
 
+def restore_intact(
+    manager: ocp.CheckpointManager,
+    model_state: Any,
+    opt_state: Any | None = None,
+    epoch: int | None = None,
+) -> tuple[Any, Any, dict[str, Any], list[int]]:
+    """:func:`restore_checkpoint` of ``epoch``, or of the newest intact step.
+
+    With ``epoch=None`` the steps are tried newest first; each unreadable one is
+    named in a warning and the next older one is tried.
+
+    Returns:
+        ``(model_state, opt_state or None, progress, broken)``: ``broken`` lists the
+        unreadable steps newer than the restored one.
+
+    Raises:
+        FileNotFoundError: no checkpoint at all.
+        ValueError: the requested ``epoch`` or every step is unreadable (the
+            message names each step and its error).
+    """
+    steps = sorted(manager.all_steps(), reverse=True)
+    if epoch is not None:
+        if epoch not in steps:
+            raise FileNotFoundError(
+                f"no checkpoint of step {epoch} in {manager.directory}; "
+                f"steps: {sorted(steps)}"
+            )
+        steps = [epoch]
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {manager.directory}")
+    broken, errors = [], []
+    for step in steps:
+        try:
+            restored = restore_checkpoint(manager, model_state, opt_state, step)
+        # Damaged files surface as JSON, tensorstore, pytree or OS errors from
+        # orbax; each one is named in the warning or error below.
+        except Exception as err:  # noqa: BLE001
+            reason = " ".join(str(err).split())[:300]
+            errors.append(f"step {step}: {type(err).__name__}: {reason}")
+            broken.append(step)
+            continue
+        if broken:
+            warnings.warn(
+                f"checkpoint step {broken[0]} in {manager.directory} is unreadable, "
+                f"restored step {step} instead (newest intact). "
+                + "; ".join(errors),
+                stacklevel=2,
+            )
+        return (*restored, broken)
+    raise ValueError(
+        f"no readable checkpoint in {manager.directory}: " + "; ".join(errors)
+    )
+
+
+def set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> list[Path]:
+    """Moves unreadable ``steps`` to ``<workdir>/broken_checkpoints/`` for a rerun.
+
+    A resumed run saves those epochs again; the damaged folders are kept for
+    inspection rather than deleted. Returns the new paths.
+    """
+    root = Path(manager.directory)
+    moved = []
+    for step in steps:
+        target = root.parent / "broken_checkpoints" / str(step)
+        suffix = 1
+        while target.exists():
+            target = target.with_name(f"{step}.{suffix}")
+            suffix += 1
+        target.parent.mkdir(exist_ok=True)
+        shutil.move(str(root / str(step)), target)
+        moved.append(target)
+    manager.reload()
+    return moved
+
+
 def _locate(path: Path) -> tuple[Path, int | None]:
     """Finds (workdir, epoch or None) from a workdir, its checkpoints or a step dir."""
     for workdir, epoch in (
@@ -161,11 +356,18 @@ def _locate(path: Path) -> tuple[Path, int | None]:
 
 def load_model(checkpoint_path: str | Path) -> tuple[nnx.Module, dict[str, Any]]:
     """Rebuilds the trained model from a checkpoint; see :func:`load_classifier`."""
+    if not isinstance(checkpoint_path, (str, os.PathLike)):
+        raise TypeError(
+            f"checkpoint_path must be a path, got {type(checkpoint_path).__name__}"
+        )
     path = Path(checkpoint_path).absolute()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint_path does not exist: {path}")
     workdir, epoch = _locate(path)
     meta = read_model_meta(workdir)
+    missing = [k for k in ("model", "num_classes", "image_shape") if k not in meta]
+    if missing:
+        raise ValueError(f"{workdir / MODEL_JSON} lacks {missing}")
     model = get_model(
         meta["model"],
         num_classes=int(meta["num_classes"]),
@@ -176,9 +378,12 @@ def load_model(checkpoint_path: str | Path) -> tuple[nnx.Module, dict[str, Any]]
         model, nnx.Param, nnx.BatchStat, ...
     )
     manager = checkpoint_manager(workdir, read_only=True)
-    state, _, progress = restore_checkpoint(
-        manager, {"params": params, "batch_stats": batch_stats}, epoch=epoch
-    )
+    try:
+        state, _, progress, _ = restore_intact(
+            manager, {"params": params, "batch_stats": batch_stats}, epoch=epoch
+        )
+    finally:
+        manager.close()
     model = nnx.merge(graphdef, state["params"], state["batch_stats"], rest)
     meta = dict(meta, epoch=int(progress["epoch"]))
     return model, meta
@@ -197,8 +402,12 @@ def load_classifier(checkpoint_path: str | Path) -> tuple[Any, dict[str, Any]]:
         pytree leaves), and ``meta`` with ``model``, ``num_classes``, ``image_shape``,
         ``model_kwargs``, training noise settings and ``epoch``.
 
+    An unreadable latest checkpoint is named in a warning and the newest intact
+    one is loaded instead (``meta["epoch"]`` says which).
+
     Raises:
         FileNotFoundError: no workdir or no checkpoint at ``checkpoint_path``.
+        ValueError: the requested checkpoint, or every one, is unreadable.
     """
     model, meta = load_model(checkpoint_path)
     return as_classifier(model), meta

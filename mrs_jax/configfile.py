@@ -7,6 +7,7 @@ docstring; ``smoke=True`` gives the tiny variant used in tests and CI.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 
@@ -15,18 +16,39 @@ def load(path: str, smoke: bool, kind: type):
 
     Raises:
       FileNotFoundError: no such file.
-      ValueError: the file defines no ``get_config``.
+      ValueError: the file cannot be imported (syntax error, an exception), defines
+        no ``get_config``, or ``get_config`` raised (e.g. a field out of range);
+        the message starts with ``path``.
       TypeError: ``get_config`` returned something other than a ``kind``.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a config file path, got {type(path).__name__}")
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # The file is the user's code: any failure in it is reported against the file
+    # (the original error stays chained for --debug).
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"{path}: cannot import: {_describe(err)}") from err
     if not hasattr(module, "get_config"):
         raise ValueError(f"config file {path} defines no get_config(smoke=False)")
-    config = module.get_config(smoke=smoke)
+    try:
+        config = module.get_config(smoke=smoke)
+    except Exception as err:  # noqa: BLE001
+        where = f"{path}: get_config(smoke={smoke})"
+        raise ValueError(f"{where}: {_describe(err)}") from err
     if not isinstance(config, kind):
         raise TypeError(f"{path}: get_config must return a {kind.__name__}")
     return config
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, SyntaxError):
+        return f"syntax error at line {err.lineno}: {err.msg}"
+    if isinstance(err, (ValueError, TypeError)):
+        return str(err)  # a config field's own message names the field
+    return f"{type(err).__name__}: {err}"

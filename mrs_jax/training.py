@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,85 +26,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from mrs_jax import runlock
 from mrs_jax import checkpoint as ckpt
 from mrs_jax import sharding as placement
 from mrs_jax.data import dataset_source
 from mrs_jax.models import as_classifier, get_model
 from mrs_jax.noise import masked_noise_augment, random_flip_crop
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Static training settings.
-
-    Attributes:
-        dataset: a :func:`mrs_jax.data.dataset_source` name.
-        data_dir: folder for cifar10 pickles or tensorflow-datasets data.
-        model: a :func:`mrs_jax.models.get_model` name.
-        model_kwargs: extra model arguments as ``((name, value), ...)``.
-        num_classes: K (also used for ``synthetic`` data).
-        image_shape: (H, W, C) of ``synthetic`` data.
-        synthetic_examples: train-split size of ``synthetic`` data (test: a quarter).
-        epochs: number of epochs.
-        batch_size: global batch; must divide by the device count.
-        learning_rate: peak learning rate.
-        momentum: SGD (Nesterov) momentum.
-        weight_decay: L2 weight decay added to the gradient.
-        schedule: ``cosine`` (with ``warmup_epochs`` linear warm-up) or ``step``
-            (x0.1 at 50% and 75% of training).
-        warmup_epochs: linear warm-up length for ``cosine``.
-        sigma: noise standard deviation in [0, 1] pixel units.
-        w_min, w_max: inclusive range of square widths.
-        full_image_noise: noise on the whole image instead of a square.
-        flip_crop: random horizontal flips and 4-pixel-padded random crops.
-        max_steps_per_epoch: cap on steps per epoch (smoke runs), or None.
-        max_eval_examples: cap on test examples evaluated, or None.
-        eval_batch_size: batch for evaluation (rounded up to the device count).
-        seed: seeds initialisation, data order and augmentation.
-        keep_checkpoints: how many epoch checkpoints orbax keeps.
-    """
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    model: str = "small_cnn"
-    model_kwargs: tuple[tuple[str, Any], ...] = ()
-    num_classes: int = 10
-    image_shape: tuple[int, int, int] = (32, 32, 3)
-    synthetic_examples: int = 256
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    sigma: float = 0.5
-    w_min: int = 5
-    w_max: int = 10
-    full_image_noise: bool = False
-    flip_crop: bool = False
-    max_steps_per_epoch: int | None = None
-    max_eval_examples: int | None = None
-    eval_batch_size: int = 256
-    seed: int = 0
-    keep_checkpoints: int = 2
-
-    def __post_init__(self):
-        for name in ("epochs", "batch_size", "eval_batch_size", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.learning_rate <= 0 or self.sigma < 0 or self.weight_decay < 0:
-            raise ValueError("learning_rate must be > 0, sigma and weight_decay >= 0")
-        if self.schedule not in ("cosine", "step"):
-            raise ValueError(f"schedule must be cosine or step; got {self.schedule!r}")
-        if not 1 <= self.w_min <= self.w_max:
-            raise ValueError(
-                f"need 1 <= w_min <= w_max; got {self.w_min}, {self.w_max}"
-            )
+from mrs_jax.train_config import TrainConfig  # noqa: F401 (its home for users)
 
 
 def augment(key: jax.Array, images: jax.Array, config: TrainConfig) -> jax.Array:
@@ -239,7 +173,204 @@ def _load_sources(config: TrainConfig):
         num_examples=max(1, config.synthetic_examples // 4),
         **kwargs,
     )
+    for split, source in (("train", train), (test_split, test)):
+        _check_labels(source, f"{config.dataset} {split}", config.num_classes)
     return train, test
+
+
+def _check_labels(source, name: str, num_classes: int) -> None:
+    """Refuses labels outside [0, num_classes): training on them gives a NaN loss."""
+    labels = getattr(source, "labels", None)
+    if labels is None:  # a streamed source: the labels it declares
+        values = np.arange(source.num_classes)
+    else:
+        values = np.unique(np.asarray(labels))
+    bad = values[(values < 0) | (values >= num_classes)]
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
+        raise ValueError(
+            f"the {name} labels include {shown}, outside [0, num_classes="
+            f"{num_classes}); the data has labels {values.min()}..{values.max()}: "
+            "set num_classes to match the data"
+        )
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the epochs of one training run share; ``state`` and ``opt_state`` move."""
+
+    config: TrainConfig
+    mesh: jax.sharding.Mesh
+    train_source: Any
+    test_source: Any
+    steps_per_epoch: int
+    graphdef: nnx.GraphDef
+    rest: Any
+    state: Any
+    opt_state: Any
+    writer: bool  # every process computes the same rows; process 0 writes files
+
+
+def _build_state(config: TrainConfig, init_from: str | Path | None) -> _Run:
+    """Checks the data and ``init_from``, and builds the model and optimiser state."""
+    devices = jax.device_count()
+    if config.batch_size % devices:
+        raise ValueError(
+            f"batch_size={config.batch_size} must be divisible by the {devices} devices"
+        )
+    mesh = jax.make_mesh((devices,), ("data",), (jax.sharding.AxisType.Auto,))
+    train_source, test_source = _load_sources(config)
+    steps_per_epoch = len(train_source) // config.batch_size
+    if config.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"batch_size={config.batch_size} exceeds the {len(train_source)} "
+            "training examples"
+        )
+    architecture = {"model": config.model, "num_classes": config.num_classes}
+    architecture["model_kwargs"] = dict(config.model_kwargs)
+    if init_from is not None:
+        model = ckpt.load_warm_start(init_from, architecture)
+    else:
+        model = get_model(
+            config.model,
+            num_classes=config.num_classes,
+            seed=config.seed,
+            **architecture["model_kwargs"],
+        )
+    graphdef, params, batch_stats, rest = nnx.split(
+        model, nnx.Param, nnx.BatchStat, ...
+    )
+    state = {"params": params, "batch_stats": batch_stats}
+    opt_state = make_optimizer(config, steps_per_epoch).init(state["params"])
+    state, opt_state = placement.put((state, opt_state), NamedSharding(mesh, P()))
+    writer = jax.process_index() == 0
+    return _Run(
+        config, mesh, train_source, test_source, steps_per_epoch,
+        graphdef, rest, state, opt_state, writer,
+    )  # fmt: skip
+
+
+def _model_meta(config: TrainConfig, image_shape: tuple[int, ...]) -> dict[str, Any]:
+    """``model.json``: what loading needs, and the whole config to check resumes."""
+    return {
+        "model": config.model,
+        "num_classes": config.num_classes,
+        "model_kwargs": dict(config.model_kwargs),
+        "image_shape": list(image_shape),
+        "dataset": config.dataset,
+        "sigma": config.sigma,
+        "w_min": config.w_min,
+        "w_max": config.w_max,
+        "full_image_noise": config.full_image_noise,
+        "config": ckpt.json_normal(dataclasses.asdict(config)),
+    }
+
+
+def _restore_or_init(
+    run: _Run, manager, workdir: Path, meta: dict[str, Any], resume: bool
+) -> int:
+    """Restores the newest intact checkpoint into ``run``; returns its epoch count.
+
+    A fresh work dir (no checkpoint) starts at epoch 0. Checkpoints without
+    ``resume``, or a stored config other than ``meta``'s, are refused.
+    """
+    if manager.latest_step() is None:
+        return 0
+    if not resume:
+        raise ValueError(
+            f"workdir {workdir} already has checkpoints: pass resume=True (--resume) "
+            "or choose another workdir"
+        )
+    ckpt.check_resume(workdir, meta)
+    run.state, run.opt_state, saved, broken = ckpt.restore_intact(
+        manager, run.state, run.opt_state
+    )
+    if broken:
+        # The damaged epochs are trained and saved again.
+        if run.writer:
+            ckpt.set_aside(manager, broken)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("mrs_jax.training.set_aside")
+            manager.reload()
+    return int(saved["epoch"])
+
+
+def _run_epoch(run: _Run, epoch: int, step_fn: Callable, progress) -> dict[str, Any]:
+    """Trains one epoch and evaluates; returns its metrics row."""
+    config = run.config
+    started = time.perf_counter()
+    data_sharding = NamedSharding(run.mesh, P("data"))
+    epoch_key = jax.random.fold_in(jax.random.key(config.seed), epoch)
+    order = np.random.default_rng([config.seed, epoch]).permutation(
+        len(run.train_source)
+    )
+    losses, accuracies = [], []
+    bar = tqdm(
+        range(run.steps_per_epoch),
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        disable=not run.writer or (None if progress is None else not progress),
+        leave=False,
+    )
+    for step in bar:
+        indices = order[step * config.batch_size : (step + 1) * config.batch_size]
+        images, labels = run.train_source.get_batch(indices)
+        images, labels = placement.put((images, labels), data_sharding)
+        run.state, run.opt_state, loss, accuracy = step_fn(
+            run.state,
+            run.opt_state,
+            run.rest,
+            images,
+            labels,
+            jax.random.fold_in(epoch_key, step),
+        )
+        loss, accuracy = float(loss), float(accuracy)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"loss is {loss} at epoch {epoch + 1}, step {step + 1}; lower "
+                "learning_rate or sigma"
+            )
+        losses.append(loss)
+        accuracies.append(accuracy)
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
+    bar.close()
+    trained = nnx.merge(
+        run.graphdef, run.state["params"], run.state["batch_stats"], run.rest
+    )
+    scores = evaluate(
+        as_classifier(trained),
+        run.test_source,
+        config,
+        run.mesh,
+        jax.random.fold_in(jax.random.key(config.seed + 1), epoch),
+    )
+    return {
+        "epoch": epoch + 1,
+        "loss": float(np.mean(losses)),
+        "train_accuracy": float(np.mean(accuracies)),
+        **scores,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _write_epoch(run: _Run, manager, metrics_path: Path, row: dict, progress) -> None:
+    """Appends the row, then saves the checkpoint (a resume drops rows past it)."""
+    if run.writer:
+        ckpt.append_metrics_row(metrics_path, row)
+    epoch = row["epoch"]
+    ckpt.save_checkpoint(manager, epoch, run.state, run.opt_state, {"epoch": epoch})
+    if progress is not False and run.writer:
+        tqdm.write(
+            f"epoch {epoch}: loss {row['loss']:.4f} clean "
+            f"{row['clean_accuracy']:.4f} noisy {row['noisy_accuracy']:.4f}"
+        )
+
+
+def _lock_name() -> str:
+    # One lock per process: a second run is refused, the processes of one are not.
+    index = jax.process_index()
+    return runlock.LOCK_FILE if index == 0 else f"{runlock.LOCK_FILE}-process-{index}"
 
 
 def train(
@@ -252,10 +383,15 @@ def train(
 ) -> dict[str, Any]:
     """Trains ``config.model`` and checkpoints every epoch into ``workdir``.
 
+    Everything is checked (config, data labels, ``init_from``, ``workdir``) before
+    anything is written; the work dir is then held by this run (an OS file lock,
+    :mod:`mrs_jax.runlock`) until it returns.
+
     Args:
         config: the settings.
         workdir: output folder (``model.json``, ``metrics.jsonl``, ``checkpoints/``).
-        resume: continue from the latest checkpoint in ``workdir`` (if any).
+        resume: continue from the newest intact checkpoint in ``workdir`` (if any);
+            the config must equal the one recorded in ``model.json``.
         init_from: warm start: a workdir or checkpoint whose weights initialise the
             model (same architecture); the optimiser and epoch count start afresh.
         progress: show a tqdm bar (None: only on a terminal).
@@ -266,152 +402,34 @@ def train(
 
     Raises:
         FloatingPointError: the loss became NaN or infinite.
-        ValueError: batch size not divisible by the device count, or an existing
-            workdir with a different model and ``resume`` set.
+        ValueError: batch size not divisible by the device count, labels outside
+            ``num_classes``, another model at ``init_from``, or an existing workdir
+            with checkpoints and no ``resume`` or with a different config.
+        NotADirectoryError, PermissionError: ``workdir`` cannot be written.
+        mrs_jax.runlock.LockedError: another process holds ``workdir``.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
-    devices = jax.device_count()
-    if config.batch_size % devices:
-        raise ValueError(
-            f"batch_size={config.batch_size} must be divisible by the {devices} devices"
-        )
-    workdir = Path(workdir)
+    workdir = ckpt.check_workdir(workdir)
+    if init_from is not None and not isinstance(init_from, (str, os.PathLike)):
+        raise TypeError(f"init_from must be a path, got {type(init_from).__name__}")
+    run = _build_state(config, init_from)
+    meta = _model_meta(config, run.train_source.image_shape)
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = jax.make_mesh((devices,), ("data",), (jax.sharding.AxisType.Auto,))
-    replicated = NamedSharding(mesh, P())
-    data_sharding = NamedSharding(mesh, P("data"))
-
-    train_source, test_source = _load_sources(config)
-    steps_per_epoch = len(train_source) // config.batch_size
-    if config.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"batch_size={config.batch_size} exceeds the {len(train_source)} "
-            "training examples"
-        )
-
-    model_kwargs = dict(config.model_kwargs)
-    model = get_model(
-        config.model, num_classes=config.num_classes, seed=config.seed, **model_kwargs
-    )
-    graphdef, params, batch_stats, rest = nnx.split(
-        model, nnx.Param, nnx.BatchStat, ...
-    )
-    state = {"params": params, "batch_stats": batch_stats}
-    tx = make_optimizer(config, steps_per_epoch)
-    opt_state = tx.init(state["params"])
-    state, opt_state = placement.put((state, opt_state), replicated)
-
-    meta = {
-        "model": config.model,
-        "num_classes": config.num_classes,
-        "model_kwargs": model_kwargs,
-        "image_shape": list(train_source.image_shape),
-        "dataset": config.dataset,
-        "sigma": config.sigma,
-        "w_min": config.w_min,
-        "w_max": config.w_max,
-        "full_image_noise": config.full_image_noise,
-    }
-    manager = ckpt.checkpoint_manager(workdir, config.keep_checkpoints)
-    start_epoch = 0
-    if resume and manager.latest_step() is not None:
-        old = ckpt.read_model_meta(workdir)
-        new = json.loads(json.dumps(meta))  # tuples read back from JSON as lists
-        changed = sorted(k for k in new if old.get(k) != new[k])
-        if changed:
-            raise ValueError(
-                f"workdir {workdir} holds a run with different {changed} "
-                f"({old}); use another workdir"
-            )
-        state, opt_state, saved = ckpt.restore_checkpoint(manager, state, opt_state)
-        start_epoch = int(saved["epoch"])
-    elif init_from is not None:
-        warm_model, _ = ckpt.load_model(init_from)
-        _, warm_params, warm_stats, _ = nnx.split(
-            warm_model, nnx.Param, nnx.BatchStat, ...
-        )
-        state = placement.put(
-            {"params": warm_params, "batch_stats": warm_stats}, replicated
-        )
-    elif manager.latest_step() is not None:
-        raise ValueError(
-            f"workdir {workdir} already has checkpoints: pass resume=True (--resume) "
-            "or choose another workdir"
-        )
-    # Every process computes the same rows; process 0 alone writes files.
-    writer = jax.process_index() == 0
-    metrics_path = workdir / ckpt.METRICS_JSONL
-    rows = ckpt.read_metrics(metrics_path, start_epoch)
-    if writer:
-        ckpt.write_model_meta(workdir, meta)
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-    step_fn = make_train_step(graphdef, config, steps_per_epoch)
-    root_key = jax.random.key(config.seed)
-    row = rows[-1] if rows else {}
-    for epoch in range(start_epoch, config.epochs):
-        started = time.perf_counter()
-        epoch_key = jax.random.fold_in(root_key, epoch)
-        order = np.random.default_rng([config.seed, epoch]).permutation(
-            len(train_source)
-        )
-        losses, accuracies = [], []
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=True
-            if not writer
-            else (None if progress is None else not progress),
-            leave=False,
-        )
-        for step in bar:
-            indices = order[step * config.batch_size : (step + 1) * config.batch_size]
-            images, labels = train_source.get_batch(indices)
-            images, labels = placement.put((images, labels), data_sharding)
-            state, opt_state, loss, accuracy = step_fn(
-                state,
-                opt_state,
-                rest,
-                images,
-                labels,
-                jax.random.fold_in(epoch_key, step),
-            )
-            loss, accuracy = float(loss), float(accuracy)
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss} at epoch {epoch + 1}, step {step + 1}; lower "
-                    "learning_rate or sigma"
-                )
-            losses.append(loss)
-            accuracies.append(accuracy)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
-        bar.close()
-        trained = nnx.merge(graphdef, state["params"], state["batch_stats"], rest)
-        scores = evaluate(
-            as_classifier(trained),
-            test_source,
-            config,
-            mesh,
-            jax.random.fold_in(jax.random.key(config.seed + 1), epoch),
-        )
-        row = {
-            "epoch": epoch + 1,
-            "loss": float(np.mean(losses)),
-            "train_accuracy": float(np.mean(accuracies)),
-            **scores,
-            "seconds": time.perf_counter() - started,
-        }
-        # Row first, checkpoint second: a resume drops rows past the checkpoint.
-        if writer:
-            ckpt.append_metrics_row(metrics_path, row)
-        ckpt.save_checkpoint(manager, epoch + 1, state, opt_state, {"epoch": epoch + 1})
-        if progress is not False and writer:
-            tqdm.write(
-                f"epoch {epoch + 1}: loss {row['loss']:.4f} clean "
-                f"{row['clean_accuracy']:.4f} noisy {row['noisy_accuracy']:.4f}"
-            )
-    manager.close()
+    with runlock.hold(workdir, "work dir", name=_lock_name()):
+        manager = ckpt.checkpoint_manager(workdir, config.keep_checkpoints)
+        try:
+            start_epoch = _restore_or_init(run, manager, workdir, meta, resume)
+            metrics_path = workdir / ckpt.METRICS_JSONL
+            rows = ckpt.read_metrics(metrics_path, start_epoch)
+            if run.writer:
+                ckpt.write_model_meta(workdir, meta)
+                metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            step_fn = make_train_step(run.graphdef, config, run.steps_per_epoch)
+            row = rows[-1] if rows else {}
+            for epoch in range(start_epoch, config.epochs):
+                row = _run_epoch(run, epoch, step_fn, progress)
+                _write_epoch(run, manager, metrics_path, row, progress)
+        finally:
+            manager.close()
     return row

@@ -1,0 +1,160 @@
+"""The static settings of a training run, checked field by field.
+
+:class:`TrainConfig` is what a ``train/configs/*.py`` file returns. Every field is
+validated when the config is built, with a message naming the field, so a mistake
+in a config file is reported before any data is loaded or anything is written; the
+whole config is recorded in the work dir's ``model.json`` so that a resume with a
+different one is refused (:mod:`mrs_jax.training`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any
+
+from mrs_jax import _checks
+from mrs_jax.models import model_names
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Static training settings.
+
+    Attributes:
+        dataset: a :func:`mrs_jax.data.dataset_source` name.
+        data_dir: folder for cifar10 pickles or tensorflow-datasets data.
+        model: a :func:`mrs_jax.models.get_model` name.
+        model_kwargs: extra model arguments as ``((name, value), ...)``.
+        num_classes: K (also used for ``synthetic`` data).
+        image_shape: (H, W, C) of ``synthetic`` data.
+        synthetic_examples: train-split size of ``synthetic`` data (test: a quarter).
+        epochs: number of epochs.
+        batch_size: global batch; must divide by the device count.
+        learning_rate: peak learning rate.
+        momentum: SGD (Nesterov) momentum.
+        weight_decay: L2 weight decay added to the gradient.
+        schedule: ``cosine`` (with ``warmup_epochs`` linear warm-up) or ``step``
+            (x0.1 at 50% and 75% of training).
+        warmup_epochs: linear warm-up length for ``cosine``.
+        sigma: noise standard deviation in [0, 1] pixel units.
+        w_min, w_max: inclusive range of square widths.
+        full_image_noise: noise on the whole image instead of a square.
+        flip_crop: random horizontal flips and 4-pixel-padded random crops.
+        max_steps_per_epoch: cap on steps per epoch (smoke runs), or None.
+        max_eval_examples: cap on test examples evaluated, or None.
+        eval_batch_size: batch for evaluation (rounded up to the device count).
+        seed: seeds initialisation, data order and augmentation.
+        keep_checkpoints: how many epoch checkpoints orbax keeps.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    model: str = "small_cnn"
+    model_kwargs: tuple[tuple[str, Any], ...] = ()
+    num_classes: int = 10
+    image_shape: tuple[int, int, int] = (32, 32, 3)
+    synthetic_examples: int = 256
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    sigma: float = 0.5
+    w_min: int = 5
+    w_max: int = 10
+    full_image_noise: bool = False
+    flip_crop: bool = False
+    max_steps_per_epoch: int | None = None
+    max_eval_examples: int | None = None
+    eval_batch_size: int = 256
+    seed: int = 0
+    keep_checkpoints: int = 2
+
+    def __post_init__(self):
+        # Normalised in place (frozen), so configs from files are hashable (the
+        # jitted step is cached on them) and JSON-recordable in model.json.
+        fix = functools.partial(object.__setattr__, self)
+        for name in ("dataset", "model", "schedule"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {value!r}")
+        if self.model not in model_names():
+            raise ValueError(
+                f"model must be one of {model_names()}; got {self.model!r}"
+            )
+        if self.schedule not in ("cosine", "step"):
+            raise ValueError(f"schedule must be cosine or step; got {self.schedule!r}")
+        if self.data_dir is not None:
+            if not isinstance(self.data_dir, (str, os.PathLike)):
+                raise TypeError(
+                    f"data_dir must be a path or None, got {self.data_dir!r}"
+                )
+            fix("data_dir", str(self.data_dir))
+        fix("model_kwargs", _model_kwargs(self.model_kwargs))
+        shape = self.image_shape
+        if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+            raise ValueError(f"image_shape must be (H, W, C), got {shape!r}")
+        fix("image_shape", tuple(_checks.positive_int(d, "image_shape") for d in shape))
+        minimum = {"num_classes": 2, "seed": 0}
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if value is not None or name not in _OPTIONAL_FIELDS:
+                fix(name, _checks.positive_int(value, name, minimum.get(name, 1)))
+        if self.w_min > self.w_max:
+            raise ValueError(f"need w_min <= w_max; got {self.w_min}, {self.w_max}")
+        rate = _checks.positive_float(self.learning_rate, "learning_rate")
+        fix("learning_rate", rate)
+        for name in ("momentum", "weight_decay", "warmup_epochs", "sigma"):
+            fix(name, _checks.nonnegative_float(getattr(self, name), name))
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be < 1, got {self.momentum}")
+        for name in ("full_image_noise", "flip_crop"):
+            fix(name, _checks.boolean(getattr(self, name), name))
+
+
+_INT_FIELDS = (
+    "num_classes",
+    "synthetic_examples",
+    "epochs",
+    "batch_size",
+    "w_min",
+    "w_max",
+    "max_steps_per_epoch",
+    "max_eval_examples",
+    "eval_batch_size",
+    "seed",
+    "keep_checkpoints",
+)
+_OPTIONAL_FIELDS = ("max_steps_per_epoch", "max_eval_examples")
+
+
+def _model_kwargs(kwargs: Any) -> tuple[tuple[str, Any], ...]:
+    """``model_kwargs`` as sorted-as-given ``((name, value), ...)``, lists as tuples."""
+    items = kwargs.items() if isinstance(kwargs, dict) else kwargs
+    try:
+        pairs = [(name, value) for name, value in items]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"model_kwargs must be ((name, value), ...) or a dict, got {kwargs!r}"
+        ) from None
+    for name, value in pairs:
+        if not isinstance(name, str):
+            raise TypeError(f"model_kwargs names must be str, got {name!r}")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"model_kwargs[{name!r}] must be JSON-serialisable, got {value!r}"
+            ) from None
+    return tuple((name, _as_tuples(value)) for name, value in pairs)
+
+
+def _as_tuples(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(v) for v in value)
+    return value
