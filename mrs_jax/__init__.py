@@ -33,6 +33,7 @@ from mrs_jax.smoothing import (
 # Public name -> the module that defines it, imported when first asked for.
 _LAZY = {
     "patch_attack": "mrs_jax.attacks",
+    "adaptive_patch_attack": "mrs_jax.adaptive",
     "PatchAttackResult": "mrs_jax.attacks",
     "input_gradient_saliency": "mrs_jax.gradcam",
     "best_window": "mrs_jax.gradcam",
