@@ -101,24 +101,23 @@ def patchcleanser_masks(image_hw: Sequence[int], patch_size: int, k: int) -> np.
         raise ValueError(
             f"patch_size {size} does not fit in an image of {height}x{width}"
         )
-    rows, row_width = _axis_positions(height, size, k)
-    cols, col_width = _axis_positions(width, size, k)
-    masks = np.zeros((len(rows), len(cols), height, width), dtype=bool)
-    for a, top in enumerate(rows):
-        for b, left in enumerate(cols):
-            masks[a, b, top : top + row_width, left : left + col_width] = True
+    in_rows = _axis_spans(height, size, k)  # [R, H]
+    in_cols = _axis_spans(width, size, k)  # [C, W]
+    masks = in_rows[:, None, :, None] & in_cols[None, :, None, :]
     return masks.reshape(-1, height, width)
 
 
-def _axis_positions(length: int, size: int, k: int) -> tuple[list[int], int]:
-    """Mask start positions along one axis and the mask width."""
+def _axis_spans(length: int, size: int, k: int) -> np.ndarray:
+    """``[P, length]`` bool: the pixels each mask position covers along one axis."""
     positions = length - size + 1
     stride = math.ceil(positions / k)
     width = size + stride - 1  # <= length, as stride <= positions
     starts = list(range(0, length - width + 1, stride))
     if starts[-1] != length - width:
         starts.append(length - width)
-    return starts, width
+    pixel = np.arange(length)[None, :]
+    starts = np.asarray(starts)[:, None]
+    return (pixel >= starts) & (pixel < starts + width)
 
 
 # --------------------------------------------------------------------------- device
