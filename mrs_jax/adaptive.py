@@ -217,7 +217,7 @@ def _attack_batch(
         # entries: inference-mode BatchNorm).
         def step(patch, index):
             keys_now = step_keys(chunk_keys, index)
-            total = lambda p: objective(p, chunk_corners, keys_now).sum()  # noqa: E731
+            total = lambda p: objective(p, chunk_corners, keys_now).sum()
             grad = jax.grad(total)(patch)
             return jnp.clip(patch + step_size * jnp.sign(grad), 0.0, 1.0), None
 
