@@ -12,14 +12,21 @@ Modes (``MRS_SPEC.md`` sections 5 and 6):
 - ``center`` / ``gradcam``: the theoretical settings (Fig. 2b/c/e/f): the mask is
   the s x s window at the image centre, or the s x s window of greatest Grad-CAM
   activation for the base classifier's predicted class; CERTIFY on the clean
-  image. Grad-CAM needs a model split into features and head; for a plain
-  classifier the input-gradient saliency stands in (``saliency`` in the row).
+  image. Grad-CAM needs a model split into features and head
+  (``features_and_head``); without one the job refuses to start rather than fall
+  back to another saliency row by row.
 - ``clean``: the practical pipeline (localise, certify) on clean images only.
 
-When localisation finds no block that changes the prediction (``no_change``),
-there is no mask to smooth in: the row's prediction is the base classifier's
-(unanimous) label, its radius 0 and ``covered`` False. When it abstains (two
-separate regions) the prediction is ``ABSTAIN``. Abstentions count as wrong.
+Localisation outcome, per row (``localization``; ``clean_localization`` for the
+clean pipeline of a practical row): ``located`` (a block changed the
+prediction and one region was found), ``no_change`` (no block changed it: the
+score map is all zero and its arg max, the tie-break's block, is where CERTIFY
+runs, as the paper's algorithm does) or ``multiple_regions`` (abstain, no
+CERTIFY). ``prediction`` / ``clean_prediction`` are always the defended
+(smoothed) output or ``ABSTAIN`` (-1); ``certified`` / ``clean_certified`` say
+that CERTIFY ran and returned that label. The base classifier's own labels are
+``base_clean_prediction`` and, under attack, ``undefended_adv_prediction``.
+Abstentions count as wrong.
 
 Keys: image ``dataset_index`` uses ``fold_in(key(seed), dataset_index)``, split
 into attack, clean-certify and certify keys, so a row does not depend on the
@@ -29,9 +36,9 @@ order of images, on the number of processes or on resuming.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,14 +46,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from mrs_jax import _checks, metrics, rows, sharding, smoothing
-from mrs_jax.attacks import patch_attack
-from mrs_jax.gradcam import best_window, gradcam, input_gradient_saliency
-from mrs_jax.localize import localize
-from mrs_jax.masks import square_mask
+from mrs_jax import _checks, metrics, rows, run_dir
+from mrs_jax.image_pipeline import image_row
+from mrs_jax.localize import vote_settings
 
 MODES = ("practical", "center", "gradcam", "clean")
-RUN_FILE = "run.json"
+INPAINT_METHODS = ("telea", "harmonic")
+RUN_FILE = run_dir.RUN_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,9 +114,19 @@ class JobConfig:
         _checks.positive_float(self.sigma, "sigma")
         _checks.positive_float(self.attack_step_size, "attack_step_size")
         _checks.probability_level(self.alpha)
+        if self.inpaint_method not in INPAINT_METHODS:
+            raise ValueError(
+                f"inpaint_method must be one of {INPAINT_METHODS}, "
+                f"got {self.inpaint_method!r}"
+            )
+        # The localiser's own checks of m (1..s) and tau (finite, >= 0).
+        vote_settings(self.patch_size, stride=self.stride, m=self.m, tau=self.tau)
+        if self.tau is not None and self.tau < 0:
+            raise ValueError(f"tau must be >= 0, got {self.tau}")
 
 
 Classify = Callable[[jax.Array], jax.Array]
+__all__ = ["MODES", "JobConfig", "image_row", "run", "running_accuracies", "validate"]
 
 
 def run(
@@ -128,29 +144,39 @@ def run(
 ) -> list[dict[str, Any]]:
     """Runs (or resumes) a certification job and returns every row on disk.
 
-    Rows already in ``out_dir`` are kept and their images skipped; a run
-    directory written with a different config is refused. Process
-    ``process_index`` of ``process_count`` takes the images whose position ``i``
-    in the selection has ``i % process_count == process_index``; ``barrier`` (a
-    cross-process barrier, e.g. ``multihost_utils.sync_global_devices``) is called
-    before process 0 merges the shards into ``rows.jsonl``.
+    Every input is checked (:func:`validate`) before anything is written. The
+    run directory is then held by this process alone (an OS lock; each process
+    of a multi-process run holds its own shard), and ``run.json`` records the
+    config and the classifier (weights fingerprint, model, training data set,
+    image shape, training sigma). Rows already in ``out_dir`` are kept and their
+    images skipped; a run directory written with a different config or
+    classifier is refused, naming what differs. Process ``process_index`` of
+    ``process_count`` takes the images whose position ``i`` in the selection has
+    ``i % process_count == process_index``; ``barrier`` (a cross-process
+    barrier, e.g. ``multihost_utils.sync_global_devices``) is called before
+    process 0 merges the shards into ``rows.jsonl``.
 
     Args:
       config: the run's settings.
       out_dir: run directory (``run.json``, ``rows.jsonl``).
-      classify: the base classifier, ``[B, H, W, C] -> [B, num_classes]`` logits.
+      classify: the base classifier, ``[B, H, W, C] -> [B, num_classes]`` logits;
+        a pytree (``as_classifier``) so its weights can be fingerprinted.
       num_classes: K.
-      features_and_head: optional ``(features_fn, head_fn)`` split of the model
-        for Grad-CAM (mode ``gradcam``).
-      meta: extra facts recorded in ``run.json`` (checkpoint path, model name).
+      features_and_head: ``(features_fn, head_fn)`` split of the model for
+        Grad-CAM; required by mode ``gradcam``.
+      meta: the checkpoint's facts (``model``, ``dataset``, ``image_shape``,
+        ``sigma``: training sigma), checked against the job's data and
+        recorded in ``run.json``.
       process_index, process_count: this process's share of the images.
       progress: show a tqdm bar with running accuracies.
       barrier: called with a name before merging when ``process_count > 1``.
+
+    Raises:
+      ValueError, TypeError: a bad input (see :func:`validate`) or a run
+        directory holding another config or classifier.
+      runlock.LockedError: another process holds the run directory.
     """
-    if not isinstance(config, JobConfig):
-        raise TypeError(f"config must be a JobConfig, got {type(config).__name__}")
     _checks.callable_(classify, "classify")
-    num_classes = _checks.positive_int(num_classes, "num_classes", minimum=2)
     process_count = _checks.positive_int(process_count, "process_count")
     process_index = _checks.positive_int(process_index, "process_index", minimum=0)
     if process_index >= process_count:
@@ -158,117 +184,165 @@ def run(
             f"process_index must be < process_count={process_count}, "
             f"got {process_index}"
         )
+    source = validate(
+        config,
+        out_dir,
+        num_classes=num_classes,
+        meta=meta,
+        features_and_head=features_and_head,
+    )
+    record = _run_record(config, source, num_classes, classify, meta)
+    run_dir.check_resume(Path(out_dir), record)  # before anything is written
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with run_dir.hold(out_dir, process_index, process_count):
+        # Checked again under the lock: another process may have started it.
+        run_dir.check_resume(out_dir, record)
+        if process_index == 0 and run_dir.read_run_file(out_dir) is None:
+            run_dir.write_run_file(out_dir, record)
+        _certify_images(
+            config,
+            out_dir,
+            source,
+            classify,
+            num_classes,
+            features_and_head,
+            process_index,
+            process_count,
+            progress,
+        )
+        if process_count > 1:
+            if barrier is not None:
+                barrier("mrs_jax.job.rows")
+            if process_index == 0:
+                rows.merge(out_dir)
+    return rows.all_rows(out_dir)
 
+
+def validate(
+    config: JobConfig,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    num_classes: int | None = None,
+    meta: dict[str, Any] | None = None,
+    features_and_head: tuple[Classify, Classify] | None = None,
+):
+    """Checks a job before anything is written; returns its data source.
+
+    Checks the config against its data (enough images, a patch that fits the
+    image), ``out_dir`` (not a file, writable), and, where given, the
+    classifier: its class count, the data set and image shape it was trained
+    on (``meta``), and a features/head split for mode ``gradcam``.
+
+    Raises:
+      ValueError, TypeError, NotADirectoryError, PermissionError: naming the
+        argument, field or path at fault.
+    """
+    if not isinstance(config, JobConfig):
+        raise TypeError(f"config must be a JobConfig, got {type(config).__name__}")
+    if num_classes is not None:
+        num_classes = _checks.positive_int(num_classes, "num_classes", minimum=2)
+    if out_dir is not None:
+        run_dir.check_out_dir(out_dir)
     source = _source(config)
     if config.num_images > len(source):
         raise ValueError(
             f"num_images={config.num_images} exceeds the {len(source)} images of "
             f"{config.dataset}/{config.split}"
         )
-    shape = tuple(source.image_shape)
-    if source.num_classes != num_classes:
+    shape = tuple(int(v) for v in source.image_shape)
+    if config.patch_size > min(shape[:2]):
+        raise ValueError(
+            f"patch_size={config.patch_size} does not fit in the "
+            f"{shape[0]}x{shape[1]} images of {config.dataset}"
+        )
+    if num_classes is not None and source.num_classes != num_classes:
         raise ValueError(
             f"num_classes={num_classes} (the classifier's) does not match the "
             f"{source.num_classes} classes of {config.dataset}"
         )
-    _write_or_check_run_file(out_dir, config, shape, num_classes, meta, process_index)
+    if meta is not None:
+        run_dir.check_model_fits(meta, config.dataset, shape)
+    if config.mode == "gradcam" and num_classes is not None:
+        if features_and_head is None:
+            raise ValueError(
+                "mode 'gradcam' needs the model's features/head split "
+                "(features_and_head) and this classifier has none; use mode "
+                "'center' or a model with features() and head"
+            )
+        if len(features_and_head) != 2:
+            raise TypeError("features_and_head must be (features_fn, head_fn)")
+        for fn, name in zip(features_and_head, ("features_fn", "head_fn")):
+            _checks.callable_(fn, name)
+    return source
+
+
+def _run_record(config, source, num_classes, classify, meta) -> dict[str, Any]:
+    shape = [int(v) for v in source.image_shape]
+    model = run_dir.model_record(classify, meta)
+    return {
+        "mode": config.mode,
+        "size": config.patch_size,
+        "channels": shape[-1],
+        "sigma": config.sigma,
+        # The paper also certifies at other sigmas than the model was trained with.
+        "train_sigma": model["train_sigma"],
+        "image_shape": shape,
+        "num_classes": num_classes,
+        "num_images": config.num_images,
+        "saliency": "gradcam" if config.mode == "gradcam" else None,
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "model": model,
+        "meta": json.loads(json.dumps(meta or {})),
+    }
+
+
+def _certify_images(
+    config,
+    out_dir,
+    source,
+    classify,
+    num_classes,
+    features_and_head,
+    process_index,
+    process_count,
+    progress,
+) -> None:
     selection = np.random.default_rng(config.image_seed).permutation(len(source))
     selection = selection[: config.num_images]
-
-    done = {row["index"] for row in rows.all_rows(out_dir)}
+    on_disk = rows.all_rows(out_dir)
+    done = {row["index"] for row in on_disk}
     mine = [i for i in range(config.num_images) if i % process_count == process_index]
     todo = [i for i in mine if i not in done]
     bar = _progress_bar(todo, len(mine), progress)
-    finished = [r for r in rows.all_rows(out_dir) if r["index"] in set(mine)]
-    with rows.Writer(rows.shard_path(out_dir, process_index, process_count)) as out:
-        for index in todo:
-            dataset_index = int(selection[index])
-            images, labels = source.get_batch(np.array([dataset_index]))
-            row = image_row(
-                config,
-                classify,
-                num_classes,
-                images[0],
-                int(labels[0]),
-                key=jax.random.fold_in(jax.random.key(config.seed), dataset_index),
-                features_and_head=features_and_head,
-            )
-            row = {"index": index, "dataset_index": dataset_index, **row}
-            out.append(row)
-            finished.append(row)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(running_accuracies(finished), refresh=False)
-    if bar is not None:
-        bar.close()
-    if process_count > 1:
-        if barrier is not None:
-            barrier("mrs_jax.job.rows")
-        if process_index == 0:
-            rows.merge(out_dir)
-    return rows.all_rows(out_dir)
-
-
-def image_row(
-    config: JobConfig,
-    classify: Classify,
-    num_classes: int,
-    x: np.ndarray,
-    label: int,
-    *,
-    key: jax.Array,
-    features_and_head: tuple[Classify, Classify] | None = None,
-) -> dict[str, Any]:
-    """The result row of one image (without ``index``); see the module docstring."""
-    attack_key, clean_key, certify_key = jax.random.split(key, 3)
-    seconds: dict[str, float] = {}
-    row: dict[str, Any] = {"label": label}
-    if config.mode in ("center", "gradcam"):
-        start = time.perf_counter()
-        top, left, saliency = _theoretical_window(
-            config, classify, x, features_and_head
-        )
-        seconds["window"] = time.perf_counter() - start
-        mask = square_mask(x.shape, top, left, config.patch_size)
-        result = _certify(config, classify, num_classes, x, mask, certify_key, seconds)
-        row.update(result, covered=None, saliency=saliency)
-    elif config.mode == "clean":
-        row.update(_defend(config, classify, num_classes, x, clean_key, seconds))
-        row["covered"] = None
-    else:
-        start = time.perf_counter()
-        x_adv, patch = patch_attack(
-            classify,
-            x,
-            label,
-            config.patch_size,
-            key=attack_key,
-            num_locations=config.num_locations,
-            steps=config.attack_steps,
-            step_size=config.attack_step_size,
-        )
-        x_adv, patch = np.asarray(x_adv), [int(v) for v in np.asarray(patch)]
-        undefended = int(np.argmax(np.asarray(classify(x_adv[None]))[0]))
-        seconds["attack"] = time.perf_counter() - start
-        clean_seconds: dict[str, float] = {}
-        clean = _defend(config, classify, num_classes, x, clean_key, clean_seconds)
-        seconds["clean"] = sum(clean_seconds.values())
-        result = _defend(config, classify, num_classes, x_adv, certify_key, seconds)
-        box = result["mask_box"]
-        covered = box is not None and _box_covers(box, patch, config.patch_size)
-        row.update(
-            result,
-            patch_top_left=patch,
-            covered=covered,
-            undefended_adv_prediction=undefended,
-            clean_prediction=clean["prediction"],
-            clean_radius=clean["radius"],
-            clean_abstain_reason=clean["abstain_reason"],
-        )
-    row["seconds"] = seconds
-    return row
+    finished = [r for r in on_disk if r["index"] in set(mine)]
+    if bar is not None and finished:
+        bar.set_postfix(running_accuracies(finished), refresh=False)
+    try:
+        with rows.Writer(rows.shard_path(out_dir, process_index, process_count)) as out:
+            for index in todo:
+                dataset_index = int(selection[index])
+                images, labels = source.get_batch(np.array([dataset_index]))
+                row = image_row(
+                    config,
+                    classify,
+                    num_classes,
+                    images[0],
+                    int(labels[0]),
+                    key=jax.random.fold_in(jax.random.key(config.seed), dataset_index),
+                    features_and_head=features_and_head,
+                )
+                row = {"index": index, "dataset_index": dataset_index, **row}
+                out.append(row)
+                finished.append(row)
+                if bar is not None:
+                    # Postfix first: update() redraws, so the bar shows this row too.
+                    bar.set_postfix(running_accuracies(finished), refresh=False)
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def running_accuracies(finished: list[dict[str, Any]]) -> dict[str, str]:
@@ -282,152 +356,30 @@ def running_accuracies(finished: list[dict[str, Any]]) -> dict[str, str]:
     }
 
 
-def _defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
-    """Localise on ``x``, then certify inside the located mask."""
-    start = time.perf_counter()
-    # The harmonic path is one device program: shard its positions like samples.
-    harmonic = config.inpaint_method == "harmonic" and jax.local_device_count() > 1
-    located = localize(
-        classify,
-        x,
-        config.patch_size,
-        stride=config.stride,
-        m=config.m,
-        tau=config.tau,
-        dilation=config.dilation,
-        method=config.inpaint_method,
-        batch_size=config.localize_batch_size,
-        mesh=sharding.sample_mesh() if harmonic else None,
-    )
-    reason = located.reason_name
-    seconds["localize"] = time.perf_counter() - start
-    result = {
-        "attacked_class": int(located.attacked_class),
-        "located_top_left": [int(v) for v in np.asarray(located.top_left)],
-    }
-    if reason == "no_change":
-        return result | _uncertified(int(located.attacked_class), "no_change")
-    if bool(located.abstain):
-        return result | _uncertified(smoothing.ABSTAIN, reason)
-    mask = np.asarray(located.mask)
-    return result | _certify(config, classify, num_classes, x, mask, key, seconds)
-
-
-def _certify(config, classify, num_classes, x, mask, key, seconds) -> dict[str, Any]:
-    start = time.perf_counter()
-    cert = smoothing.certify(
-        classify,
-        x,
-        mask,
-        config.sigma,
-        key=key,
-        n0=config.n0,
-        n=config.n,
-        alpha=config.alpha,
-        num_classes=num_classes,
-        batch_size=config.batch_size,
-    )
-    seconds["certify"] = time.perf_counter() - start
-    abstained = cert.label == smoothing.ABSTAIN
-    return {
-        "prediction": cert.label,
-        "radius": cert.radius,
-        "p_lower": cert.p_lower,
-        "mask_box": _box(mask),
-        "abstain_reason": "certify_abstain" if abstained else None,
-    }
-
-
-def _uncertified(prediction: int, reason: str) -> dict[str, Any]:
-    return {
-        "prediction": prediction,
-        "radius": 0.0,
-        "p_lower": None,
-        "mask_box": None,
-        "abstain_reason": reason,
-    }
-
-
-def _theoretical_window(config, classify, x, features_and_head):
-    size = config.patch_size
-    if config.mode == "center":
-        height, width = x.shape[:2]
-        return (height - size) // 2, (width - size) // 2, None
-    predicted = int(np.argmax(np.asarray(classify(x[None]))[0]))
-    if features_and_head is not None:
-        heatmap, saliency = gradcam(*features_and_head, x, predicted), "gradcam"
-    else:
-        heatmap = input_gradient_saliency(classify, x, predicted)
-        saliency = "input_gradient"
-    top, left = best_window(heatmap, size)
-    return top, left, saliency
-
-
-def _box(mask: np.ndarray) -> list[int]:
-    """``[top, left, bottom, right)`` of the mask's bounding box."""
-    rows_hit, cols_hit = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    return [
-        int(rows_hit[0]),
-        int(cols_hit[0]),
-        int(rows_hit[-1]) + 1,
-        int(cols_hit[-1]) + 1,
-    ]
-
-
-def _box_covers(box: list[int], patch: list[int], size: int) -> bool:
-    # Located masks are dilated squares, so the box is the mask.
-    top, left, bottom, right = box
-    return (
-        top <= patch[0]
-        and left <= patch[1]
-        and patch[0] + size <= bottom
-        and patch[1] + size <= right
-    )
-
-
 def _source(config: JobConfig):
+    synthetic = config.dataset == "synthetic"
+    return _cached_source(
+        config.dataset,
+        config.split,
+        config.data_dir,
+        tuple(config.synthetic_shape) if synthetic else None,
+        config.synthetic_classes if synthetic else None,
+        config.synthetic_examples if synthetic else None,
+        config.image_seed if synthetic else None,
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_source(dataset, split, data_dir, shape, classes, examples, seed):
+    # validate() and run() read the same data: load it once.
     from mrs_jax.data import dataset_source
 
-    kwargs: dict[str, Any] = {"data_dir": config.data_dir}
-    if config.dataset == "synthetic":
+    kwargs: dict[str, Any] = {"data_dir": data_dir}
+    if dataset == "synthetic":
         kwargs.update(
-            num_examples=config.synthetic_examples,
-            image_shape=tuple(config.synthetic_shape),
-            num_classes=config.synthetic_classes,
-            seed=config.image_seed,
+            num_examples=examples, image_shape=shape, num_classes=classes, seed=seed
         )
-    return dataset_source(config.dataset, config.split, **kwargs)
-
-
-def _write_or_check_run_file(out_dir, config, shape, num_classes, meta, process_index):
-    record = {
-        "mode": config.mode,
-        "size": config.patch_size,
-        "channels": int(shape[-1]),
-        "sigma": config.sigma,
-        "image_shape": list(shape),
-        "num_classes": num_classes,
-        "config": json.loads(json.dumps(dataclasses.asdict(config))),
-        "meta": meta or {},
-    }
-    path = out_dir / RUN_FILE
-    if path.exists():
-        existing = json.loads(path.read_text())
-        if existing.get("config") != record["config"]:
-            changed = sorted(
-                k
-                for k in record["config"]
-                if existing.get("config", {}).get(k) != record["config"][k]
-            )
-            raise ValueError(
-                f"out_dir {out_dir} holds a run with a different config "
-                f"(differs in {changed}); use a new out_dir"
-            )
-        return
-    if process_index == 0:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, path)
+    return dataset_source(dataset, split, **kwargs)
 
 
 def _progress_bar(todo, total, progress):

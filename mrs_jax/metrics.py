@@ -8,11 +8,23 @@ A result row is a dict for one test image. Fields read here:
 - `radius` (float >= 0): certified l2 radius of `prediction` (0 on abstain).
 - `covered` (bool, or None / absent): whether the smoothing mask contains the whole
   attack patch. None or absent means the mode has no patch (centre / Grad-CAM).
+- `certified` (bool): CERTIFY ran and returned `prediction`. Rows written before
+  this field existed say so by `p_lower` (None when CERTIFY did not run); a row
+  with neither cannot count as certified and is refused.
 - `clean_prediction` (int, optional): the pipeline's prediction on the clean image,
   for rows whose `prediction` is on an attacked image.
+- `localization` ("located", "no_change" or "multiple_regions", optional): the
+  localisation outcome on the image `prediction` is for.
+- `base_clean_prediction`, `undefended_adv_prediction` (int, optional): the base
+  classifier's own prediction, clean and under attack (no defence).
 
 Other fields (`index`, `p_lower`, `abstain_reason`, ...) are carried but not read.
 Abstentions (prediction -1) count as wrong everywhere, since labels are >= 0.
+
+Rows written by mrs-jax before the defence certified on `no_change` carried the
+*base* classifier's label there (abstain reason "no_change", no `localization`
+field): they are refused, since counting them would report the base model's
+accuracy as the defence's.
 """
 
 from __future__ import annotations
@@ -26,6 +38,9 @@ import numpy as np
 ABSTAIN = -1
 
 
+LOCALIZATION_OUTCOMES = ("located", "no_change", "multiple_regions")
+
+
 def _rows(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     rows = list(rows)
     if not rows:
@@ -33,7 +48,32 @@ def _rows(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise TypeError(f"rows[{i}] must be a dict, got {type(row).__name__}")
+        legacy = "no_change" in (
+            row.get("abstain_reason"),
+            row.get("clean_abstain_reason"),
+        )
+        if legacy and "localization" not in row:
+            raise ValueError(
+                f"rows[{i}] was written by an older mrs-jax: on 'no_change' it "
+                "holds the base classifier's label, not the defence's; certify "
+                "again into a new run directory"
+            )
     return rows
+
+
+def _certified(row: Mapping[str, Any], i: int) -> bool:
+    """Whether CERTIFY ran on this row and returned its `prediction`."""
+    if "certified" in row:
+        value = row["certified"]
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"rows[{i}]['certified'] must be a bool, got {value!r}")
+        return bool(value)
+    if "p_lower" in row:  # rows written before the `certified` field
+        return row["p_lower"] is not None and row.get("prediction") != ABSTAIN
+    raise ValueError(
+        f"rows[{i}] has neither 'certified' nor 'p_lower': cannot tell whether "
+        "CERTIFY ran"
+    )
 
 
 def _int_field(row: Mapping[str, Any], field: str, i: int) -> int:
@@ -118,8 +158,9 @@ def clean_accuracy(rows: Iterable[Mapping[str, Any]]) -> float:
 def certified_radii(rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
     """Per-row radius that counts towards certified accuracy, -inf where none does.
 
-    A row counts up to its radius when prediction == label and, where the row has a
-    patch (`covered` not None), the mask covers it; otherwise it never counts. So
+    A row counts up to its radius when CERTIFY ran and returned its prediction
+    (`certified`), prediction == label and, where the row has a patch (`covered`
+    not None), the mask covers it; otherwise it never counts. So
     `certified_accuracy(rows, R) == mean(certified_radii(rows) >= R)`.
 
     Args:
@@ -134,7 +175,8 @@ def certified_radii(rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
         radius = _radius(row, i)
         if radius < 0:
             raise ValueError(f"rows[{i}]['radius'] must be >= 0, got {radius}")
-        if _int_field(row, "prediction", i) == _label(row, i) and _covered_ok(row, i):
+        correct = _int_field(row, "prediction", i) == _label(row, i)
+        if correct and _certified(row, i) and _covered_ok(row, i):
             radii[i] = radius
     return radii
 
@@ -142,7 +184,7 @@ def certified_radii(rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
 def certified_accuracy(rows: Iterable[Mapping[str, Any]], radius: float) -> float:
     """Localised certified R-accuracy (spec s. 6) at R = `radius`.
 
-    Share of rows with prediction == label, certified radius >= R, and (where the
+    Share of rows where CERTIFY returned the label with radius >= R, and (where the
     row has a patch) a mask containing the whole patch. It is conditional on the
     localisation of the attack actually run, not a worst case over all patch
     positions. For centre / Grad-CAM rows (`covered` None) coverage is not required.
@@ -176,6 +218,60 @@ def accuracy_curve(
         raise ValueError(f"radii must be >= 0, got {grid}")
     counted = certified_radii(rows)
     return (counted[None, :] >= grid[:, None]).mean(axis=1)
+
+
+def base_accuracy(rows: Iterable[Mapping[str, Any]], field: str) -> float:
+    """Accuracy of the base classifier alone (no defence) from one row field.
+
+    Args:
+      rows: result rows.
+      field: "base_clean_prediction" (clean images) or
+        "undefended_adv_prediction" (under attack).
+
+    Returns:
+      Accuracy in [0, 1].
+    """
+    if field not in ("base_clean_prediction", "undefended_adv_prediction"):
+        raise ValueError(
+            "field must be 'base_clean_prediction' or 'undefended_adv_prediction', "
+            f"got {field!r}"
+        )
+    rows = _rows(rows)
+    correct = [_int_field(r, field, i) == _label(r, i) for i, r in enumerate(rows)]
+    return float(np.mean(correct))
+
+
+def localization_rates(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Share of rows per localisation outcome ("located", "no_change", ...).
+
+    Args:
+      rows: result rows that all carry `localization`.
+
+    Returns:
+      {outcome: share in [0, 1]} for every outcome in `LOCALIZATION_OUTCOMES`.
+    """
+    rows = _rows(rows)
+    outcomes = []
+    for i, row in enumerate(rows):
+        outcome = row.get("localization")
+        if outcome not in LOCALIZATION_OUTCOMES:
+            raise ValueError(
+                f"rows[{i}]['localization'] must be one of {LOCALIZATION_OUTCOMES}, "
+                f"got {outcome!r}"
+            )
+        outcomes.append(outcome)
+    return {o: outcomes.count(o) / len(outcomes) for o in LOCALIZATION_OUTCOMES}
+
+
+def coverage_rate(rows: Iterable[Mapping[str, Any]]) -> float:
+    """Share of rows whose smoothing mask contains the whole patch (`covered`)."""
+    rows = _rows(rows)
+    covered = []
+    for i, row in enumerate(rows):
+        if row.get("covered") is None:
+            raise ValueError(f"rows[{i}] has no patch ('covered' is None or absent)")
+        covered.append(_covered_ok(row, i))
+    return float(np.mean(covered))
 
 
 def mask_covers(mask: Any, top_left: Any, size: int) -> bool:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import glob
 import json
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 ROWS = "rows.jsonl"
+SHARD_GLOB = "rows-*-of-*.jsonl"
 
 
 def shard_path(
@@ -52,46 +54,93 @@ def repair(path: str | os.PathLike) -> None:
             os.fsync(f.fileno())
 
 
-def read(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All complete rows of one file (after :func:`repair`), in file order."""
+def read(path: str | os.PathLike, *, torn_tail: str = "error") -> list[dict[str, Any]]:
+    """All complete rows of one file, in file order.
+
+    Args:
+      path: a JSONL file (missing: no rows).
+      torn_tail: what to do with a last line cut short by a kill (no newline, or
+        not JSON): "error" (call :func:`repair` first), or "skip" to leave it out
+        with a warning and leave the file untouched (readers such as analysis
+        must not write into a run another process may still be appending to).
+    """
+    if torn_tail not in ("error", "skip"):
+        raise ValueError(f"torn_tail must be 'error' or 'skip', got {torn_tail!r}")
     path = Path(path)
     if not path.exists():
         return []
-    rows = []
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise ValueError(
-                        f"{path}:{lineno}: not valid JSON: {error}"
-                    ) from None
+        lines = [(n, line) for n, line in enumerate(f, start=1) if line.strip()]
+    rows = []
+    for position, (lineno, line) in enumerate(lines):
+        last = position == len(lines) - 1
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            if last and torn_tail == "skip":
+                warnings.warn(
+                    f"{path}:{lineno}: skipping a truncated last line ({error})",
+                    stacklevel=2,
+                )
+                break
+            raise ValueError(f"{path}:{lineno}: not valid JSON: {error}") from None
+        if last and torn_tail == "skip" and not line.endswith("\n"):
+            warnings.warn(f"{path}:{lineno}: skipping an unfinished last line")
+            break
+        if not isinstance(row, dict) or "index" not in row:
+            raise ValueError(f"{path}:{lineno}: expected a JSON object with an index")
+        rows.append(row)
     return rows
 
 
-def all_rows(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
+def all_rows(out_dir: str | os.PathLike, *, repair_files: bool = True):
     """Rows of ``rows.jsonl`` and every shard file, one per index, sorted by index.
 
+    The same row may sit in a shard and in the merged ``rows.jsonl`` (after a
+    merge); it is read once. Anything else that gives one index two rows means
+    two writers shared the run directory or runs were mixed, and is refused.
+
+    Args:
+      out_dir: a run directory.
+      repair_files: cut a torn last line from each file first (the job does this
+        before appending); False leaves files untouched and skips such a line
+        with a warning (for readers).
+
     Raises:
-      ValueError: two rows for one index disagree (the out dir mixes runs).
+      ValueError: one file holds two rows for one index, or two files hold
+        different rows for one index (timings aside).
     """
     by_index: dict[int, dict[str, Any]] = {}
-    paths = [
-        Path(out_dir) / ROWS,
-        *sorted(
-            Path(p)
-            for p in glob.glob(os.path.join(os.fspath(out_dir), "rows-*-of-*.jsonl"))
-        ),
-    ]
-    for path in paths:
-        repair(path)
-        for row in read(path):
+    where: dict[int, Path] = {}
+    for path in row_files(out_dir):
+        if repair_files:
+            repair(path)
+        seen_here: set[int] = set()
+        for row in read(path, torn_tail="error" if repair_files else "skip"):
             index = int(row["index"])
+            if index in seen_here:
+                raise ValueError(
+                    f"{path} holds two rows for index {index}: two processes "
+                    "wrote into one run directory; these results cannot be trusted"
+                )
+            seen_here.add(index)
             if index in by_index and _core(by_index[index]) != _core(row):
-                raise ValueError(f"{path}: two different rows for index {index}")
+                raise ValueError(
+                    f"{path} and {where[index]} hold different rows for index "
+                    f"{index}: the run directory mixes two runs"
+                )
             by_index[index] = row
+            where.setdefault(index, path)
     return [by_index[i] for i in sorted(by_index)]
+
+
+def row_files(out_dir: str | os.PathLike) -> list[Path]:
+    """``rows.jsonl`` (if present) and every shard file of a run directory."""
+    merged = Path(out_dir) / ROWS
+    shards = sorted(
+        Path(p) for p in glob.glob(os.path.join(os.fspath(out_dir), SHARD_GLOB))
+    )
+    return [merged, *shards] if merged.exists() else shards
 
 
 def merge(out_dir: str | os.PathLike) -> Path:

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config
+from _job_helpers import (
+    NUM_CLASSES,
+    tiny_classifier,
+    tiny_config,
+    tiny_features_and_head,
+)
 
 from mrs_jax import job, metrics, rows
 
@@ -29,6 +34,7 @@ def test_every_mode_writes_one_complete_row_per_image(tmp_path, mode):
         tmp_path,
         classify=tiny_classifier(),
         num_classes=NUM_CLASSES,
+        features_and_head=tiny_features_and_head(),
         progress=False,
     )
     assert [r["index"] for r in out] == [0, 1]
@@ -224,6 +230,7 @@ def test_every_mode_can_be_analysed(tmp_path):
             tmp_path / mode,
             classify=tiny_classifier(),
             num_classes=NUM_CLASSES,
+            features_and_head=tiny_features_and_head(),
             progress=False,
         )
         summary = analysis.summarize_run(tmp_path / mode)

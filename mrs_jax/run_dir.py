@@ -1,0 +1,211 @@
+"""The run directory's guarantees: one writer, resumable, no mixed runs or models.
+
+A certification run directory holds ``run.json`` (the config, the model and the
+facts a reader needs), ``rows.jsonl`` (or one shard file per process) and a lock
+file. This module:
+
+- holds the directory's OS lock for the life of a job (:func:`hold`), so a second
+  process on the same directory is refused at once, naming the holder; the
+  processes of one multi-process run each lock their own shard;
+- records the classifier in ``run.json``: a SHA-256 fingerprint of its weights,
+  the model name, training data set, image shape and training sigma
+  (:func:`model_record`), and refuses a resume whose config or model differs,
+  naming what differs (:func:`check_resume`);
+- refuses a checkpoint trained on another data set or image shape than the job's
+  data (:func:`check_model_fits`), and an ``--out`` that cannot be a run
+  directory (:func:`check_out_dir`), before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from mrs_jax import runlock
+
+RUN_FILE = "run.json"
+# The facts about the classifier that a resumed run must share with the first.
+MODEL_FIELDS = ("weights_sha256", "model", "dataset", "image_shape", "train_sigma")
+
+
+def weights_fingerprint(classify: Any) -> str | None:
+    """SHA-256 over a classifier's array leaves (names, dtypes, shapes, bytes).
+
+    Args:
+      classify: a pytree classifier, e.g. a ``jax.tree_util.Partial`` from
+        ``mrs_jax.models.as_classifier`` whose leaves are the model's weights.
+
+    Returns:
+      The hex digest, or None when ``classify`` has no leaves (a plain function:
+      its weights, if any, are invisible constants).
+    """
+    flat, _ = jax.tree_util.tree_flatten_with_path(classify)
+    # A plain function is a leaf itself; only arrays (and numbers) are weights.
+    flat = [
+        (path, leaf)
+        for path, leaf in flat
+        if isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float))
+    ]
+    if not flat:
+        return None
+    digest = hashlib.sha256()
+    for path, leaf in flat:
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(
+            leaf.dtype, jax.dtypes.prng_key
+        ):
+            leaf = jax.random.key_data(leaf)
+        array = np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
+        header = f"{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}|"
+        digest.update(header.encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def model_record(classify: Any, meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The classifier's identity for ``run.json``: fingerprint and checkpoint facts.
+
+    Args:
+      classify: the base classifier (see :func:`weights_fingerprint`).
+      meta: the checkpoint's ``model.json`` facts (``model``, ``dataset``,
+        ``image_shape``, ``sigma`` = training sigma); missing ones are None.
+    """
+    meta = dict(meta or {})
+    shape = meta.get("image_shape")
+    return {
+        "weights_sha256": weights_fingerprint(classify),
+        "model": meta.get("model"),
+        "dataset": meta.get("dataset"),
+        "image_shape": None if shape is None else [int(v) for v in shape],
+        "train_sigma": None if meta.get("sigma") is None else float(meta["sigma"]),
+    }
+
+
+def check_model_fits(
+    meta: Mapping[str, Any] | None, dataset: str, image_shape: Sequence[int]
+) -> None:
+    """Refuses a checkpoint trained on another data set or image shape.
+
+    Raises:
+      ValueError: naming the checkpoint's and the job's values.
+    """
+    meta = meta or {}
+    trained_on = meta.get("dataset")
+    if trained_on is not None and trained_on != dataset:
+        raise ValueError(
+            f"the checkpoint was trained on dataset {trained_on!r} but the job "
+            f"certifies {dataset!r}; use a checkpoint trained on {dataset!r}"
+        )
+    shape = meta.get("image_shape")
+    if shape is not None and [int(v) for v in shape] != [int(v) for v in image_shape]:
+        raise ValueError(
+            f"the checkpoint was trained on images of shape {list(shape)} but the "
+            f"job's {dataset!r} images have shape {list(image_shape)}"
+        )
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """Refuses an ``out_dir`` that is a file or cannot be written; writes nothing.
+
+    Raises:
+      NotADirectoryError: ``out_dir`` (or a parent) exists and is not a directory.
+      PermissionError: ``out_dir`` (or the parent it would be made in) is not
+        writable.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"out_dir {out_dir} exists and is not a directory")
+    existing = out_dir
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise NotADirectoryError(f"out_dir {out_dir}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"out_dir {out_dir}: no permission to write in {existing}")
+    return out_dir
+
+
+def lock_name(process_index: int, process_count: int) -> str:
+    """The lock file of one process: the whole directory, or its own shard."""
+    if process_count == 1:
+        return runlock.LOCK_FILE
+    return f"{runlock.LOCK_FILE}-{process_index:03d}-of-{process_count:03d}"
+
+
+@contextlib.contextmanager
+def hold(out_dir: Path, process_index: int, process_count: int) -> Iterator[Path]:
+    """Holds the run directory (or this process's shard of it) for a ``with``.
+
+    Raises:
+      runlock.LockedError: another live process holds it; the message names it.
+    """
+    name = lock_name(process_index, process_count)
+    with runlock.hold(out_dir, "run directory", name=name) as path:
+        yield path
+
+
+def read_run_file(out_dir: Path) -> dict[str, Any] | None:
+    """``run.json`` of ``out_dir`` as a dict, or None when there is none."""
+    path = Path(out_dir) / RUN_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return record
+
+
+def check_resume(out_dir: Path, record: Mapping[str, Any]) -> None:
+    """Refuses to continue a run whose config or model differs from ``record``.
+
+    Raises:
+      ValueError: naming the config fields or model facts that differ.
+    """
+    existing = read_run_file(out_dir)
+    if existing is None:
+        return
+    new = json.loads(json.dumps(record))  # tuples read back as lists
+    if existing.get("config") != new["config"]:
+        old_config = existing.get("config") or {}
+        changed = sorted(k for k in new["config"] if old_config.get(k) != new["config"][k])
+        raise ValueError(
+            f"out_dir {out_dir} holds a run with a different config (differs in "
+            f"{changed}); rerun with the same config or use a new out_dir"
+        )
+    old_model = existing.get("model")
+    if not isinstance(old_model, dict):
+        raise ValueError(
+            f"out_dir {out_dir} holds a run that recorded no model fingerprint "
+            "(written by an older mrs-jax), so adding rows could mix two models; "
+            "use a new out_dir"
+        )
+    changed = [
+        f"{field} ({old_model.get(field)!r} -> {new['model'][field]!r})"
+        for field in MODEL_FIELDS
+        if old_model.get(field) != new["model"][field]
+    ]
+    if changed:
+        raise ValueError(
+            f"out_dir {out_dir} holds rows of another classifier: "
+            f"{'; '.join(changed)}; use the same checkpoint or a new out_dir"
+        )
+
+
+def write_run_file(out_dir: Path, record: Mapping[str, Any]) -> None:
+    """Writes ``run.json`` atomically (a kill leaves the old file or the new)."""
+    path = Path(out_dir) / RUN_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,245 @@
+"""The run directory: one writer, no mixed models or runs, checks before writes."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _job_helpers import (
+    NUM_CLASSES,
+    SHAPE,
+    tiny_classifier,
+    tiny_config,
+    tiny_features_and_head,
+)
+from jax.tree_util import Partial
+
+from mrs_jax import job, rows, run_dir, runlock
+from mrs_jax.image_pipeline import tie_break_block
+from mrs_jax.localize import localize
+
+META = {"model": "tiny", "dataset": "synthetic", "image_shape": list(SHAPE)}
+
+
+def _run(out, config=None, **kwargs):
+    args = dict(classify=tiny_classifier(), num_classes=NUM_CLASSES, progress=False)
+    return job.run(config or tiny_config(mode="center", num_images=2), out, **(args | kwargs))
+
+
+def test_a_held_run_directory_is_refused_naming_the_holder(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    with run_dir.hold(tmp_path, 0, 1):
+        with pytest.raises(runlock.LockedError, match=r"in use by another process.*pid"):
+            _run(tmp_path)
+    # Released on exit: the same directory now runs.
+    assert len(_run(tmp_path)) == 2
+
+
+def test_processes_of_one_run_lock_their_own_shard(tmp_path):
+    config = tiny_config(mode="center", num_images=2)
+    with run_dir.hold(tmp_path, 0, 2):
+        # Process 1 of the same run is not blocked by process 0's shard lock...
+        _run(tmp_path, config, process_index=1, process_count=2)
+        # ...but a second process 0 is.
+        with pytest.raises(runlock.LockedError):
+            _run(tmp_path, config, process_index=0, process_count=2)
+    assert run_dir.lock_name(1, 2) != run_dir.lock_name(0, 2) != run_dir.lock_name(0, 1)
+
+
+def test_run_json_records_the_weights_and_refuses_another_model(tmp_path):
+    _run(tmp_path, meta=dict(META, sigma=0.25))
+    record = json.loads((tmp_path / "run.json").read_text())
+    expected = run_dir.weights_fingerprint(tiny_classifier())
+    assert record["model"] == {
+        "weights_sha256": expected,
+        "model": "tiny",
+        "dataset": "synthetic",
+        "image_shape": list(SHAPE),
+        "train_sigma": 0.25,
+    }
+    assert record["sigma"] == 0.25 and record["train_sigma"] == 0.25
+    before = (tmp_path / "rows.jsonl").read_text()
+    with pytest.raises(ValueError, match="another classifier: weights_sha256"):
+        _run(tmp_path, classify=tiny_classifier(seed=1), meta=dict(META, sigma=0.25))
+    with pytest.raises(ValueError, match=r"train_sigma \(0.25 -> 0.5\)"):
+        _run(tmp_path, meta=dict(META, sigma=0.5))
+    with pytest.raises(ValueError, match="model \\('tiny' -> 'other'\\)"):
+        _run(tmp_path, meta=dict(META, model="other", sigma=0.25))
+    assert (tmp_path / "rows.jsonl").read_text() == before
+    # The same model resumes.
+    assert len(_run(tmp_path, meta=dict(META, sigma=0.25))) == 2
+
+
+def test_fingerprint_sees_every_weight():
+    base = tiny_classifier()
+    changed = Partial(base.func, base.args[0].at[3, 4, 1, 2].add(1e-6))
+    assert run_dir.weights_fingerprint(base) == run_dir.weights_fingerprint(
+        tiny_classifier()
+    )
+    assert run_dir.weights_fingerprint(base) != run_dir.weights_fingerprint(changed)
+    assert run_dir.weights_fingerprint(lambda b: b) is None
+
+
+def test_a_run_without_a_recorded_model_is_not_resumed(tmp_path):
+    _run(tmp_path)
+    record = json.loads((tmp_path / "run.json").read_text())
+    del record["model"]
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="no model fingerprint"):
+        _run(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "meta,match",
+    [
+        (dict(META, dataset="digits"), "trained on dataset 'digits'"),
+        (dict(META, image_shape=[32, 32, 3]), r"shape \[32, 32, 3\].*\[16, 16, 3\]"),
+    ],
+)
+def test_a_checkpoint_for_other_data_is_refused_before_writing(tmp_path, meta, match):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=match):
+        _run(out, meta=meta)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "config,classify_kwargs,match",
+    [
+        (tiny_config(patch_size=17), {}, "patch_size=17 does not fit in the 16x16"),
+        (tiny_config(mode="gradcam"), {}, "features/head split"),
+        (tiny_config(num_images=10_000), {}, "num_images"),
+        (tiny_config(), {"num_classes": 1}, "num_classes"),
+    ],
+)
+def test_bad_jobs_are_refused_before_the_run_dir_exists(
+    tmp_path, config, classify_kwargs, match
+):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=match):
+        _run(out, config, **classify_kwargs)
+    assert not out.exists()
+
+
+def test_an_out_dir_that_is_a_file_is_refused(tmp_path):
+    file = tmp_path / "file"
+    file.write_text("x")
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        _run(file)
+    with pytest.raises(NotADirectoryError):
+        _run(file / "run")
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        (dict(m=4), "m must"),
+        (dict(tau=-1.0), "tau"),
+        (dict(inpaint_method="magic"), "inpaint_method"),
+    ],
+)
+def test_bad_localisation_settings_are_refused_in_the_config(changes, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_config(**changes)
+
+
+def _row(index, **changes):
+    return dict(index=index, label=1, prediction=1, radius=0.5, certified=True) | changes
+
+
+def _write(path, rows_):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows_))
+
+
+def test_duplicate_indices_are_refused(tmp_path):
+    _write(tmp_path / "rows.jsonl", [_row(0), _row(1), _row(1)])
+    with pytest.raises(ValueError, match="two rows for index 1"):
+        rows.all_rows(tmp_path)
+
+
+def test_a_shard_and_the_merged_file_may_share_rows_but_not_disagree(tmp_path):
+    _write(tmp_path / "rows.jsonl", [_row(0), _row(1, seconds={"a": 1.0})])
+    _write(tmp_path / "rows-001-of-002.jsonl", [_row(1, seconds={"a": 2.0}), _row(3)])
+    assert [r["index"] for r in rows.all_rows(tmp_path)] == [0, 1, 3]
+    _write(tmp_path / "rows-000-of-002.jsonl", [_row(0, prediction=2)])
+    with pytest.raises(ValueError, match="different rows for index 0"):
+        rows.all_rows(tmp_path)
+
+
+def test_readers_skip_a_torn_line_without_writing(tmp_path):
+    text = json.dumps(_row(0)) + "\n" + json.dumps(_row(1))[:9]
+    (tmp_path / "rows.jsonl").write_text(text)
+    with pytest.warns(UserWarning, match="truncated last line"):
+        assert [r["index"] for r in rows.all_rows(tmp_path, repair_files=False)] == [0]
+    assert (tmp_path / "rows.jsonl").read_text() == text
+
+
+def _constant(bias, images):
+    return jnp.zeros((images.shape[0], NUM_CLASSES)) + bias
+
+
+def test_no_change_certifies_in_the_tie_break_block(tmp_path):
+    """No block changes a constant classifier: CERTIFY still runs (spec s. 4.6)."""
+    classify = Partial(_constant, jnp.array([0.0, 1.0, 0.0, 0.0]))
+    out = _run(tmp_path, tiny_config(mode="clean", num_images=2), classify=classify)
+    for row in out:
+        assert row["localization"] == "no_change"
+        # 14 x 14 positions, all tied at score 0: the central one (first of four).
+        assert row["located_top_left"] == [6, 6]
+        assert row["mask_box"] == [3, 3, 12, 12]  # the block grown by dilation 3
+        assert row["certified"] is True and row["p_lower"] > 0.5
+        assert row["prediction"] == 1 and row["radius"] > 0
+        assert row["base_clean_prediction"] == 1
+
+
+def _planted(images):
+    # Class 1 while the bright 3x3 square at (9, 4) is intact, else class 0.
+    bright = images[:, 9:12, 4:7, 0].mean(axis=(1, 2))
+    return jnp.stack([0.9 - bright, bright - 0.9, bright * 0, bright * 0], axis=-1)
+
+
+def test_tie_break_block_matches_the_localiser():
+    x = np.zeros(SHAPE, np.float32)
+    x[9:12, 4:7] = 1.0
+    located = localize(_planted, x, 3)
+    assert located.reason_name == "ok"
+    assert tie_break_block(np.asarray(located.score_map), 1) == tuple(
+        int(v) for v in np.asarray(located.top_left)
+    )
+    assert tie_break_block(np.zeros((4, 5)), 2) == (2, 4)
+
+
+class _RecordingBar:
+    """Stands in for tqdm: remembers the postfix shown at each redraw."""
+
+    def __init__(self):
+        self.postfix, self.shown = {}, []
+
+    def set_postfix(self, postfix, refresh=True):
+        self.postfix = dict(postfix)
+
+    def update(self, n):
+        self.shown.append(self.postfix)
+
+    def close(self):
+        pass
+
+
+def test_progress_bar_shows_the_accuracies_of_every_finished_image(tmp_path, monkeypatch):
+    bar = _RecordingBar()
+    monkeypatch.setattr(job, "_progress_bar", lambda todo, total, progress: bar)
+    out = _run(tmp_path, tiny_config(mode="center", num_images=3), progress=True)
+    assert len(bar.shown) == 3
+    for k, shown in enumerate(bar.shown, start=1):
+        assert shown == job.running_accuracies(out[:k])
+
+
+def test_gradcam_runs_record_their_saliency_once(tmp_path):
+    _run(
+        tmp_path,
+        tiny_config(mode="gradcam", num_images=1),
+        features_and_head=tiny_features_and_head(),
+    )
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["saliency"] == "gradcam"
+    assert "saliency" not in rows.all_rows(tmp_path)[0]
