@@ -1,9 +1,70 @@
 """Tables, R-accuracy curves (PNG) and CSV from certification run directories.
 
 Usage: ``python -m certify.analyze RUN_DIR... [--radii 0 1 2] [--out DIR]``
+
+Every row file of each run is read (merged file and shards); a run with fewer
+rows than it was asked for is marked partial. A mistake (missing run dir, bad
+run.json, duplicated rows) is one line ``error: ...`` and exit status 2.
 """
 
-from mrs_jax.analysis import main
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from mrs_jax import analysis, cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m certify.analyze RUN_DIR... [--radii R...] [--out D]`.
+
+    A mistake (missing run dir, bad run.json, duplicated rows) is one line
+    `error: ...` and exit status 2 (`--debug` or MRS_DEBUG=1: the traceback).
+
+    Returns:
+      Exit status: 0, or 2 for a user error.
+    """
+    return cli.main_guard(_main, None if argv is None else list(argv))
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m certify.analyze",
+        description="Summarise certification runs: table, curves, CSV.",
+    )
+    parser.add_argument("run_dirs", nargs="+", help="run directories")
+    parser.add_argument(
+        "--radii",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="radii for the table's certified columns (s*sqrt(C), s^2 are added)",
+    )
+    parser.add_argument("--out", help="write summary.md/.json, curves.csv/.png here")
+    parser.add_argument("--log-x", action="store_true", help="symlog radius axis")
+    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    args = parser.parse_args(argv)
+    summaries = [analysis.summarize_run(d) for d in args.run_dirs]
+    table = analysis.markdown_table(summaries, args.radii)
+    print(table, end="")
+    if args.out:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise NotADirectoryError(f"--out {args.out} exists and is not a directory")
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
+            f.write(table)
+        with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
+            json.dump(
+                [analysis.summary_record(s, args.radii) for s in summaries],
+                f,
+                indent=2,
+            )
+        analysis.write_curves_csv(summaries, os.path.join(args.out, "curves.csv"))
+        analysis.plot_curves(summaries, os.path.join(args.out, "curves.png"), log_x=args.log_x)
+        print(f"wrote summary.md, summary.json, curves.csv, curves.png to {args.out}")
+    return 0
+
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -5,13 +5,18 @@ A run directory holds:
 - `run.json`: one JSON object with at least `mode` ("practical", "center",
   "gradcam" or "clean"), `size` (patch side s), `channels` (C) and optionally
   `sigma` and `name` (default: the directory name). Other keys are ignored.
-- `rows.jsonl`: one JSON object per image, flushed as the job goes (fields in
-  `mrs_jax.metrics`; practical runs add `clean_prediction` and
-  `undefended_adv_prediction`, the base classifier's prediction on x_adv without
-  the defence). A truncated last line, left by a killed job, is skipped with a
-  warning; a bad line anywhere else is an error.
+- `rows.jsonl` and/or shard files `rows-<p>-of-<P>.jsonl`: one JSON object per
+  image (fields in `mrs_jax.metrics`). Every row file is read
+  (`mrs_jax.rows.all_rows`, read-only): a row in both a shard and the merged
+  file counts once; two rows for one index in one file, or two different rows
+  for one index, are refused. A truncated last line, left by a killed job, is
+  skipped with a warning. A run with fewer rows than run.json's `num_images` is
+  marked partial ("3/6 (partial)").
 
-Command line (wired as `python -m certify.analyze`):
+"Localised certified" accuracy (practical and clean modes) is conditional on the
+located mask (spec s. 6); tables, plot axes and summary.json say so.
+
+Command line (`certify/analyze.py`):
 
     python -m certify.analyze RUN_DIR... [--radii 0 5 10] [--out DIR]
 
@@ -21,19 +26,17 @@ curves.csv and curves.png there.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import dataclasses
 import json
 import math
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from mrs_jax import metrics
+from mrs_jax import metrics, plots
+from mrs_jax import rows as row_files
 
 # The job's modes (``mrs_jax.job.MODES``); "clean" rows carry no patch, so their
 # certified accuracy, like center/gradcam, needs no coverage.
@@ -60,6 +63,13 @@ class RunSummary:
       abstain_rate: share of rows with prediction -1.
       counted_radii: per row, the radius up to which it counts as certified
         (-inf: never), from `metrics.certified_radii`.
+      expected_images: run.json's `num_images` (None if it has none); fewer
+        rows than this make the run partial.
+      base_clean_accuracy: the base classifier alone on clean images; None when
+        the rows do not carry `base_clean_prediction`.
+      localization: share of rows per localisation outcome ("located",
+        "no_change", "multiple_regions"), or None for modes without one.
+      covered_rate: share of rows whose mask contains the patch (practical).
     """
 
     name: str
@@ -73,6 +83,20 @@ class RunSummary:
     undefended_accuracy: float | None
     abstain_rate: float
     counted_radii: tuple[float, ...]
+    expected_images: int | None = None
+    base_clean_accuracy: float | None = None
+    localization: dict[str, float] | None = None
+    covered_rate: float | None = None
+
+    @property
+    def localised(self) -> bool:
+        """Whether its certified accuracy is the localised one (practical, clean)."""
+        return self.mode in ("practical", "clean")
+
+    @property
+    def partial(self) -> bool:
+        """Fewer rows than the run was asked for (killed, or shards missing)."""
+        return self.expected_images is not None and self.num_images < self.expected_images
 
     @property
     def markers(self) -> dict[str, float]:
@@ -87,35 +111,19 @@ class RunSummary:
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Reads a JSONL file of result rows, tolerating a truncated last line.
+    """Reads one JSONL file of result rows, tolerating a truncated last line.
 
     Args:
-      path: file with one JSON object per line; blank lines are skipped.
+      path: file with one JSON object (with an `index`) per line; blank lines
+        are skipped; the file is not modified.
 
     Returns:
-      The rows, in file order.
+      The rows, in file order (a torn last line left out, with a warning).
 
     Raises:
       ValueError: a line other than the last is not a JSON object.
     """
-    with open(path, encoding="utf-8") as f:
-        lines = [(n, line) for n, line in enumerate(f, start=1) if line.strip()]
-    rows = []
-    for position, (lineno, line) in enumerate(lines):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            if position == len(lines) - 1:
-                warnings.warn(
-                    f"{path}:{lineno}: skipping truncated last line ({error})",
-                    stacklevel=2,
-                )
-                break
-            raise ValueError(f"{path}:{lineno}: not valid JSON: {error}") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{lineno}: expected a JSON object per line")
-        rows.append(row)
-    return rows
+    return row_files.read(path, torn_tail="skip")
 
 
 def _config_value(config: Mapping[str, Any], key: str, kind: type, where: str):
@@ -152,18 +160,19 @@ def summarize(
         sigma = float(_config_value(config, "sigma", (int, float), name))
     if not rows:
         raise ValueError(f"{name}: no result rows")
-    has_undefended = ["undefended_adv_prediction" in r for r in rows]
-    if all(has_undefended):
-        undefended = metrics.empirical_accuracy(
-            [
-                {"label": r["label"], "prediction": r["undefended_adv_prediction"]}
-                for r in rows
-            ]
-        )
-    elif any(has_undefended):
-        raise ValueError(f"{name}: only some rows carry 'undefended_adv_prediction'")
-    else:
-        undefended = None
+    indices = [r.get("index") for r in rows if "index" in r]
+    duplicates = sorted({i for i in indices if indices.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"{name}: several rows for index {duplicates}")
+    undefended = _optional(rows, "undefended_adv_prediction", name, metrics.base_accuracy)
+    base_clean = _optional(rows, "base_clean_prediction", name, metrics.base_accuracy)
+    localization = _optional(rows, "localization", name, metrics.localization_rates)
+    covered_rate = None
+    if mode == "practical" and all(r.get("covered") is not None for r in rows):
+        covered_rate = metrics.coverage_rate(rows)
+    expected = config.get("num_images", (config.get("config") or {}).get("num_images"))
+    if expected is not None:
+        expected = int(_config_value({"num_images": expected}, "num_images", int, name))
     counted = metrics.certified_radii(rows)
     return RunSummary(
         name=name,
@@ -177,30 +186,57 @@ def summarize(
         undefended_accuracy=undefended,
         abstain_rate=float(np.mean([r["prediction"] == -1 for r in rows])),
         counted_radii=tuple(float(c) for c in counted),
+        expected_images=expected,
+        base_clean_accuracy=base_clean,
+        localization=localization,
+        covered_rate=covered_rate,
     )
 
 
+def _optional(rows, field, name, measure):
+    """``measure`` over ``rows`` when all carry ``field``, None when none does."""
+    present = [field in r and r[field] is not None for r in rows]
+    if not any(present):
+        return None
+    if not all(present):
+        raise ValueError(f"{name}: only some rows carry '{field}'")
+    if measure is metrics.base_accuracy:
+        return measure(rows, field)
+    return measure(rows)
+
+
 def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
-    """Reads `run_dir`/run.json and `run_dir`/rows.jsonl and summarises them.
+    """Reads `run_dir`/run.json and every row file of the run and summarises them.
+
+    Files are only read (a torn last line is skipped with a warning, not cut), so
+    a run still in progress can be analysed.
 
     Args:
       run_dir: a run directory (see module docstring).
 
     Returns:
       RunSummary named by run.json's `name`, else the directory name.
+
+    Raises:
+      ValueError: no run.json or no rows, duplicated or conflicting rows.
     """
     run_dir = os.fspath(run_dir)
     config_path = os.path.join(run_dir, "run.json")
-    rows_path = os.path.join(run_dir, "rows.jsonl")
-    for path in (config_path, rows_path):
-        if not os.path.isfile(path):
-            raise ValueError(f"run_dir {run_dir!r} has no {os.path.basename(path)}")
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"run_dir {run_dir!r} is not a directory")
+    if not os.path.isfile(config_path):
+        raise ValueError(f"run_dir {run_dir!r} has no run.json")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path}: not valid JSON ({error})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{config_path}: expected a JSON object")
+    if not row_files.row_files(run_dir):
+        raise ValueError(f"run_dir {run_dir!r} has no rows.jsonl or shard files")
     name = str(config.get("name") or os.path.basename(os.path.normpath(run_dir)))
-    return summarize(config, read_rows(rows_path), name)
+    return summarize(config, row_files.all_rows(run_dir, repair_files=False), name)
 
 
 def _percent(value: float | None) -> str:
@@ -224,12 +260,32 @@ def _check_radii(radii: Sequence[float]) -> list[float]:
     return values
 
 
+def _images(s: RunSummary) -> str:
+    if s.partial:
+        return f"{s.num_images}/{s.expected_images} (partial)"
+    return str(s.num_images)
+
+
+def certified_name(summaries: Sequence[RunSummary]) -> str:
+    """What the certified columns measure: "localised certified" for practical
+    (and clean) runs, "certified" for the fixed-mask settings, both when mixed."""
+    localised = {s.localised for s in summaries}
+    if localised == {True}:
+        return "localised certified"
+    if localised == {False}:
+        return "certified"
+    return "certified (localised for practical/clean)"
+
+
 def markdown_table(summaries: Sequence[RunSummary], radii: Sequence[float]) -> str:
     """Markdown table: one line per run, accuracies in percent.
 
-    Columns: run, mode, sigma, s, images, clean, empirical, undefended under attack,
-    abstain, certified R-accuracy at each R in `radii`, then at each run's own
-    s*sqrt(C) and s^2 (the radius in brackets).
+    Columns: run, mode, sigma, s, images ("3/6 (partial)" when rows are missing),
+    the base classifier's accuracy clean and under attack, the defence's clean
+    and empirical accuracy, abstain, the localisation outcomes (covered,
+    no_change, multiple regions, % of images), then (localised) certified
+    R-accuracy at each R in `radii` and at each run's own s*sqrt(C) and s^2 (the
+    radius in brackets). "-" where a run has no such value.
 
     Args:
       summaries: runs.
@@ -240,104 +296,57 @@ def markdown_table(summaries: Sequence[RunSummary], radii: Sequence[float]) -> s
     """
     summaries = _check_summaries(summaries)
     radii = _check_radii(radii)
-    header = ["run", "mode", "sigma", "s", "images", "clean", "empirical"]
-    header += ["undefended (attack)", "abstain"]
-    header += [f"cert R={r:g}" for r in radii]
-    header += ["cert R=s*sqrt(C)", "cert R=s^2"]
+    cert = "loc. cert" if certified_name(summaries) == "localised certified" else "cert"
+    header = ["run", "mode", "sigma", "s", "images", "base clean", "base attacked"]
+    header += ["clean", "empirical", "abstain"]
+    header += ["covered", "no_change", "multiple regions"]
+    header += [f"{cert} R={r:g}" for r in radii]
+    header += [f"{cert} R=s*sqrt(C)", f"{cert} R=s^2"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in summaries:
         sigma = "-" if s.sigma is None else f"{s.sigma:g}"
-        cells = [s.name, s.mode, sigma, str(s.size), str(s.num_images)]
+        located = s.localization or {}
+        cells = [s.name, s.mode, sigma, str(s.size), _images(s)]
+        cells += [_percent(s.base_clean_accuracy), _percent(s.undefended_accuracy)]
         cells += [_percent(s.clean_accuracy), _percent(s.empirical_accuracy)]
-        cells += [_percent(s.undefended_accuracy), _percent(s.abstain_rate)]
+        cells += [_percent(s.abstain_rate), _percent(s.covered_rate)]
+        cells += [_percent(located.get(k)) for k in ("no_change", "multiple_regions")]
         cells += [_percent(a) for a in s.certified_accuracy(radii)]
         for radius in (s.markers[_UNRESTRICTED], s.markers[_PAPER]):
             accuracy = s.certified_accuracy([radius])[0]
             cells.append(f"{_percent(accuracy)} ({radius:.3g})")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _x_max(summaries: Sequence[RunSummary]) -> float:
-    """Right end of the radius axis: past every marker and every counted radius."""
-    ends = [max(s.markers.values()) for s in summaries]
-    for s in summaries:
-        finite = [c for c in s.counted_radii if math.isfinite(c)]
-        ends.append(max(finite, default=0.0))
-    return 1.08 * max(ends)
-
-
-def _label(s: RunSummary) -> str:
-    sigma = "" if s.sigma is None else f", sigma={s.sigma:g}"
-    return (
-        f"{s.name} ({s.mode}{sigma}; clean {_percent(s.clean_accuracy)}%, "
-        f"empirical {_percent(s.empirical_accuracy)}%)"
+    lines.append("")
+    lines.append(
+        f"{cert}: {certified_name(summaries)} R-accuracy (%); localised = "
+        "conditional on the located mask covering the patch, not a worst case over "
+        "patch positions. base = the undefended classifier."
     )
+    return "\n".join(lines) + "\n"
 
 
 def plot_curves(
     summaries: Sequence[RunSummary], path_png: str | os.PathLike, *, log_x: bool = False
 ) -> None:
-    """Certified R-accuracy curves of several runs on one plot, written as PNG.
+    """(Localised) certified R-accuracy curves of several runs, written as PNG.
 
-    Dotted vertical lines mark s*sqrt(C) (true unrestricted radius) and dashed ones
-    s^2 (the paper's threshold) for every (s, C) among the runs. The linear radius
-    axis runs from 0 past both markers and every certified radius, so both lines are
-    always visible; `log_x` switches to a symlog axis for widely spread radii.
+    Marker lines at s*sqrt(C) (true unrestricted radius, dotted) and s^2 (the
+    paper's threshold, dashed) for every (s, C) among the runs; their labels
+    overlap neither each other nor the legend (`mrs_jax.plots`). The radius axis
+    runs from 0 past every marker and certified radius; `log_x` switches to a
+    symlog axis for widely spread radii.
 
     Args:
       summaries: runs, e.g. one per sigma.
       path_png: output file.
       log_x: symlog radius axis (linear below 1).
     """
-    summaries = _check_summaries(summaries)
-    import matplotlib  # lazily: importing this module must not pick a backend
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x_max = _x_max(summaries)
-    grid = np.linspace(0.0, x_max, 2001)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    try:
-        for s in summaries:
-            ax.plot(grid, 100 * s.certified_accuracy(grid), label=_label(s))
-        for size, channels in sorted({(s.size, s.channels) for s in summaries}):
-            markers = metrics.radius_markers(size, channels)
-            for key, style in ((_UNRESTRICTED, ":"), (_PAPER, "--")):
-                radius = markers[key]
-                ax.axvline(radius, color="gray", linestyle=style, linewidth=1)
-                ax.annotate(
-                    f"{key}\ns={size}, C={channels}: {radius:.3g}",
-                    (radius, 100),
-                    xytext=(3, -3),
-                    textcoords="offset points",
-                    rotation=90,
-                    va="top",
-                    fontsize=7,
-                    color="gray",
-                )
-        if log_x:
-            ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlim(0.0, x_max)
-        ax.set_ylim(0.0, 102.0)
-        ax.set_xlabel("l2 radius R ([0, 1] pixel units)")
-        ax.set_ylabel("certified R-accuracy (%)")
-        ax.legend(fontsize=7, loc="upper right")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path_png, dpi=120)
-    finally:
-        plt.close(fig)
+    plots.plot_curves(_check_summaries(summaries), path_png, log_x=log_x)
 
 
 def curve_radii(summaries: Sequence[RunSummary]) -> list[float]:
     """Default CSV radii: 101 evenly spaced over the plot's axis, plus the markers."""
-    summaries = _check_summaries(summaries)
-    radii = set(np.linspace(0.0, _x_max(summaries), 101).tolist())
-    for s in summaries:
-        radii.update(s.markers.values())
-    return sorted(radii)
+    return plots.curve_radii(_check_summaries(summaries))
 
 
 def write_curves_csv(
@@ -345,10 +354,11 @@ def write_curves_csv(
     path_csv: str | os.PathLike,
     radii: Sequence[float] | None = None,
 ) -> None:
-    """Writes certified R-accuracy curves as long-format CSV.
+    """Writes (localised) certified R-accuracy curves as long-format CSV.
 
-    Columns: run, mode, sigma, size, channels, radius, certified_accuracy (a fraction
-    in [0, 1]); one line per run and radius.
+    Columns: run, mode, sigma, size, channels, radius, certified_accuracy (a
+    fraction in [0, 1]), measure ("localised certified" or "certified"); one
+    line per run and radius.
 
     Args:
       summaries: runs.
@@ -357,68 +367,27 @@ def write_curves_csv(
     """
     summaries = _check_summaries(summaries)
     radii = curve_radii(summaries) if radii is None else _check_radii(radii)
-    with open(path_csv, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            ["run", "mode", "sigma", "size", "channels", "radius", "certified_accuracy"]
-        )
-        for s in summaries:
-            sigma = "" if s.sigma is None else repr(s.sigma)
-            for radius, accuracy in zip(
-                radii, s.certified_accuracy(radii), strict=True
-            ):
-                writer.writerow(
-                    [s.name, s.mode, sigma, s.size, s.channels]
-                    + [repr(float(radius)), repr(float(accuracy))]
-                )
+    plots.write_curves_csv(summaries, path_csv, radii)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m certify.analyze RUN_DIR... [--radii R...] [--out D]`.
+def summary_record(s: RunSummary, radii: Sequence[float]) -> dict[str, Any]:
+    """One run's entry of summary.json.
 
-    Returns:
-      Exit status 0.
+    The summary's fields (without per-row radii), `partial`, `certified_meaning`,
+    and the accuracies at `radii` and at the markers under the key
+    "localised_certified" (practical and clean runs) or "certified".
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m certify.analyze",
-        description="Summarise certification runs: table, curves, CSV.",
-    )
-    parser.add_argument("run_dirs", nargs="+", help="run directories")
-    parser.add_argument(
-        "--radii",
-        type=float,
-        nargs="+",
-        default=[0.0],
-        help="radii for the table's certified columns (s*sqrt(C), s^2 are added)",
-    )
-    parser.add_argument("--out", help="write summary.md/.json, curves.csv/.png here")
-    parser.add_argument("--log-x", action="store_true", help="symlog radius axis")
-    args = parser.parse_args(argv)
-    summaries = [summarize_run(d) for d in args.run_dirs]
-    table = markdown_table(summaries, args.radii)
-    print(table, end="")
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
-            f.write(table)
-        with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as f:
-            records = []
-            for s in summaries:
-                record = dataclasses.asdict(s)
-                del record["counted_radii"]
-                record["certified"] = {
-                    f"{r:g}": float(a)
-                    for r, a in zip(
-                        args.radii, s.certified_accuracy(args.radii), strict=True
-                    )
-                }
-                record["markers"] = {
-                    key: {"radius": r, "certified": float(s.certified_accuracy([r])[0])}
-                    for key, r in s.markers.items()
-                }
-                records.append(record)
-            json.dump(records, f, indent=2)
-        write_curves_csv(summaries, os.path.join(args.out, "curves.csv"))
-        plot_curves(summaries, os.path.join(args.out, "curves.png"), log_x=args.log_x)
-        print(f"wrote summary.md, summary.json, curves.csv, curves.png to {args.out}")
-    return 0
+    record = dataclasses.asdict(s)
+    del record["counted_radii"]
+    record["partial"] = s.partial
+    key = "localised_certified" if s.localised else "certified"
+    record["certified_meaning"] = certified_name([s])
+    record[key] = {
+        f"{r:g}": float(a)
+        for r, a in zip(radii, s.certified_accuracy(radii), strict=True)
+    }
+    record["markers"] = {
+        name: {"radius": r, key: float(s.certified_accuracy([r])[0])}
+        for name, r in s.markers.items()
+    }
+    return record

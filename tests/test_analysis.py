@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from certify.analyze import main as analyze_main
 from mrs_jax import analysis
 
 PRACTICAL_ROWS = [
@@ -18,7 +19,10 @@ PRACTICAL_ROWS = [
         undefended_adv_prediction=0,
         prediction=1,
         radius=9.0,
+        certified=True,
         covered=True,
+        base_clean_prediction=1,
+        localization="located",
     ),
     dict(
         index=1,
@@ -28,7 +32,10 @@ PRACTICAL_ROWS = [
         undefended_adv_prediction=2,
         prediction=2,
         radius=30.0,
+        certified=True,
         covered=False,
+        base_clean_prediction=2,
+        localization="no_change",
     ),
     dict(
         index=2,
@@ -38,8 +45,11 @@ PRACTICAL_ROWS = [
         undefended_adv_prediction=3,
         prediction=-1,
         radius=0.0,
+        certified=False,
         covered=True,
-        abstain_reason="p_lower <= 0.5",
+        abstain_reason="certify_abstain",
+        base_clean_prediction=1,
+        localization="located",
     ),
     dict(
         index=3,
@@ -49,12 +59,15 @@ PRACTICAL_ROWS = [
         undefended_adv_prediction=1,
         prediction=3,
         radius=26.0,
+        certified=True,
         covered=True,
+        base_clean_prediction=3,
+        localization="located",
     ),
 ]
 CENTER_ROWS = [
-    dict(index=0, label=1, prediction=1, radius=5.0, covered=None),
-    dict(index=1, label=2, prediction=0, radius=7.0, covered=None),
+    dict(index=0, label=1, prediction=1, radius=5.0, certified=True, covered=None),
+    dict(index=1, label=2, prediction=0, radius=7.0, certified=True, covered=None),
 ]
 
 
@@ -72,7 +85,7 @@ def write_run(path, config, rows, truncated_tail=None):
 def runs(tmp_path):
     practical = write_run(
         tmp_path / "practical_s7",
-        dict(mode="practical", size=5, channels=3, sigma=7.0),
+        dict(mode="practical", size=5, channels=3, sigma=7.0, num_images=4),
         PRACTICAL_ROWS,
         truncated_tail=dict(index=4, label=9, prediction=9, radius=99.0),
     )
@@ -118,14 +131,40 @@ def test_summaries_and_table(runs):
     assert centre.name == "centre" and centre.undefended_accuracy is None
     assert centre.clean_accuracy == pytest.approx(0.5)
 
+    # Base classifier: clean rows 0,1,3 -> 3/4; localisation: 1 of 4 no_change;
+    # covered: rows 0, 2, 3 -> 3/4.
+    assert practical.base_clean_accuracy == pytest.approx(0.75)
+    assert practical.covered_rate == pytest.approx(0.75)
+    assert practical.localization == {
+        "located": 0.75,
+        "no_change": 0.25,
+        "multiple_regions": 0.0,
+    }
+    assert not practical.partial and centre.expected_images is None
+
     table = analysis.markdown_table([practical, centre], [0, 10])
     lines = table.strip().split("\n")
-    assert len(lines) == 4
-    assert lines[0].split(" | ")[-4:] == [
+    assert len(lines) == 6 and lines[4] == ""
+    assert "certified (localised for practical/clean)" in lines[5]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == [
+        "run",
+        "mode",
+        "sigma",
+        "s",
+        "images",
+        "base clean",
+        "base attacked",
+        "clean",
+        "empirical",
+        "abstain",
+        "covered",
+        "no_change",
+        "multiple regions",
         "cert R=0",
         "cert R=10",
         "cert R=s*sqrt(C)",
-        "cert R=s^2 |",
+        "cert R=s^2",
     ]
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
     assert cells == [
@@ -135,9 +174,13 @@ def test_summaries_and_table(runs):
         "5",
         "4",
         "75.0",
+        "25.0",
+        "75.0",
         "75.0",
         "25.0",
+        "75.0",
         "25.0",
+        "0.0",
         "50.0",
         "25.0",
         "50.0 (8.66)",
@@ -150,15 +193,22 @@ def test_summaries_and_table(runs):
         "20",
         "5",
         "2",
-        "50.0",
-        "50.0",
         "-",
+        "-",
+        "50.0",
+        "50.0",
         "0.0",
+        "-",
+        "-",
+        "-",
         "50.0",
         "0.0",
         "0.0 (8.66)",
         "0.0 (25)",
     ]
+    # Practical runs alone: the columns say "localised".
+    only = analysis.markdown_table([practical], [0])
+    assert "| loc. cert R=0 |" in only and "localised certified R-accuracy" in only
 
 
 def test_csv_png_and_main(tmp_path, runs):
@@ -188,7 +238,7 @@ def test_csv_png_and_main(tmp_path, runs):
     out = tmp_path / "out"
     with pytest.warns(UserWarning):
         assert (
-            analysis.main(
+            analyze_main(
                 [str(d) for d in runs] + ["--radii", "0", "10", "--out", str(out)]
             )
             == 0
@@ -197,8 +247,14 @@ def test_csv_png_and_main(tmp_path, runs):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     assert "practical_s7" in (out / "summary.md").read_text()
     records = json.loads((out / "summary.json").read_text())
-    assert records[0]["certified"] == {"0": 0.5, "10": 0.25}
-    assert records[0]["markers"]["paper s^2"] == {"radius": 25.0, "certified": 0.25}
+    assert records[0]["localised_certified"] == {"0": 0.5, "10": 0.25}
+    assert records[0]["certified_meaning"] == "localised certified"
+    assert records[0]["markers"]["paper s^2"] == {
+        "radius": 25.0,
+        "localised_certified": 0.25,
+    }
+    assert records[1]["certified"] == {"0": 0.5, "10": 0.0}
+    assert records[0]["partial"] is False
     with open(out / "curves.csv") as f:
         assert len(list(csv.DictReader(f))) == 2 * len(default_radii)
 
@@ -206,11 +262,104 @@ def test_csv_png_and_main(tmp_path, runs):
 def test_bad_run_dirs(tmp_path):
     with pytest.raises(ValueError, match="run.json"):
         analysis.summarize_run(tmp_path)
+    with pytest.raises(ValueError, match="not a directory"):
+        analysis.summarize_run(tmp_path / "none")
     bad = write_run(tmp_path / "bad", dict(mode="center", channels=3), CENTER_ROWS)
     with pytest.raises(ValueError, match="'size'"):
         analysis.summarize_run(bad)
     empty = write_run(tmp_path / "empty", dict(mode="center", size=5, channels=3), [])
     with pytest.raises(ValueError, match="no result rows"):
         analysis.summarize_run(empty)
+    (empty / "rows.jsonl").unlink()
+    with pytest.raises(ValueError, match="no rows.jsonl or shard files"):
+        analysis.summarize_run(empty)
     with pytest.raises(ValueError, match="summaries"):
         analysis.markdown_table([], [0.0])
+
+
+def test_every_row_file_is_read_and_a_short_run_is_partial(tmp_path):
+    """A multi-process run whose merge never happened, resumed single-process."""
+    run = write_run(
+        tmp_path / "run",
+        dict(mode="center", size=5, channels=3, config=dict(num_images=6)),
+        [CENTER_ROWS[0]],
+    )
+    shard = dict(CENTER_ROWS[1], index=3)
+    (run / "rows-001-of-002.jsonl").write_text(json.dumps(shard) + "\n")
+    summary = analysis.summarize_run(run)
+    assert summary.num_images == 2 and summary.expected_images == 6
+    assert summary.partial
+    table = analysis.markdown_table([summary], [0])
+    assert "| 2/6 (partial) |" in table
+    # The same row in the merged file and a shard counts once.
+    (run / "rows-000-of-002.jsonl").write_text(json.dumps(CENTER_ROWS[0]) + "\n")
+    assert analysis.summarize_run(run).num_images == 2
+
+
+def test_duplicate_rows_are_refused(tmp_path, capsys):
+    run = write_run(
+        tmp_path / "dup",
+        dict(mode="center", size=5, channels=3),
+        [CENTER_ROWS[0], CENTER_ROWS[1], CENTER_ROWS[1]],
+    )
+    with pytest.raises(ValueError, match="two rows for index 1"):
+        analysis.summarize_run(run)
+    with pytest.raises(ValueError, match="several rows for index"):
+        analysis.summarize(
+            dict(mode="center", size=5, channels=3), CENTER_ROWS * 2, "twice"
+        )
+    # The command line answers in one line, exit status 2.
+    assert analyze_main([str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "index 1" in err[0]
+
+
+def test_analyze_mistakes_are_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MRS_DEBUG", raising=False)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "run.json").write_text("{not json")
+    for args in ([str(tmp_path / "none")], [str(tmp_path / "bad")]):
+        assert analyze_main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), err
+    with pytest.raises(ValueError):
+        analyze_main([str(tmp_path / "bad"), "--debug"])
+
+
+def _text_boxes(fig):
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    labels = [t.get_window_extent(renderer) for t in ax.texts]
+    legend = ax.get_legend().get_window_extent(renderer)
+    others = [ax.xaxis.label.get_window_extent(renderer)] + [
+        t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()
+    ]
+    return labels, legend, others
+
+
+@pytest.mark.parametrize("log_x", [False, True])
+def test_plot_labels_of_several_patch_sizes_do_not_overlap(log_x):
+    import matplotlib.pyplot as plt
+
+    from mrs_jax import plots
+
+    summaries = []
+    for size, radius in ((3, 4.0), (5, 9.0), (9, 30.0)):
+        rows = [dict(CENTER_ROWS[0], radius=radius), CENTER_ROWS[1]]
+        config = dict(mode="practical", size=size, channels=3, sigma=3.0)
+        rows = [dict(r, covered=True) for r in rows]
+        summaries.append(analysis.summarize(config, rows, f"s = {size}"))
+    fig = plots.figure(summaries, log_x=log_x)
+    try:
+        fig.canvas.draw()
+        labels, legend, others = _text_boxes(fig)
+        assert len(labels) == 6  # s*sqrt(C) and s^2 for each of three sizes
+        for i, box in enumerate(labels):
+            assert not box.overlaps(legend)
+            for other in labels[i + 1 :]:
+                assert not box.overlaps(other), (box, other)
+        for box in others:
+            assert not box.overlaps(legend)
+        assert "localised certified" in fig.axes[0].get_ylabel()
+    finally:
+        plt.close(fig)
