@@ -69,6 +69,9 @@ def meta_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     a ``model.json`` written before configs were recorded has only the model and
     noise keys, and only those are compared.
     """
+    for name, value in (("old", old), ("new", new)):
+        if not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
     new = json_normal(new)
     if isinstance(old.get("config"), dict) and "config" in new:
         old_config, new_config = old["config"], new["config"]
@@ -117,7 +120,7 @@ def check_resume(workdir: str | Path, meta: dict[str, Any]) -> None:
     if not changed:
         return
     new = json_normal(meta)
-    if isinstance(old.get("config"), dict):
+    if isinstance(old.get("config"), dict) and "config" in new:
         old, new = old["config"], new["config"]
     diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
     raise ValueError(

@@ -2,9 +2,10 @@
 
 :class:`TrainConfig` is what a ``train/configs/*.py`` file returns. Every field is
 validated when the config is built, with a message naming the field, so a mistake
-in a config file is reported before any data is loaded or anything is written; the
-whole config is recorded in the work dir's ``model.json`` so that a resume with a
-different one is refused (:mod:`mrs_jax.training`).
+in a config file is reported before any data is loaded or anything is written.
+:func:`data_sources` loads the data a config names and refuses labels outside
+``num_classes``. The whole config is recorded in the work dir's ``model.json``, so
+that a resume with a different one is refused (:mod:`mrs_jax.training`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import json
 import os
 from typing import Any
 
+import numpy as np
+
 from mrs_jax import _checks
+from mrs_jax.data import dataset_source
 from mrs_jax.models import model_names
 
 
@@ -158,3 +162,54 @@ def _as_tuples(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_as_tuples(v) for v in value)
     return value
+
+
+def data_sources(config: TrainConfig):
+    """The train and test sources ``config`` names, with their labels checked.
+
+    Returns:
+        ``(train, test)`` from :func:`mrs_jax.data.dataset_source` (the test split
+        of ``imagenet2012`` is ``validation``).
+
+    Raises:
+        ValueError: a label outside [0, ``config.num_classes``) in either split
+            (training on it gives a NaN loss, not an error).
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    kwargs = dict(
+        data_dir=config.data_dir,
+        image_shape=config.image_shape,
+        num_classes=config.num_classes,
+        seed=config.seed,
+    )
+    train = dataset_source(
+        config.dataset, "train", num_examples=config.synthetic_examples, **kwargs
+    )
+    test_split = "validation" if config.dataset == "imagenet2012" else "test"
+    test = dataset_source(
+        config.dataset,
+        test_split,
+        num_examples=max(1, config.synthetic_examples // 4),
+        **kwargs,
+    )
+    for split, source in (("train", train), (test_split, test)):
+        _check_labels(source, f"{config.dataset} {split}", config.num_classes)
+    return train, test
+
+
+def _check_labels(source, name: str, num_classes: int) -> None:
+    """Refuses labels outside [0, num_classes): training on them gives a NaN loss."""
+    labels = getattr(source, "labels", None)
+    if labels is None:  # a streamed source: the labels it declares
+        values = np.arange(source.num_classes)
+    else:
+        values = np.unique(np.asarray(labels))
+    bad = values[(values < 0) | (values >= num_classes)]
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
+        raise ValueError(
+            f"the {name} labels include {shown}, outside [0, num_classes="
+            f"{num_classes}); the data has labels {values.min()}..{values.max()}: "
+            "set num_classes to match the data"
+        )

@@ -31,17 +31,22 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from mrs_jax import runlock
+from mrs_jax import _checks, runlock
 from mrs_jax import checkpoint as ckpt
 from mrs_jax import sharding as placement
-from mrs_jax.data import dataset_source
 from mrs_jax.models import as_classifier, get_model
 from mrs_jax.noise import masked_noise_augment, random_flip_crop
-from mrs_jax.train_config import TrainConfig  # noqa: F401 (its home for users)
+from mrs_jax.train_config import TrainConfig, data_sources
+
+
+def _check_config(config: Any) -> None:
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
 
 
 def augment(key: jax.Array, images: jax.Array, config: TrainConfig) -> jax.Array:
     """Training augmentation of ``images: [B, H, W, C]``; the result is not clipped."""
+    _check_config(config)
     crop_key, noise_key = jax.random.split(key)
     if config.flip_crop:
         keys = jax.random.split(crop_key, images.shape[0])
@@ -57,6 +62,8 @@ def make_optimizer(
     config: TrainConfig, steps_per_epoch: int
 ) -> optax.GradientTransformation:
     """SGD with Nesterov momentum, weight decay and the configured schedule."""
+    _check_config(config)
+    _checks.positive_int(steps_per_epoch, "steps_per_epoch")
     total = max(1, config.epochs * steps_per_epoch)
     if config.schedule == "cosine":
         warmup = min(total - 1, int(config.warmup_epochs * steps_per_epoch))
@@ -84,6 +91,9 @@ def make_train_step(
     accuracy on the augmented images. Equal arguments give the same jitted function,
     so repeated runs in one process compile once.
     """
+    if not isinstance(graphdef, nnx.GraphDef):
+        kind = type(graphdef).__name__
+        raise TypeError(f"graphdef must be an nnx.GraphDef, got {kind}")
     tx = make_optimizer(config, steps_per_epoch)
 
     def loss_fn(params, batch_stats, rest, images, labels):
@@ -131,6 +141,10 @@ def evaluate(
     classify, source, config: TrainConfig, mesh: jax.sharding.Mesh, key: jax.Array
 ) -> dict[str, float]:
     """Clean and noisy (training noise) accuracy on ``source``'s first examples."""
+    _checks.callable_(classify, "classify")
+    _check_config(config)
+    if not isinstance(mesh, jax.sharding.Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
     count = len(source)
     if config.max_eval_examples is not None:
         count = min(count, config.max_eval_examples)
@@ -154,45 +168,6 @@ def evaluate(
         "clean_accuracy": clean / max(count, 1),
         "noisy_accuracy": noisy / max(count, 1),
     }
-
-
-def _load_sources(config: TrainConfig):
-    kwargs = dict(
-        data_dir=config.data_dir,
-        image_shape=config.image_shape,
-        num_classes=config.num_classes,
-        seed=config.seed,
-    )
-    train = dataset_source(
-        config.dataset, "train", num_examples=config.synthetic_examples, **kwargs
-    )
-    test_split = "validation" if config.dataset == "imagenet2012" else "test"
-    test = dataset_source(
-        config.dataset,
-        test_split,
-        num_examples=max(1, config.synthetic_examples // 4),
-        **kwargs,
-    )
-    for split, source in (("train", train), (test_split, test)):
-        _check_labels(source, f"{config.dataset} {split}", config.num_classes)
-    return train, test
-
-
-def _check_labels(source, name: str, num_classes: int) -> None:
-    """Refuses labels outside [0, num_classes): training on them gives a NaN loss."""
-    labels = getattr(source, "labels", None)
-    if labels is None:  # a streamed source: the labels it declares
-        values = np.arange(source.num_classes)
-    else:
-        values = np.unique(np.asarray(labels))
-    bad = values[(values < 0) | (values >= num_classes)]
-    if bad.size:
-        shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
-        raise ValueError(
-            f"the {name} labels include {shown}, outside [0, num_classes="
-            f"{num_classes}); the data has labels {values.min()}..{values.max()}: "
-            "set num_classes to match the data"
-        )
 
 
 @dataclasses.dataclass
@@ -219,7 +194,7 @@ def _build_state(config: TrainConfig, init_from: str | Path | None) -> _Run:
             f"batch_size={config.batch_size} must be divisible by the {devices} devices"
         )
     mesh = jax.make_mesh((devices,), ("data",), (jax.sharding.AxisType.Auto,))
-    train_source, test_source = _load_sources(config)
+    train_source, test_source = data_sources(config)
     steps_per_epoch = len(train_source) // config.batch_size
     if config.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
@@ -228,20 +203,18 @@ def _build_state(config: TrainConfig, init_from: str | Path | None) -> _Run:
             f"batch_size={config.batch_size} exceeds the {len(train_source)} "
             "training examples"
         )
-    architecture = {"model": config.model, "num_classes": config.num_classes}
-    architecture["model_kwargs"] = dict(config.model_kwargs)
-    if init_from is not None:
-        model = ckpt.load_warm_start(init_from, architecture)
-    else:
-        model = get_model(
-            config.model,
-            num_classes=config.num_classes,
-            seed=config.seed,
-            **architecture["model_kwargs"],
-        )
+    model_kwargs = dict(config.model_kwargs)
+    model = get_model(
+        config.model, num_classes=config.num_classes, seed=config.seed, **model_kwargs
+    )
     graphdef, params, batch_stats, rest = nnx.split(
         model, nnx.Param, nnx.BatchStat, ...
     )
+    if init_from is not None:  # the weights of init_from, the rest of this model
+        architecture = {"model": config.model, "num_classes": config.num_classes}
+        architecture["model_kwargs"] = model_kwargs
+        warm = ckpt.load_warm_start(init_from, architecture)
+        _, params, batch_stats, _ = nnx.split(warm, nnx.Param, nnx.BatchStat, ...)
     state = {"params": params, "batch_stats": batch_stats}
     opt_state = make_optimizer(config, steps_per_epoch).init(state["params"])
     state, opt_state = placement.put((state, opt_state), NamedSharding(mesh, P()))
@@ -408,8 +381,7 @@ def train(
         NotADirectoryError, PermissionError: ``workdir`` cannot be written.
         mrs_jax.runlock.LockedError: another process holds ``workdir``.
     """
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    _check_config(config)
     workdir = ckpt.check_workdir(workdir)
     if init_from is not None and not isinstance(init_from, (str, os.PathLike)):
         raise TypeError(f"init_from must be a path, got {type(init_from).__name__}")

@@ -385,3 +385,30 @@ def test_second_train_on_a_held_workdir_is_refused_and_ctrl_c_exits_130(tmp_path
     assert ckpt.load_model(workdir)[1]["epoch"] == kept
     with runlock.hold(workdir, "work dir"):
         pass
+
+
+def test_public_training_functions_name_a_bad_argument():
+    import jax
+
+    from mrs_jax.train_config import data_sources
+    from mrs_jax.training import augment, evaluate, make_optimizer, make_train_step
+
+    images = jax.numpy.zeros((2, 8, 8, 3))
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        augment(jax.random.key(0), images, {"sigma": 0.2})
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        make_optimizer(TINY, 0)
+    with pytest.raises(TypeError, match="graphdef"):
+        make_train_step("tiny_cnn", TINY, 4)
+    with pytest.raises(TypeError, match="classify"):
+        evaluate(None, [], TINY, jax.make_mesh((1,), ("data",)), jax.random.key(0))
+    with pytest.raises(TypeError, match="mesh"):
+        evaluate(lambda x: x, [], TINY, None, jax.random.key(0))
+    with pytest.raises(TypeError, match="config"):
+        data_sources(dataclasses.asdict(TINY))
+    with pytest.raises(TypeError, match="workdir"):
+        train(TINY, 3)
+    with pytest.raises(TypeError, match="init_from"):
+        train(TINY, "unused", init_from=3)
+    with pytest.raises(TypeError, match="checkpoint_path"):
+        ckpt.load_model(None)
