@@ -263,6 +263,8 @@ def test_cli_config_file_mistakes_are_one_line(tmp_path, capsys):
     missing = tmp_path / "missing.py"
     assert train_cli(["--config", str(missing), "--workdir", str(workdir)]) == 2
     assert "config file not found" in _one_error_line(capsys)
+    with pytest.raises(FileNotFoundError):  # --debug: the traceback, on request
+        train_cli(["--config", str(missing), "--workdir", str(workdir), "--debug"])
 
     broken = _config_file(tmp_path, "def get_config(smoke=False)\n    return 1\n")
     assert train_cli(["--config", str(broken), "--workdir", str(workdir)]) == 2
@@ -412,3 +414,18 @@ def test_public_training_functions_name_a_bad_argument():
         train(TINY, "unused", init_from=3)
     with pytest.raises(TypeError, match="checkpoint_path"):
         ckpt.load_model(None)
+
+
+def test_configfile_load_names_the_file_that_fails(tmp_path):
+    from mrs_jax import configfile
+
+    broken = _config_file(tmp_path, "x = (\n", "broken.py")
+    with pytest.raises(ValueError, match=r"broken\.py: cannot import: syntax error"):
+        configfile.load(str(broken), False, TrainConfig)
+    raising = _config_file(
+        tmp_path, "def get_config(smoke=False):\n    return 1 / 0\n", "raising.py"
+    )
+    with pytest.raises(ValueError, match=r"raising\.py: get_config\(smoke=True\): "
+                       "ZeroDivisionError") as caught:  # fmt: skip
+        configfile.load(str(raising), True, TrainConfig)
+    assert isinstance(caught.value.__cause__, ZeroDivisionError)  # kept for --debug
