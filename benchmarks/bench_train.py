@@ -1,15 +1,18 @@
-"""Digits training benchmark: wall time of ``python -m train`` and the accuracy of
-the checkpoint it writes, measured independently through ``load_classifier``.
+"""Training benchmark: wall time of ``python -m train`` and the accuracy of the
+checkpoint it writes, measured independently through ``load_classifier``.
 
 Run from the repository root:
 
     python benchmarks/bench_train.py                      # trains runs/bench_digits
     python benchmarks/bench_train.py --workdir runs/digits --no-train   # eval only
+    python benchmarks/bench_train.py --no-train --draws 5 \
+        --workdir benchmarks/checkpoints/cifar10_cpu --data_dir data/cifar10
 
 Reports the training wall time (subprocess, one host device, as a user runs it), the
-load average seen while training, and on the 300 digits test images: clean accuracy,
-and accuracy under the training noise (sigma and widths from ``model.json``) averaged
-over ``--draws`` independent mask-and-noise draws per image.
+load average seen while training, and on the whole test split of the checkpoint's
+data set: clean accuracy, and accuracy under the training noise (sigma and widths
+from ``model.json``) averaged over ``--draws`` independent mask-and-noise draws per
+image.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from mrs_jax.data import load_dataset
 from mrs_jax.noise import masked_noise_augment
 
 
-def _train(workdir: str) -> dict:
+EVAL_BATCH = 1000
+
+
+def _train(workdir: str, config: str) -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
-    command = [sys.executable, "-m", "train", "--config", "train/configs/digits.py"]
+    command = [sys.executable, "-m", "train", "--config", config]
     command += ["--workdir", workdir, "--no_progress"]
     load_before = os.getloadavg()
     started = time.perf_counter()
@@ -46,9 +52,9 @@ def _train(workdir: str) -> dict:
     }
 
 
-def _evaluate(workdir: str, draws: int) -> dict:
+def _evaluate(workdir: str, draws: int, data_dir: str | None) -> dict:
     classify, meta = load_classifier(workdir)
-    images, labels = load_dataset("digits", "test")
+    images, labels = load_dataset(meta["dataset"], "test", data_dir=data_dir)
 
     @jax.jit
     def hits(classify, images, labels, key):
@@ -60,15 +66,24 @@ def _evaluate(workdir: str, draws: int) -> dict:
             meta["w_max"],
             meta["full_image_noise"],
         )
-        return (jax.numpy.argmax(classify(noisy), -1) == labels).mean()
+        return (jax.numpy.argmax(classify(noisy), -1) == labels).sum()
 
-    clean = float(np.mean(np.argmax(classify(images), -1) == labels))
+    def accuracy(key=None) -> float:
+        correct = 0
+        for start in range(0, len(labels), EVAL_BATCH):
+            x, y = images[start : start + EVAL_BATCH], labels[start : start + EVAL_BATCH]
+            if key is None:
+                correct += int((np.argmax(classify(x), -1) == y).sum())
+            else:
+                correct += int(hits(classify, x, y, jax.random.fold_in(key, start)))
+        return correct / len(labels)
+
+    clean = accuracy()
     root = jax.random.key(123)
-    noisy = [
-        float(hits(classify, images, labels, jax.random.fold_in(root, i)))
-        for i in range(draws)
-    ]
+    noisy = [accuracy(jax.random.fold_in(root, i)) for i in range(draws)]
     return {
+        "dataset": meta["dataset"],
+        "test_images": len(labels),
         "epoch": meta["epoch"],
         "sigma": meta["sigma"],
         "widths": [meta["w_min"], meta["w_max"]],
@@ -82,6 +97,8 @@ def _evaluate(workdir: str, draws: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default="runs/bench_digits")
+    parser.add_argument("--config", default="train/configs/digits.py")
+    parser.add_argument("--data_dir", default=None, help="for cifar10 / folders")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--draws", type=int, default=20)
     args = parser.parse_args()
@@ -91,8 +108,8 @@ def main() -> None:
         f"{os.cpu_count()} CPU cores, jax {jax.__version__}",
     }
     if not args.no_train:
-        result.update(_train(args.workdir))
-    result.update(_evaluate(args.workdir, args.draws))
+        result.update(_train(args.workdir, args.config))
+    result.update(_evaluate(args.workdir, args.draws, args.data_dir))
     print(json.dumps(result, indent=2))
 
 
