@@ -5,19 +5,51 @@ Usage::
     python -m certify --config certify/configs/digits.py --checkpoint runs/digits \
         --out runs/certify_digits [--smoke] [--num_images N] [--mode center]
 
-A killed job restarted with the same arguments continues where it stopped. For
-several processes (one per host), add ``--coordinator_address HOST:PORT
---num_processes P --process_id I`` (or set ``MRS_COORDINATOR_ADDRESS``,
-``MRS_NUM_PROCESSES``, ``MRS_PROCESS_ID``).
+A killed or interrupted job restarted with the same arguments continues where it
+stopped. The run directory is held by one process at a time, and refuses a
+resume with another config or checkpoint. A mistake (missing config, bad
+checkpoint, unusable ``--out``) is one line ``error: ...`` and exit status 2
+(``--debug`` or ``MRS_DEBUG=1`` for the traceback); Ctrl-C exits 130. For several
+processes (one per host), add ``--coordinator_address HOST:PORT --num_processes P
+--process_id I`` (or set ``MRS_COORDINATOR_ADDRESS``, ``MRS_NUM_PROCESSES``,
+``MRS_PROCESS_ID``).
 """
 
 import argparse
 import dataclasses
+import sys
 
-from mrs_jax import configfile, distributed, job
+from mrs_jax import cli, configfile, distributed, job, run_dir
+
+INTERRUPTED = "interrupted: finished rows are kept; rerun the same command to continue"
 
 
-def main(argv=None) -> None:
+def load_config(path: str, smoke: bool, kind: type):
+    """``configfile.load`` with any failure of the user's file as one UsageError."""
+    try:
+        return configfile.load(path, smoke, kind)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # the config file is user code: any failure is theirs
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise cli.UsageError(f"config file {path}: {detail}") from error
+
+
+def load_checkpoint(path: str):
+    """Loads ``(model, meta)``, turning a broken work dir into one UsageError."""
+    from mrs_jax.checkpoint import load_model
+
+    cli.quiet_checkpoint_logs()
+    try:
+        return load_model(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise cli.UsageError(f"cannot load checkpoint {path}: {detail}") from error
+
+
+def run(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m certify", description=__doc__)
     parser.add_argument("--config", required=True, help="a certify/configs/*.py file")
     parser.add_argument("--checkpoint", required=True, help="a training workdir")
@@ -26,33 +58,58 @@ def main(argv=None) -> None:
     parser.add_argument("--mode", choices=job.MODES, default=None)
     parser.add_argument("--num_images", type=int, default=None)
     parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     distributed.add_flags(parser)
     args = parser.parse_args(argv)
 
-    processes = distributed.initialize_from(args)
-    config = configfile.load(args.config, args.smoke, job.JobConfig)
+    config = load_config(args.config, args.smoke, job.JobConfig)
     overrides = {"mode": args.mode, "num_images": args.num_images}
     config = dataclasses.replace(
         config, **{k: v for k, v in overrides.items() if v is not None}
     )
-    from mrs_jax.checkpoint import load_model
+    # Everything that needs no model is checked before the checkpoint loads.
+    job.validate(config, args.out)
+    processes = distributed.initialize_from(args)
+    # A run directory held by another process is refused before the model loads.
+    run_dir.check_free(args.out, processes.index, processes.count)
     from mrs_jax.models import as_classifier, features_and_head
 
-    model, meta = load_model(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint)
+    split = None
+    if config.mode == "gradcam":
+        try:
+            split = features_and_head(model)
+        except TypeError as error:
+            raise cli.UsageError(
+                f"mode 'gradcam' needs a model with a features/head split: {error}"
+            ) from None
+    train_sigma = meta.get("sigma")
+    if train_sigma is not None and float(train_sigma) != config.sigma:
+        print(
+            f"note: certifying at sigma {config.sigma:g}; the checkpoint was trained "
+            f"at sigma {float(train_sigma):g} (both recorded in run.json)",
+            flush=True,
+        )
     job.run(
         config,
         args.out,
         classify=as_classifier(model),
         num_classes=int(meta["num_classes"]),
-        features_and_head=features_and_head(model),
+        features_and_head=split,
         meta={"checkpoint": str(args.checkpoint), **meta},
         process_index=processes.index,
         process_count=processes.count,
         progress=not args.no_progress,
         barrier=processes.barrier,
     )
-    print(f"rows written to {args.out}/rows.jsonl")
+    print(f"rows written to {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m certify``: one-line errors (exit 2), Ctrl-C exit 130."""
+    return cli.main_guard(run, argv, interrupted=INTERRUPTED)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -90,3 +90,28 @@ def _one_line(error: BaseException) -> str:
     if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
         text = f"{text}: {error.filename}"
     return text
+
+
+class _DropReadOnlyNotes:
+    """A logging filter for orbax's "read only" notes (absl WARNINGs)."""
+
+    def filter(self, record) -> bool:
+        message = record.getMessage().lower()
+        return "read only" not in message and "read_only" not in message
+
+
+def quiet_checkpoint_logs() -> None:
+    """Silences orbax's read-only notes, which it logs on every read-only load.
+
+    Only those notes are dropped; other warnings still print.
+    """
+    import logging
+
+    note_filter = _DropReadOnlyNotes()
+    for name in ("absl", ""):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropReadOnlyNotes) for f in logger.filters):
+            logger.addFilter(note_filter)
+        for handler in logger.handlers:
+            if not any(isinstance(f, _DropReadOnlyNotes) for f in handler.filters):
+                handler.addFilter(note_filter)

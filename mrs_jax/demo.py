@@ -5,6 +5,10 @@ train the small CNN with noise inside random squares (skipped when a checkpoint
 exists; resumed when a previous demo was killed mid-training), run the practical
 mode on a few dozen test digits with a 5x5 patch (resumed row by row), then print
 the results table and write the R-accuracy plot and CSV.
+
+Every argument is checked before training starts (``--num_images 0`` or an
+unusable ``--workdir`` is one line ``error: ...``, exit status 2); Ctrl-C keeps
+the finished epochs and rows (rerun to continue) and exits 130.
 """
 
 from __future__ import annotations
@@ -13,16 +17,28 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from mrs_jax import analysis, configfile, job
+from mrs_jax import analysis, cli, configfile, job, run_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+INTERRUPTED = (
+    "interrupted: finished epochs and rows are kept; rerun the same command to "
+    "continue"
+)
+
+
 def main(argv=None) -> int:
+    """``python -m certify.demo``: one-line errors (exit 2), Ctrl-C exit 130."""
+    return cli.main_guard(_main, argv, interrupted=INTERRUPTED)
+
+
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m certify.demo", description=__doc__)
     parser.add_argument("--workdir", default="runs", help="where runs are written")
     parser.add_argument("--num_images", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny, for tests")
+    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     args = parser.parse_args(argv)
 
     from mrs_jax.checkpoint import load_classifier
@@ -30,46 +46,57 @@ def main(argv=None) -> int:
 
     workdir = Path(args.workdir)
     model_dir = workdir / ("digits_smoke" if args.smoke else "digits")
-    # A finished run returns at once; a killed one resumes from its checkpoint.
-    print(f"training (or reusing) the digits model in {model_dir} ...", flush=True)
-    train_config = configfile.load(
-        str(REPO / "train" / "configs" / "digits.py"), args.smoke, TrainConfig
-    )
-    train(train_config, model_dir, resume=True)
-    classify, meta = load_classifier(model_dir)
-
+    out = workdir / ("demo_smoke" if args.smoke else "demo")
     config = configfile.load(
         str(REPO / "certify" / "configs" / "digits.py"), args.smoke, job.JobConfig
     )
+    if args.num_images is not None:
+        if args.num_images < 1:
+            raise cli.UsageError(f"--num_images must be >= 1, got {args.num_images}")
+        config = dataclasses.replace(config, num_images=args.num_images)
+    train_config = configfile.load(
+        str(REPO / "train" / "configs" / "digits.py"), args.smoke, TrainConfig
+    )
+    # Everything is checked before the (long) training starts.
+    run_dir.check_out_dir(model_dir)
+    job.validate(
+        dataclasses.replace(config, sigma=float(train_config.sigma)),
+        out,
+        num_classes=train_config.num_classes,
+        meta={"dataset": train_config.dataset},
+    )
+
+    cli.quiet_checkpoint_logs()
+    # A finished run returns at once; a killed one resumes from its checkpoint.
+    print(f"training (or reusing) the digits model in {model_dir} ...", flush=True)
+    train(train_config, model_dir, resume=True)
+    classify, meta = load_classifier(model_dir)
     # Certify at the noise level the model was trained with.
     config = dataclasses.replace(config, sigma=float(meta["sigma"]))
-    if args.num_images is not None:
-        config = dataclasses.replace(config, num_images=args.num_images)
-    run_dir = workdir / ("demo_smoke" if args.smoke else "demo")
     print(
         f"certifying {config.num_images} test digits (5x5 patch, sigma "
-        f"{config.sigma}, n = {config.n:,}) into {run_dir} ...",
+        f"{config.sigma}, n = {config.n:,}) into {out} ...",
         flush=True,
     )
     job.run(
         config,
-        run_dir,
+        out,
         classify=classify,
         num_classes=int(meta["num_classes"]),
         meta={"checkpoint": str(model_dir), **meta},
     )
 
-    summary = analysis.summarize_run(run_dir)
+    summary = analysis.summarize_run(out)
     radii = [0.0, config.sigma / 2, config.sigma, 2 * config.sigma]
-    out = run_dir / "analysis"
-    out.mkdir(exist_ok=True)
+    report = out / "analysis"
+    report.mkdir(exist_ok=True)
     table = analysis.markdown_table([summary], radii)
-    (out / "summary.md").write_text(table + "\n")
-    analysis.plot_curves([summary], out / "curves.png")
-    analysis.write_curves_csv([summary], out / "curves.csv")
+    (report / "summary.md").write_text(table + "\n")
+    analysis.plot_curves([summary], report / "curves.png")
+    analysis.write_curves_csv([summary], report / "curves.csv")
     print()
     print(table)
     print()
-    print(f"plot: {out / 'curves.png'}\ncurves: {out / 'curves.csv'}")
-    print(f"rows: {run_dir / 'rows.jsonl'}")
+    print(f"plot: {report / 'curves.png'}\ncurves: {report / 'curves.csv'}")
+    print(f"rows: {out / 'rows.jsonl'}")
     return 0

@@ -153,6 +153,20 @@ def hold(out_dir: Path, process_index: int, process_count: int) -> Iterator[Path
         yield path
 
 
+def check_free(out_dir: str | os.PathLike, process_index: int, process_count: int):
+    """Refuses at once if another process holds ``out_dir`` (or this shard).
+
+    A cheap early probe for entry points, before a model loads; :func:`hold`
+    still takes the lock for the job itself.
+
+    Raises:
+      runlock.LockedError: naming the holder.
+    """
+    if Path(out_dir).is_dir():
+        with hold(Path(out_dir), process_index, process_count):
+            pass
+
+
 def read_run_file(out_dir: Path) -> dict[str, Any] | None:
     """``run.json`` of ``out_dir`` as a dict, or None when there is none."""
     path = Path(out_dir) / RUN_FILE

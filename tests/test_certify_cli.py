@@ -1,11 +1,20 @@
 """The command-line entry points on a real (tiny) trained checkpoint."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+from _job_helpers import SHAPE, write_certify_config, write_checkpoint
 
 from certify.__main__ import main as certify_main
-from mrs_jax import analysis, configfile, job
+from certify.analyze import main as analyze_main
+from certify.demo import main as demo_main
+from mrs_jax import configfile, job
 from mrs_jax.models import as_classifier, get_model
 from mrs_jax.training import TrainConfig, train
 
@@ -18,39 +27,193 @@ def checkpoint(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def synthetic32(tmp_path_factory):
+    """An untrained tiny_cnn for the cifar10 smoke config's synthetic 32x32 data."""
+    workdir = tmp_path_factory.mktemp("synthetic32")
+    return write_checkpoint(workdir, shape=(32, 32, 3), num_classes=10, sigma=0.5)
+
+
 @pytest.mark.parametrize("name", ["digits", "cifar10"])
-def test_certify_cli_smoke_and_analyze(tmp_path, checkpoint, name):
+def test_certify_cli_smoke_and_analyze(tmp_path, checkpoint, synthetic32, name, capsys):
     out = tmp_path / name
+    model = checkpoint if name == "digits" else synthetic32
     args = [
         "--config",
         f"certify/configs/{name}.py",
         "--checkpoint",
-        str(checkpoint),
+        str(model),
         "--out",
         str(out),
         "--smoke",
         "--no_progress",
     ]
-    certify_main(args)
+    assert certify_main(args) == 0
     lines = (out / "rows.jsonl").read_text().splitlines()
     assert len(lines) == 2
     run = json.loads((out / "run.json").read_text())
     assert run["mode"] == "practical" and run["meta"]["model"] == "tiny_cnn"
+    assert len(run["model"]["weights_sha256"]) == 64
+    assert run["model"]["dataset"] == run["config"]["dataset"]
+    stdout = capsys.readouterr().out
+    # The digits config certifies at the training sigma; cifar10's at 7, not 0.5.
+    sigma_notes = [line for line in stdout.splitlines() if "trained at sigma" in line]
+    assert sigma_notes == ([] if name == "digits" else [
+        "note: certifying at sigma 7; the checkpoint was trained at sigma 0.5 "
+        "(both recorded in run.json)"
+    ])
+    assert run["sigma"] == 7.0 if name == "cifar10" else run["sigma"] == 3.0
+    assert run["train_sigma"] == (0.5 if name == "cifar10" else 3.0)
     # Restarting a finished job adds nothing.
-    certify_main(args)
+    assert certify_main(args) == 0
     assert (out / "rows.jsonl").read_text().splitlines() == lines
+    # Orbax's read-only notes are not printed on load.
+    assert "read only" not in capsys.readouterr().err.lower()
 
     for mode in ("center", "gradcam"):
         extra = ["--smoke", "--no_progress", "--mode", mode]
-        certify_main([*args[:5], str(tmp_path / mode), *extra])
-    gradcam_rows = (tmp_path / "gradcam" / "rows.jsonl").read_text().splitlines()
-    assert all(json.loads(r)["saliency"] == "gradcam" for r in gradcam_rows)
+        assert certify_main([*args[:5], str(tmp_path / mode), *extra]) == 0
+    gradcam_run = json.loads((tmp_path / "gradcam" / "run.json").read_text())
+    assert gradcam_run["saliency"] == "gradcam"
     report = tmp_path / "report"
-    assert (
-        analysis.main([str(out), str(tmp_path / "center"), "--out", str(report)]) == 0
-    )
+    assert analyze_main([str(out), str(tmp_path / "center"), "--out", str(report)]) == 0
     assert (report / "curves.png").stat().st_size > 0
     assert "practical" in (report / "summary.md").read_text()
+
+
+def _one_line_error(capsys, code, *needles):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in err[0], err
+    return err[0]
+
+
+def test_certify_mistakes_are_one_line_and_write_nothing(
+    tmp_path, checkpoint, capsys, monkeypatch
+):
+    monkeypatch.delenv("MRS_DEBUG", raising=False)
+    out = tmp_path / "out"
+    good = ["--checkpoint", str(checkpoint), "--out", str(out), "--no_progress"]
+    digits = ["--config", "certify/configs/digits.py", "--smoke"]
+
+    def certify(*args):
+        return certify_main([*args])
+
+    missing = str(tmp_path / "none.py")
+    _one_line_error(capsys, certify("--config", missing, *good), "none.py")
+    broken = tmp_path / "broken.py"
+    broken.write_text("def get_config(smoke=False):\n    return JobConfig(\n")
+    _one_line_error(capsys, certify("--config", str(broken), *good), "broken.py")
+    bad_value = write_certify_config(tmp_path / "bad_value.py", num_images=0)
+    _one_line_error(
+        capsys, certify("--config", str(bad_value), *good), "bad_value.py", "num_images"
+    )
+    # A patch larger than the 32x32 digits: refused before run.json exists.
+    too_big = write_certify_config(
+        tmp_path / "too_big.py", dataset="digits", patch_size=33
+    )
+    code = certify("--config", str(too_big), *good)
+    _one_line_error(capsys, code, "patch_size=33", "32x32")
+    # Not a checkpoint, a broken model.json.
+    not_ckpt = tmp_path / "empty"
+    not_ckpt.mkdir()
+    args = [*digits, "--checkpoint", str(not_ckpt), "--out", str(out)]
+    _one_line_error(capsys, certify(*args), "model.json")
+    (not_ckpt / "model.json").write_text("{oops")
+    _one_line_error(capsys, certify(*args), "model.json")
+    # --out is a file.
+    file = tmp_path / "file"
+    file.write_text("")
+    args = [*digits, "--checkpoint", str(checkpoint), "--out", str(file)]
+    _one_line_error(capsys, certify(*args), "not a directory")
+    # A 16x16 synthetic model on 32x32 digits.
+    small = write_checkpoint(tmp_path / "small", num_classes=10, shape=SHAPE)
+    args = [*digits, "--checkpoint", str(small), "--out", str(out)]
+    _one_line_error(capsys, certify(*args), "trained on dataset 'synthetic'")
+    assert not out.exists()
+    # --debug shows the traceback instead.
+    with pytest.raises(FileNotFoundError):
+        certify("--config", missing, *good, "--debug")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_no_permission_is_one_line(tmp_path, checkpoint, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    args = ["--config", "certify/configs/digits.py", "--smoke"]
+    args += ["--checkpoint", str(checkpoint), "--out", str(locked / "run")]
+    _one_line_error(capsys, certify_main(args), "permission")
+
+
+def test_demo_refuses_zero_images_before_training(tmp_path, capsys):
+    code = demo_main(["--workdir", str(tmp_path), "--smoke", "--num_images", "0"])
+    _one_line_error(capsys, code, "--num_images")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    code = demo_main(["--workdir", str(tmp_path / "file"), "--smoke"])
+    _one_line_error(capsys, code, "not a directory")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_one_writer_per_run_dir_and_ctrl_c_keeps_rows(tmp_path):
+    """Two processes on one run directory; then Ctrl-C on the first."""
+    model = write_checkpoint(tmp_path / "model")
+    # n0 = batch_size: one compiled counting program; ~seconds per image.
+    config = write_certify_config(
+        tmp_path / "slow.py", num_images=30, n0=256, n=40_000, batch_size=256
+    )
+    out = tmp_path / "run"
+    # ``python -m certify``, with SIGINT's default handler even where the test
+    # runner was started with SIGINT ignored (background jobs).
+    launcher = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, "
+        "signal.default_int_handler); sys.argv[0] = 'certify'; "
+        "runpy.run_module('certify', run_name='__main__', alter_sys=True)"
+    )
+    command = [sys.executable, "-c", launcher, "--config", str(config)]
+    command += ["--checkpoint", str(model), "--out", str(out), "--no_progress"]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env.pop("MRS_DEBUG", None)
+
+    def start():
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    first = start()
+    rows_file = out / "rows.jsonl"
+    deadline = time.monotonic() + 180
+    while not (rows_file.exists() and rows_file.read_text().count("\n") >= 1):
+        if first.poll() is not None or time.monotonic() > deadline:
+            first.kill()
+            pytest.fail(f"the first run ended or stalled: {first.communicate()}")
+        time.sleep(0.1)
+
+    second = start()
+    _, err = second.communicate(timeout=180)
+    assert second.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "in use by another process" in lines[0], err
+    assert f'"pid": {first.pid}' in lines[0]
+    assert first.poll() is None, "the first run must still be going"
+
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: finished rows")
+    assert "Traceback" not in err
+    kept = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    assert 1 <= len(kept) < 30, "the interrupt should land mid-run"
+    assert len({r["index"] for r in kept}) == len(kept)
 
 
 def test_imagenet_smoke_config_runs(tmp_path):
