@@ -1,0 +1,392 @@
+"""Certify a target radius with as few draws as the answer needs.
+
+:func:`certify_at` answers one question: is the mask-smoothed prediction at ``x``
+certified at l2 radius ``radius`` (``MRS_SPEC.md`` sections 2-3)? Fixed-n CERTIFY
+spends the paper's 100,000 estimation draws on every image; an image the
+classifier gets right under nearly every draw is decided after a few dozen
+(``sigma = 7``, ``radius = 5 * sqrt(3)``: the bound must exceed
+``Phi(8.66 / 7) = 0.892``, which ``k = n`` draws reach once
+``alpha^(1/n) > 0.892``, i.e. ``n >= 61`` at ``alpha = 0.001``).
+
+The estimation draws come in rounds whose sizes and confidence levels are fixed
+before any draw (:func:`schedule`); the estimate is tested after each round and
+the draws stop as soon as the decision is known. The union bound over the
+pre-set rounds keeps the probability of a false certificate at most ``alpha``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from mrs_jax import _checks, bounds, sharding, smoothing
+from mrs_jax.smoothing import ABSTAIN, Classifier
+
+# Each round doubles the draws so far: at most twice the draws the decision
+# needed, in log2(max_n / first round) + 1 rounds (12 for 100,000 / 67).
+_GROWTH = 2
+
+
+class Schedule(NamedTuple):
+    """Estimation rounds fixed before any draw, from the target alone.
+
+    Attributes:
+      threshold: ``Phi(radius / sigma)``; round ``r`` certifies when its
+        Clopper-Pearson lower bound at ``alphas[r]`` exceeds it.
+      sizes: cumulative estimation draws ``N_1 < ... < N_R = max_n``.
+      alphas: each round's failure probability; they sum to at most ``alpha``.
+      hits_needed: the fewest top-class draws among ``sizes[r]`` that certify at
+        round ``r`` (``sizes[r] + 1`` where no count can).
+    """
+
+    threshold: float
+    sizes: tuple[int, ...]
+    alphas: tuple[float, ...]
+    hits_needed: tuple[int, ...]
+
+
+class TargetCertificate(NamedTuple):
+    """The outcome of :func:`certify_at`.
+
+    Attributes:
+      label: the selected class when ``certified``, else ``ABSTAIN`` (-1), so
+        that ``label == y`` means "certified and correct" as for
+        :func:`mrs_jax.certify`.
+      certified: whether the smoothed prediction is certified at l2 radius
+        ``>= radius`` inside the mask.
+      p_lower: the Clopper-Pearson lower bound on the selected class's
+        probability at the last round, at that round's level. It is a valid
+        ``1 - alpha`` lower bound whatever round the draws stopped at (see
+        :func:`certify_at`), so ``bounds.certified_radius(sigma, p_lower)`` is a
+        valid certified radius too.
+      num_samples: every draw made, the ``n0`` selection draws included.
+      selected_label: the top class of the ``n0`` selection draws (the class
+        whose probability was estimated), certified or not.
+      rounds: estimation rounds drawn.
+      stop_reason: ``"certified"``; ``"out_of_reach"``: no later round could
+        certify even if every remaining draw were the selected class (also the
+        reason after the last round); or ``"upper_bound"``: the
+        ``futility_alpha`` upper bound fell below the threshold.
+      selection_counts: ``[K]`` counts of the ``n0`` selection draws.
+      estimate_counts: ``[K]`` counts of the estimation draws made.
+    """
+
+    label: int
+    certified: bool
+    p_lower: float
+    num_samples: int
+    selected_label: int
+    rounds: int
+    stop_reason: str
+    selection_counts: np.ndarray
+    estimate_counts: np.ndarray
+
+
+def schedule(radius: float, sigma: float, alpha: float, max_n: int) -> Schedule:
+    """The rounds :func:`certify_at` draws in, fixed by the target alone.
+
+    Round 1 is the fewest draws that can certify at all at level ``alpha / 2``
+    (``(alpha / 2)^(1/N_1) > Phi(radius / sigma)``); it gets half of ``alpha``
+    because nearly every image the classifier gets right stops there. Each
+    later round doubles the draws, the last is ``max_n``, and they share the
+    other half equally. When ``N_1 >= max_n`` there is one round of ``max_n``
+    draws at the whole ``alpha``.
+
+    Raises:
+      ValueError: ``max_n`` draws cannot certify ``radius`` at ``alpha`` even if
+        every draw is the top class (the message gives the fewest that can).
+    """
+    radius = _checks.non_negative_float(radius, "radius")
+    sigma = _checks.positive_float(sigma, "sigma")
+    alpha = _checks.probability_level(alpha)
+    max_n = _checks.positive_int(max_n, "max_n")
+    threshold = 0.5 if radius == 0 else float(bounds._stats().norm.cdf(radius / sigma))
+    if threshold >= 1.0:
+        raise ValueError(
+            f"radius {radius} is beyond what any number of draws can certify at "
+            f"sigma {sigma}: Phi(radius / sigma) rounds to 1"
+        )
+    return _schedule(threshold, alpha, max_n)
+
+
+def certify_at(
+    classify: Classifier,
+    x,
+    mask,
+    sigma: float,
+    radius: float,
+    *,
+    key: jax.Array,
+    n0: int,
+    max_n: int,
+    alpha: float,
+    num_classes: int,
+    batch_size: int,
+    futility_alpha: float | None = None,
+    mesh: Mesh | None = None,
+) -> TargetCertificate:
+    """Decides whether the mask-smoothed prediction is certified at ``radius``.
+
+    ``n0`` draws (from ``select_key``) select the top class ``c``, exactly as
+    :func:`mrs_jax.certify` does with the same key. Estimation draws (from
+    ``estimate_key``, independent of the selection) then come in the rounds of
+    :func:`schedule`: after round ``r`` with ``k_r`` of ``N_r`` draws equal to
+    ``c``, the prediction is certified when the Clopper-Pearson lower bound at
+    ``alpha_r`` exceeds ``Phi(radius / sigma)``, i.e. when CERTIFY would return a
+    radius above ``radius``. The draws stop at the first round that certifies,
+    or as soon as no later round can (even if every remaining draw were ``c``),
+    or, with ``futility_alpha``, when the upper bound at level
+    ``futility_alpha * alpha_r / alpha`` falls below the threshold.
+
+    Guarantee: with probability at least ``1 - alpha`` over the draws, if
+    ``certified`` then ``g_M(x + d) = selected_label`` for every ``d`` that is
+    zero outside the mask with ``||d||_2 <= radius``. Nothing is claimed for
+    perturbations outside the mask.
+
+    Why stopping keeps it: round ``r`` counts the first ``N_r`` draws of one
+    fixed i.i.d. sequence (draw ``i`` uses ``fold_in(estimate_key, i)``, so the
+    counts are cumulative and equal CERTIFY's estimate counts for ``n = N_r``).
+    The sizes and levels are fixed before any draw, so for each ``r`` on its
+    own the bound is an ordinary Clopper-Pearson bound:
+    ``P(L_r > p_c) <= alpha_r``. A false certificate at whichever round the
+    draws stop needs ``L_r > p_c`` for some ``r``, which by the union bound has
+    probability at most ``sum alpha_r <= alpha``, however the stopping depends
+    on the draws; rounds never reached only make it rarer. The same argument
+    makes the reported ``p_lower`` a valid ``1 - alpha`` bound. Stopping for
+    futility never certifies, so it cannot add false certificates;
+    ``futility_alpha`` only bounds how often it gives up on an image whose
+    ``p_c`` exceeds the threshold. Results are deterministic per ``key`` and do
+    not depend on ``batch_size`` or the number of devices.
+
+    Args:
+      classify, x, mask, sigma, num_classes, batch_size, mesh: as in
+        :func:`mrs_jax.sample_counts`.
+      radius: the target l2 radius inside the mask, >= 0 (0: certified iff
+        the lower bound exceeds 1/2); e.g. ``masks.patch_l2_bound(s, C)`` to
+        cover every ``s x s`` patch inside the mask.
+      key: typed PRNG key; split into selection and estimation keys.
+      n0: selection draws, >= 1.
+      max_n: the most estimation draws; ``certify_at`` decides as
+        :func:`mrs_jax.certify` with ``n = max_n`` would, up to the alpha spent
+        on earlier rounds.
+      alpha: the allowed probability of a false certificate, in (0, 1).
+      futility_alpha: None (default) stops early only when certifying has become
+        impossible; a level in (0, 1) also stops once the selected class's
+        probability is below the threshold at that confidence, which saves
+        most draws on images that will not certify.
+
+    Returns:
+      A :class:`TargetCertificate`.
+
+    Raises:
+      ValueError: as :func:`schedule`, or for any invalid argument.
+    """
+    _checks.callable_(classify, "classify")
+    x = _checks.image(x)
+    mask = _checks.mask(mask, x.shape)
+    if not mask.any():
+        raise ValueError("mask is all False: there is no pixel to smooth or certify")
+    sigma = _checks.positive_float(sigma, "sigma")
+    n0 = _checks.positive_int(n0, "n0")
+    num_classes = _checks.positive_int(num_classes, "num_classes", minimum=2)
+    batch_size = _checks.positive_int(batch_size, "batch_size")
+    if futility_alpha is not None:
+        futility_alpha = _checks.probability_level(futility_alpha, "futility_alpha")
+    key = smoothing._typed_key(key)
+    mesh = sharding.sample_mesh() if mesh is None else mesh
+    if not isinstance(mesh, Mesh) or sharding.SAMPLES not in mesh.axis_names:
+        raise TypeError("mesh must be a jax Mesh with a 'samples' axis")
+    plan = schedule(radius, sigma, alpha, max_n)
+
+    select_key, estimate_key = jax.random.split(key)
+    common = dict(num_classes=num_classes, batch_size=batch_size, mesh=mesh)
+    selection = smoothing.sample_counts(
+        classify, x, mask, sigma, key=select_key, num=n0, **common
+    )
+    top = int(np.argmax(selection))
+    count = _range_counter(
+        classify, x, mask, sigma, key=estimate_key, first=plan.sizes[0], **common
+    )
+    # A later round can still certify iff the misses so far are at most the
+    # misses it allows: the largest such allowance over the rounds after r.
+    allowed = [size - need for size, need in zip(plan.sizes, plan.hits_needed)]
+    allowed_later = [max(allowed[r + 1 :], default=-1) for r in range(len(allowed))]
+
+    estimate = np.zeros(num_classes, np.int64)
+    drawn = 0
+    for r, (size, level) in enumerate(zip(plan.sizes, plan.alphas, strict=True)):
+        estimate += count(drawn, size - drawn)
+        drawn = size
+        hits = int(estimate[top])
+        p_lower = bounds.clopper_pearson_lower(hits, size, level)
+        if p_lower > plan.threshold:
+            reason = "certified"
+        elif size - hits > allowed_later[r]:
+            reason = "out_of_reach"
+        elif futility_alpha is not None and (
+            bounds.clopper_pearson_upper(hits, size, futility_alpha * level / alpha)
+            < plan.threshold
+        ):
+            reason = "upper_bound"
+        else:
+            continue
+        break
+    certified = reason == "certified"
+    return TargetCertificate(
+        label=top if certified else ABSTAIN,
+        certified=certified,
+        p_lower=p_lower,
+        num_samples=n0 + drawn,
+        selected_label=top,
+        rounds=r + 1,
+        stop_reason=reason,
+        selection_counts=selection,
+        estimate_counts=estimate,
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _schedule(threshold: float, alpha: float, max_n: int) -> Schedule:
+    first = _fewest_draws(threshold, alpha / 2)
+    if first >= max_n:
+        if _fewest_draws(threshold, alpha) > max_n:
+            raise ValueError(
+                f"max_n = {max_n} draws cannot certify a lower bound above "
+                f"{threshold:.6g} at alpha = {alpha}; it takes at least "
+                f"{_fewest_draws(threshold, alpha)}"
+            )
+        sizes, alphas = [max_n], [alpha]
+    else:
+        sizes = [first]
+        while sizes[-1] * _GROWTH < max_n:
+            sizes.append(sizes[-1] * _GROWTH)
+        sizes.append(max_n)
+        later = alpha / 2 / (len(sizes) - 1)
+        alphas = [alpha / 2] + [later] * (len(sizes) - 1)
+    needed = tuple(_hits_needed(threshold, n, a) for n, a in zip(sizes, alphas))
+    return Schedule(threshold, tuple(sizes), tuple(alphas), needed)
+
+
+def _certifies(hits: int, n: int, level: float, threshold: float) -> bool:
+    return bounds.clopper_pearson_lower(hits, n, level) > threshold
+
+
+def _fewest_draws(threshold: float, level: float) -> int:
+    """The least ``n`` with ``level^(1/n) > threshold`` (all ``n`` draws hit),
+    adjusted to agree exactly with :func:`bounds.clopper_pearson_lower`."""
+    n = max(1, math.floor(math.log(level) / math.log(threshold)) + 1)
+    while not _certifies(n, n, level, threshold):
+        n += 1
+    while n > 1 and _certifies(n - 1, n - 1, level, threshold):
+        n -= 1
+    return n
+
+
+def _hits_needed(threshold: float, n: int, level: float) -> int:
+    """The least ``k`` in [1, n] whose lower bound exceeds ``threshold``, or
+    ``n + 1`` when none does (the bound grows with ``k``: binary search)."""
+    if not _certifies(n, n, level, threshold):
+        return n + 1
+    low, high = 0, n  # _certifies(high) holds; _certifies(low) does not (k = 0)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if _certifies(mid, n, level, threshold):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _range_counter(
+    classify, x, mask, sigma, *, key, first, num_classes, batch_size, mesh
+):
+    """``count(start, num)``: the ``[K]`` counts of draws ``start .. start+num-1``.
+
+    Draw ``i`` uses ``fold_in(key, i)`` and the same masked-noise window as
+    :func:`mrs_jax.sample_counts`, so ``count(0, n)`` equals
+    ``sample_counts(..., num=n)`` and the counts of consecutive ranges add up
+    to it. The image, mask and weights go to the devices once, not per round.
+
+    Two chunk sizes, so two compiled programs whatever the rounds: ``batch_size``
+    for ranges at least that long, and ``min(batch_size, first)`` (the first
+    round's size) for the shorter early rounds, which together waste less than
+    one chunk each.
+    """
+    big = sharding.round_up_to_devices(batch_size, mesh)
+    small = sharding.round_up_to_devices(min(batch_size, first), mesh)
+    (top, left), window = smoothing._noise_window(mask)
+    put = functools.partial(sharding.replicate, mesh=mesh)
+    window_mask = mask[top : top + window[0], left : left + window[1]]
+    fixed = (
+        jax.device_put(smoothing._as_pytree(classify), sharding.replicated(mesh)),
+        put(x),
+        put(window_mask.astype(np.float32)),
+        put(np.array([top, left], np.int32)),
+        put(np.float32(sigma)),
+        put(np.asarray(jax.random.key_data(key))),
+    )
+    key_impl = jax.random.key_impl(key)
+
+    def count(start: int, num: int) -> np.ndarray:
+        chunk = big if num >= batch_size else small
+        program = _range_program(mesh, chunk, num_classes, key_impl, window)
+        counts = np.asarray(program(*fixed, put(np.int32(start)), put(np.int32(num))))
+        if counts[-1]:
+            raise ValueError(
+                f"classify returned NaN or inf logits for {counts[-1]} of {num} "
+                "noisy samples: the classifier is broken (e.g. non-finite weights)"
+            )
+        return counts[:-1].astype(np.int64)
+
+    return count
+
+
+@functools.cache
+def _range_program(mesh, chunk: int, num_classes: int, key_impl, window):
+    """``smoothing``'s counting program with a first draw index ``start``; the
+    last output slot counts draws whose logits are not all finite."""
+    samples = sharding.along_samples(mesh, 1)
+    noisy_images = sharding.along_samples(mesh, 4)
+
+    def count(classify, x, window_mask, corner, sigma, key_data, start, num):
+        key = jax.random.wrap_key_data(key_data, impl=key_impl)
+        corner3 = (corner[0], corner[1], 0)
+        size = (*window, x.shape[-1])
+        clean_window = jax.lax.dynamic_slice(x, corner3, size)
+        scale = sigma * window_mask[:, :, None]
+
+        def noisy(index):
+            noise = jax.random.normal(jax.random.fold_in(key, index), size)
+            return jax.lax.dynamic_update_slice(
+                x, clean_window + scale * noise, corner3
+            )
+
+        def add_chunk(step, counts):
+            offset = step * chunk + jnp.arange(chunk, dtype=jnp.int32)
+            offset = jax.lax.with_sharding_constraint(offset, samples)
+            batch = jax.lax.with_sharding_constraint(
+                jax.vmap(noisy)(start + offset), noisy_images
+            )
+            logits = classify(batch)
+            if logits.shape != (chunk, num_classes):
+                raise ValueError(
+                    f"classify must return logits [B, num_classes] = "
+                    f"{(chunk, num_classes)}, got {logits.shape}"
+                )
+            labels = jnp.argmax(logits, axis=-1)
+            hits = jax.nn.one_hot(labels, num_classes, dtype=jnp.int32)
+            bad = ~jnp.all(jnp.isfinite(logits), axis=-1, keepdims=True)
+            hits = jnp.concatenate([hits, bad.astype(jnp.int32)], axis=-1)
+            return counts + jnp.sum(hits * (offset < num)[:, None], axis=0)
+
+        steps = (num + chunk - 1) // chunk
+        zeros = jnp.zeros((num_classes + 1,), jnp.int32)
+        return jax.lax.fori_loop(0, steps, add_chunk, zeros)
+
+    return jax.jit(count, out_shardings=sharding.replicated(mesh))
