@@ -64,6 +64,8 @@ _LAZY = {
     "load_classifier": "mrs_jax.checkpoint",
     "JobConfig": "mrs_jax.job",
     "run_job": ("mrs_jax.job", "run"),
+    "certify_at": "mrs_jax.sequential",
+    "TargetCertificate": "mrs_jax.sequential",
 }
 
 
