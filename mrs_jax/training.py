@@ -290,13 +290,9 @@ def _run_epoch(run: _Run, epoch: int, step_fn: Callable, progress) -> dict[str, 
         indices = order[step * config.batch_size : (step + 1) * config.batch_size]
         images, labels = run.train_source.get_batch(indices)
         images, labels = placement.put((images, labels), data_sharding)
+        key = jax.random.fold_in(epoch_key, step)
         run.state, run.opt_state, loss, accuracy = step_fn(
-            run.state,
-            run.opt_state,
-            run.rest,
-            images,
-            labels,
-            jax.random.fold_in(epoch_key, step),
+            run.state, run.opt_state, run.rest, images, labels, key
         )
         loss, accuracy = float(loss), float(accuracy)
         if not math.isfinite(loss):
@@ -311,12 +307,9 @@ def _run_epoch(run: _Run, epoch: int, step_fn: Callable, progress) -> dict[str, 
     trained = nnx.merge(
         run.graphdef, run.state["params"], run.state["batch_stats"], run.rest
     )
+    eval_key = jax.random.fold_in(jax.random.key(config.seed + 1), epoch)
     scores = evaluate(
-        as_classifier(trained),
-        run.test_source,
-        config,
-        run.mesh,
-        jax.random.fold_in(jax.random.key(config.seed + 1), epoch),
+        as_classifier(trained), run.test_source, config, run.mesh, eval_key
     )
     return {
         "epoch": epoch + 1,
@@ -383,6 +376,9 @@ def train(
     """
     _check_config(config)
     workdir = ckpt.check_workdir(workdir)
+    resume = _checks.boolean(resume, "resume")
+    if progress is not None:
+        _checks.boolean(progress, "progress")
     if init_from is not None and not isinstance(init_from, (str, os.PathLike)):
         raise TypeError(f"init_from must be a path, got {type(init_from).__name__}")
     run = _build_state(config, init_from)

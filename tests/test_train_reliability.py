@@ -412,6 +412,10 @@ def test_public_training_functions_name_a_bad_argument():
         train(TINY, 3)
     with pytest.raises(TypeError, match="init_from"):
         train(TINY, "unused", init_from=3)
+    with pytest.raises(TypeError, match="resume"):
+        train(TINY, "unused", resume="yes")
+    with pytest.raises(TypeError, match="progress"):
+        train(TINY, "unused", progress=1)
     with pytest.raises(TypeError, match="checkpoint_path"):
         ckpt.load_model(None)
 
