@@ -61,7 +61,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 indent=2,
             )
         analysis.write_curves_csv(summaries, os.path.join(args.out, "curves.csv"))
-        analysis.plot_curves(summaries, os.path.join(args.out, "curves.png"), log_x=args.log_x)
+        png = os.path.join(args.out, "curves.png")
+        analysis.plot_curves(summaries, png, log_x=args.log_x)
         print(f"wrote summary.md, summary.json, curves.csv, curves.png to {args.out}")
     return 0
 

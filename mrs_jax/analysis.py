@@ -96,7 +96,8 @@ class RunSummary:
     @property
     def partial(self) -> bool:
         """Fewer rows than the run was asked for (killed, or shards missing)."""
-        return self.expected_images is not None and self.num_images < self.expected_images
+        expected = self.expected_images
+        return expected is not None and self.num_images < expected
 
     @property
     def markers(self) -> dict[str, float]:
@@ -164,8 +165,9 @@ def summarize(
     duplicates = sorted({i for i in indices if indices.count(i) > 1})
     if duplicates:
         raise ValueError(f"{name}: several rows for index {duplicates}")
-    undefended = _optional(rows, "undefended_adv_prediction", name, metrics.base_accuracy)
-    base_clean = _optional(rows, "base_clean_prediction", name, metrics.base_accuracy)
+    base = metrics.base_accuracy
+    undefended = _optional(rows, "undefended_adv_prediction", name, base)
+    base_clean = _optional(rows, "base_clean_prediction", name, base)
     localization = _optional(rows, "localization", name, metrics.localization_rates)
     covered_rate = None
     if mode == "practical" and all(r.get("covered") is not None for r in rows):

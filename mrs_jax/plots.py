@@ -71,8 +71,11 @@ def figure(summaries: Sequence[Any], *, log_x: bool = False):
             ax.axvline(radii[key], color="gray", linestyle=style, linewidth=1)
             markers.append((radii[key], f"s={size}, C={channels}: {radii[key]:.3g}"))
     handles += [
-        Line2D([], [], color="gray", linestyle=":", label="true unrestricted s*sqrt(C)"),
-        Line2D([], [], color="gray", linestyle="--", label="paper's s^2 threshold"),
+        Line2D([], [], color="gray", linestyle=style, label=label)
+        for style, label in (
+            (":", "true unrestricted s*sqrt(C)"),
+            ("--", "paper's s^2 threshold"),
+        )
     ]
     if log_x:
         ax.set_xscale("symlog", linthresh=1.0)
@@ -173,7 +176,8 @@ def write_curves_csv(
         for s in summaries:
             sigma = "" if s.sigma is None else repr(s.sigma)
             measure = certified_name([s])
-            for radius, accuracy in zip(radii, s.certified_accuracy(radii), strict=True):
+            accuracies = s.certified_accuracy(radii)
+            for radius, accuracy in zip(radii, accuracies, strict=True):
                 writer.writerow(
                     [s.name, s.mode, sigma, s.size, s.channels]
                     + [repr(float(radius)), repr(float(accuracy)), measure]

@@ -130,7 +130,9 @@ def check_out_dir(out_dir: str | os.PathLike) -> Path:
     if existing.exists() and not existing.is_dir():
         raise NotADirectoryError(f"out_dir {out_dir}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"out_dir {out_dir}: no permission to write in {existing}")
+        raise PermissionError(
+            f"out_dir {out_dir}: no permission to write in {existing}"
+        )
     return out_dir
 
 
@@ -193,7 +195,9 @@ def check_resume(out_dir: Path, record: Mapping[str, Any]) -> None:
     new = json.loads(json.dumps(record))  # tuples read back as lists
     if existing.get("config") != new["config"]:
         old_config = existing.get("config") or {}
-        changed = sorted(k for k in new["config"] if old_config.get(k) != new["config"][k])
+        changed = sorted(
+            k for k in new["config"] if old_config.get(k) != new["config"][k]
+        )
         raise ValueError(
             f"out_dir {out_dir} holds a run with a different config (differs in "
             f"{changed}); rerun with the same config or use a new out_dir"

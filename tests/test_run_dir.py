@@ -23,13 +23,14 @@ META = {"model": "tiny", "dataset": "synthetic", "image_shape": list(SHAPE)}
 
 def _run(out, config=None, **kwargs):
     args = dict(classify=tiny_classifier(), num_classes=NUM_CLASSES, progress=False)
-    return job.run(config or tiny_config(mode="center", num_images=2), out, **(args | kwargs))
+    config = config or tiny_config(mode="center", num_images=2)
+    return job.run(config, out, **(args | kwargs))
 
 
 def test_a_held_run_directory_is_refused_naming_the_holder(tmp_path):
     tmp_path.mkdir(exist_ok=True)
     with run_dir.hold(tmp_path, 0, 1):
-        with pytest.raises(runlock.LockedError, match=r"in use by another process.*pid"):
+        with pytest.raises(runlock.LockedError, match=r"in use by another.*pid"):
             _run(tmp_path)
     # Released on exit: the same directory now runs.
     assert len(_run(tmp_path)) == 2
@@ -144,7 +145,8 @@ def test_bad_localisation_settings_are_refused_in_the_config(changes, match):
 
 
 def _row(index, **changes):
-    return dict(index=index, label=1, prediction=1, radius=0.5, certified=True) | changes
+    row = dict(index=index, label=1, prediction=1, radius=0.5, certified=True)
+    return row | changes
 
 
 def _write(path, rows_):
@@ -225,7 +227,7 @@ class _RecordingBar:
         pass
 
 
-def test_progress_bar_shows_the_accuracies_of_every_finished_image(tmp_path, monkeypatch):
+def test_progress_bar_shows_the_accuracies_of_every_image(tmp_path, monkeypatch):
     bar = _RecordingBar()
     monkeypatch.setattr(job, "_progress_bar", lambda todo, total, progress: bar)
     out = _run(tmp_path, tiny_config(mode="center", num_images=3), progress=True)
