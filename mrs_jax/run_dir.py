@@ -145,14 +145,25 @@ def lock_name(process_index: int, process_count: int) -> str:
 
 @contextlib.contextmanager
 def hold(out_dir: Path, process_index: int, process_count: int) -> Iterator[Path]:
-    """Holds the run directory (or this process's shard of it) for a ``with``.
+    """Holds the run directory for a ``with``: alone, or as one process of a run.
+
+    A single-process run holds the directory's lock exclusively. Each process
+    of a multi-process run holds it shared, and its own shard's exclusively:
+    the processes of one run do not refuse each other, but a second process 0
+    (say) or a single-process run on the same directory is refused.
 
     Raises:
       runlock.LockedError: another live process holds it; the message names it.
     """
-    name = lock_name(process_index, process_count)
-    with runlock.hold(out_dir, "run directory", name=name) as path:
-        yield path
+    if process_count == 1:
+        with runlock.hold(out_dir, "run directory") as path:
+            yield path
+        return
+    # Shared by the processes of one run, so a single-process run is refused.
+    with runlock.hold(out_dir, "run directory", shared=True):
+        name = lock_name(process_index, process_count)
+        with runlock.hold(out_dir, f"shard {name} of run directory", name=name) as path:
+            yield path
 
 
 def check_free(out_dir: str | os.PathLike, process_index: int, process_count: int):

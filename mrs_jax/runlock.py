@@ -36,7 +36,11 @@ def lock_path(directory: str | os.PathLike, name: str = LOCK_FILE) -> Path:
 
 @contextlib.contextmanager
 def hold(
-    directory: str | os.PathLike, what: str = "directory", name: str = LOCK_FILE
+    directory: str | os.PathLike,
+    what: str = "directory",
+    name: str = LOCK_FILE,
+    *,
+    shared: bool = False,
 ) -> Iterator[Path]:
     """Holds ``directory``'s lock for the ``with`` block.
 
@@ -44,6 +48,10 @@ def hold(
       directory: an existing directory (a run dir or a training work dir).
       what: how messages call the directory ("run directory", "work dir").
       name: the lock file's name; one per shard in multi-process runs.
+      shared: take a shared lock: the processes of one multi-process run all
+        hold the directory's lock shared (and their shard's exclusively), so
+        none of them refuses another, while a single-process run, which needs
+        it exclusively, is refused (and refuses them).
 
     Yields:
       The lock file's path.
@@ -59,7 +67,8 @@ def hold(
     handle = open(path, "a+", encoding="utf-8")
     try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
@@ -69,7 +78,7 @@ def hold(
             ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(_describe_self())
+        handle.write(_describe_self(shared))
         handle.flush()
         yield path
     finally:
@@ -77,8 +86,13 @@ def hold(
         handle.close()
 
 
-def _describe_self() -> str:
+def _describe_self(shared: bool = False) -> str:
     command = " ".join([os.path.basename(sys.argv[0] or "python"), *sys.argv[1:]])
-    return json.dumps(
-        {"pid": os.getpid(), "host": socket.gethostname(), "command": command[:200]}
-    )
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command[:200],
+    }
+    if shared:
+        holder["shared"] = "one process of a multi-process run"
+    return json.dumps(holder)

@@ -47,6 +47,16 @@ def test_processes_of_one_run_lock_their_own_shard(tmp_path):
     assert run_dir.lock_name(1, 2) != run_dir.lock_name(0, 2) != run_dir.lock_name(0, 1)
 
 
+def test_single_and_multi_process_runs_exclude_each_other(tmp_path):
+    config = tiny_config(mode="center", num_images=2)
+    with run_dir.hold(tmp_path, 1, 2):
+        with pytest.raises(runlock.LockedError, match="multi-process run"):
+            _run(tmp_path, config)
+    with run_dir.hold(tmp_path, 0, 1):
+        with pytest.raises(runlock.LockedError, match="in use"):
+            _run(tmp_path, config, process_index=1, process_count=2)
+
+
 def test_run_json_records_the_weights_and_refuses_another_model(tmp_path):
     _run(tmp_path, meta=dict(META, sigma=0.25))
     record = json.loads((tmp_path / "run.json").read_text())
