@@ -24,17 +24,6 @@ from mrs_jax import cli, configfile, distributed, job, run_dir
 INTERRUPTED = "interrupted: finished rows are kept; rerun the same command to continue"
 
 
-def load_config(path: str, smoke: bool, kind: type):
-    """``configfile.load`` with any failure of the user's file as one UsageError."""
-    try:
-        return configfile.load(path, smoke, kind)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # the config file is user code: any failure is theirs
-        detail = " ".join(str(error).split()) or type(error).__name__
-        raise cli.UsageError(f"config file {path}: {detail}") from error
-
-
 def load_checkpoint(path: str):
     """Loads ``(model, meta)``, turning a broken work dir into one UsageError."""
     from mrs_jax.checkpoint import load_model
@@ -62,7 +51,8 @@ def run(argv=None) -> int:
     distributed.add_flags(parser)
     args = parser.parse_args(argv)
 
-    config = load_config(args.config, args.smoke, job.JobConfig)
+    # configfile names the file in every error (missing, broken, bad value).
+    config = configfile.load(args.config, args.smoke, job.JobConfig)
     overrides = {"mode": args.mode, "num_images": args.num_images}
     config = dataclasses.replace(
         config, **{k: v for k, v in overrides.items() if v is not None}
