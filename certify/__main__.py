@@ -33,7 +33,7 @@ def load_checkpoint(path: str):
         return load_model(path)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError) as error:  # a damaged work dir
         detail = " ".join(str(error).split()) or type(error).__name__
         raise cli.UsageError(f"cannot load checkpoint {path}: {detail}") from error
 
