@@ -4,8 +4,11 @@
 validated when the config is built, with a message naming the field, so a mistake
 in a config file is reported before any data is loaded or anything is written.
 :func:`data_sources` loads the data a config names and refuses labels outside
-``num_classes``. The whole config is recorded in the work dir's ``model.json``, so
-that a resume with a different one is refused (:mod:`mrs_jax.training`).
+``num_classes`` (and occlusion squares that do not fit its images).
+:func:`square_augment` applies what ``augmentation`` names: MRS's masked noise, or
+PatchCleanser's occlusion squares. The whole config is recorded in the work dir's
+``model.json``, so that a resume with a different one is refused
+(:mod:`mrs_jax.training`).
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ import json
 import os
 from typing import Any
 
+import jax
 import numpy as np
 
 from mrs_jax import _checks
 from mrs_jax.data import dataset_source
 from mrs_jax.models import model_names
+from mrs_jax.noise import masked_noise_augment, occlusion_augment
+
+AUGMENTATIONS = ("masked_noise", "occlusion")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +50,20 @@ class TrainConfig:
         schedule: ``cosine`` (with ``warmup_epochs`` linear warm-up) or ``step``
             (x0.1 at 50% and 75% of training).
         warmup_epochs: linear warm-up length for ``cosine``.
+        augmentation: what each training image gets after ``flip_crop`` (see
+            :func:`square_augment`): ``masked_noise`` (MRS: ``sigma`` noise in one
+            square of width ``w_min..w_max``) or ``occlusion`` (PatchCleanser:
+            ``occlusion_squares`` squares of side ``occlusion_size`` filled with
+            ``occlusion_fill``, no noise; ``sigma`` and the widths are unused).
         sigma: noise standard deviation in [0, 1] pixel units.
         w_min, w_max: inclusive range of square widths.
-        full_image_noise: noise on the whole image instead of a square.
+        full_image_noise: noise on the whole image instead of a square
+            (``masked_noise`` only).
+        occlusion_size: side of the occlusion squares: the PatchCleanser mask
+            width (9 for 32x32 images, patch 5, k = 6), at most the image side.
+        occlusion_squares: occlusion squares per image (2: double masking).
+        occlusion_fill: value of occluded pixels, a number or ``[C]`` numbers in
+            [0, 1]; the ``fill`` given to :func:`mrs_jax.double_masking`.
         flip_crop: random horizontal flips and 4-pixel-padded random crops.
         max_steps_per_epoch: cap on steps per epoch (smoke runs), or None.
         max_eval_examples: cap on test examples evaluated, or None.
@@ -68,10 +86,14 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
+    augmentation: str = "masked_noise"
     sigma: float = 0.5
     w_min: int = 5
     w_max: int = 10
     full_image_noise: bool = False
+    occlusion_size: int = 9
+    occlusion_squares: int = 2
+    occlusion_fill: float | tuple[float, ...] = 0.5
     flip_crop: bool = False
     max_steps_per_epoch: int | None = None
     max_eval_examples: int | None = None
@@ -83,7 +105,7 @@ class TrainConfig:
         # Normalised in place (frozen), so configs from files are hashable (the
         # jitted step is cached on them) and JSON-recordable in model.json.
         fix = functools.partial(object.__setattr__, self)
-        for name in ("dataset", "model", "schedule"):
+        for name in ("dataset", "model", "schedule", "augmentation"):
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, got {value!r}")
@@ -93,6 +115,11 @@ class TrainConfig:
             )
         if self.schedule not in ("cosine", "step"):
             raise ValueError(f"schedule must be cosine or step; got {self.schedule!r}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(
+                f"augmentation must be one of {AUGMENTATIONS}; got "
+                f"{self.augmentation!r}"
+            )
         if self.data_dir is not None:
             if not isinstance(self.data_dir, (str, os.PathLike)):
                 raise TypeError(
@@ -119,6 +146,12 @@ class TrainConfig:
             raise ValueError(f"momentum must be < 1, got {self.momentum}")
         for name in ("full_image_noise", "flip_crop"):
             fix(name, _checks.boolean(getattr(self, name), name))
+        if self.full_image_noise and self.augmentation != "masked_noise":
+            raise ValueError(
+                "full_image_noise=True needs augmentation='masked_noise'; got "
+                f"augmentation={self.augmentation!r}"
+            )
+        fix("occlusion_fill", _occlusion_fill(self.occlusion_fill))
 
 
 _INT_FIELDS = (
@@ -128,6 +161,8 @@ _INT_FIELDS = (
     "batch_size",
     "w_min",
     "w_max",
+    "occlusion_size",
+    "occlusion_squares",
     "max_steps_per_epoch",
     "max_eval_examples",
     "eval_batch_size",
@@ -135,6 +170,48 @@ _INT_FIELDS = (
     "keep_checkpoints",
 )
 _OPTIONAL_FIELDS = ("max_steps_per_epoch", "max_eval_examples")
+
+
+def _occlusion_fill(fill: Any) -> float | tuple[float, ...]:
+    """``occlusion_fill`` as a float or a tuple of floats, each in [0, 1]."""
+    name = "occlusion_fill"
+    if isinstance(fill, (tuple, list)):
+        if not fill:
+            raise ValueError(f"{name} must be a number or [C] numbers, got {fill!r}")
+        values = tuple(_checks.nonnegative_float(v, name) for v in fill)
+    else:
+        values = (_checks.nonnegative_float(fill, name),)
+    if max(values) > 1:
+        raise ValueError(f"{name} must lie in [0, 1], got {fill!r}")
+    return values if isinstance(fill, (tuple, list)) else values[0]
+
+
+def square_augment(
+    key: jax.Array, images: jax.Array, config: TrainConfig
+) -> jax.Array:
+    """The random squares ``config.augmentation`` names, on ``images: [B, H, W, C]``.
+
+    ``masked_noise``: :func:`mrs_jax.noise.masked_noise_augment` with ``sigma`` in
+    one square of width ``w_min..w_max`` (clamped to the image) or the whole image;
+    not clipped. ``occlusion``: :func:`mrs_jax.occlusion_augment`, the pixels of
+    ``occlusion_squares`` squares of side ``occlusion_size`` set to
+    ``occlusion_fill``, no noise. Jittable (``config`` static).
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    if config.augmentation == "occlusion":
+        return occlusion_augment(
+            key,
+            images,
+            config.occlusion_size,
+            config.occlusion_squares,
+            config.occlusion_fill,
+        )
+    w_max = min(config.w_max, *images.shape[1:3])
+    w_min = min(config.w_min, w_max)
+    return masked_noise_augment(
+        key, images, config.sigma, w_min, w_max, config.full_image_noise
+    )
 
 
 def _model_kwargs(kwargs: Any) -> tuple[tuple[str, Any], ...]:
@@ -173,7 +250,9 @@ def data_sources(config: TrainConfig):
 
     Raises:
         ValueError: a label outside [0, ``config.num_classes``) in either split
-            (training on it gives a NaN loss, not an error).
+            (training on it gives a NaN loss, not an error), or, for
+            ``augmentation="occlusion"``, an ``occlusion_size`` larger than the
+            images or an ``occlusion_fill`` with another channel count.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
@@ -195,7 +274,25 @@ def data_sources(config: TrainConfig):
     )
     for split, source in (("train", train), (test_split, test)):
         _check_labels(source, f"{config.dataset} {split}", config.num_classes)
+    if config.augmentation == "occlusion":
+        _check_occlusion(config, tuple(train.image_shape))
     return train, test
+
+
+def _check_occlusion(config: TrainConfig, image_shape: tuple[int, ...]) -> None:
+    """Refuses occlusion settings that do not fit ``image_shape`` (H, W, C)."""
+    height, width, channels = image_shape
+    if config.occlusion_size > min(height, width):
+        raise ValueError(
+            f"occlusion_size={config.occlusion_size} exceeds the {height}x{width} "
+            f"{config.dataset} images"
+        )
+    fill = config.occlusion_fill
+    if isinstance(fill, tuple) and len(fill) != channels:
+        raise ValueError(
+            f"occlusion_fill has {len(fill)} values; the {config.dataset} images "
+            f"have {channels} channels"
+        )
 
 
 def _check_labels(source, name: str, num_classes: int) -> None:

@@ -2,9 +2,11 @@
 
 Each step draws, per image, a square of integer width uniform in [w_min, w_max] at a
 uniform position and adds N(0, sigma^2) noise inside it (or over the whole image), with
-optional random crops and flips first. SGD with momentum, weight decay and a cosine or
-step schedule. The batch axis is sharded over all devices of a 1-D mesh and the
-parameters are replicated, so BatchNorm statistics and gradients cover the global batch.
+optional random crops and flips first; ``augmentation="occlusion"`` fills random squares
+with the mask value instead (a PatchCleanser base model). SGD with momentum, weight
+decay and a cosine or step schedule. The batch axis is sharded over all devices of a
+1-D mesh and the parameters are replicated, so BatchNorm statistics and gradients cover
+the global batch.
 
 Resumption: the data order of epoch ``e`` is ``default_rng([seed, e]).permutation`` and
 the augmentation key of step ``s`` is ``fold_in(fold_in(key(seed), e), s)``, so the
@@ -35,8 +37,8 @@ from mrs_jax import _checks, runlock
 from mrs_jax import checkpoint as ckpt
 from mrs_jax import sharding as placement
 from mrs_jax.models import as_classifier, get_model
-from mrs_jax.noise import masked_noise_augment, random_flip_crop
-from mrs_jax.train_config import TrainConfig, data_sources
+from mrs_jax.noise import random_flip_crop
+from mrs_jax.train_config import TrainConfig, data_sources, square_augment
 
 
 def _check_config(config: Any) -> None:
@@ -45,17 +47,13 @@ def _check_config(config: Any) -> None:
 
 
 def augment(key: jax.Array, images: jax.Array, config: TrainConfig) -> jax.Array:
-    """Training augmentation of ``images: [B, H, W, C]``; the result is not clipped."""
+    """Flips and crops, then :func:`square_augment`, of ``images: [B, H, W, C]``."""
     _check_config(config)
     crop_key, noise_key = jax.random.split(key)
     if config.flip_crop:
         keys = jax.random.split(crop_key, images.shape[0])
         images = jax.vmap(random_flip_crop)(keys, images)
-    w_max = min(config.w_max, *images.shape[1:3])
-    w_min = min(config.w_min, w_max)
-    return masked_noise_augment(
-        noise_key, images, config.sigma, w_min, w_max, config.full_image_noise
-    )
+    return square_augment(noise_key, images, config)
 
 
 def make_optimizer(
@@ -140,7 +138,10 @@ def _eval_counts(config: TrainConfig) -> Callable:
 def evaluate(
     classify, source, config: TrainConfig, mesh: jax.sharding.Mesh, key: jax.Array
 ) -> dict[str, float]:
-    """Clean and noisy (training noise) accuracy on ``source``'s first examples."""
+    """Clean and noisy accuracy on ``source``'s first examples.
+
+    Noisy: under :func:`square_augment`, so occluded for ``augmentation="occlusion"``.
+    """
     _checks.callable_(classify, "classify")
     _check_config(config)
     if not isinstance(mesh, jax.sharding.Mesh):
