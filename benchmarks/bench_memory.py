@@ -98,7 +98,7 @@ def worker(n: int, model: str, batch_size: int, side: int) -> dict:
     import numpy as np
 
     import mrs_jax
-    from mrs_jax import sharding, smoothing
+    from mrs_jax import counting, sharding
     from mrs_jax.models import as_classifier, get_model
 
     compiles = []
@@ -129,23 +129,24 @@ def worker(n: int, model: str, batch_size: int, side: int) -> dict:
         raise RuntimeError(f"counts sum to {counts.sum()}, expected {n}")
     compiles_during_call = len(compiles)
 
-    # XLA's view of the same program, lowered with this n. Uses smoothing's
-    # private program factory: the public API does not expose the compiled object.
+    # XLA's view of the same program, lowered with this n, from the counting
+    # module's program factory (the public API does not expose compiled objects).
     mesh = sharding.sample_mesh()
     chunk = sharding.round_up_to_devices(min(batch_size, n), mesh)
-    (top, left), window = smoothing._noise_window(mask)
+    (top, left), window = counting.noise_window(mask)
     key = jax.random.key(1)
-    program = smoothing._counts_program(
+    program = counting.counts_program(
         mesh, chunk, 10, jax.random.key_impl(key), window
     )
     window_mask = mask[top : top + window[0], left : left + window[1]]
     compiled = program.lower(
-        smoothing._as_pytree(classify),
+        counting.as_pytree(classify),
         x,
         window_mask.astype(np.float32),
         np.array([top, left], np.int32),
         np.float32(0.5),
         np.asarray(jax.random.key_data(key)),
+        np.int32(0),
         np.int32(n),
     ).compile()
     analysis = compiled.memory_analysis()

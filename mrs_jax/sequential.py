@@ -21,11 +21,10 @@ import math
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from mrs_jax import _checks, bounds, sharding, smoothing
+from mrs_jax import _checks, bounds, counting, sharding, smoothing
 from mrs_jax.smoothing import ABSTAIN, Classifier
 
 # Each round doubles the draws so far: at most twice the draws the decision
@@ -198,7 +197,7 @@ def certify_at(
     batch_size = _checks.positive_int(batch_size, "batch_size")
     if futility_alpha is not None:
         futility_alpha = _checks.probability_level(futility_alpha, "futility_alpha")
-    key = smoothing._typed_key(key)
+    key = counting.typed_key(key)
     mesh = sharding.sample_mesh() if mesh is None else mesh
     if not isinstance(mesh, Mesh) or sharding.SAMPLES not in mesh.axis_names:
         raise TypeError("mesh must be a jax Mesh with a 'samples' axis")
@@ -210,7 +209,7 @@ def certify_at(
         classify, x, mask, sigma, key=select_key, num=n0, **common
     )
     top = int(np.argmax(selection))
-    count = _range_counter(
+    count = _round_counter(
         classify, x, mask, sigma, key=estimate_key, first=plan.sizes[0], **common
     )
     # A later round can still certify iff the misses so far are at most the
@@ -303,15 +302,12 @@ def _hits_needed(threshold: float, n: int, level: float) -> int:
     return high
 
 
-def _range_counter(
+def _round_counter(
     classify, x, mask, sigma, *, key, first, num_classes, batch_size, mesh
 ):
-    """``count(start, num)``: the ``[K]`` counts of draws ``start .. start+num-1``.
-
-    Draw ``i`` uses ``fold_in(key, i)`` and the same masked-noise window as
-    :func:`mrs_jax.sample_counts`, so ``count(0, n)`` equals
-    ``sample_counts(..., num=n)`` and the counts of consecutive ranges add up
-    to it. The image, mask and weights go to the devices once, not per round.
+    """``count(start, num)``: the ``[K]`` counts of draws ``start .. start+num-1``
+    (``mrs_jax.counting.range_counter``: ``count(0, n)`` equals
+    ``sample_counts(..., num=n)`` and consecutive ranges add up to it).
 
     Two chunk sizes, so two compiled programs whatever the rounds: ``batch_size``
     for ranges at least that long, and ``min(batch_size, first)`` (the first
@@ -320,73 +316,7 @@ def _range_counter(
     """
     big = sharding.round_up_to_devices(batch_size, mesh)
     small = sharding.round_up_to_devices(min(batch_size, first), mesh)
-    (top, left), window = smoothing._noise_window(mask)
-    put = functools.partial(sharding.replicate, mesh=mesh)
-    window_mask = mask[top : top + window[0], left : left + window[1]]
-    fixed = (
-        jax.device_put(smoothing._as_pytree(classify), sharding.replicated(mesh)),
-        put(x),
-        put(window_mask.astype(np.float32)),
-        put(np.array([top, left], np.int32)),
-        put(np.float32(sigma)),
-        put(np.asarray(jax.random.key_data(key))),
+    count = counting.range_counter(
+        classify, x, mask, sigma, key=key, num_classes=num_classes, mesh=mesh
     )
-    key_impl = jax.random.key_impl(key)
-
-    def count(start: int, num: int) -> np.ndarray:
-        chunk = big if num >= batch_size else small
-        program = _range_program(mesh, chunk, num_classes, key_impl, window)
-        counts = np.asarray(program(*fixed, put(np.int32(start)), put(np.int32(num))))
-        if counts[-1]:
-            raise ValueError(
-                f"classify returned NaN or inf logits for {counts[-1]} of {num} "
-                "noisy samples: the classifier is broken (e.g. non-finite weights)"
-            )
-        return counts[:-1].astype(np.int64)
-
-    return count
-
-
-@functools.cache
-def _range_program(mesh, chunk: int, num_classes: int, key_impl, window):
-    """``smoothing``'s counting program with a first draw index ``start``; the
-    last output slot counts draws whose logits are not all finite."""
-    samples = sharding.along_samples(mesh, 1)
-    noisy_images = sharding.along_samples(mesh, 4)
-
-    def count(classify, x, window_mask, corner, sigma, key_data, start, num):
-        key = jax.random.wrap_key_data(key_data, impl=key_impl)
-        corner3 = (corner[0], corner[1], 0)
-        size = (*window, x.shape[-1])
-        clean_window = jax.lax.dynamic_slice(x, corner3, size)
-        scale = sigma * window_mask[:, :, None]
-
-        def noisy(index):
-            noise = jax.random.normal(jax.random.fold_in(key, index), size)
-            return jax.lax.dynamic_update_slice(
-                x, clean_window + scale * noise, corner3
-            )
-
-        def add_chunk(step, counts):
-            offset = step * chunk + jnp.arange(chunk, dtype=jnp.int32)
-            offset = jax.lax.with_sharding_constraint(offset, samples)
-            batch = jax.lax.with_sharding_constraint(
-                jax.vmap(noisy)(start + offset), noisy_images
-            )
-            logits = classify(batch)
-            if logits.shape != (chunk, num_classes):
-                raise ValueError(
-                    f"classify must return logits [B, num_classes] = "
-                    f"{(chunk, num_classes)}, got {logits.shape}"
-                )
-            labels = jnp.argmax(logits, axis=-1)
-            hits = jax.nn.one_hot(labels, num_classes, dtype=jnp.int32)
-            bad = ~jnp.all(jnp.isfinite(logits), axis=-1, keepdims=True)
-            hits = jnp.concatenate([hits, bad.astype(jnp.int32)], axis=-1)
-            return counts + jnp.sum(hits * (offset < num)[:, None], axis=0)
-
-        steps = (num + chunk - 1) // chunk
-        zeros = jnp.zeros((num_classes + 1,), jnp.int32)
-        return jax.lax.fori_loop(0, steps, add_chunk, zeros)
-
-    return jax.jit(count, out_shardings=sharding.replicated(mesh))
+    return lambda start, num: count(start, num, big if num >= batch_size else small)

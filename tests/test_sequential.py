@@ -328,7 +328,7 @@ def test_non_finite_logits_are_refused():
         return jnp.full((images.shape[0], 2), jnp.nan)
 
     with pytest.raises(ValueError, match="NaN or inf"):
-        sequential._range_counter(
+        sequential._round_counter(
             broken,
             x,
             MASK,
