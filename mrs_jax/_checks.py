@@ -83,6 +83,32 @@ def nonnegative_float(value: Any, name: str) -> float:
     return v
 
 
+def unit_float(value: Any, name: str) -> float:
+    """Returns ``value`` as a float in [0, 1]."""
+    v = _real(value, name)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    return v
+
+
+def one_of(value: Any, choices: tuple[Any, ...], name: str) -> Any:
+    """Returns ``value`` if it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def number_or_word(value: Any, word: str, name: str) -> float | str | None:
+    """Returns None, ``word``, or ``value`` as a finite float >= 0."""
+    if value is None or value == word:
+        return value
+    if isinstance(value, str):
+        raise ValueError(
+            f"{name} must be None, a number >= 0 or {word!r}, got {value!r}"
+        )
+    return non_negative_float(value, name)
+
+
 def boolean(value: Any, name: str) -> bool:
     """Returns ``value`` if it is a bool (or numpy bool)."""
     if not isinstance(value, (bool, np.bool_)):

@@ -2,9 +2,11 @@
 
 A run directory holds:
 
-- `run.json`: one JSON object with at least `mode` ("practical", "center",
-  "gradcam" or "clean"), `size` (patch side s), `channels` (C) and optionally
-  `sigma` and `name` (default: the directory name). Other keys are ignored.
+- `run.json`: one JSON object with at least `mode` (one of `MODES`), `size`
+  (patch side s), `channels` (C) and optionally `sigma`, `target_radius` (the
+  resolved l2 target of a `certify_at` run; `config.target_radius` says
+  whether it was "unrestricted") and `name` (default: the directory name).
+  Other keys are ignored.
 - `rows.jsonl` and/or shard files `rows-<p>-of-<P>.jsonl`: one JSON object per
   image (fields in `mrs_jax.metrics`). Every row file is read
   (`mrs_jax.rows.all_rows`, read-only): a row in both a shard and the merged
@@ -13,8 +15,11 @@ A run directory holds:
   skipped with a warning. A run with fewer rows than run.json's `num_images` is
   marked partial ("3/6 (partial)").
 
-"Localised certified" accuracy (practical and clean modes) is conditional on the
-located mask (spec s. 6); tables, plot axes and summary.json say so.
+"Localised certified" accuracy (practical, adaptive and clean modes) is
+conditional on the located mask (spec s. 6); center/gradcam certify a fixed
+mask; double_masking (PatchCleanser) certifies against every patch position,
+with no radius: its certified accuracy (certified and prediction == label) is
+the same at every R. Tables, plot axes and summary.json say which.
 
 Command line (`certify/analyze.py`):
 
@@ -35,14 +40,14 @@ from typing import Any
 
 import numpy as np
 
-from mrs_jax import metrics, plots
+from mrs_jax import metrics, plots, tables
 from mrs_jax import rows as row_files
+from mrs_jax.tables import certified_name
 
 # The job's modes (``mrs_jax.job.MODES``); "clean" rows carry no patch, so their
 # certified accuracy, like center/gradcam, needs no coverage.
-MODES = ("practical", "center", "gradcam", "clean")
-_UNRESTRICTED = "true unrestricted (s*sqrt(C))"
-_PAPER = "paper s^2"
+MODES = ("practical", "adaptive", "center", "gradcam", "clean", "double_masking")
+_ATTACKED = ("practical", "adaptive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +74,14 @@ class RunSummary:
         the rows do not carry `base_clean_prediction`.
       localization: share of rows per localisation outcome ("located",
         "no_change", "multiple_regions"), or None for modes without one.
-      covered_rate: share of rows whose mask contains the patch (practical).
+      covered_rate: share of rows whose mask contains the patch (practical,
+        adaptive).
+      target_radius: the l2 target of a ``certify_at`` run, else None.
+      unrestricted_target: the target was "unrestricted" (s*sqrt(C)): every
+        possible patch inside the mask.
+      target_accuracy: share of rows certified at the target for the true
+        label (and, with a patch, covering it; ``metrics.target_accuracy``).
+      mean_samples: mean draws per image where CERTIFY ran (target runs).
     """
 
     name: str
@@ -87,11 +99,23 @@ class RunSummary:
     base_clean_accuracy: float | None = None
     localization: dict[str, float] | None = None
     covered_rate: float | None = None
+    target_radius: float | None = None
+    unrestricted_target: bool = False
+    target_accuracy: float | None = None
+    mean_samples: float | None = None
 
     @property
     def localised(self) -> bool:
-        """Whether its certified accuracy is the localised one (practical, clean)."""
-        return self.mode in ("practical", "clean")
+        """Whether its certified accuracy is the localised one (MRS pipeline)."""
+        return self.mode in ("practical", "adaptive", "clean")
+
+    @property
+    def certificate(self) -> str:
+        """What its certificate covers: "localised" (MRS's located mask),
+        "fixed mask" (center/gradcam) or "every patch position" (PatchCleanser)."""
+        if self.mode == "double_masking":
+            return "every patch position"
+        return "localised" if self.localised else "fixed mask"
 
     @property
     def partial(self) -> bool:
@@ -170,8 +194,12 @@ def summarize(
     base_clean = _optional(rows, "base_clean_prediction", name, base)
     localization = _optional(rows, "localization", name, metrics.localization_rates)
     covered_rate = None
-    if mode == "practical" and all(r.get("covered") is not None for r in rows):
+    if mode in _ATTACKED and all(r.get("covered") is not None for r in rows):
         covered_rate = metrics.coverage_rate(rows)
+    target = config.get("target_radius")
+    if target is not None:
+        target = float(_config_value(config, "target_radius", (int, float), name))
+    at_target = _optional(rows, "certified_at_target", name, metrics.target_accuracy)
     expected = config.get("num_images", (config.get("config") or {}).get("num_images"))
     if expected is not None:
         expected = int(_config_value({"num_images": expected}, "num_images", int, name))
@@ -192,6 +220,11 @@ def summarize(
         base_clean_accuracy=base_clean,
         localization=localization,
         covered_rate=covered_rate,
+        target_radius=target,
+        unrestricted_target=(config.get("config") or {}).get("target_radius")
+        == "unrestricted",
+        target_accuracy=at_target,
+        mean_samples=metrics.mean_num_samples(rows) if target is not None else None,
     )
 
 
@@ -241,10 +274,6 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     return summarize(config, row_files.all_rows(run_dir, repair_files=False), name)
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
 def _check_summaries(summaries: Sequence[RunSummary]) -> list[RunSummary]:
     summaries = list(summaries)
     if not summaries:
@@ -262,32 +291,8 @@ def _check_radii(radii: Sequence[float]) -> list[float]:
     return values
 
 
-def _images(s: RunSummary) -> str:
-    if s.partial:
-        return f"{s.num_images}/{s.expected_images} (partial)"
-    return str(s.num_images)
-
-
-def certified_name(summaries: Sequence[RunSummary]) -> str:
-    """What the certified columns measure: "localised certified" for practical
-    (and clean) runs, "certified" for the fixed-mask settings, both when mixed."""
-    localised = {s.localised for s in summaries}
-    if localised == {True}:
-        return "localised certified"
-    if localised == {False}:
-        return "certified"
-    return "certified (localised for practical/clean)"
-
-
 def markdown_table(summaries: Sequence[RunSummary], radii: Sequence[float]) -> str:
-    """Markdown table: one line per run, accuracies in percent.
-
-    Columns: run, mode, sigma, s, images ("3/6 (partial)" when rows are missing),
-    the base classifier's accuracy clean and under attack, the defence's clean
-    and empirical accuracy, abstain, the localisation outcomes (covered,
-    no_change, multiple regions, % of images), then (localised) certified
-    R-accuracy at each R in `radii` and at each run's own s*sqrt(C) and s^2 (the
-    radius in brackets). "-" where a run has no such value.
+    """Markdown table, one line per run (columns: ``mrs_jax.tables``).
 
     Args:
       summaries: runs.
@@ -296,35 +301,7 @@ def markdown_table(summaries: Sequence[RunSummary], radii: Sequence[float]) -> s
     Returns:
       The table, ending in a newline.
     """
-    summaries = _check_summaries(summaries)
-    radii = _check_radii(radii)
-    cert = "loc. cert" if certified_name(summaries) == "localised certified" else "cert"
-    header = ["run", "mode", "sigma", "s", "images", "base clean", "base attacked"]
-    header += ["clean", "empirical", "abstain"]
-    header += ["covered", "no_change", "multiple regions"]
-    header += [f"{cert} R={r:g}" for r in radii]
-    header += [f"{cert} R=s*sqrt(C)", f"{cert} R=s^2"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for s in summaries:
-        sigma = "-" if s.sigma is None else f"{s.sigma:g}"
-        located = s.localization or {}
-        cells = [s.name, s.mode, sigma, str(s.size), _images(s)]
-        cells += [_percent(s.base_clean_accuracy), _percent(s.undefended_accuracy)]
-        cells += [_percent(s.clean_accuracy), _percent(s.empirical_accuracy)]
-        cells += [_percent(s.abstain_rate), _percent(s.covered_rate)]
-        cells += [_percent(located.get(k)) for k in ("no_change", "multiple_regions")]
-        cells += [_percent(a) for a in s.certified_accuracy(radii)]
-        for radius in (s.markers[_UNRESTRICTED], s.markers[_PAPER]):
-            accuracy = s.certified_accuracy([radius])[0]
-            cells.append(f"{_percent(accuracy)} ({radius:.3g})")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(
-        f"{cert}: {certified_name(summaries)} R-accuracy (%); localised = "
-        "conditional on the located mask covering the patch, not a worst case over "
-        "patch positions. base = the undefended classifier."
-    )
-    return "\n".join(lines) + "\n"
+    return tables.markdown_table(_check_summaries(summaries), _check_radii(radii))
 
 
 def plot_curves(
@@ -375,8 +352,9 @@ def write_curves_csv(
 def summary_record(s: RunSummary, radii: Sequence[float]) -> dict[str, Any]:
     """One run's entry of summary.json.
 
-    The summary's fields (without per-row radii), `partial`, `certified_meaning`,
-    and the accuracies at `radii` and at the markers under the key
+    The summary's fields (without per-row radii; with the target-radius ones),
+    `partial`, `certified_meaning`, `certificate` (what it covers: "localised",
+    "fixed mask" or "every patch position"), and the accuracies at `radii` and at the markers under the key
     "localised_certified" (practical and clean runs) or "certified".
     """
     record = dataclasses.asdict(s)
@@ -384,6 +362,7 @@ def summary_record(s: RunSummary, radii: Sequence[float]) -> dict[str, Any]:
     record["partial"] = s.partial
     key = "localised_certified" if s.localised else "certified"
     record["certified_meaning"] = certified_name([s])
+    record["certificate"] = s.certificate
     record[key] = {
         f"{r:g}": float(a)
         for r, a in zip(radii, s.certified_accuracy(radii), strict=True)

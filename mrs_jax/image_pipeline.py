@@ -15,14 +15,16 @@ maxima, i.e. the central position), and CERTIFY runs in that block grown by
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import numpy as np
 
-from mrs_jax import sharding, smoothing
+from mrs_jax import pc_row, sharding, smoothing, target_radius
+from mrs_jax.adaptive import adaptive_patch_attack
 from mrs_jax.attacks import patch_attack
 from mrs_jax.gradcam import best_window, gradcam
 from mrs_jax.localize import localize
@@ -62,58 +64,152 @@ def image_row(
       features_and_head: the model's split for mode ``gradcam`` (required there).
     """
     attack_key, clean_key, certify_key = jax.random.split(key, 3)
-    seconds: dict[str, float] = {}
-    row: dict[str, Any] = {"label": label}
-    if config.mode in ("center", "gradcam"):
-        start = time.perf_counter()
-        base = _base_prediction(classify, x)
-        top, left = _theoretical_window(config, x, base, features_and_head)
-        seconds["window"] = time.perf_counter() - start
-        mask = square_mask(x.shape, top, left, config.patch_size)
-        result = _certify(config, classify, num_classes, x, mask, certify_key, seconds)
-        row.update(result, covered=None, base_clean_prediction=base)
-    elif config.mode == "clean":
-        base = _base_prediction(classify, x)
-        row.update(_defend(config, classify, num_classes, x, clean_key, seconds))
-        row.update(covered=None, base_clean_prediction=base)
-    else:
-        start = time.perf_counter()
-        x_adv, patch = patch_attack(
-            classify,
-            x,
-            label,
-            config.patch_size,
-            key=attack_key,
-            num_locations=config.num_locations,
-            steps=config.attack_steps,
-            step_size=config.attack_step_size,
-        )
-        x_adv, patch = np.asarray(x_adv), [int(v) for v in np.asarray(patch)]
-        # The base classifier alone, on the clean and the attacked image.
-        base_clean, undefended = (
-            int(v) for v in np.argmax(np.asarray(classify(np.stack([x, x_adv]))), -1)
-        )
-        seconds["attack"] = time.perf_counter() - start
-        clean_seconds: dict[str, float] = {}
-        clean = _defend(config, classify, num_classes, x, clean_key, clean_seconds)
-        seconds["clean"] = sum(clean_seconds.values())
-        result = _defend(config, classify, num_classes, x_adv, certify_key, seconds)
-        box = result["mask_box"]
-        covered = box is not None and _box_covers(box, patch, config.patch_size)
-        row.update(
-            result,
-            patch_top_left=patch,
-            covered=covered,
-            base_clean_prediction=base_clean,
-            undefended_adv_prediction=undefended,
-            clean_prediction=clean["prediction"],
-            clean_radius=clean["radius"],
-            clean_certified=clean["certified"],
-            clean_localization=clean["localization"],
-            clean_abstain_reason=clean["abstain_reason"],
-        )
-    row["seconds"] = seconds
+    task = _Task(
+        config, classify, num_classes, x, label, features_and_head, {}
+    )
+    row = {"label": label, **_MODE_ROWS[config.mode](
+        task, _Keys(attack_key, clean_key, certify_key)
+    )}
+    row.setdefault("seconds", task.seconds)
     return row
+
+
+class _Task(NamedTuple):
+    """One image's inputs, shared by the mode row builders."""
+
+    config: JobConfig
+    classify: Classify
+    num_classes: int
+    x: np.ndarray
+    label: int
+    features_and_head: tuple[Classify, Classify] | None
+    seconds: dict[str, float]
+
+
+class _Keys(NamedTuple):
+    attack: jax.Array
+    clean: jax.Array
+    certify: jax.Array
+
+
+def _window_row(task: _Task, keys: _Keys) -> dict[str, Any]:
+    """Modes ``center`` / ``gradcam``: CERTIFY in a fixed window, clean image."""
+    config, x = task.config, task.x
+    start = time.perf_counter()
+    base = _base_prediction(task.classify, x)
+    top, left = _theoretical_window(config, x, base, task.features_and_head)
+    task.seconds["window"] = time.perf_counter() - start
+    mask = square_mask(x.shape, top, left, config.patch_size)
+    result = _certify(
+        config, task.classify, task.num_classes, x, mask, keys.certify, task.seconds
+    )
+    return {**result, "covered": None, "base_clean_prediction": base}
+
+
+def _clean_row(task: _Task, keys: _Keys) -> dict[str, Any]:
+    """Mode ``clean``: localise and certify on the clean image."""
+    base = _base_prediction(task.classify, task.x)
+    result = _defend(
+        task.config, task.classify, task.num_classes, task.x, keys.clean, task.seconds
+    )
+    return {**result, "covered": None, "base_clean_prediction": base}
+
+
+def _patchcleanser_row(task: _Task, keys: _Keys) -> dict[str, Any]:
+    """Mode ``double_masking``: PatchCleanser on the clean image (no key used)."""
+    base = _base_prediction(task.classify, task.x)
+    return pc_row.patchcleanser_row(task.config, task.classify, task.x, base)
+
+
+def _standard_attack(task: _Task, key: jax.Array):
+    config = task.config
+    return patch_attack(
+        task.classify,
+        task.x,
+        task.label,
+        config.patch_size,
+        key=key,
+        num_locations=config.num_locations,
+        steps=config.attack_steps,
+        step_size=config.attack_step_size,
+    )
+
+
+def _adaptive_attack(task: _Task, key: jax.Array):
+    # White-box against the job's own defence: its sigma and dilation.
+    config = task.config
+    return adaptive_patch_attack(
+        task.classify,
+        task.x,
+        task.label,
+        config.patch_size,
+        key=key,
+        num_locations=config.num_locations,
+        steps=config.attack_steps,
+        step_size=config.attack_step_size,
+        objective=config.adaptive_objective,
+        sigma=config.sigma,
+        dilation=config.dilation,
+        num_occlusions=config.adaptive_occlusions,
+        num_noise=config.adaptive_noise_draws,
+    )
+
+
+def _attacked_row(task: _Task, keys: _Keys, *, attack) -> dict[str, Any]:
+    """Modes ``practical`` / ``adaptive``: attack, then defend clean and attacked."""
+    config, classify, num_classes, x = (
+        task.config, task.classify, task.num_classes, task.x
+    )
+    seconds = task.seconds
+    start = time.perf_counter()
+    x_adv, patch = attack(task, keys.attack)
+    x_adv, patch = np.asarray(x_adv), [int(v) for v in np.asarray(patch)]
+    # The base classifier alone, on the clean and the attacked image.
+    base_clean, undefended = (
+        int(v) for v in np.argmax(np.asarray(classify(np.stack([x, x_adv]))), -1)
+    )
+    seconds["attack"] = time.perf_counter() - start
+    clean_seconds: dict[str, float] = {}
+    clean = _defend(config, classify, num_classes, x, keys.clean, clean_seconds)
+    seconds["clean"] = sum(clean_seconds.values())
+    result = _defend(config, classify, num_classes, x_adv, keys.certify, seconds)
+    box = result["mask_box"]
+    covered = box is not None and _box_covers(box, patch, config.patch_size)
+    # The clean pipeline's fields, prefixed (its target fields too, if any).
+    clean_fields = {
+        f"clean_{name}": clean[name]
+        for name in _CLEAN_FIELDS
+        if name in clean
+    }
+    return {
+        **result,
+        "patch_top_left": patch,
+        "covered": covered,
+        "base_clean_prediction": base_clean,
+        "undefended_adv_prediction": undefended,
+        **clean_fields,
+    }
+
+
+_CLEAN_FIELDS = (
+    "prediction",
+    "radius",
+    "certified",
+    "localization",
+    "abstain_reason",
+    "certified_at_target",
+    "num_samples",
+)
+# Mode -> row builder: a new mode is one entry here, not a branch in image_row.
+_MODE_ROWS = {
+    "practical": functools.partial(_attacked_row, attack=_standard_attack),
+    "adaptive": functools.partial(_attacked_row, attack=_adaptive_attack),
+    "center": _window_row,
+    "gradcam": _window_row,
+    "clean": _clean_row,
+    "double_masking": _patchcleanser_row,
+}
+MODES = tuple(_MODE_ROWS)
 
 
 def tie_break_block(score_map: np.ndarray, stride: int) -> tuple[int, int]:
@@ -164,7 +260,7 @@ def _defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
         "localization": outcome,
     }
     if outcome == "multiple_regions":
-        return result | {
+        return result | target_radius.skipped_fields(config, x.shape[-1]) | {
             "located_top_left": None,
             "prediction": smoothing.ABSTAIN,
             "radius": 0.0,
@@ -185,6 +281,12 @@ def _defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
 
 def _certify(config, classify, num_classes, x, mask, key, seconds) -> dict[str, Any]:
     start = time.perf_counter()
+    if config.target_radius is not None:
+        result = target_radius.certify_fields(
+            config, classify, num_classes, x, mask, key
+        )
+        seconds["certify"] = time.perf_counter() - start
+        return {**result, "mask_box": _box(mask)}
     cert = smoothing.certify(
         classify,
         x,

@@ -16,6 +16,15 @@ Modes (``MRS_SPEC.md`` sections 5 and 6):
   (``features_and_head``); without one the job refuses to start rather than fall
   back to another saliency row by row.
 - ``clean``: the practical pipeline (localise, certify) on clean images only.
+- ``adaptive``: ``practical`` with ``mrs_jax.adaptive_patch_attack`` (white-box
+  against localisation and the masked smoothing at the job's ``sigma`` and
+  ``dilation``) in place of the PGD patch; the same row fields.
+- ``double_masking``: PatchCleanser on the clean image (``mrs_jax.pc_row``): a
+  certificate for every patch position, deterministic, with no radius.
+
+``target_radius`` (not for ``double_masking``): the certify step decides with
+``certify_at`` whether the prediction is certified at that radius, with at
+most ``n`` estimation draws (``mrs_jax.target_radius``).
 
 Localisation outcome, per row (``localization``; ``clean_localization`` for the
 clean pipeline of a practical row): ``located`` (a block changed the
@@ -46,87 +55,21 @@ from typing import Any
 import jax
 import numpy as np
 
-from mrs_jax import _checks, metrics, rows, run_dir
+from mrs_jax import _checks, metrics, rows, run_dir, target_radius
 from mrs_jax.image_pipeline import image_row
-from mrs_jax.localize import vote_settings
+from mrs_jax.job_config import INPAINT_METHODS, MODES, JobConfig, config_defaults
 
-MODES = ("practical", "center", "gradcam", "clean")
-INPAINT_METHODS = ("telea", "harmonic")
 RUN_FILE = run_dir.RUN_FILE
-
-
-@dataclasses.dataclass(frozen=True)
-class JobConfig:
-    """Static settings of a certification run (paper defaults where it has any).
-
-    Data: ``dataset``/``split``/``data_dir`` as in ``mrs_jax.data.dataset_source``;
-    ``num_images`` test images drawn without replacement by a permutation seeded
-    with ``image_seed``. Attack: ``patch_size`` s, ``num_locations`` K (paper 80),
-    ``attack_steps`` and ``attack_step_size`` of sign-gradient PGD. Localisation:
-    ``stride``, ``m``, ``tau`` (None: the localiser's defaults), ``dilation``,
-    ``inpaint_method``, ``localize_batch_size``. Smoothing: ``sigma`` (l2, [0, 1]
-    pixel units), ``n0``, ``n``, ``alpha``, ``batch_size``. ``seed`` roots every key.
-    ``synthetic_*``: the made-up data set's shape, classes and size (tests, smoke).
-    """
-
-    mode: str = "practical"
-    dataset: str = "digits"
-    split: str = "test"
-    data_dir: str | None = None
-    num_images: int = 500
-    image_seed: int = 0
-    patch_size: int = 5
-    num_locations: int = 80
-    attack_steps: int = 50
-    attack_step_size: float = 0.05
-    stride: int = 1
-    m: int | None = None
-    tau: float | None = None
-    dilation: int = 3
-    inpaint_method: str = "telea"
-    localize_batch_size: int = 256
-    sigma: float = 0.5
-    n0: int = 100
-    n: int = 100_000
-    alpha: float = 0.001
-    batch_size: int = 1000
-    seed: int = 0
-    synthetic_shape: tuple[int, int, int] = (32, 32, 3)
-    synthetic_classes: int = 10
-    synthetic_examples: int = 64
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        for name in (
-            "num_images",
-            "patch_size",
-            "num_locations",
-            "stride",
-            "localize_batch_size",
-            "n0",
-            "n",
-            "batch_size",
-        ):
-            _checks.positive_int(getattr(self, name), name)
-        for name in ("attack_steps", "dilation", "seed", "image_seed"):
-            _checks.positive_int(getattr(self, name), name, minimum=0)
-        _checks.positive_float(self.sigma, "sigma")
-        _checks.positive_float(self.attack_step_size, "attack_step_size")
-        _checks.probability_level(self.alpha)
-        if self.inpaint_method not in INPAINT_METHODS:
-            raise ValueError(
-                f"inpaint_method must be one of {INPAINT_METHODS}, "
-                f"got {self.inpaint_method!r}"
-            )
-        # The localiser's own checks of m (1..s) and tau (finite, >= 0).
-        vote_settings(self.patch_size, stride=self.stride, m=self.m, tau=self.tau)
-        if self.tau is not None and self.tau < 0:
-            raise ValueError(f"tau must be >= 0, got {self.tau}")
-
-
 Classify = Callable[[jax.Array], jax.Array]
-__all__ = ["MODES", "JobConfig", "image_row", "run", "running_accuracies", "validate"]
+__all__ = [
+    "INPAINT_METHODS",
+    "MODES",
+    "JobConfig",
+    "image_row",
+    "run",
+    "running_accuracies",
+    "validate",
+]
 
 
 def run(
@@ -192,13 +135,14 @@ def run(
         features_and_head=features_and_head,
     )
     record = _run_record(config, source, num_classes, classify, meta)
-    run_dir.check_resume(Path(out_dir), record)  # before anything is written
+    defaults = config_defaults()
+    run_dir.check_resume(Path(out_dir), record, defaults)  # before any write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_dir.hold(out_dir, process_index, process_count):
         # Checked again under the lock: another process may have started it.
-        run_dir.check_resume(out_dir, record)
+        run_dir.check_resume(out_dir, record, defaults)
         if process_index == 0 and run_dir.read_run_file(out_dir) is None:
             run_dir.write_run_file(out_dir, record)
         _certify_images(
@@ -264,6 +208,7 @@ def validate(
         )
     if meta is not None:
         run_dir.check_model_fits(meta, config.dataset, shape)
+    target_radius.check_reachable(config, shape[-1])
     if config.mode == "gradcam" and num_classes is not None:
         if features_and_head is None:
             raise ValueError(
@@ -292,6 +237,9 @@ def _run_record(config, source, num_classes, classify, meta) -> dict[str, Any]:
         "num_classes": num_classes,
         "num_images": config.num_images,
         "saliency": "gradcam" if config.mode == "gradcam" else None,
+        "target_radius": target_radius.resolve(
+            config.target_radius, config.patch_size, shape[-1]
+        ),
         "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "model": model,
         "meta": json.loads(json.dumps(meta or {})),

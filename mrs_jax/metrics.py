@@ -6,6 +6,11 @@ A result row is a dict for one test image. Fields read here:
 - `prediction` (int, -1 = abstain): the defended prediction (on x_adv for the
   practical mode, on the clean image for the centre / Grad-CAM modes).
 - `radius` (float >= 0): certified l2 radius of `prediction` (0 on abstain).
+  None only with `certificate == "every_patch_position"` (PatchCleanser's
+  double masking, `mrs_jax.pc_row`): that certificate is not an l2 radius but
+  holds for every patch position and content, so a certified, correct row
+  counts at every R (its certified accuracy is the same at every radius).
+- `certificate` (str, optional): "every_patch_position" for PatchCleanser rows.
 - `covered` (bool, or None / absent): whether the smoothing mask contains the whole
   attack patch. None or absent means the mode has no patch (centre / Grad-CAM).
 - `certified` (bool): CERTIFY ran and returned `prediction`. Rows written before
@@ -17,6 +22,11 @@ A result row is a dict for one test image. Fields read here:
   localisation outcome on the image `prediction` is for.
 - `base_clean_prediction`, `undefended_adv_prediction` (int, optional): the base
   classifier's own prediction, clean and under attack (no defence).
+
+- `certified_at_target` (bool, optional), `num_samples` (int, or None where
+  CERTIFY did not run): rows certified at a target radius with `certify_at`
+  (`mrs_jax.target_radius`); read by :func:`target_accuracy` and
+  :func:`mean_num_samples`.
 
 Other fields (`index`, `p_lower`, `abstain_reason`, ...) are carried but not read.
 Abstentions (prediction -1) count as wrong everywhere, since labels are >= 0.
@@ -92,10 +102,16 @@ def _label(row: Mapping[str, Any], i: int) -> int:
     return label
 
 
+EVERY_PATCH_POSITION = "every_patch_position"
+
+
 def _radius(row: Mapping[str, Any], i: int) -> float:
+    """The row's radius; +inf for a certificate over every patch position."""
     if "radius" not in row:
         raise ValueError(f"rows[{i}] has no 'radius' field")
     radius = row["radius"]
+    if radius is None and row.get("certificate") == EVERY_PATCH_POSITION:
+        return math.inf
     if isinstance(radius, bool) or not isinstance(radius, (int, float, np.number)):
         raise TypeError(f"rows[{i}]['radius'] must be a number, got {radius!r}")
     if math.isnan(radius):
@@ -218,6 +234,50 @@ def accuracy_curve(
         raise ValueError(f"radii must be >= 0, got {grid}")
     counted = certified_radii(rows)
     return (counted[None, :] >= grid[:, None]).mean(axis=1)
+
+
+def target_accuracy(rows: Iterable[Mapping[str, Any]]) -> float:
+    """Share of rows certified at their target radius for the true label.
+
+    A row counts when `certified_at_target`, prediction == label and, where
+    the row has a patch, the mask covers it (as :func:`certified_accuracy`).
+
+    Args:
+      rows: result rows that all carry `certified_at_target`.
+
+    Returns:
+      Accuracy in [0, 1].
+    """
+    rows = _rows(rows)
+    counted = []
+    for i, row in enumerate(rows):
+        value = row.get("certified_at_target")
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(
+                f"rows[{i}]['certified_at_target'] must be a bool, got {value!r}"
+            )
+        correct = _int_field(row, "prediction", i) == _label(row, i)
+        counted.append(bool(value) and correct and _covered_ok(row, i))
+    return float(np.mean(counted))
+
+
+def mean_num_samples(rows: Iterable[Mapping[str, Any]]) -> float | None:
+    """Mean draws per image (n0 included) over rows where CERTIFY ran.
+
+    Args:
+      rows: result rows with `num_samples` (None where CERTIFY did not run).
+
+    Returns:
+      The mean, or None when CERTIFY ran on no row.
+    """
+    rows = _rows(rows)
+    drawn = []
+    for i, row in enumerate(rows):
+        value = row.get("num_samples")
+        if value is None:
+            continue
+        drawn.append(_int_field(row, "num_samples", i))
+    return float(np.mean(drawn)) if drawn else None
 
 
 def base_accuracy(rows: Iterable[Mapping[str, Any]], field: str) -> float:

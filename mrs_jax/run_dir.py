@@ -194,8 +194,18 @@ def read_run_file(out_dir: Path) -> dict[str, Any] | None:
     return record
 
 
-def check_resume(out_dir: Path, record: Mapping[str, Any]) -> None:
+def check_resume(
+    out_dir: Path,
+    record: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
     """Refuses to continue a run whose config or model differs from ``record``.
+
+    Args:
+      out_dir: the run directory.
+      record: the new run's ``run.json`` record (``config``, ``model``).
+      defaults: config fields' defaults: a field missing from the existing
+        ``run.json`` (written before the field existed) counts as its default.
 
     Raises:
       ValueError: naming the config fields or model facts that differ.
@@ -204,11 +214,18 @@ def check_resume(out_dir: Path, record: Mapping[str, Any]) -> None:
     if existing is None:
         return
     new = json.loads(json.dumps(record))  # tuples read back as lists
-    if existing.get("config") != new["config"]:
-        old_config = existing.get("config") or {}
-        changed = sorted(
-            k for k in new["config"] if old_config.get(k) != new["config"][k]
-        )
+    old_config = existing.get("config")
+    # A run.json with no config at all matches nothing, defaults or not.
+    old_config = (
+        {**dict(defaults or {}), **old_config} if isinstance(old_config, dict) else {}
+    )
+    missing = object()
+    changed = sorted(
+        k
+        for k in set(new["config"]) | set(old_config)
+        if old_config.get(k, missing) != new["config"].get(k, missing)
+    )
+    if changed:
         raise ValueError(
             f"out_dir {out_dir} holds a run with a different config (differs in "
             f"{changed}); rerun with the same config or use a new out_dir"

@@ -145,7 +145,7 @@ def test_summaries_and_table(runs):
     table = analysis.markdown_table([practical, centre], [0, 10])
     lines = table.strip().split("\n")
     assert len(lines) == 6 and lines[4] == ""
-    assert "certified (localised for practical/clean)" in lines[5]
+    assert "certified (localised for practical/adaptive/clean)" in lines[5]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header == [
         "run",

@@ -1,0 +1,128 @@
+"""The markdown summary table of certification runs (``mrs_jax.analysis``).
+
+Takes ``mrs_jax.analysis.RunSummary`` objects, already checked by
+``mrs_jax.analysis``, which re-exports :func:`certified_name` and wraps
+:func:`markdown_table`. Each run's certified accuracy means what its
+certificate covers (``RunSummary.certificate``): the located mask (MRS:
+practical, adaptive, clean), a fixed mask (center, gradcam) or every patch
+position (PatchCleanser's double masking, which has no radius: the same value
+at every R).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+_UNRESTRICTED = "true unrestricted (s*sqrt(C))"
+_PAPER = "paper s^2"
+_LOCALISED_MODES = "practical/adaptive/clean"
+
+
+def certified_name(summaries: Sequence[Any]) -> str:
+    """What the certified columns measure.
+
+    "localised certified" when every run is an MRS pipeline run (practical,
+    adaptive, clean), "certified" for the fixed-mask settings, "certified
+    (every patch position)" for PatchCleanser alone, and, when mixed,
+    "certified" with what it means for which modes.
+    """
+    kinds = {s.certificate for s in summaries}
+    if kinds == {"localised"}:
+        return "localised certified"
+    if kinds == {"fixed mask"}:
+        return "certified"
+    if kinds == {"every patch position"}:
+        return "certified (every patch position)"
+    parts = []
+    if "localised" in kinds:
+        parts.append(f"localised for {_LOCALISED_MODES}")
+    if "every patch position" in kinds:
+        parts.append("every patch position for double_masking")
+    return f"certified ({'; '.join(parts)})" if parts else "certified"
+
+
+def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
+    """Markdown table: one line per run, accuracies in percent.
+
+    Columns: run, mode, sigma, s, images ("3/6 (partial)" when rows are missing),
+    the base classifier's accuracy clean and under attack, the defence's clean
+    and empirical accuracy, abstain, the localisation outcomes (covered,
+    no_change, multiple regions, % of images), then (localised) certified
+    R-accuracy at each R in `radii` and at each run's own s*sqrt(C) and s^2 (the
+    radius in brackets). When some run certified at a target radius
+    (``certify_at``): the target ("unrestricted" for s*sqrt(C)), the share
+    certified at it and the mean draws per image. "-" where a run has no such
+    value. A footer line says what each kind of certificate in the table covers.
+
+    Args:
+      summaries: checked ``RunSummary`` objects.
+      radii: checked radii for the certified columns (>= 0).
+
+    Returns:
+      The table, ending in a newline.
+    """
+    name = certified_name(summaries)
+    cert = "loc. cert" if name == "localised certified" else "cert"
+    targets = any(s.target_radius is not None for s in summaries)
+    header = ["run", "mode", "sigma", "s", "images", "base clean", "base attacked"]
+    header += ["clean", "empirical", "abstain"]
+    header += ["covered", "no_change", "multiple regions"]
+    header += [f"{cert} R={r:g}" for r in radii]
+    header += [f"{cert} R=s*sqrt(C)", f"{cert} R=s^2"]
+    if targets:
+        header += ["target R", f"{cert} at target", "draws/image"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for s in summaries:
+        lines.append("| " + " | ".join(_cells(s, radii, targets)) + " |")
+    lines.append("")
+    lines.append(
+        f"{cert}: {name} R-accuracy (%); localised = conditional on the located "
+        "mask covering the patch, not a worst case over patch positions. "
+        "base = the undefended classifier."
+    )
+    if any(s.certificate == "every patch position" for s in summaries):
+        lines.append(
+            "double_masking (PatchCleanser): certified for every patch position "
+            "and content, no radius: the same accuracy at every R."
+        )
+    if any(s.unrestricted_target for s in summaries):
+        lines.append(
+            "target R unrestricted = s*sqrt(C): certified against every possible "
+            "patch inside the mask."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _cells(s: Any, radii: Sequence[float], targets: bool) -> list[str]:
+    sigma = "-" if s.sigma is None else f"{s.sigma:g}"
+    located = s.localization or {}
+    cells = [s.name, s.mode, sigma, str(s.size), _images(s)]
+    cells += [_percent(s.base_clean_accuracy), _percent(s.undefended_accuracy)]
+    cells += [_percent(s.clean_accuracy), _percent(s.empirical_accuracy)]
+    cells += [_percent(s.abstain_rate), _percent(s.covered_rate)]
+    cells += [_percent(located.get(k)) for k in ("no_change", "multiple_regions")]
+    cells += [_percent(a) for a in s.certified_accuracy(radii)]
+    for radius in (s.markers[_UNRESTRICTED], s.markers[_PAPER]):
+        accuracy = s.certified_accuracy([radius])[0]
+        cells.append(f"{_percent(accuracy)} ({radius:.3g})")
+    if targets:
+        if s.target_radius is None:
+            cells += ["-", "-", "-"]
+        else:
+            target = f"{s.target_radius:.3g}"
+            if s.unrestricted_target:
+                target += " (unrestricted)"
+            draws = "-" if s.mean_samples is None else f"{s.mean_samples:.0f}"
+            cells += [target, _percent(s.target_accuracy), draws]
+    return cells
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _images(s: Any) -> str:
+    if s.partial:
+        return f"{s.num_images}/{s.expected_images} (partial)"
+    return str(s.num_images)
