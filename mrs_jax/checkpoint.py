@@ -14,9 +14,12 @@ A step whose files were damaged later (disk, copy) is named in a warning and ski
 loading and resuming fall back to the newest intact step.
 """
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -217,16 +220,41 @@ def save_checkpoint(
     opt_state: Any,
     progress: dict[str, Any],
 ) -> None:
-    """Saves the model state (params and batch stats), optimiser state and progress."""
-    manager.save(
-        epoch,
-        args=ocp.args.Composite(
-            model=ocp.args.StandardSave(model_state),
-            opt_state=ocp.args.StandardSave(opt_state),
-            progress=ocp.args.JsonSave(progress),
-        ),
-    )
-    manager.wait_until_finished()
+    """Saves the model state (params and batch stats), optimiser state and progress.
+
+    Ctrl-C during the save is held back until the save has finished, so an
+    interrupt never leaves a half-written step (or a traceback from orbax's
+    writer threads) behind.
+    """
+    with _interrupts_deferred():
+        manager.save(
+            epoch,
+            args=ocp.args.Composite(
+                model=ocp.args.StandardSave(model_state),
+                opt_state=ocp.args.StandardSave(opt_state),
+                progress=ocp.args.JsonSave(progress),
+            ),
+        )
+        manager.wait_until_finished()
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Holds SIGINT back for the ``with`` block, then delivers it (main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(*caught[0])
+            else:
+                raise KeyboardInterrupt
 
 
 def _abstract(tree: Any) -> Any:

@@ -433,3 +433,24 @@ def test_configfile_load_names_the_file_that_fails(tmp_path):
                        "ZeroDivisionError") as caught:  # fmt: skip
         configfile.load(str(raising), True, TrainConfig)
     assert isinstance(caught.value.__cause__, ZeroDivisionError)  # kept for --debug
+
+
+def test_ctrl_c_during_a_checkpoint_save_waits_for_the_save(tmp_path, monkeypatch):
+    # SIGINT arriving inside save_checkpoint is delivered only once the step is
+    # fully written: the step is intact and KeyboardInterrupt still reaches us.
+    import mrs_jax.checkpoint as ckpt_module
+
+    saved = []
+
+    class Manager:
+        def save(self, epoch, args):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of a save
+            saved.append(epoch)
+
+        def wait_until_finished(self):
+            saved.append("finished")
+
+    with pytest.raises(KeyboardInterrupt):
+        ckpt_module.save_checkpoint(Manager(), 3, {}, {}, {"epoch": 3})
+    assert saved == [3, "finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
