@@ -354,8 +354,9 @@ def summary_record(s: RunSummary, radii: Sequence[float]) -> dict[str, Any]:
 
     The summary's fields (without per-row radii; with the target-radius ones),
     `partial`, `certified_meaning`, `certificate` (what it covers: "localised",
-    "fixed mask" or "every patch position"), and the accuracies at `radii` and at the markers under the key
-    "localised_certified" (practical and clean runs) or "certified".
+    "fixed mask" or "every patch position"), and the accuracies at `radii` and
+    at the markers under the key "localised_certified" (practical, adaptive and
+    clean runs) or "certified".
     """
     record = dataclasses.asdict(s)
     del record["counted_radii"]

@@ -41,18 +41,24 @@ def test_every_mode_writes_one_complete_row_per_image(tmp_path, mode):
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["mode"] == mode and run["size"] == 3 and run["channels"] == 3
     for row in out:
+        assert row["base_clean_prediction"] in range(NUM_CLASSES)
+        if mode == "double_masking":
+            # PatchCleanser never abstains and has no radius (tests/test_job_modes).
+            assert row["prediction"] in range(NUM_CLASSES) and row["radius"] is None
+            assert row["case"] in (1, 2, 3) and row["covered"] is None
+            assert row["certificate"] == "every_patch_position"
+            continue
         assert row["prediction"] in range(-1, NUM_CLASSES)
         assert row["radius"] >= 0.0
         assert (row["prediction"] == -1) <= (row["radius"] == 0.0)
-        assert row["base_clean_prediction"] in range(NUM_CLASSES)
         # Certified only where CERTIFY ran and returned the row's label.
         ran = row["p_lower"] is not None
         assert row["certified"] == (ran and row["prediction"] >= 0)
-        if mode in ("practical", "clean"):
+        if mode in ("practical", "adaptive", "clean"):
             assert row["localization"] in ("located", "no_change", "multiple_regions")
             # Only two separate regions skip CERTIFY; no_change certifies too.
             assert (not ran) == (row["localization"] == "multiple_regions")
-        if mode == "practical":
+        if mode in ("practical", "adaptive"):
             assert row["clean_certified"] in (True, False)
             assert row["covered"] in (True, False)
             assert {"attack", "localize", "clean"} <= set(row["seconds"])

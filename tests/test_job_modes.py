@@ -1,0 +1,270 @@
+"""Job modes adaptive and double_masking, and certifying at a target radius."""
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config
+
+from mrs_jax import analysis, job, metrics, rows
+from mrs_jax.adaptive import adaptive_patch_attack
+from mrs_jax.double_masking import patchcleanser, patchcleanser_masks
+from mrs_jax.masks import square_mask
+from mrs_jax.sequential import certify_at
+
+
+def _run(config, out):
+    return job.run(
+        config, out, classify=tiny_classifier(), num_classes=NUM_CLASSES, progress=False
+    )
+
+
+def _image(config, row):
+    images, _ = job._source(config).get_batch(np.array([row["dataset_index"]]))
+    return images[0]
+
+
+def _keys(config, row):
+    """The row's (attack, clean, certify) keys, as the job splits them."""
+    key = jax.random.fold_in(jax.random.key(config.seed), row["dataset_index"])
+    return jax.random.split(key, 3)
+
+
+def _without_seconds(all_rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in all_rows]
+
+
+def _check_resume(config, out):
+    """Cuts a finished run to one row and half a line; the resume equals it."""
+    full = rows.all_rows(out)
+    lines = (out / "rows.jsonl").read_text().splitlines(keepends=True)
+    (out / "rows.jsonl").write_text(lines[0] + lines[1][:15])
+    resumed = _run(config, out)
+    assert _without_seconds(resumed) == _without_seconds(full)
+
+
+def test_adaptive_rows_are_practical_rows_made_with_the_adaptive_attack(tmp_path):
+    config = tiny_config(
+        mode="adaptive", num_images=2, adaptive_occlusions=1, adaptive_noise_draws=1
+    )
+    out = _run(config, tmp_path / "adaptive")
+    practical = _run(tiny_config(num_images=2), tmp_path / "practical")
+    assert json.loads((tmp_path / "adaptive" / "run.json").read_text())["mode"] == (
+        "adaptive"
+    )
+    for row, reference in zip(out, practical, strict=True):
+        assert set(row) == set(reference)
+        assert set(row["seconds"]) == set(reference["seconds"])
+        # The patch is the adaptive attack's, at the job's sigma and dilation.
+        x = _image(config, row)
+        x_adv, top_left = adaptive_patch_attack(
+            tiny_classifier(),
+            x,
+            row["label"],
+            config.patch_size,
+            key=_keys(config, row)[0],
+            num_locations=config.num_locations,
+            steps=config.attack_steps,
+            step_size=config.attack_step_size,
+            sigma=config.sigma,
+            dilation=config.dilation,
+            num_occlusions=1,
+            num_noise=1,
+        )
+        assert row["patch_top_left"] == [int(v) for v in np.asarray(top_left)]
+        logits = np.asarray(tiny_classifier()(np.asarray(x_adv)[None]))[0]
+        assert row["undefended_adv_prediction"] == int(np.argmax(logits))
+    summary = analysis.summarize_run(tmp_path / "adaptive")
+    assert summary.localised and summary.covered_rate is not None
+    assert "| adaptive |" in analysis.markdown_table([summary], [0])
+    _check_resume(config, tmp_path / "adaptive")
+
+
+def test_double_masking_rows_are_patchcleanser_on_the_clean_image(tmp_path):
+    config = tiny_config(mode="double_masking", num_images=4, pc_k=3, pc_fill=0.25)
+    out = _run(config, tmp_path)
+    masks = patchcleanser_masks(config.synthetic_shape, config.patch_size, 3)
+    for row in out:
+        x = _image(config, row)
+        expected = patchcleanser(tiny_classifier(), x, masks, fill=0.25)
+        assert row["prediction"] == expected.label
+        assert row["certified"] is expected.certified
+        assert row["case"] == expected.case
+        assert row["radius"] is None and row["covered"] is None
+        base = np.argmax(np.asarray(tiny_classifier()(x[None]))[0])
+        assert row["base_clean_prediction"] == int(base)
+        assert set(row["seconds"]) == {"patchcleanser"}
+    # Certified accuracy: certified and correct, the same at every radius.
+    share = np.mean([r["certified"] and r["prediction"] == r["label"] for r in out])
+    summary = analysis.summarize_run(tmp_path)
+    np.testing.assert_allclose(summary.certified_accuracy([0.0, 1e6]), [share] * 2)
+    assert summary.clean_accuracy == pytest.approx(
+        np.mean([r["prediction"] == r["label"] for r in out])
+    )
+    assert summary.certificate == "every patch position"
+    table = analysis.markdown_table([summary], [0])
+    assert "| double_masking |" in table
+    assert "certified (every patch position)" in table
+    _check_resume(config, tmp_path)
+
+
+def test_a_table_of_mrs_and_patchcleanser_says_what_each_certifies(tmp_path):
+    _run(tiny_config(mode="clean", num_images=1), tmp_path / "mrs")
+    _run(tiny_config(mode="double_masking", num_images=1), tmp_path / "pc")
+    summaries = [analysis.summarize_run(tmp_path / d) for d in ("mrs", "pc")]
+    table = analysis.markdown_table(summaries, [0])
+    assert (
+        "certified (localised for practical/adaptive/clean; every patch position "
+        "for double_masking)"
+    ) in table
+    records = [analysis.summary_record(s, [0]) for s in summaries]
+    assert [r["certificate"] for r in records] == ["localised", "every patch position"]
+
+
+def test_patchcleanser_rows_count_at_every_radius_only_when_certified_and_right():
+    pc = dict(certificate="every_patch_position", radius=None, covered=None)
+    rows_ = [
+        dict(label=1, prediction=1, certified=True, **pc),
+        dict(label=1, prediction=1, certified=False, **pc),
+        dict(label=2, prediction=1, certified=True, **pc),
+    ]
+    np.testing.assert_allclose(
+        metrics.accuracy_curve(rows_, [0.0, 10.0, 1e9]), [1 / 3] * 3
+    )
+    # A missing radius is refused everywhere else.
+    with pytest.raises(TypeError, match="radius"):
+        metrics.certified_radii(
+            [dict(label=1, prediction=1, certified=True, radius=None)]
+        )
+
+
+def test_target_radius_certifies_iff_certify_at_does(tmp_path):
+    config = tiny_config(mode="center", num_images=4, target_radius=0.3, n=512)
+    out = _run(config, tmp_path)
+    mask = square_mask(config.synthetic_shape, 6, 6, config.patch_size)
+    decisions = []
+    for row in out:
+        cert = certify_at(
+            tiny_classifier(),
+            _image(config, row),
+            mask,
+            config.sigma,
+            0.3,
+            key=_keys(config, row)[2],
+            n0=config.n0,
+            max_n=config.n,
+            alpha=config.alpha,
+            num_classes=NUM_CLASSES,
+            batch_size=config.batch_size,
+        )
+        assert row["certified_at_target"] is cert.certified
+        assert row["num_samples"] == cert.num_samples
+        assert row["target_radius"] == 0.3
+        assert row["p_lower"] == pytest.approx(cert.p_lower)
+        # "certified" only where a label came back, at least the target if so.
+        assert row["certified"] == (cert.p_lower > 0.5)
+        assert row["prediction"] == (cert.selected_label if row["certified"] else -1)
+        if cert.certified:
+            assert row["radius"] >= 0.3
+        decisions.append(cert.certified)
+    assert set(decisions) == {True, False}  # both outcomes are checked
+    summary = analysis.summarize_run(tmp_path)
+    assert summary.target_radius == 0.3 and not summary.unrestricted_target
+    counted = [r["certified_at_target"] and r["prediction"] == r["label"] for r in out]
+    assert summary.target_accuracy == pytest.approx(np.mean(counted))
+    draws = [r["num_samples"] for r in out]
+    assert summary.mean_samples == pytest.approx(np.mean(draws))
+    table = analysis.markdown_table([summary], [0])
+    assert "| target R | cert at target | draws/image |" in table
+    _check_resume(config, tmp_path)
+
+
+def test_unrestricted_target_is_s_sqrt_c(tmp_path):
+    config = tiny_config(
+        mode="center", num_images=1, target_radius="unrestricted", sigma=2.0, n=2000
+    )
+    (row,) = _run(config, tmp_path)
+    assert row["target_radius"] == pytest.approx(3 * math.sqrt(3))
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["target_radius"] == pytest.approx(3 * math.sqrt(3))
+    assert run["config"]["target_radius"] == "unrestricted"
+    summary = analysis.summarize_run(tmp_path)
+    assert summary.unrestricted_target
+    table = analysis.markdown_table([summary], [0])
+    assert "5.2 (unrestricted)" in table
+    assert "every possible patch inside the mask" in table
+
+
+@pytest.mark.parametrize(
+    "changes,error,match",
+    [
+        (dict(target_radius="far"), ValueError, "target_radius"),
+        (dict(target_radius=-1.0), ValueError, "target_radius"),
+        (dict(target_radius=True), TypeError, "target_radius"),
+        (dict(mode="double_masking", target_radius=1.0), ValueError, "target_radius"),
+        (dict(pc_k=0), ValueError, "pc_k"),
+        (dict(pc_fill=1.5), ValueError, "pc_fill"),
+        (dict(pc_batch_size=0), ValueError, "pc_batch_size"),
+        (dict(adaptive_objective="pgd"), ValueError, "adaptive_objective"),
+        (dict(adaptive_noise_draws=0), ValueError, "adaptive_noise_draws"),
+    ],
+)
+def test_bad_new_fields_are_refused(changes, error, match):
+    with pytest.raises(error, match=match):
+        tiny_config(**changes)
+
+
+def test_an_unreachable_target_is_refused_before_the_run_dir_is_written(tmp_path):
+    # s*sqrt(C) = 5.2 at sigma 0.25 is 20.8 sigmas: no number of draws certifies.
+    for changes in (dict(target_radius="unrestricted"), dict(target_radius=1.0)):
+        config = tiny_config(mode="center", num_images=1, n=256, **changes)
+        with pytest.raises(ValueError, match="target_radius"):
+            _run(config, tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_run_from_before_the_new_fields_resumes(tmp_path):
+    config = tiny_config(mode="center", num_images=2)
+    _run(config, tmp_path)
+    lines = (tmp_path / "rows.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "rows.jsonl").write_text(lines[0])
+    run = json.loads((tmp_path / "run.json").read_text())
+    for field in ("target_radius", "pc_k", "pc_fill", "adaptive_objective"):
+        del run["config"][field]
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    assert [r["index"] for r in _run(config, tmp_path)] == [0, 1]
+    with pytest.raises(ValueError, match=r"different config.*pc_k"):
+        _run(tiny_config(mode="center", num_images=2, pc_k=3), tmp_path)
+
+
+def test_the_cifar10_patchcleanser_config_runs_through_the_cli(tmp_path, capsys):
+    from _job_helpers import write_checkpoint
+
+    from certify.__main__ import main as certify_main
+    from certify.analyze import main as analyze_main
+    from mrs_jax import configfile
+
+    path = "certify/configs/cifar10_cpu_pc.py"
+    full = configfile.load(path, False, job.JobConfig)
+    assert (full.mode, full.dataset) == ("double_masking", "cifar10")
+    assert (full.num_images, full.patch_size, full.pc_k) == (200, 5, 6)
+    assert full.data_dir == "data/cifar10"
+    model = write_checkpoint(
+        tmp_path / "model", shape=(32, 32, 3), num_classes=10, sigma=0.5
+    )
+    out = tmp_path / "pc"
+    args = ["--config", path, "--checkpoint", str(model), "--out", str(out)]
+    assert certify_main([*args, "--smoke", "--no_progress"]) == 0
+    assert len(rows.all_rows(out)) == 2
+    capsys.readouterr()
+    report = tmp_path / "report"
+    assert analyze_main([str(out), "--out", str(report)]) == 0
+    assert "| double_masking |" in capsys.readouterr().out
+    # PatchCleanser's curve is flat: its accuracy at every radius of the CSV.
+    summary = analysis.summarize_run(out)
+    with open(report / "curves.csv") as f:
+        accuracies = {line.split(",")[-2] for line in f.readlines()[1:]}
+    assert accuracies == {repr(float(summary.certified_accuracy([0.0])[0]))}
+    assert (report / "curves.png").stat().st_size > 0
