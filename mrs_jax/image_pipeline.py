@@ -1,7 +1,11 @@
 """One test image's result row: attack, localise, certify (``MRS_SPEC.md`` s. 5-6).
 
 :func:`image_row` is what ``mrs_jax.job`` runs per image; the row's fields are
-described in ``mrs_jax.job``'s docstring and read by ``mrs_jax.metrics``.
+described in ``mrs_jax.job``'s docstring and read by ``mrs_jax.metrics``. Each
+mode is one row builder in ``_MODE_ROWS`` (``MODES`` is its keys): practical
+and adaptive share one builder and differ only in the attack; double_masking
+is ``mrs_jax.pc_row``; with a ``target_radius`` the certify step is
+``mrs_jax.target_radius``'s.
 
 Localisation and ``no_change``. When no block changes the base classifier's
 prediction, the joint-voting score map is all zero. The paper's algorithm takes

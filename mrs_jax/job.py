@@ -294,14 +294,18 @@ def _certify_images(
 
 
 def running_accuracies(finished: list[dict[str, Any]]) -> dict[str, str]:
-    """Clean / empirical / certified (R = 0) accuracy of the rows so far."""
+    """Clean / empirical / certified (R = 0) accuracy of the rows so far, and
+    the share certified at the target radius where the rows have one."""
     if not finished:
         return {}
-    return {
+    shown = {
         "clean": f"{metrics.clean_accuracy(finished):.1%}",
         "empirical": f"{metrics.empirical_accuracy(finished):.1%}",
         "certified": f"{metrics.certified_accuracy(finished, 0.0):.1%}",
     }
+    if "certified_at_target" in finished[0]:
+        shown["at_target"] = f"{metrics.target_accuracy(finished):.1%}"
+    return shown
 
 
 def _source(config: JobConfig):

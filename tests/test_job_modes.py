@@ -174,6 +174,7 @@ def test_target_radius_certifies_iff_certify_at_does(tmp_path):
     assert summary.target_radius == 0.3 and not summary.unrestricted_target
     counted = [r["certified_at_target"] and r["prediction"] == r["label"] for r in out]
     assert summary.target_accuracy == pytest.approx(np.mean(counted))
+    assert job.running_accuracies(out)["at_target"] == f"{np.mean(counted):.1%}"
     draws = [r["num_samples"] for r in out]
     assert summary.mean_samples == pytest.approx(np.mean(draws))
     table = analysis.markdown_table([summary], [0])
