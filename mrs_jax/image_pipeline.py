@@ -67,13 +67,9 @@ def image_row(
       key: this image's key; split into attack, clean-certify and certify keys.
       features_and_head: the model's split for mode ``gradcam`` (required there).
     """
-    attack_key, clean_key, certify_key = jax.random.split(key, 3)
-    task = _Task(
-        config, classify, num_classes, x, label, features_and_head, {}
-    )
-    row = {"label": label, **_MODE_ROWS[config.mode](
-        task, _Keys(attack_key, clean_key, certify_key)
-    )}
+    keys = _Keys(*jax.random.split(key, 3))
+    task = _Task(config, classify, num_classes, x, label, features_and_head, {})
+    row = {"label": label, **_MODE_ROWS[config.mode](task, keys)}
     row.setdefault("seconds", task.seconds)
     return row
 
@@ -91,6 +87,8 @@ class _Task(NamedTuple):
 
 
 class _Keys(NamedTuple):
+    """One image's independent keys (``split(key, 3)``, in this order)."""
+
     attack: jax.Array
     clean: jax.Array
     certify: jax.Array
@@ -161,9 +159,7 @@ def _adaptive_attack(task: _Task, key: jax.Array):
 
 def _attacked_row(task: _Task, keys: _Keys, *, attack) -> dict[str, Any]:
     """Modes ``practical`` / ``adaptive``: attack, then defend clean and attacked."""
-    config, classify, num_classes, x = (
-        task.config, task.classify, task.num_classes, task.x
-    )
+    config, classify, num_classes, x = task[:4]
     seconds = task.seconds
     start = time.perf_counter()
     x_adv, patch = attack(task, keys.attack)
@@ -180,11 +176,7 @@ def _attacked_row(task: _Task, keys: _Keys, *, attack) -> dict[str, Any]:
     box = result["mask_box"]
     covered = box is not None and _box_covers(box, patch, config.patch_size)
     # The clean pipeline's fields, prefixed (its target fields too, if any).
-    clean_fields = {
-        f"clean_{name}": clean[name]
-        for name in _CLEAN_FIELDS
-        if name in clean
-    }
+    clean_fields = {f"clean_{n}": clean[n] for n in _CLEAN_FIELDS if n in clean}
     return {
         **result,
         "patch_top_left": patch,
