@@ -106,7 +106,7 @@ def number_or_word(value: Any, word: str, name: str) -> float | str | None:
         raise ValueError(
             f"{name} must be None, a number >= 0 or {word!r}, got {value!r}"
         )
-    return non_negative_float(value, name)
+    return nonnegative_float(value, name)
 
 
 def boolean(value: Any, name: str) -> bool:
@@ -133,14 +133,6 @@ def positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def non_negative_float(value: Any, name: str) -> float:
-    """Returns ``value`` as a finite float >= 0."""
-    v = _real(value, name)
-    if not v >= 0 or not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
 def typed_key(key: Any, name: str = "key") -> jax.Array:
     """Returns ``key`` after checking it is one typed key from ``jax.random.key``."""
     typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(
@@ -148,6 +140,19 @@ def typed_key(key: Any, name: str = "key") -> jax.Array:
     )
     if not typed:
         raise TypeError(f"{name} must be a typed PRNG key from jax.random.key(seed)")
+    if key.shape != ():
+        raise ValueError(f"{name} must be a single key, got shape {key.shape}")
+    return key
+
+
+def prng_key(key: Any, name: str = "key") -> jax.Array:
+    """Returns one typed PRNG key; a raw ``uint32[2]`` key is wrapped (legacy)."""
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"{name} must be a jax.random.key, got {type(key).__name__}")
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != (2,) or key.dtype != np.uint32:
+            raise TypeError(f"{name} must be a typed key from jax.random.key(seed)")
+        key = jax.random.wrap_key_data(key)
     if key.shape != ():
         raise ValueError(f"{name} must be a single key, got shape {key.shape}")
     return key

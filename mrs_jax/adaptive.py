@@ -347,7 +347,7 @@ def adaptive_patch_attack(
     num_occlusions = _checks.positive_int(num_occlusions, "num_occlusions")
     num_noise = _checks.positive_int(num_noise, "num_noise")
     weights = [
-        _checks.non_negative_float(w, name)
+        _checks.nonnegative_float(w, name)
         for w, name in (
             (base_weight, "base_weight"),
             (inpaint_weight, "inpaint_weight"),

@@ -47,23 +47,6 @@ def describe(classify: Classifier) -> str:
     return f"{module}.{name}" if module else name
 
 
-def typed_key(key) -> jax.Array:
-    """``key`` as a single typed PRNG key (raw ``uint32[2]`` keys are wrapped).
-
-    Raises:
-      TypeError: not a key. ValueError: more than one key.
-    """
-    if not isinstance(key, jax.Array):
-        raise TypeError(f"key must be a jax.random.key, got {type(key).__name__}")
-    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != (2,) or key.dtype != jnp.uint32:
-            raise TypeError("key must be a typed key from jax.random.key(seed)")
-        key = jax.random.wrap_key_data(key)
-    if key.shape != ():
-        raise ValueError(f"key must be a single key, got shape {key.shape}")
-    return key
-
-
 def noise_window(mask: np.ndarray, multiple: int = 8):
     """The top-left and static ``(height, width)`` of a window holding the mask.
 

@@ -11,10 +11,10 @@ Localisation and ``no_change``. When no block changes the base classifier's
 prediction, the joint-voting score map is all zero. The paper's algorithm takes
 its arg max all the same and certifies there, so the defence's output (and the
 clean accuracy, "the accuracy of the defence") is always the smoothed
-classifier's. :func:`tie_break_block` computes the block that arg max picks
-with ``mrs_jax.localize``'s tie-break (the maximum nearest the centroid of all
-maxima, i.e. the central position), and CERTIFY runs in that block grown by
-``dilation``; the row keeps ``localization == "no_change"``.
+classifier's. ``mrs_jax.localize`` returns the block that arg max picks (its
+tie-break: the maximum nearest the centroid of all maxima, i.e. the central
+position) as the mask, grown by ``dilation``; CERTIFY runs there and the row
+keeps ``localization == "no_change"``.
 """
 
 from __future__ import annotations
@@ -208,26 +208,6 @@ _MODE_ROWS = {
 MODES = tuple(_MODE_ROWS)
 
 
-def tie_break_block(score_map: np.ndarray, stride: int) -> tuple[int, int]:
-    """Pixel top-left of the block the localiser's arg max picks in ``score_map``.
-
-    The maximum nearest the centroid of all maxima (first in row-major order
-    among equals), as ``mrs_jax.localize``; on the all-zero map of
-    ``no_change`` that is the central position.
-
-    Args:
-      score_map: ``[rows, cols]`` joint-voting scores.
-      stride: the positions' step in pixels.
-    """
-    score = np.asarray(score_map, dtype=np.float64)
-    if score.ndim != 2 or score.size == 0:
-        raise ValueError(f"score_map must be a non-empty 2-D map, got {score.shape}")
-    rows, cols = np.nonzero(score == score.max())
-    r0, c0 = rows.mean(), cols.mean()
-    best = int(np.argmin((rows - r0) ** 2 + (cols - c0) ** 2))
-    return int(rows[best]) * stride, int(cols[best]) * stride
-
-
 def _base_prediction(classify, x) -> int:
     return int(np.argmax(np.asarray(classify(x[None]))[0]))
 
@@ -265,13 +245,9 @@ def _defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
             "mask_box": None,
             "abstain_reason": "multiple_regions",
         }
-    if outcome == "no_change":
-        top, left = tie_break_block(np.asarray(located.score_map), config.stride)
-        mask = _dilated_block(x.shape, top, left, config.patch_size, config.dilation)
-        result["located_top_left"] = [top, left]
-    else:
-        mask = np.asarray(located.mask)
-        result["located_top_left"] = [int(v) for v in np.asarray(located.top_left)]
+    # On no_change the localiser's mask is the block its tie-break picks.
+    mask = np.asarray(located.mask)
+    result["located_top_left"] = [int(v) for v in np.asarray(located.top_left)]
     return result | _certify(config, classify, num_classes, x, mask, key, seconds)
 
 
@@ -305,17 +281,6 @@ def _certify(config, classify, num_classes, x, mask, key, seconds) -> dict[str, 
         "mask_box": _box(mask),
         "abstain_reason": "certify_abstain" if abstained else None,
     }
-
-
-def _dilated_block(shape, top, left, size, dilation) -> np.ndarray:
-    """[H, W] bool: the block grown by ``dilation`` pixels, clipped to the image."""
-    height, width = shape[:2]
-    mask = np.zeros((height, width), bool)
-    mask[
-        max(top - dilation, 0) : min(top + size + dilation, height),
-        max(left - dilation, 0) : min(left + size + dilation, width),
-    ] = True
-    return mask
 
 
 def _theoretical_window(config, x, predicted, features_and_head):

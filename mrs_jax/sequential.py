@@ -101,7 +101,7 @@ def schedule(radius: float, sigma: float, alpha: float, max_n: int) -> Schedule:
       ValueError: ``max_n`` draws cannot certify ``radius`` at ``alpha`` even if
         every draw is the top class (the message gives the fewest that can).
     """
-    radius = _checks.non_negative_float(radius, "radius")
+    radius = _checks.nonnegative_float(radius, "radius")
     sigma = _checks.positive_float(sigma, "sigma")
     alpha = _checks.probability_level(alpha)
     max_n = _checks.positive_int(max_n, "max_n")
@@ -197,7 +197,7 @@ def certify_at(
     batch_size = _checks.positive_int(batch_size, "batch_size")
     if futility_alpha is not None:
         futility_alpha = _checks.probability_level(futility_alpha, "futility_alpha")
-    key = counting.typed_key(key)
+    key = _checks.prng_key(key)
     mesh = sharding.sample_mesh() if mesh is None else mesh
     if not isinstance(mesh, Mesh) or sharding.SAMPLES not in mesh.axis_names:
         raise TypeError("mesh must be a jax Mesh with a 'samples' axis")

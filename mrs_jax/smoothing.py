@@ -105,7 +105,7 @@ def sample_counts(
     num = _checks.positive_int(num, "num")
     num_classes = _checks.positive_int(num_classes, "num_classes", minimum=2)
     batch_size = _checks.positive_int(batch_size, "batch_size")
-    key = counting.typed_key(key)
+    key = _checks.prng_key(key)
 
     mesh = sharding.sample_mesh() if mesh is None else mesh
     if not isinstance(mesh, Mesh) or sharding.SAMPLES not in mesh.axis_names:
@@ -154,7 +154,7 @@ def certify(
     n0 = _checks.positive_int(n0, "n0")
     n = _checks.positive_int(n, "n")
     alpha = _checks.probability_level(alpha)
-    select_key, estimate_key = jax.random.split(counting.typed_key(key))
+    select_key, estimate_key = jax.random.split(_checks.prng_key(key))
     common = dict(num_classes=num_classes, batch_size=batch_size, mesh=mesh)
     selection = sample_counts(
         classify, x, mask, sigma, key=select_key, num=n0, **common

@@ -3,7 +3,6 @@
 import json
 
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from _job_helpers import (
     NUM_CLASSES,
@@ -15,8 +14,6 @@ from _job_helpers import (
 from jax.tree_util import Partial
 
 from mrs_jax import job, rows, run_dir, runlock
-from mrs_jax.image_pipeline import tie_break_block
-from mrs_jax.localize import localize
 
 META = {"model": "tiny", "dataset": "synthetic", "image_shape": list(SHAPE)}
 
@@ -202,23 +199,6 @@ def test_no_change_certifies_in_the_tie_break_block(tmp_path):
         assert row["certified"] is True and row["p_lower"] > 0.5
         assert row["prediction"] == 1 and row["radius"] > 0
         assert row["base_clean_prediction"] == 1
-
-
-def _planted(images):
-    # Class 1 while the bright 3x3 square at (9, 4) is intact, else class 0.
-    bright = images[:, 9:12, 4:7, 0].mean(axis=(1, 2))
-    return jnp.stack([0.9 - bright, bright - 0.9, bright * 0, bright * 0], axis=-1)
-
-
-def test_tie_break_block_matches_the_localiser():
-    x = np.zeros(SHAPE, np.float32)
-    x[9:12, 4:7] = 1.0
-    located = localize(_planted, x, 3)
-    assert located.reason_name == "ok"
-    assert tie_break_block(np.asarray(located.score_map), 1) == tuple(
-        int(v) for v in np.asarray(located.top_left)
-    )
-    assert tie_break_block(np.zeros((4, 5)), 2) == (2, 4)
 
 
 class _RecordingBar:
