@@ -244,3 +244,28 @@ def test_random_flip_crop_shifts_or_mirrors():
             for dx in range(-4, 5)
         )
         assert found
+
+
+def test_capped_evaluation_uses_a_random_subset_not_the_first_examples():
+    # Folder data sets are sorted by class: the first examples are all class 0.
+    from mrs_jax.data import ArraySource
+    from mrs_jax.training import evaluate
+
+    images = np.zeros((100, 8, 8, 3), np.float32)
+    labels = np.repeat(np.arange(2, dtype=np.int32), 50)
+    source = ArraySource(images, labels, 2)
+    always_zero = jax.tree_util.Partial(
+        lambda x: jnp.stack([jnp.ones(x.shape[0]), jnp.zeros(x.shape[0])], -1)
+    )
+    config = TrainConfig(
+        dataset="synthetic", image_shape=(8, 8, 3), num_classes=2, w_min=2, w_max=3,
+        max_eval_examples=40, eval_batch_size=8,
+    )  # fmt: skip
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    scores = evaluate(always_zero, source, config, mesh, jax.random.key(0))
+    # The first 40 would give 1.0; a random 40 of 50/50 classes lands near 0.5.
+    assert 0.25 <= scores["clean_accuracy"] <= 0.75
+    full = dataclasses.replace(config, max_eval_examples=None)
+    assert evaluate(always_zero, source, full, mesh, jax.random.key(0))[
+        "clean_accuracy"
+    ] == pytest.approx(0.5)
