@@ -33,7 +33,6 @@ from mrs_jax.checkpoint import load_classifier
 from mrs_jax.data import load_dataset
 from mrs_jax.noise import masked_noise_augment
 
-
 EVAL_BATCH = 1000
 
 
@@ -71,7 +70,8 @@ def _evaluate(workdir: str, draws: int, data_dir: str | None) -> dict:
     def accuracy(key=None) -> float:
         correct = 0
         for start in range(0, len(labels), EVAL_BATCH):
-            x, y = images[start : start + EVAL_BATCH], labels[start : start + EVAL_BATCH]
+            part = slice(start, start + EVAL_BATCH)
+            x, y = images[part], labels[part]
             if key is None:
                 correct += int((np.argmax(classify(x), -1) == y).sum())
             else:

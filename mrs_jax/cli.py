@@ -87,8 +87,9 @@ def _is_bug(error: BaseException) -> bool:
 
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
-        text = f"{text}: {error.filename}"
+    filename = getattr(error, "filename", None)
+    if isinstance(error, OSError) and filename and str(filename) not in text:
+        text = f"{text}: {filename}"
     return text
 
 

@@ -285,7 +285,9 @@ def dataset_source(
         return _synthetic(split, num_examples, tuple(image_shape), num_classes, seed)
     if name == "image_folder":
         if data_dir is None:
-            raise ValueError("image_folder needs data_dir (ROOT of ROOT/<split>/<class>)")
+            raise ValueError(
+                "image_folder needs data_dir (ROOT of ROOT/<split>/<class>)"
+            )
         return _folder_source(Path(data_dir) / split)
     if name == "cifar10" and data_dir is not None:
         folder = _cifar_folder(Path(data_dir))

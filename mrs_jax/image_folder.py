@@ -64,7 +64,9 @@ def class_folders(
 def image_files(folder: Path) -> list[Path]:
     """The image files of one class folder, sorted by name (any suffix case)."""
     files = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
     )
     if not files:
         raise FileNotFoundError(

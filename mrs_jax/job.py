@@ -218,7 +218,7 @@ def validate(
             )
         if len(features_and_head) != 2:
             raise TypeError("features_and_head must be (features_fn, head_fn)")
-        for fn, name in zip(features_and_head, ("features_fn", "head_fn")):
+        for fn, name in zip(features_and_head, ("features_fn", "head_fn"), strict=True):
             _checks.callable_(fn, name)
     return source
 

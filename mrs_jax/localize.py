@@ -401,7 +401,9 @@ def localize(
     positions = inpaint.block_positions(height, width, size, stride)
     batch_size = min(batch_size, len(positions))
     if method == "harmonic":
-        classify, xd, chunks = place_positions(classify, arr, positions, batch_size, mesh)
+        classify, xd, chunks = place_positions(
+            classify, arr, positions, batch_size, mesh
+        )
         mask, pmap, vote = _localize_harmonic_jit(
             classify, xd, chunks, tau, settings, dilation, grid
         )

@@ -201,6 +201,8 @@ def prediction_map(
     positions = inpaint.block_positions(height, width, size, stride)
     batch_size = min(batch_size, len(positions))
     if method == "harmonic":
-        classify, xd, chunks = place_positions(classify, arr, positions, batch_size, mesh)
+        classify, xd, chunks = place_positions(
+            classify, arr, positions, batch_size, mesh
+        )
         return _harmonic_map_jit(classify, xd, chunks, size, grid)
     return telea_map(classify, arr, positions, size, batch_size, grid, workers)

@@ -85,7 +85,9 @@ def read(path: str | os.PathLike, *, torn_tail: str = "error") -> list[dict[str,
                 break
             raise ValueError(f"{path}:{lineno}: not valid JSON: {error}") from None
         if last and torn_tail == "skip" and not line.endswith("\n"):
-            warnings.warn(f"{path}:{lineno}: skipping an unfinished last line")
+            warnings.warn(
+                f"{path}:{lineno}: skipping an unfinished last line", stacklevel=2
+            )
             break
         if not isinstance(row, dict) or "index" not in row:
             raise ValueError(f"{path}:{lineno}: expected a JSON object with an index")

@@ -214,7 +214,8 @@ def certify_at(
     )
     # A later round can still certify iff the misses so far are at most the
     # misses it allows: the largest such allowance over the rounds after r.
-    allowed = [size - need for size, need in zip(plan.sizes, plan.hits_needed)]
+    pairs = zip(plan.sizes, plan.hits_needed, strict=True)
+    allowed = [size - need for size, need in pairs]
     allowed_later = [max(allowed[r + 1 :], default=-1) for r in range(len(allowed))]
 
     estimate = np.zeros(num_classes, np.int64)
@@ -268,7 +269,9 @@ def _schedule(threshold: float, alpha: float, max_n: int) -> Schedule:
         sizes.append(max_n)
         later = alpha / 2 / (len(sizes) - 1)
         alphas = [alpha / 2] + [later] * (len(sizes) - 1)
-    needed = tuple(_hits_needed(threshold, n, a) for n, a in zip(sizes, alphas))
+    needed = tuple(
+        _hits_needed(threshold, n, a) for n, a in zip(sizes, alphas, strict=True)
+    )
     return Schedule(threshold, tuple(sizes), tuple(alphas), needed)
 
 

@@ -6,7 +6,8 @@ import numpy as np
 
 import mrs_jax
 
-CHECKPOINT = Path(__file__).resolve().parent.parent / "benchmarks/checkpoints/cifar10_cpu"
+REPO = Path(__file__).resolve().parent.parent
+CHECKPOINT = REPO / "benchmarks" / "checkpoints" / "cifar10_cpu"
 
 
 def test_committed_cifar10_checkpoint_loads_and_is_clamped():

@@ -222,9 +222,9 @@ def test_the_schedule_spends_at_most_alpha(radius, sigma, alpha, max_n):
     plan = sequential.schedule(radius, sigma, alpha, max_n)
     assert sum(plan.alphas) <= alpha * (1 + 1e-12)
     assert plan.sizes[-1] == max_n
-    assert all(a < b for a, b in zip(plan.sizes, plan.sizes[1:]))
+    assert all(a < b for a, b in zip(plan.sizes[:-1], plan.sizes[1:], strict=True))
     assert plan.threshold == pytest.approx(stats.norm.cdf(radius / sigma))
-    for n, level, need in zip(plan.sizes, plan.alphas, plan.hits_needed):
+    for n, level, need in zip(plan.sizes, plan.alphas, plan.hits_needed, strict=True):
         # the least count whose one-sided Clopper-Pearson bound beats the threshold
         beta = stats.beta.ppf
         assert beta(level, need, n - need + 1) > plan.threshold

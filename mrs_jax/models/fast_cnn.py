@@ -59,7 +59,10 @@ class FastCNN(nnx.Module):
         self.stem = nnx.Conv(in_channels, widths[0], (3, 3), use_bias=False, rngs=rngs)
         self.stem_bn = nnx.BatchNorm(widths[0], momentum=0.9, rngs=rngs)
         self.groups = nnx.List(
-            [ConvGroup(a, b, rngs=rngs) for a, b in zip(widths, widths[1:])]
+            [
+                ConvGroup(a, b, rngs=rngs)
+                for a, b in zip(widths[:-1], widths[1:], strict=True)
+            ]
         )
         self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
 

@@ -9,7 +9,8 @@ Variants are ``functools.partial`` of four families (flax ``examples/imagenet``)
 | ``resnet20`` / ``resnet56`` / ``resnet110`` | CifarResNet | Cohen et al. |
 | ``wrn28_10`` | WideResNet | WRN-28-10 |
 | ``resnet50`` | ImageNetResNet | bottleneck, (3, 4, 6, 3) |
-| ``tiny_cnn`` / ``fast_cnn_tiny`` / ``resnet_tiny`` / ``wrn_tiny`` / ``resnet50_tiny`` | | tests only |
+| ``tiny_cnn`` / ``fast_cnn_tiny`` / ``resnet_tiny`` / | | tests only |
+| ``wrn_tiny`` / ``resnet50_tiny`` | | tests only |
 """
 
 import functools

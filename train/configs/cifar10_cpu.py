@@ -15,8 +15,8 @@ network, 8 epochs (measured: 82 min on the 2-core CPU while other work ran, 84.4
 clean / 82.4% noisy on the whole test set; ``benchmarks/RESULTS.md``). Each epoch
 evaluates on a fixed random 2,000 test images (the committed checkpoint's
 ``metrics.jsonl`` predates that and shows the first 2,000: airplanes and cars
-only); ``benchmarks/bench_train.py`` evaluates the whole test set. ResNet-110 at the paper's scale stays in
-``cifar10.py`` for users with a GPU.
+only); ``benchmarks/bench_train.py`` evaluates the whole test set. ResNet-110 at
+the paper's scale stays in ``cifar10.py`` for users with a GPU.
 Smoke: add ``--smoke`` (synthetic 32x32 data, tiny network, two steps).
 """
 
