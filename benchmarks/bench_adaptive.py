@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from mrs_jax import adaptive, attacks, metrics, smoothing  # noqa: E402
 from mrs_jax.checkpoint import load_classifier  # noqa: E402
-from mrs_jax.data import load_dataset  # noqa: E402
+from mrs_jax.data import dataset_source  # noqa: E402
 from mrs_jax.localize import localize  # noqa: E402
 
 
@@ -90,7 +90,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def defend(classify, num_classes, x, y, top_left, args, sigma, key) -> dict:
-    """Localise on x, then PREDICT inside the located mask; one row of outcomes."""
+    """Localise on x, then PREDICT inside the located mask; one row of outcomes.
+
+    As the job: on ``no_change`` the localiser's mask is the block its tie-break
+    picks, so the smoothed classifier still runs; ``multiple_regions`` abstains.
+    """
     located = localize(
         classify, x, args.size, dilation=args.dilation, method=args.inpaint
     )
@@ -98,13 +102,14 @@ def defend(classify, num_classes, x, y, top_left, args, sigma, key) -> dict:
     mask = np.asarray(located.mask)
     row = {
         "reason": reason,
-        "covered": reason != "no_change"
+        "covered": reason != "multiple_regions"
         and metrics.mask_covers(mask, np.asarray(top_left), args.size),
         "mrs_correct": None,
     }
     if args.smooth_n:
         row["mrs_correct"] = False
-        if reason == "ok":
+        # On no_change the mask is the tie-break block: smooth there, as the job does.
+        if reason != "multiple_regions":
             prediction = smoothing.predict(
                 classify,
                 x,
@@ -130,9 +135,11 @@ def main(argv=None) -> list[dict]:
     num_classes = int(meta["num_classes"])
     sigma = float(args.sigma if args.sigma is not None else meta.get("sigma", 0.5))
     kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
-    images, labels = load_dataset(
-        args.dataset, args.split, max_examples=args.n, **kwargs
-    )
+    # A seeded random subset, as the job draws it: folder data sets are sorted by
+    # class, so the first images would all be one class.
+    source = dataset_source(args.dataset, args.split, **kwargs)
+    chosen = np.random.default_rng(0).permutation(len(source))[: args.n]
+    images, labels = source.get_batch(np.sort(chosen))
     clean_logits = classify(jnp.asarray(images))
     clean_acc = float(np.mean(np.asarray(jnp.argmax(clean_logits, 1)) == labels))
     key = jax.random.key(args.seed)

@@ -85,9 +85,11 @@ def decide(method, classify, x, mask, key, settings):
 
 def run(args) -> dict:
     classify, meta = mrs_jax.load_classifier(args.checkpoint)
-    images, labels = mrs_jax.load_dataset(
-        args.dataset, args.split, max_examples=args.num_images, data_dir=args.data_dir
-    )
+    # A seeded random subset, as the job draws it: folder data sets are sorted by
+    # class, so the first images would all be one class.
+    source = mrs_jax.dataset_source(args.dataset, args.split, data_dir=args.data_dir)
+    chosen = np.random.default_rng(0).permutation(len(source))[: args.num_images]
+    images, labels = source.get_batch(np.sort(chosen))
     height, width, channels = images.shape[1:]
     top, left = (height - args.patch_size) // 2, (width - args.patch_size) // 2
     mask = mrs_jax.square_mask(images.shape[1:], top, left, args.patch_size)
