@@ -1,0 +1,124 @@
+"""Peer comparison: mrs-jax against the PyTorch reference, same model, n, batch, threads.
+
+One run measures, for a CIFAR ResNet of the given depth with random weights:
+forward samples/s (a device-resident batch, argmax) and counting samples/s (masked
+noise, forward, argmax, counts for ``n`` draws in batches) in mrs-jax
+(``mrs_jax.sample_counts``) and in PyTorch (Cohen et al.'s ``_sample_noise`` loop,
+``peer_torch_certify.py``, run by ``--torch_python`` in its own environment: torch
+is never a dependency of mrs-jax, its tests or CI).
+
+Run (two CPU threads each; give a Python that has torch)::
+
+    python benchmarks/bench_peer.py --torch_python /path/to/torch-env/bin/python \
+        --depths 20 110 --batches 128 400 --n 4000
+
+Take it on a quiet machine: the two frameworks run one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def measure_jax(depth: int, batch: int, n: int, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import mrs_jax
+    from mrs_jax.models import as_classifier, get_model
+
+    classify = as_classifier(get_model(f"resnet{depth}", num_classes=10, seed=0))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(32, 32, 3)).astype(np.float32)
+    mask = mrs_jax.square_mask(x.shape, 10, 10, 9)  # a 5x5 patch grown by 2
+    images = jnp.asarray(rng.uniform(size=(batch, 32, 32, 3)).astype(np.float32))
+    forward = jax.jit(lambda f, b: jnp.argmax(f(b), -1))
+    forward(classify, images).block_until_ready()
+    steps = max(1, n // batch)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    def run_forward():
+        for _ in range(steps):
+            out = forward(classify, images)
+        out.block_until_ready()
+
+    def run_counts():
+        mrs_jax.sample_counts(
+            classify, x, mask, 0.5, key=jax.random.key(0), num=n,
+            num_classes=10, batch_size=batch,
+        )  # fmt: skip
+
+    run_counts()  # compile
+    return {
+        "framework": f"mrs-jax (jax {jax.__version__})",
+        "depth": depth, "batch": batch, "n": n,
+        "forward_samples_per_s": steps * batch / best(run_forward),
+        "counting_samples_per_s": n / best(run_counts),
+    }  # fmt: skip
+
+
+def measure_torch(python: str, depth: int, batch: int, n: int, threads: int) -> dict:
+    command = [python, str(HERE / "peer_torch_certify.py"), "--depth", str(depth)]
+    command += ["--batch", str(batch), "--n", str(n), "--threads", str(threads)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--torch_python", required=True, help="a Python with torch")
+    parser.add_argument("--depths", type=int, nargs="+", default=[20, 110])
+    parser.add_argument("--batches", type=int, nargs="+", default=[128, 400])
+    parser.add_argument("--n", type=int, default=4000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    # XLA's CPU backend uses one thread per core; match torch to the same count.
+    print(
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads "
+        f"{args.threads}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        flush=True,
+    )
+    print("| depth | batch | n | torch fwd/s | jax fwd/s | torch count/s "
+          "| jax count/s | jax / torch (count) |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for depth in args.depths:
+        for batch in args.batches:
+            peer = measure_torch(args.torch_python, depth, batch, args.n, args.threads)
+            ours = measure_jax(depth, batch, args.n, args.repeats)
+            ratio = ours["counting_samples_per_s"] / peer["counting_samples_per_s"]
+            rows.append({"torch": peer, "jax": ours, "count_ratio": ratio})
+            print(
+                f"| {depth} | {batch} | {args.n} | "
+                f"{peer['forward_samples_per_s']:.0f} | "
+                f"{ours['forward_samples_per_s']:.0f} | "
+                f"{peer['counting_samples_per_s']:.0f} | "
+                f"{ours['counting_samples_per_s']:.0f} | {ratio:.2f}x |",
+                flush=True,
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
