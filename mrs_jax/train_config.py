@@ -50,6 +50,9 @@ class TrainConfig:
         schedule: ``cosine`` (with ``warmup_epochs`` linear warm-up) or ``step``
             (x0.1 at 50% and 75% of training).
         warmup_epochs: linear warm-up length for ``cosine``.
+        label_smoothing: weight in [0, 1) moved from the true label's one-hot
+            target to the uniform distribution over the K classes (0: plain
+            cross-entropy).
         augmentation: what each training image gets after ``flip_crop`` (see
             :func:`square_augment`): ``masked_noise`` (MRS: ``sigma`` noise in one
             square of width ``w_min..w_max``) or ``occlusion`` (PatchCleanser:
@@ -86,6 +89,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
     augmentation: str = "masked_noise"
     sigma: float = 0.5
     w_min: int = 5
@@ -144,6 +148,10 @@ class TrainConfig:
             fix(name, _checks.nonnegative_float(getattr(self, name), name))
         if self.momentum >= 1:
             raise ValueError(f"momentum must be < 1, got {self.momentum}")
+        smoothing = _checks.nonnegative_float(self.label_smoothing, "label_smoothing")
+        if smoothing >= 1:
+            raise ValueError(f"label_smoothing must be < 1, got {smoothing}")
+        fix("label_smoothing", smoothing)
         for name in ("full_image_noise", "flip_crop"):
             fix(name, _checks.boolean(getattr(self, name), name))
         if self.full_image_noise and self.augmentation != "masked_noise":

@@ -99,7 +99,10 @@ def make_train_step(
         batch_stats = jax.tree.map(lambda x: x, batch_stats)
         model = nnx.merge(graphdef, params, batch_stats, rest)
         logits = model(images)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        targets = optax.smooth_labels(
+            jax.nn.one_hot(labels, logits.shape[-1]), config.label_smoothing
+        )
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
         return loss, (logits, nnx.state(model, nnx.BatchStat))
 
     def step(state, opt_state, rest, images, labels, key):

@@ -269,3 +269,28 @@ def test_capped_evaluation_uses_a_random_subset_not_the_first_examples():
     assert evaluate(always_zero, source, full, mesh, jax.random.key(0))[
         "clean_accuracy"
     ] == pytest.approx(0.5)
+
+
+def test_label_smoothing_mixes_cross_entropy_with_the_uniform_target():
+    # L(s) = (1 - s) * CE + s * mean_k(-log p_k): linear in s, and not flat.
+    from flax import nnx
+
+    from mrs_jax.models import get_model
+    from mrs_jax.training import make_optimizer, make_train_step
+
+    model = get_model("tiny_cnn", num_classes=3, seed=0)
+    graphdef, params, batch_stats, rest = nnx.split(
+        model, nnx.Param, nnx.BatchStat, ...
+    )
+    images = jax.random.uniform(jax.random.key(0), (8, 12, 12, 3))
+    labels = jnp.arange(8) % 3
+    losses = []
+    for smoothing in (0.0, 0.4, 0.8):
+        config = dataclasses.replace(TINY, label_smoothing=smoothing)
+        step = make_train_step(graphdef, config, 4)
+        state = jax.tree.map(jnp.array, {"params": params, "batch_stats": batch_stats})
+        opt_state = make_optimizer(config, 4).init(state["params"])
+        _, _, loss, _ = step(state, opt_state, rest, images, labels, jax.random.key(1))
+        losses.append(float(loss))
+    assert abs(losses[2] - losses[0]) > 1e-3
+    assert losses[1] == pytest.approx((losses[0] + losses[2]) / 2, rel=1e-5)
