@@ -1,5 +1,6 @@
 """Job modes adaptive and double_masking, and certifying at a target radius."""
 
+import dataclasses
 import json
 import math
 
@@ -269,3 +270,38 @@ def test_the_cifar10_patchcleanser_config_runs_through_the_cli(tmp_path, capsys)
         accuracies = {line.split(",")[-2] for line in f.readlines()[1:]}
     assert accuracies == {repr(float(summary.certified_accuracy([0.0])[0]))}
     assert (report / "curves.png").stat().st_size > 0
+
+
+def test_the_cifar10_adaptive_config_is_the_practical_one_with_the_adaptive_attack(
+    tmp_path,
+):
+    from _job_helpers import write_checkpoint
+
+    from certify.__main__ import main as certify_main
+    from mrs_jax import configfile
+
+    path = "certify/configs/cifar10_cpu_adaptive.py"
+    full = configfile.load(path, False, job.JobConfig)
+    practical = configfile.load("certify/configs/cifar10_cpu.py", False, job.JobConfig)
+    changed = {
+        field.name
+        for field in dataclasses.fields(full)
+        if getattr(full, field.name) != getattr(practical, field.name)
+    }
+    # Same defence, same images (a prefix of the practical run's): only the attack.
+    assert {"mode", "num_images"} <= changed
+    attack = {"adaptive_objective", "adaptive_noise_draws"}
+    assert changed <= {"mode", "num_images", *attack}
+    assert (full.mode, full.num_images, full.adaptive_objective) == (
+        "adaptive",
+        50,
+        "eot_noise",
+    )
+    model = write_checkpoint(
+        tmp_path / "model", shape=(32, 32, 3), num_classes=10, sigma=0.5
+    )
+    out = tmp_path / "adaptive"
+    args = ["--config", path, "--checkpoint", str(model), "--out", str(out)]
+    assert certify_main([*args, "--smoke", "--no_progress"]) == 0
+    written = rows.all_rows(out)
+    assert len(written) == 2 and all("covered" in row for row in written)

@@ -6,7 +6,7 @@ Run (data as for ``cifar10_cpu.py``: the CIFAR-10 JPEG class folders or
     python -m train --config train/configs/cifar10_cpu_occlusion.py \
         --workdir benchmarks/checkpoints/cifar10_cpu_occlusion
 
-``cifar10_cpu.py``'s network, schedule, flips and crops (8 epochs),
+``cifar10_cpu.py``'s network, schedule, flips and crops (9 epochs),
 but each training image gets PatchCleanser's occlusion instead of masked noise
 (Xiang et al. 2022; issue 12): two squares of side 9 at independent uniform
 positions, filled with 0.5 grey, no Gaussian noise. 9 is the mask width of
