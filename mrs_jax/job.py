@@ -143,7 +143,8 @@ def run(
     with run_dir.hold(out_dir, process_index, process_count):
         # Checked again under the lock: another process may have started it.
         run_dir.check_resume(out_dir, record, defaults)
-        if process_index == 0 and run_dir.read_run_file(out_dir) is None:
+        if process_index == 0 and run_dir.read_run_file(out_dir) != _as_json(record):
+            # New, extended, or resumed with other batch sizes (check_resume).
             run_dir.write_run_file(out_dir, record)
         _certify_images(
             config,
@@ -221,6 +222,11 @@ def validate(
         for fn, name in zip(features_and_head, ("features_fn", "head_fn"), strict=True):
             _checks.callable_(fn, name)
     return source
+
+
+def _as_json(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as ``run.json`` reads back (tuples become lists)."""
+    return json.loads(json.dumps(record))
 
 
 def _run_record(config, source, num_classes, classify, meta) -> dict[str, Any]:

@@ -32,6 +32,17 @@ import numpy as np
 from mrs_jax import runlock
 
 RUN_FILE = "run.json"
+# Config fields that set speed and memory, not the draws: CERTIFY's noise for draw
+# i comes from fold_in(key, i) whatever the batch, so a resume may change them.
+EXECUTION_FIELDS = (
+    "batch_size",
+    "localize_batch_size",
+    "pc_batch_size",
+    "images_per_batch",
+)
+# A run's images are the first num_images of one fixed permutation of the split,
+# so a resume may ask for more of them (never fewer: rows past the end would stay).
+GROWING_FIELD = "num_images"
 # The facts about the classifier that a resumed run must share with the first.
 MODEL_FIELDS = ("weights_sha256", "model", "dataset", "image_shape", "train_sigma")
 
@@ -201,6 +212,11 @@ def check_resume(
 ) -> None:
     """Refuses to continue a run whose config or model differs from ``record``.
 
+    Two kinds of change are allowed: the ``EXECUTION_FIELDS`` (batch sizes:
+    speed and memory, not the draws), and a larger ``num_images`` (the run's
+    images are a prefix of one fixed permutation, so more images extend it).
+    The caller then rewrites ``run.json`` with the new record.
+
     Args:
       out_dir: the run directory.
       record: the new run's ``run.json`` record (``config``, ``model``).
@@ -224,11 +240,21 @@ def check_resume(
         k
         for k in set(new["config"]) | set(old_config)
         if old_config.get(k, missing) != new["config"].get(k, missing)
+        and k not in EXECUTION_FIELDS
+        and k != GROWING_FIELD
     )
     if changed:
         raise ValueError(
             f"out_dir {out_dir} holds a run with a different config (differs in "
             f"{changed}); rerun with the same config or use a new out_dir"
+        )
+    old_images, new_images = (
+        config.get(GROWING_FIELD) for config in (old_config, new["config"])
+    )
+    if old_images is not None and new_images is not None and new_images < old_images:
+        raise ValueError(
+            f"out_dir {out_dir} holds a run of num_images={old_images}; a resume "
+            f"may extend it but not shrink it (got {new_images}): use a new out_dir"
         )
     old_model = existing.get("model")
     if not isinstance(old_model, dict):

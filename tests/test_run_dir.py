@@ -235,3 +235,27 @@ def test_gradcam_runs_record_their_saliency_once(tmp_path):
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["saliency"] == "gradcam"
     assert "saliency" not in rows.all_rows(tmp_path)[0]
+
+
+def test_a_resume_may_extend_the_images_and_change_batch_sizes_only(tmp_path):
+    import dataclasses
+
+    config = tiny_config(mode="center", num_images=2)
+    first = {row["index"]: row for row in _run(tmp_path / "grown", config)}
+    grown = dataclasses.replace(config, num_images=4, batch_size=config.batch_size * 2)
+    rows_grown = {row["index"]: row for row in _run(tmp_path / "grown", grown)}
+    fresh = {row["index"]: row for row in _run(tmp_path / "fresh", grown)}
+    strip = lambda row: {k: v for k, v in row.items() if k != "seconds"}  # noqa: E731
+    assert sorted(rows_grown) == [0, 1, 2, 3]
+    for index, row in first.items():  # the finished rows were kept, not redone
+        assert rows_grown[index] == row
+    assert {i: strip(r) for i, r in rows_grown.items()} == {
+        i: strip(r) for i, r in fresh.items()
+    }
+    record = json.loads((tmp_path / "grown" / "run.json").read_text())
+    assert record["num_images"] == 4 and record["config"]["num_images"] == 4
+    assert record["config"]["batch_size"] == grown.batch_size
+    with pytest.raises(ValueError, match="may extend it but not shrink it"):
+        _run(tmp_path / "grown", dataclasses.replace(grown, num_images=3))
+    with pytest.raises(ValueError, match=r"differs in \['sigma'\]"):
+        _run(tmp_path / "grown", dataclasses.replace(grown, sigma=grown.sigma * 2))
