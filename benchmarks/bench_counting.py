@@ -1,0 +1,234 @@
+"""Counting throughput of mrs-jax (samples/s, as ``sample_counts`` runs it) across
+options: BatchNorm folded or not, chunk size, XLA CPU flags, float32 or bfloat16.
+
+Each XLA flag set runs in its own subprocess (``XLA_FLAGS`` is read once, when
+the backend starts); inside it every (model, fold, dtype, chunk) combination is
+measured: ``counting`` is ``mrs_jax.sample_counts`` for ``n`` draws of masked noise
+(best of ``repeats`` after one compiling call), ``forward`` is ``argmax
+classify(batch)`` on a device-resident batch of ``chunk`` images (the forward pass
+alone, for comparison). Random weights: speed does not depend on them.
+
+Run (one line per option; ``--json`` also writes command, machine, date, rows)::
+
+    python benchmarks/bench_counting.py --models resnet20 resnet110 \
+        --chunks 64 128 400 --fold 0 1 --flags default ynn_conv --n 2000 \
+        --json benchmarks/results/counting.json
+
+Flag sets are names from ``FLAG_SETS`` or ``name=--xla_flag=value ...``. Take it on
+a quiet machine: the load average before each subprocess is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FLAG_SETS = {
+    "default": "",
+    "ynn_conv": "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution",
+    "no_ynn": "--xla_cpu_experimental_ynn_fusion_type=",
+    "xnn_conv": "--xla_cpu_experimental_xnn_fusion_type=+individual_convolution",
+    "xnn_greedy": (
+        "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY"
+    ),
+    "onednn_conv": (
+        "--xla_cpu_use_onednn=true "
+        "--xla_cpu_experimental_onednn_fusion_type=+individual_convolution"
+    ),
+    "fast_math": "--xla_cpu_enable_fast_math=true",
+}
+
+MODELS = {
+    "resnet20": ("resnet20", {}),
+    "resnet110": ("resnet110", {}),
+    "fast_cnn": ("fast_cnn", {"widths": (32, 64, 128, 256), "clamp": True}),
+    "resnet_tiny": ("resnet_tiny", {}),  # smoke runs only
+}
+
+
+def _call_bf16(func, *args):
+    *weights, images = args
+    return func(*weights, images.astype("bfloat16")).astype("float32")
+
+
+def make_classifier(model: str, fold: bool, dtype: str):
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    from jax.tree_util import Partial
+
+    from mrs_jax.fold import folded_classifier
+    from mrs_jax.models import as_classifier, get_model
+
+    name, kwargs = MODELS[model]
+    net = get_model(name, num_classes=10, seed=0, **kwargs)
+    classify = folded_classifier(net) if fold else as_classifier(net)
+    if dtype == "float32":
+        return classify
+    # Weights and activations in bfloat16, logits back to float32.
+    weights = jax.tree.map(
+        lambda a: (
+            a.astype(jnp.bfloat16) if jnp.issubdtype(a.dtype, jnp.floating) else a
+        ),
+        classify.args,
+    )
+    return Partial(functools.partial(_call_bf16, classify.func), *weights)
+
+
+def worker(args) -> list[dict]:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import mrs_jax
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(32, 32, 3)).astype(np.float32)
+    mask = mrs_jax.square_mask(x.shape, 10, 10, 9)  # a 5x5 patch grown by 2
+    forward = jax.jit(lambda f, b: jnp.argmax(f(b), -1))
+    rows = []
+    for model in args.models:
+        for fold in args.fold:
+            for dtype in args.dtypes:
+                classify = make_classifier(model, bool(fold), dtype)
+                for chunk in args.chunks:
+                    row = dict(model=model, fold=bool(fold), dtype=dtype, chunk=chunk)
+                    row.update(measure(classify, x, mask, chunk, args, forward))
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def measure(classify, x, mask, chunk, args, forward) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import mrs_jax
+
+    def counts(seed):
+        return mrs_jax.sample_counts(
+            classify, x, mask, 0.5, key=jax.random.key(seed), num=args.n,
+            num_classes=10, batch_size=chunk,
+        )  # fmt: skip
+
+    start = time.perf_counter()
+    counts(0)
+    compile_s = time.perf_counter() - start
+    count_times = []
+    for seed in range(1, args.repeats + 1):
+        start = time.perf_counter()
+        counts(seed)
+        count_times.append(time.perf_counter() - start)
+    images = jnp.asarray(
+        np.random.default_rng(1).uniform(size=(chunk, *x.shape)), jnp.float32
+    )
+    forward(classify, images).block_until_ready()
+    steps = max(1, args.n // chunk)
+    forward_times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = forward(classify, images)
+        out.block_until_ready()
+        forward_times.append(time.perf_counter() - start)
+    return {
+        "counting_samples_per_s": args.n / min(count_times),
+        "counting_median_samples_per_s": args.n / float(np.median(count_times)),
+        "forward_samples_per_s": steps * chunk / min(forward_times),
+        "first_call_s": compile_s,
+    }
+
+
+def flag_set(spec: str) -> tuple[str, str]:
+    if "=" in spec and spec.split("=", 1)[0] not in FLAG_SETS:
+        name, flags = spec.split("=", 1)
+        return name, flags
+    if spec not in FLAG_SETS:
+        raise SystemExit(f"unknown flag set {spec!r}; known: {sorted(FLAG_SETS)}")
+    return spec, FLAG_SETS[spec]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", nargs="+", default=["resnet20"],
+                        choices=sorted(MODELS))  # fmt: skip
+    parser.add_argument("--chunks", type=int, nargs="+", default=[128, 400])
+    parser.add_argument("--fold", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--dtypes", nargs="+", default=["float32"],
+                        choices=["float32", "bfloat16"])  # fmt: skip
+    parser.add_argument("--flags", nargs="+", default=["default"])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    command = " ".join([Path(sys.executable).name, *sys.argv])
+    print(f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print("| flags | model | fold | dtype | chunk | count/s | count/s (median) "
+          "| forward/s | first call s | load avg |")  # fmt: skip
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for spec in args.flags:
+        name, flags = flag_set(spec)
+        load = os.getloadavg()[0]
+        env = dict(os.environ, XLA_FLAGS=flags)
+        worker_args = [a for a in (argv or sys.argv[1:]) if a != "--json"]
+        if args.json:
+            worker_args.remove(args.json)
+        run = subprocess.run(
+            [sys.executable, __file__, "--worker", *worker_args],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if run.returncode:
+            print(f"| {name} | failed: {run.stderr.strip().splitlines()[-1:]} |")
+            rows.append(
+                {"flags": name, "xla_flags": flags, "failed": run.stderr[-2000:]}
+            )
+            continue
+        for row in json.loads(run.stdout.strip().splitlines()[-1]):
+            row = dict(flags=name, xla_flags=flags, load_avg_before=load, **row)
+            rows.append(row)
+            print(
+                f"| {name} | {row['model']} | {int(row['fold'])} | {row['dtype']} | "
+                f"{row['chunk']} | {row['counting_samples_per_s']:.0f} | "
+                f"{row['counting_median_samples_per_s']:.0f} | "
+                f"{row['forward_samples_per_s']:.0f} | {row['first_call_s']:.1f} | "
+                f"{load:.2f} |",
+                flush=True,
+            )
+    if args.json:
+        out = {
+            "command": command,
+            "machine": machine(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "rows": rows,
+        }
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
