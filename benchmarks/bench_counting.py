@@ -1,5 +1,6 @@
 """Counting throughput of mrs-jax (samples/s, as ``sample_counts`` runs it) across
-options: BatchNorm folded or not, chunk size, XLA CPU flags, float32 or bfloat16.
+options: BatchNorm folded or not (``--fold 0 1``; ``2`` adds Winograd 3x3
+convolutions), chunk size, XLA CPU flags, float32 or bfloat16.
 
 Each XLA flag set runs in its own subprocess (``XLA_FLAGS`` is read once, when
 the backend starts); inside it every (model, fold, dtype, chunk) combination is
@@ -21,6 +22,7 @@ a quiet machine: the load average before each subprocess is recorded.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -57,7 +59,7 @@ def _call_bf16(func, *args):
     return func(*weights, images.astype("bfloat16")).astype("float32")
 
 
-def make_classifier(model: str, fold: bool, dtype: str):
+def make_classifier(model: str, fold: int, dtype: str):
     import functools
 
     import jax
@@ -69,7 +71,9 @@ def make_classifier(model: str, fold: bool, dtype: str):
 
     name, kwargs = MODELS[model]
     net = get_model(name, num_classes=10, seed=0, **kwargs)
-    classify = folded_classifier(net) if fold else as_classifier(net)
+    classify = (
+        folded_classifier(net, winograd=fold == 2) if fold else as_classifier(net)
+    )
     if dtype == "float32":
         return classify
     # Weights and activations in bfloat16, logits back to float32.
@@ -97,9 +101,9 @@ def worker(args) -> list[dict]:
     for model in args.models:
         for fold in args.fold:
             for dtype in args.dtypes:
-                classify = make_classifier(model, bool(fold), dtype)
+                classify = make_classifier(model, fold, dtype)
                 for chunk in args.chunks:
-                    row = dict(model=model, fold=bool(fold), dtype=dtype, chunk=chunk)
+                    row = dict(model=model, fold=fold, dtype=dtype, chunk=chunk)
                     row.update(measure(classify, x, mask, chunk, args, forward))
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
@@ -147,6 +151,98 @@ def measure(classify, x, mask, chunk, args, forward) -> dict:
     }
 
 
+# Winograd F(2x2, 3x3) (Lavin & Gray 2016): 16 multiplies per 2x2 output tile
+# instead of 36. An experiment for ``--layers`` only.
+_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
+_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
+_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+
+
+def _comb(coeffs, items):
+    out = None
+    for c, item in zip(coeffs, items, strict=True):
+        if c:
+            term = item if c == 1 else -item
+            out = term if out is None else out + term
+    return out
+
+
+def winograd3x3(x, w):
+    """``conv(x, w)``, 3x3, stride 1, SAME, NHWC/HWIO, even H and W."""
+    import jax.numpy as jnp
+
+    n, h, wd, c = x.shape
+    d_out = w.shape[-1]
+    th, tw = h // 2, wd // 2
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    d = [[xp[:, a : a + 2 * th : 2, b : b + 2 * tw : 2] for b in range(4)]
+         for a in range(4)]  # fmt: skip
+    t = [[_comb(_BT[i], [d[a][b] for a in range(4)]) for b in range(4)]
+         for i in range(4)]  # fmt: skip
+    v = jnp.stack([_comb(_BT[j], t[i]) for i in range(4) for j in range(4)])
+    u = jnp.einsum("ia,abcd,jb->ijcd", jnp.asarray(_G, w.dtype), w,
+                   jnp.asarray(_G, w.dtype))  # fmt: skip
+    m = jnp.einsum("tpc,tcd->tpd", v.reshape(16, n * th * tw, c),
+                   u.reshape(16, c, d_out)).reshape(4, 4, n, th, tw, d_out)  # fmt: skip
+    s = [[_comb(_AT[i], [m[a, b] for a in range(4)]) for b in range(4)]
+         for i in range(2)]  # fmt: skip
+    y = jnp.stack([jnp.stack([_comb(_AT[j], s[i]) for j in range(2)])
+                   for i in range(2)])  # fmt: skip
+    return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, h, wd, d_out)
+
+
+def layers(args) -> list[dict]:
+    """Where the time goes: one ``conv 3x3 -> bias -> relu`` of each ResNet stage
+    (and the stage-changing stride-2 conv), per sample, at each chunk size."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    shapes = [  # (name, side, c_in, c_out, stride)
+        ("stage1 3x3 16->16 @32", 32, 16, 16, 1),
+        ("stage2 3x3 32->32 @16", 16, 32, 32, 1),
+        ("stage3 3x3 64->64 @8", 8, 64, 64, 1),
+        ("stride2 3x3 16->32 @32", 32, 16, 32, 2),
+    ]
+
+    def layer(x, w, b, stride, winograd=False):
+        if winograd:
+            return jax.nn.relu(winograd3x3(x, w) + b)
+        y = jax.lax.conv_general_dilated(
+            x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return jax.nn.relu(y + b)
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for name, side, c_in, c_out, stride in shapes:
+        w = jnp.asarray(rng.normal(0, 0.1, (3, 3, c_in, c_out)), jnp.float32)
+        b = jnp.zeros((c_out,), jnp.float32)
+        fn = jax.jit(layer, static_argnums=(3, 4))
+        for chunk, winograd in itertools.product(args.chunks, (False, True)):
+            if winograd and stride != 1:
+                continue
+            x = jnp.asarray(rng.uniform(size=(chunk, side, side, c_in)), jnp.float32)
+            fn(x, w, b, stride, winograd).block_until_ready()
+            steps = max(1, args.n // chunk)
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                for _ in range(steps):
+                    out = fn(x, w, b, stride, winograd)
+                out.block_until_ready()
+                times.append(time.perf_counter() - start)
+            per_sample = min(times) / (steps * chunk)
+            # Direct-convolution FLOPs, also for Winograd (an effective rate).
+            flops = 2 * 9 * c_in * c_out * (side // stride) ** 2
+            label = name + (" winograd" if winograd else "")
+            row = dict(layer=label, chunk=chunk, us_per_sample=per_sample * 1e6,
+                       gflops=flops / per_sample / 1e9)  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
 def flag_set(spec: str) -> tuple[str, str]:
     if "=" in spec and spec.split("=", 1)[0] not in FLAG_SETS:
         name, flags = spec.split("=", 1)
@@ -173,23 +269,33 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["resnet20"],
                         choices=sorted(MODELS))  # fmt: skip
     parser.add_argument("--chunks", type=int, nargs="+", default=[128, 400])
-    parser.add_argument("--fold", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--fold", type=int, nargs="+", default=[0, 1],
+                        choices=[0, 1, 2], help="0: as_classifier; 1: BatchNorm "
+                        "folded; 2: folded + Winograd 3x3 convolutions")  # fmt: skip
     parser.add_argument("--dtypes", nargs="+", default=["float32"],
                         choices=["float32", "bfloat16"])  # fmt: skip
     parser.add_argument("--flags", nargs="+", default=["default"])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="time one conv layer of each ResNet stage instead",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args)))
+        print(json.dumps(layers(args) if args.layers else worker(args)))
         return 0
     command = " ".join([Path(sys.executable).name, *sys.argv])
     print(f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print("| flags | model | fold | dtype | chunk | count/s | count/s (median) "
-          "| forward/s | first call s | load avg |")  # fmt: skip
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+    if args.layers:
+        print("| flags | layer | chunk | time | rate |\n|---|---|---:|---:|---:|")
+    else:
+        print("| flags | model | fold | dtype | chunk | count/s | count/s (median) "
+              "| forward/s | first call s | load avg |")  # fmt: skip
+        print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     rows = []
     for spec in args.flags:
         name, flags = flag_set(spec)
@@ -211,6 +317,11 @@ def main(argv=None) -> int:
         for row in json.loads(run.stdout.strip().splitlines()[-1]):
             row = dict(flags=name, xla_flags=flags, load_avg_before=load, **row)
             rows.append(row)
+            if args.layers:
+                print(f"| {name} | {row['layer']} | {row['chunk']} | "
+                      f"{row['us_per_sample']:.1f} us/sample | "
+                      f"{row['gflops']:.1f} GFLOP/s |", flush=True)  # fmt: skip
+                continue
             print(
                 f"| {name} | {row['model']} | {int(row['fold'])} | {row['dtype']} | "
                 f"{row['chunk']} | {row['counting_samples_per_s']:.0f} | "

@@ -1,4 +1,5 @@
-"""Peer comparison: mrs-jax against the PyTorch reference, same model, n, batch, threads.
+"""Peer comparison: mrs-jax against the PyTorch reference, same model, n, batch,
+threads.
 
 One run measures, for a CIFAR ResNet of the given depth with random weights:
 forward samples/s (a device-resident batch, argmax) and counting samples/s (masked
@@ -12,7 +13,9 @@ Run (two CPU threads each; give a Python that has torch)::
     python benchmarks/bench_peer.py --torch_python /path/to/torch-env/bin/python \
         --depths 20 110 --batches 128 400 --n 4000
 
-Take it on a quiet machine: the two frameworks run one after the other.
+Each mrs-jax classifier of ``--jax_classifiers`` (``VARIANTS``) gets its own row
+beside the same torch figures. Take it on a quiet machine: the two frameworks run
+one after the other.
 """
 
 from __future__ import annotations
@@ -29,15 +32,31 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def measure_jax(depth: int, batch: int, n: int, repeats: int) -> dict:
+VARIANTS = {
+    "plain": "as_classifier (BatchNorm as trained)",
+    "folded": "folded_classifier (BatchNorm folded into the convolutions)",
+    "winograd": "folded_classifier(winograd=True) (folded, Winograd 3x3 convs)",
+}
+
+
+def make_classifier(depth: int, variant: str):
+    from mrs_jax.fold import folded_classifier
+    from mrs_jax.models import as_classifier, get_model
+
+    model = get_model(f"resnet{depth}", num_classes=10, seed=0)
+    if variant == "plain":
+        return as_classifier(model)
+    return folded_classifier(model, winograd=variant == "winograd")
+
+
+def measure_jax(depth: int, batch: int, n: int, repeats: int, variant: str) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     import mrs_jax
-    from mrs_jax.models import as_classifier, get_model
 
-    classify = as_classifier(get_model(f"resnet{depth}", num_classes=10, seed=0))
+    classify = make_classifier(depth, variant)
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(32, 32, 3)).astype(np.float32)
     mask = mrs_jax.square_mask(x.shape, 10, 10, 9)  # a 5x5 patch grown by 2
@@ -68,6 +87,7 @@ def measure_jax(depth: int, batch: int, n: int, repeats: int) -> dict:
     run_counts()  # compile
     return {
         "framework": f"mrs-jax (jax {jax.__version__})",
+        "classifier": VARIANTS[variant],
         "depth": depth, "batch": batch, "n": n,
         "forward_samples_per_s": steps * batch / best(run_forward),
         "counting_samples_per_s": n / best(run_counts),
@@ -89,6 +109,9 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--jax_classifiers", nargs="+", choices=sorted(VARIANTS),
+                        default=["plain", "winograd"],
+                        help="mrs-jax classifiers, one row each")  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     # XLA's CPU backend uses one thread per core; match torch to the same count.
@@ -97,26 +120,37 @@ def main(argv=None) -> int:
         f"{args.threads}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         flush=True,
     )
-    print("| depth | batch | n | torch fwd/s | jax fwd/s | torch count/s "
-          "| jax count/s | jax / torch (count) |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| depth | batch | n | jax classifier | torch fwd/s | jax fwd/s "
+          "| jax / torch (fwd) | torch count/s | jax count/s "
+          "| jax / torch (count) |")  # fmt: skip
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     rows = []
     for depth in args.depths:
         for batch in args.batches:
             peer = measure_torch(args.torch_python, depth, batch, args.n, args.threads)
-            ours = measure_jax(depth, batch, args.n, args.repeats)
-            ratio = ours["counting_samples_per_s"] / peer["counting_samples_per_s"]
-            rows.append({"torch": peer, "jax": ours, "count_ratio": ratio})
-            print(
-                f"| {depth} | {batch} | {args.n} | "
-                f"{peer['forward_samples_per_s']:.0f} | "
-                f"{ours['forward_samples_per_s']:.0f} | "
-                f"{peer['counting_samples_per_s']:.0f} | "
-                f"{ours['counting_samples_per_s']:.0f} | {ratio:.2f}x |",
-                flush=True,
-            )
+            for variant in args.jax_classifiers:
+                ours = measure_jax(depth, batch, args.n, args.repeats, variant)
+                fwd = ours["forward_samples_per_s"] / peer["forward_samples_per_s"]
+                ratio = ours["counting_samples_per_s"] / peer["counting_samples_per_s"]
+                rows.append({"torch": peer, "jax": ours, "count_ratio": ratio,
+                             "forward_ratio": fwd})  # fmt: skip
+                print(
+                    f"| {depth} | {batch} | {args.n} | {variant} | "
+                    f"{peer['forward_samples_per_s']:.0f} | "
+                    f"{ours['forward_samples_per_s']:.0f} | {fwd:.2f}x | "
+                    f"{peer['counting_samples_per_s']:.0f} | "
+                    f"{ours['counting_samples_per_s']:.0f} | {ratio:.2f}x |",
+                    flush=True,
+                )
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        out = {
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "threads": args.threads,
+            "rows": rows,
+        }
+        Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
 
 

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 import mrs_jax
-from mrs_jax.fold import fold_batchnorm, folded_classifier
+from mrs_jax.fold import fold_batchnorm, folded_classifier, winograd_conv3x3
 from mrs_jax.models import as_classifier, get_model
 
 
@@ -44,6 +44,30 @@ def test_folded_logits_equal_eval_logits(name, kwargs, side):
     scale = float(jnp.abs(expected).max())
     assert scale > 0.1  # the check below is not vacuous
     np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, scale), rtol=0)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs", [("resnet_tiny", {}), ("fast_cnn_tiny", {"clamp": True})]
+)
+def test_winograd_logits_equal_eval_logits(name, kwargs):
+    model = _random_statistics(get_model(name, num_classes=10, seed=0, **kwargs))
+    images = jnp.asarray(
+        np.random.default_rng(4).normal(0.5, 1.0, (6, 32, 32, 3)), jnp.float32
+    )
+    expected = as_classifier(model)(images)
+    got = folded_classifier(model, winograd=True)(images)
+    scale = float(jnp.abs(expected).max())
+    np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, scale), rtol=0)
+
+
+def test_winograd_conv_equals_the_direct_conv():
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(3, 8, 6, 5)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(3, 3, 5, 7)), jnp.float32)
+    expected = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    np.testing.assert_allclose(winograd_conv3x3(x, kernel), expected, atol=1e-4)
 
 
 def test_folded_model_has_no_batchnorm_and_the_original_is_unchanged():
@@ -97,6 +121,8 @@ def _set(model, field, value):
     "make, error, match",
     [
         (lambda: "resnet20", TypeError, "nnx.Module"),
+        (lambda: get_model("tiny_cnn", num_classes=10, seed=0), TypeError,
+         "winograd"),
         (lambda: get_model("wrn_tiny", num_classes=10, seed=0), TypeError,
          "WideResNet"),
         (lambda: _set(get_model("tiny_cnn", num_classes=10, seed=0), "mean",
@@ -106,5 +132,7 @@ def _set(model, field, value):
     ],
 )  # fmt: skip
 def test_bad_inputs_raise(make, error, match):
+    model = make()
+    winograd = "yes" if match == "winograd" else False
     with pytest.raises(error, match=match):
-        folded_classifier(make())
+        folded_classifier(model, winograd=winograd)
