@@ -3,7 +3,8 @@
 Usage::
 
     python -m certify --config certify/configs/digits.py --checkpoint runs/digits \
-        --out runs/certify_digits [--smoke] [--num_images N] [--mode center]
+        --out runs/certify_digits [--smoke] [--num_images N] [--mode center] \
+        [--images_per_batch B]
 
 A killed or interrupted job restarted with the same arguments continues where it
 stopped. The run directory is held by one process at a time, and refuses a
@@ -46,6 +47,13 @@ def run(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="the tiny variant")
     parser.add_argument("--mode", choices=job.MODES, default=None)
     parser.add_argument("--num_images", type=int, default=None)
+    parser.add_argument(
+        "--images_per_batch",
+        type=int,
+        default=None,
+        help="images per device program in modes clean/practical/adaptive "
+        "(same rows; 1: image by image)",
+    )
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     distributed.add_flags(parser)
@@ -53,7 +61,11 @@ def run(argv=None) -> int:
 
     # configfile names the file in every error (missing, broken, bad value).
     config = configfile.load(args.config, args.smoke, job.JobConfig)
-    overrides = {"mode": args.mode, "num_images": args.num_images}
+    overrides = {
+        "mode": args.mode,
+        "num_images": args.num_images,
+        "images_per_batch": args.images_per_batch,
+    }
     config = dataclasses.replace(
         config, **{k: v for k, v in overrides.items() if v is not None}
     )

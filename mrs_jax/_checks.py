@@ -33,6 +33,85 @@ def images(x: Any, name: str = "images") -> np.ndarray:
     return arr
 
 
+def image_batch(x: Any, name: str = "images") -> np.ndarray:
+    """Returns ``x`` as a float32 ``[B, H, W, C]`` array in [0, 1] with B >= 1."""
+    arr = images(x, name)
+    if min(arr.shape) < 1:
+        raise ValueError(f"{name} has an empty axis: shape {arr.shape}")
+    return arr
+
+
+def masks(m: Any, batch_shape: tuple[int, ...], name: str = "masks") -> np.ndarray:
+    """Returns ``m`` as bool ``[B, H, W]`` matching ``batch_shape[:3]``, refusing a
+    mask with no pixel set (a certificate over no pixel means nothing)."""
+    if m is None:
+        raise TypeError(f"{name} must be a [B, H, W] array, got None")
+    arr = np.asarray(m)
+    if arr.shape != tuple(batch_shape[:3]):
+        raise ValueError(
+            f"{name} must have shape [B, H, W] = {tuple(batch_shape[:3])} to match "
+            f"the images, got {arr.shape}"
+        )
+    if arr.dtype != bool:
+        if not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{name} must be bool or 0/1 numbers, got {arr.dtype}")
+        if not np.all((arr == 0) | (arr == 1)):
+            raise ValueError(f"{name} must hold only 0 and 1 (or bools)")
+        arr = arr.astype(bool)
+    empty = np.flatnonzero(~arr.reshape(len(arr), -1).any(1))
+    if empty.size:
+        raise ValueError(
+            f"{name}[{int(empty[0])}] is all False: there is no pixel to smooth "
+            "or certify"
+        )
+    return arr
+
+
+def key_batch(keys: Any, count: int, name: str = "keys") -> jax.Array:
+    """Returns ``keys`` as a ``[count]`` array of typed PRNG keys (one per image).
+
+    A sequence of single typed keys is stacked.
+    """
+    if isinstance(keys, (list, tuple)):
+        for i, k in enumerate(keys):
+            typed_key(k, f"{name}[{i}]")
+        keys = jax.numpy.stack(keys) if keys else None
+    typed = isinstance(keys, jax.Array) and jax.dtypes.issubdtype(
+        keys.dtype, jax.dtypes.prng_key
+    )
+    if not typed:
+        raise TypeError(
+            f"{name} must be [B] typed PRNG keys (e.g. jax.random.split(key, B))"
+        )
+    if keys.shape != (count,):
+        raise ValueError(f"{name} must have shape ({count},), got {keys.shape}")
+    return keys
+
+
+def labels(y: Any, count: int, num_classes: int, name: str = "labels") -> np.ndarray:
+    """Returns ``y`` as ``[count]`` int32 class labels in ``[0, num_classes)``."""
+    arr = np.asarray(y)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be integer labels, got dtype {arr.dtype}")
+    if arr.shape != (count,):
+        raise ValueError(f"{name} must have shape ({count},), got {arr.shape}")
+    if arr.min() < 0 or arr.max() >= num_classes:
+        raise ValueError(f"{name} must lie in [0, {num_classes}), got {arr}")
+    return arr.astype(np.int32)
+
+
+def mesh_with_axis(mesh: Any, axis: str | None = None, name: str = "mesh") -> Any:
+    """Returns ``mesh`` if it is a ``jax.sharding.Mesh`` (with the axis ``axis``,
+    unless that is None)."""
+    if not isinstance(mesh, jax.sharding.Mesh):
+        raise TypeError(
+            f"{name} must be a jax.sharding.Mesh, got {type(mesh).__name__}"
+        )
+    if axis is not None and axis not in mesh.axis_names:
+        raise TypeError(f"{name} must be a jax Mesh with a {axis!r} axis")
+    return mesh
+
+
 def image_or_batch(x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
     """Returns ``(images [B, H, W, C] float32 in [0, 1], x_was_one_image)``."""
     arr = _float_array(x, name)

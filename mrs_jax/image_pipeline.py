@@ -173,6 +173,12 @@ def _attacked_row(task: _Task, keys: _Keys, *, attack) -> dict[str, Any]:
     clean = _defend(config, classify, num_classes, x, keys.clean, clean_seconds)
     seconds["clean"] = sum(clean_seconds.values())
     result = _defend(config, classify, num_classes, x_adv, keys.certify, seconds)
+    return attacked_fields(config, result, clean, patch, base_clean, undefended)
+
+
+def attacked_fields(config, result, clean, patch, base_clean, undefended):
+    """An attacked row's fields from its two defences (``result`` on ``x_adv``,
+    ``clean`` on ``x``), the patch's ``[row, col]`` and the base labels."""
     box = result["mask_box"]
     covered = box is not None and _box_covers(box, patch, config.patch_size)
     # The clean pipeline's fields, prefixed (its target fields too, if any).
@@ -229,14 +235,23 @@ def _defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
         batch_size=config.localize_batch_size,
         mesh=sharding.sample_mesh() if harmonic else None,
     )
-    outcome = LOCALIZATION[located.reason_name]
     seconds["localize"] = time.perf_counter() - start
+    result, mask = located_fields(config, located, x.shape[-1])
+    if mask is None:
+        return result
+    return result | _certify(config, classify, num_classes, x, mask, key, seconds)
+
+
+def located_fields(config, located, channels: int):
+    """``(fields, mask)`` of one localisation; mask None where CERTIFY is
+    skipped (``multiple_regions``: the fields are then the whole defence)."""
+    outcome = LOCALIZATION[located.reason_name]
     result: dict[str, Any] = {
         "attacked_class": int(located.attacked_class),
         "localization": outcome,
     }
     if outcome == "multiple_regions":
-        return result | target_radius.skipped_fields(config, x.shape[-1]) | {
+        return result | target_radius.skipped_fields(config, channels) | {
             "located_top_left": None,
             "prediction": smoothing.ABSTAIN,
             "radius": 0.0,
@@ -244,11 +259,27 @@ def _defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
             "certified": False,
             "mask_box": None,
             "abstain_reason": "multiple_regions",
-        }
+        }, None
     # On no_change the localiser's mask is the block its tie-break picks.
-    mask = np.asarray(located.mask)
     result["located_top_left"] = [int(v) for v in np.asarray(located.top_left)]
-    return result | _certify(config, classify, num_classes, x, mask, key, seconds)
+    return result, np.asarray(located.mask)
+
+
+def certificate_fields(config, cert, mask, channels: int) -> dict[str, Any]:
+    """The certify step's fields from its outcome: a ``TargetCertificate``
+    where ``config.target_radius`` is set, else a ``Certificate``."""
+    if config.target_radius is not None:
+        fields = target_radius.fields(config, cert, channels)
+        return {**fields, "mask_box": _box(mask)}
+    abstained = cert.label == smoothing.ABSTAIN
+    return {
+        "prediction": cert.label,
+        "radius": cert.radius,
+        "p_lower": cert.p_lower,
+        "certified": not abstained,
+        "mask_box": _box(mask),
+        "abstain_reason": "certify_abstain" if abstained else None,
+    }
 
 
 def _certify(config, classify, num_classes, x, mask, key, seconds) -> dict[str, Any]:
@@ -272,15 +303,7 @@ def _certify(config, classify, num_classes, x, mask, key, seconds) -> dict[str, 
         batch_size=config.batch_size,
     )
     seconds["certify"] = time.perf_counter() - start
-    abstained = cert.label == smoothing.ABSTAIN
-    return {
-        "prediction": cert.label,
-        "radius": cert.radius,
-        "p_lower": cert.p_lower,
-        "certified": not abstained,
-        "mask_box": _box(mask),
-        "abstain_reason": "certify_abstain" if abstained else None,
-    }
+    return certificate_fields(config, cert, mask, x.shape[-1])
 
 
 def _theoretical_window(config, x, predicted, features_and_head):

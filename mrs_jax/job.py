@@ -37,6 +37,12 @@ that CERTIFY ran and returned that label. The base classifier's own labels are
 ``base_clean_prediction`` and, under attack, ``undefended_adv_prediction``.
 Abstentions count as wrong.
 
+Batches: with ``images_per_batch`` > 1, modes ``clean``, ``practical`` and
+``adaptive`` run groups of that many images through one device program per step
+(``mrs_jax.batch_pipeline``); the rows are the same as image by image (one per
+image, flushed as its group finishes; a resumed run forms its groups from the
+images not yet done). The other modes always run image by image.
+
 Keys: image ``dataset_index`` uses ``fold_in(key(seed), dataset_index)``, split
 into attack, clean-certify and certify keys, so a row does not depend on the
 order of images, on the number of processes or on resuming.
@@ -55,7 +61,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mrs_jax import _checks, metrics, rows, run_dir, target_radius
+from mrs_jax import _checks, batch_pipeline, metrics, rows, run_dir, target_radius
 from mrs_jax.image_pipeline import image_row
 from mrs_jax.job_config import INPAINT_METHODS, MODES, JobConfig, config_defaults
 
@@ -275,28 +281,52 @@ def _certify_images(
         bar.set_postfix(running_accuracies(finished), refresh=False)
     try:
         with rows.Writer(rows.shard_path(out_dir, process_index, process_count)) as out:
-            for index in todo:
-                dataset_index = int(selection[index])
-                images, labels = source.get_batch(np.array([dataset_index]))
-                row = image_row(
-                    config,
-                    classify,
-                    num_classes,
-                    images[0],
-                    int(labels[0]),
-                    key=jax.random.fold_in(jax.random.key(config.seed), dataset_index),
-                    features_and_head=features_and_head,
-                )
-                row = {"index": index, "dataset_index": dataset_index, **row}
-                out.append(row)
-                finished.append(row)
-                if bar is not None:
-                    # Postfix first: update() redraws, so the bar shows this row too.
-                    bar.set_postfix(running_accuracies(finished), refresh=False)
-                    bar.update(1)
+            step = _group_size(config)
+            for start in range(0, len(todo), step):
+                group = todo[start : start + step]
+                dataset_indices = [int(selection[i]) for i in group]
+                images, labels = source.get_batch(np.array(dataset_indices))
+                # Each image's key depends on its data set index alone.
+                keys = [
+                    jax.random.fold_in(jax.random.key(config.seed), d)
+                    for d in dataset_indices
+                ]
+                if step == 1:
+                    new_rows = [
+                        image_row(
+                            config,
+                            classify,
+                            num_classes,
+                            images[0],
+                            int(labels[0]),
+                            key=keys[0],
+                            features_and_head=features_and_head,
+                        )
+                    ]
+                else:
+                    new_rows = batch_pipeline.group_rows(
+                        config, classify, num_classes, images, labels, keys
+                    )
+                for index, dataset_index, row in zip(
+                    group, dataset_indices, new_rows, strict=True
+                ):
+                    row = {"index": index, "dataset_index": dataset_index, **row}
+                    out.append(row)
+                    finished.append(row)
+                    if bar is not None:
+                        # Postfix first: update() redraws, so the bar shows it too.
+                        bar.set_postfix(running_accuracies(finished), refresh=False)
+                        bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _group_size(config: JobConfig) -> int:
+    """Images per group: ``images_per_batch`` where the mode batches, else 1."""
+    if config.mode in batch_pipeline.BATCHED_MODES:
+        return config.images_per_batch
+    return 1
 
 
 def running_accuracies(finished: list[dict[str, Any]]) -> dict[str, str]:

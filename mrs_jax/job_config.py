@@ -39,6 +39,10 @@ class JobConfig:
     ``double_masking``: ``pc_k`` masks per axis, ``pc_fill`` the hidden pixels'
     value, ``pc_batch_size`` masked images per device program.
     ``synthetic_*``: the made-up data set's shape, classes and size (tests, smoke).
+    ``images_per_batch``: images per device program in the modes that batch
+    (``mrs_jax.batch_pipeline``: ``clean``, ``practical``, ``adaptive``); 1 is
+    the image-by-image loop. It changes no row (a resume may change it:
+    ``run_dir.EXECUTION_FIELDS``).
     """
 
     mode: str = "practical"
@@ -73,6 +77,7 @@ class JobConfig:
     synthetic_shape: tuple[int, int, int] = (32, 32, 3)
     synthetic_classes: int = 10
     synthetic_examples: int = 64
+    images_per_batch: int = 1
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -90,6 +95,7 @@ class JobConfig:
             "adaptive_noise_draws",
             "pc_k",
             "pc_batch_size",
+            "images_per_batch",
         ):
             _checks.positive_int(getattr(self, name), name)
         for name in ("attack_steps", "dilation", "seed", "image_seed"):

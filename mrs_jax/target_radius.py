@@ -117,6 +117,18 @@ def certify_fields(
         num_classes=num_classes,
         batch_size=config.batch_size,
     )
+    return fields(config, cert, x.shape[-1])
+
+
+def fields(config: JobConfig, cert, channels: int) -> dict[str, Any]:
+    """The row fields of one ``certify_at`` outcome (module docstring).
+
+    Args:
+      config: the job's settings; ``target_radius`` is not None.
+      cert: the ``sequential.TargetCertificate``.
+      channels: C, to resolve ``"unrestricted"``.
+    """
+    radius = resolve(config.target_radius, config.patch_size, channels)
     returned = cert.p_lower > 0.5
     return {
         "prediction": cert.selected_label if returned else smoothing.ABSTAIN,

@@ -1,0 +1,152 @@
+"""The pipeline batched over images: same results as image by image, same rows."""
+
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from _job_helpers import NUM_CLASSES, SHAPE, tiny_classifier, tiny_config
+
+import mrs_jax
+from mrs_jax import batched, job, sharding
+from mrs_jax.batched_localize import localize_batch, split_results
+
+CLASSIFY = tiny_classifier()
+IMAGES = np.random.default_rng(0).uniform(size=(3, *SHAPE)).astype(np.float32)
+KEYS = jax.random.split(jax.random.key(1), 3)
+# Three noise windows: 8x8 (two masks) and 16x16 (one), so two programs a round.
+MASKS = np.zeros((3, *SHAPE[:2]), bool)
+MASKS[0, 2:8, 3:9] = MASKS[1, 0:4, 0:4] = MASKS[2, 5:16, 5:16] = True
+SMOOTHING = dict(n0=16, alpha=0.01, num_classes=NUM_CLASSES, batch_size=64)
+
+
+def _assert_same(one, other):
+    assert type(one) is type(other)
+    for name, a, b in zip(one._fields, one, other, strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b)), name
+
+
+@pytest.mark.parametrize("method", ["harmonic", "telea"])
+def test_localize_batch_equals_localize_per_image(method):
+    mesh = sharding.sample_mesh() if method == "harmonic" else None
+    kwargs = dict(method=method, batch_size=64, mesh=mesh)
+    results = split_results(localize_batch(CLASSIFY, IMAGES, 3, **kwargs))
+    assert len(results) == 3
+    for x, result in zip(IMAGES, results, strict=True):
+        _assert_same(mrs_jax.localize(CLASSIFY, x, 3, **kwargs), result)
+    # Both outcomes occur, so the vmapped vote is checked on each.
+    assert {r.reason_name for r in results} == {"ok", "no_change"}
+
+
+def test_certify_at_batch_equals_certify_at_per_image():
+    radius, sigma, max_n = 0.1, 0.25, 512
+    results = batched.certify_at_batch(
+        CLASSIFY, IMAGES, MASKS, sigma, radius, keys=KEYS, max_n=max_n, **SMOOTHING
+    )
+    for b, result in enumerate(results):
+        one = mrs_jax.certify_at(
+            CLASSIFY,
+            IMAGES[b],
+            MASKS[b],
+            sigma,
+            radius,
+            key=KEYS[b],
+            max_n=max_n,
+            **SMOOTHING,
+        )
+        _assert_same(one, result)
+    # The images stop at different rounds: the lockstep drops decided ones.
+    assert len({r.rounds for r in results}) > 1
+
+
+def test_certify_batch_equals_certify_per_image():
+    results = batched.certify_batch(
+        CLASSIFY, IMAGES, MASKS, 0.25, keys=KEYS, n=300, **SMOOTHING
+    )
+    for b, result in enumerate(results):
+        one = mrs_jax.certify(
+            CLASSIFY, IMAGES[b], MASKS[b], 0.25, key=KEYS[b], n=300, **SMOOTHING
+        )
+        _assert_same(one, result)
+
+
+def test_patch_attack_batch_equals_patch_attack_per_image():
+    labels = np.array([0, 1, 2])
+    settings = dict(num_locations=4, steps=2, step_size=0.2)
+    result = batched.patch_attack_batch(
+        CLASSIFY, IMAGES, labels, 3, keys=KEYS, **settings
+    )
+    for b in range(3):
+        one = mrs_jax.patch_attack(
+            CLASSIFY, IMAGES[b], labels[b], 3, key=KEYS[b], return_loss=True, **settings
+        )
+        _assert_same(one, mrs_jax.PatchAttackResult(*(f[b] for f in result)))
+
+
+def _without_seconds(all_rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in all_rows]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # dilation 6: every mask's noise window is the whole 16x16 image, so
+        # fewer programs compile (mixed windows: the certify_at test above).
+        dict(mode="clean", target_radius=0.1, dilation=6),
+        dict(mode="practical", dilation=6),
+    ],
+    ids=["clean_target_radius", "practical_fixed_n"],
+)
+def test_job_rows_equal_image_by_image_and_resumed(tmp_path, changes):
+    run = dict(classify=CLASSIFY, num_classes=NUM_CLASSES, progress=False)
+    one_by_one = job.run(tiny_config(num_images=5, **changes), tmp_path / "one", **run)
+    # Groups of 3 and 2 from the start.
+    grouped = tiny_config(num_images=5, images_per_batch=3, **changes)
+    assert _without_seconds(job.run(grouped, tmp_path / "grouped", **run)) == (
+        _without_seconds(one_by_one)
+    )
+    # The image-by-image run killed after two rows and part of the third, then
+    # resumed in groups of 3: images 2-4.
+    mixed = tmp_path / "mixed"
+    shutil.copytree(tmp_path / "one", mixed)
+    lines = (mixed / "rows.jsonl").read_text().splitlines(keepends=True)
+    (mixed / "rows.jsonl").write_text("".join(lines[:2]) + lines[2][:20])
+    resumed = job.run(grouped, mixed, **run)
+    assert _without_seconds(resumed) == _without_seconds(one_by_one)
+    assert len((mixed / "rows.jsonl").read_text().splitlines()) == 5
+    if changes["mode"] == "clean":
+        assert {r["localization"] for r in resumed} >= {"located", "no_change"}
+
+
+def test_bad_inputs_raise_naming_the_argument():
+    common = dict(keys=KEYS, n=64, **SMOOTHING)
+    with pytest.raises(ValueError, match="masks must have shape"):
+        batched.certify_batch(CLASSIFY, IMAGES, MASKS[:2], 0.25, **common)
+    empty = MASKS.copy()
+    empty[1] = False
+    with pytest.raises(ValueError, match=r"masks\[1\] is all False"):
+        batched.certify_batch(CLASSIFY, IMAGES, empty, 0.25, **common)
+    with pytest.raises(ValueError, match="keys must have shape"):
+        batched.certify_batch(
+            CLASSIFY, IMAGES, MASKS, 0.25, **{**common, "keys": KEYS[:2]}
+        )
+    with pytest.raises(TypeError, match="keys must be"):
+        batched.certify_batch(
+            CLASSIFY, IMAGES, MASKS, 0.25, **{**common, "keys": np.zeros((3, 2))}
+        )
+    with pytest.raises(ValueError, match="images must be a batch"):
+        localize_batch(CLASSIFY, IMAGES[0], 3)
+    with pytest.raises(ValueError, match="images must have values in"):
+        localize_batch(CLASSIFY, IMAGES * 2, 3)
+    with pytest.raises(ValueError, match="radius"):
+        batched.certify_at_batch(
+            CLASSIFY, IMAGES, MASKS, 0.25, -1.0, keys=KEYS, max_n=64, **SMOOTHING
+        )
+    with pytest.raises(ValueError, match="labels must lie in"):
+        batched.patch_attack_batch(
+            CLASSIFY, IMAGES, np.array([0, 1, 9]), 3, keys=KEYS, steps=1, step_size=0.1
+        )
+    with pytest.raises(ValueError, match="images_per_batch must be >= 1"):
+        tiny_config(images_per_batch=0)
+    with pytest.raises(TypeError, match="images_per_batch must be an int"):
+        tiny_config(images_per_batch=2.0)
