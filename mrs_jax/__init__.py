@@ -66,6 +66,10 @@ _LAZY = {
     "run_job": ("mrs_jax.job", "run"),
     "certify_at": "mrs_jax.sequential",
     "TargetCertificate": "mrs_jax.sequential",
+    "certify_batch": "mrs_jax.batched",
+    "certify_at_batch": "mrs_jax.batched",
+    "patch_attack_batch": "mrs_jax.batched",
+    "localize_batch": "mrs_jax.batched_localize",
 }
 
 

@@ -8,8 +8,8 @@ import pytest
 from _job_helpers import NUM_CLASSES, SHAPE, tiny_classifier, tiny_config
 
 import mrs_jax
-from mrs_jax import batched, job, sharding
-from mrs_jax.batched_localize import localize_batch, split_results
+from mrs_jax import batch_counting, job, sharding
+from mrs_jax.batched_localize import split_results
 
 CLASSIFY = tiny_classifier()
 IMAGES = np.random.default_rng(0).uniform(size=(3, *SHAPE)).astype(np.float32)
@@ -30,7 +30,7 @@ def _assert_same(one, other):
 def test_localize_batch_equals_localize_per_image(method):
     mesh = sharding.sample_mesh() if method == "harmonic" else None
     kwargs = dict(method=method, batch_size=64, mesh=mesh)
-    results = split_results(localize_batch(CLASSIFY, IMAGES, 3, **kwargs))
+    results = split_results(mrs_jax.localize_batch(CLASSIFY, IMAGES, 3, **kwargs))
     assert len(results) == 3
     for x, result in zip(IMAGES, results, strict=True):
         _assert_same(mrs_jax.localize(CLASSIFY, x, 3, **kwargs), result)
@@ -38,9 +38,28 @@ def test_localize_batch_equals_localize_per_image(method):
     assert {r.reason_name for r in results} == {"ok", "no_change"}
 
 
-def test_certify_at_batch_equals_certify_at_per_image():
+def test_certify_at_batch_equals_certify_at_per_image(monkeypatch):
     radius, sigma, max_n = 0.1, 0.25, 512
-    results = batched.certify_at_batch(
+    steps = []  # one entry per BatchCounter.count: the programs it dispatched
+    program = batch_counting.batch_counts_program
+
+    def counted(*args):
+        compiled = program(*args)
+
+        def run(*inputs):
+            steps[-1] += 1
+            return compiled(*inputs)
+
+        return run
+
+    count = batch_counting.BatchCounter.count
+    monkeypatch.setattr(batch_counting, "batch_counts_program", counted)
+    monkeypatch.setattr(
+        batch_counting.BatchCounter,
+        "count",
+        lambda self, *a: steps.append(0) or count(self, *a),
+    )
+    results = mrs_jax.certify_at_batch(
         CLASSIFY, IMAGES, MASKS, sigma, radius, keys=KEYS, max_n=max_n, **SMOOTHING
     )
     for b, result in enumerate(results):
@@ -57,10 +76,14 @@ def test_certify_at_batch_equals_certify_at_per_image():
         _assert_same(one, result)
     # The images stop at different rounds: the lockstep drops decided ones.
     assert len({r.rounds for r in results}) > 1
+    # One step for the selection, then one per round, whatever the batch; a
+    # step is one program per noise-window shape (two here) still drawing.
+    assert len(steps) == 1 + max(r.rounds for r in results)
+    assert steps[0] == 2 and steps[-1] == 1
 
 
 def test_certify_batch_equals_certify_per_image():
-    results = batched.certify_batch(
+    results = mrs_jax.certify_batch(
         CLASSIFY, IMAGES, MASKS, 0.25, keys=KEYS, n=300, **SMOOTHING
     )
     for b, result in enumerate(results):
@@ -73,7 +96,7 @@ def test_certify_batch_equals_certify_per_image():
 def test_patch_attack_batch_equals_patch_attack_per_image():
     labels = np.array([0, 1, 2])
     settings = dict(num_locations=4, steps=2, step_size=0.2)
-    result = batched.patch_attack_batch(
+    result = mrs_jax.patch_attack_batch(
         CLASSIFY, IMAGES, labels, 3, keys=KEYS, **settings
     )
     for b in range(3):
@@ -121,29 +144,29 @@ def test_job_rows_equal_image_by_image_and_resumed(tmp_path, changes):
 def test_bad_inputs_raise_naming_the_argument():
     common = dict(keys=KEYS, n=64, **SMOOTHING)
     with pytest.raises(ValueError, match="masks must have shape"):
-        batched.certify_batch(CLASSIFY, IMAGES, MASKS[:2], 0.25, **common)
+        mrs_jax.certify_batch(CLASSIFY, IMAGES, MASKS[:2], 0.25, **common)
     empty = MASKS.copy()
     empty[1] = False
     with pytest.raises(ValueError, match=r"masks\[1\] is all False"):
-        batched.certify_batch(CLASSIFY, IMAGES, empty, 0.25, **common)
+        mrs_jax.certify_batch(CLASSIFY, IMAGES, empty, 0.25, **common)
     with pytest.raises(ValueError, match="keys must have shape"):
-        batched.certify_batch(
+        mrs_jax.certify_batch(
             CLASSIFY, IMAGES, MASKS, 0.25, **{**common, "keys": KEYS[:2]}
         )
     with pytest.raises(TypeError, match="keys must be"):
-        batched.certify_batch(
+        mrs_jax.certify_batch(
             CLASSIFY, IMAGES, MASKS, 0.25, **{**common, "keys": np.zeros((3, 2))}
         )
     with pytest.raises(ValueError, match="images must be a batch"):
-        localize_batch(CLASSIFY, IMAGES[0], 3)
+        mrs_jax.localize_batch(CLASSIFY, IMAGES[0], 3)
     with pytest.raises(ValueError, match="images must have values in"):
-        localize_batch(CLASSIFY, IMAGES * 2, 3)
+        mrs_jax.localize_batch(CLASSIFY, IMAGES * 2, 3)
     with pytest.raises(ValueError, match="radius"):
-        batched.certify_at_batch(
+        mrs_jax.certify_at_batch(
             CLASSIFY, IMAGES, MASKS, 0.25, -1.0, keys=KEYS, max_n=64, **SMOOTHING
         )
     with pytest.raises(ValueError, match="labels must lie in"):
-        batched.patch_attack_batch(
+        mrs_jax.patch_attack_batch(
             CLASSIFY, IMAGES, np.array([0, 1, 9]), 3, keys=KEYS, steps=1, step_size=0.1
         )
     with pytest.raises(ValueError, match="images_per_batch must be >= 1"):
