@@ -1,6 +1,7 @@
 """Counting throughput of mrs-jax (samples/s, as ``sample_counts`` runs it) across
-options: BatchNorm folded or not (``--fold 0 1``; ``2`` adds Winograd 3x3
-convolutions), chunk size, XLA CPU flags, float32 or bfloat16.
+options: BatchNorm folded or not (``--fold 0 1``; ``2`` and ``4`` add Winograd
+F(2x2, 3x3) or F(4x4, 3x3) convolutions), chunk size, XLA CPU flags, float32 or
+bfloat16.
 
 Each XLA flag set runs in its own subprocess (``XLA_FLAGS`` is read once, when
 the backend starts); inside it every (model, fold, dtype, chunk) combination is
@@ -71,8 +72,11 @@ def make_classifier(model: str, fold: int, dtype: str):
 
     name, kwargs = MODELS[model]
     net = get_model(name, num_classes=10, seed=0, **kwargs)
+    # fold: 0 as trained, 1 BatchNorm folded, 2 or 4 folded + Winograd tile.
     classify = (
-        folded_classifier(net, winograd=fold == 2) if fold else as_classifier(net)
+        folded_classifier(net, winograd=fold if fold > 1 else 0)
+        if fold
+        else as_classifier(net)
     )
     if dtype == "float32":
         return classify
@@ -151,46 +155,6 @@ def measure(classify, x, mask, chunk, args, forward) -> dict:
     }
 
 
-# Winograd F(2x2, 3x3) (Lavin & Gray 2016): 16 multiplies per 2x2 output tile
-# instead of 36. An experiment for ``--layers`` only.
-_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
-_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
-_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
-
-
-def _comb(coeffs, items):
-    out = None
-    for c, item in zip(coeffs, items, strict=True):
-        if c:
-            term = item if c == 1 else -item
-            out = term if out is None else out + term
-    return out
-
-
-def winograd3x3(x, w):
-    """``conv(x, w)``, 3x3, stride 1, SAME, NHWC/HWIO, even H and W."""
-    import jax.numpy as jnp
-
-    n, h, wd, c = x.shape
-    d_out = w.shape[-1]
-    th, tw = h // 2, wd // 2
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    d = [[xp[:, a : a + 2 * th : 2, b : b + 2 * tw : 2] for b in range(4)]
-         for a in range(4)]  # fmt: skip
-    t = [[_comb(_BT[i], [d[a][b] for a in range(4)]) for b in range(4)]
-         for i in range(4)]  # fmt: skip
-    v = jnp.stack([_comb(_BT[j], t[i]) for i in range(4) for j in range(4)])
-    u = jnp.einsum("ia,abcd,jb->ijcd", jnp.asarray(_G, w.dtype), w,
-                   jnp.asarray(_G, w.dtype))  # fmt: skip
-    m = jnp.einsum("tpc,tcd->tpd", v.reshape(16, n * th * tw, c),
-                   u.reshape(16, c, d_out)).reshape(4, 4, n, th, tw, d_out)  # fmt: skip
-    s = [[_comb(_AT[i], [m[a, b] for a in range(4)]) for b in range(4)]
-         for i in range(2)]  # fmt: skip
-    y = jnp.stack([jnp.stack([_comb(_AT[j], s[i]) for j in range(2)])
-                   for i in range(2)])  # fmt: skip
-    return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, h, wd, d_out)
-
-
 def layers(args) -> list[dict]:
     """Where the time goes: one ``conv 3x3 -> bias -> relu`` of each ResNet stage
     (and the stage-changing stride-2 conv), per sample, at each chunk size."""
@@ -205,9 +169,11 @@ def layers(args) -> list[dict]:
         ("stride2 3x3 16->32 @32", 32, 16, 32, 2),
     ]
 
-    def layer(x, w, b, stride, winograd=False):
+    from mrs_jax.fold import winograd_conv3x3
+
+    def layer(x, w, b, stride, winograd=0):
         if winograd:
-            return jax.nn.relu(winograd3x3(x, w) + b)
+            return jax.nn.relu(winograd_conv3x3(x, w, winograd) + b)
         y = jax.lax.conv_general_dilated(
             x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
@@ -219,7 +185,7 @@ def layers(args) -> list[dict]:
         w = jnp.asarray(rng.normal(0, 0.1, (3, 3, c_in, c_out)), jnp.float32)
         b = jnp.zeros((c_out,), jnp.float32)
         fn = jax.jit(layer, static_argnums=(3, 4))
-        for chunk, winograd in itertools.product(args.chunks, (False, True)):
+        for chunk, winograd in itertools.product(args.chunks, (0, 2, 4)):
             if winograd and stride != 1:
                 continue
             x = jnp.asarray(rng.uniform(size=(chunk, side, side, c_in)), jnp.float32)
@@ -235,7 +201,7 @@ def layers(args) -> list[dict]:
             per_sample = min(times) / (steps * chunk)
             # Direct-convolution FLOPs, also for Winograd (an effective rate).
             flops = 2 * 9 * c_in * c_out * (side // stride) ** 2
-            label = name + (" winograd" if winograd else "")
+            label = name + (f" winograd F({winograd}x{winograd})" if winograd else "")
             row = dict(layer=label, chunk=chunk, us_per_sample=per_sample * 1e6,
                        gflops=flops / per_sample / 1e9)  # fmt: skip
             rows.append(row)
@@ -270,8 +236,8 @@ def main(argv=None) -> int:
                         choices=sorted(MODELS))  # fmt: skip
     parser.add_argument("--chunks", type=int, nargs="+", default=[128, 400])
     parser.add_argument("--fold", type=int, nargs="+", default=[0, 1],
-                        choices=[0, 1, 2], help="0: as_classifier; 1: BatchNorm "
-                        "folded; 2: folded + Winograd 3x3 convolutions")  # fmt: skip
+                        choices=[0, 1, 2, 4], help="0: as_classifier; 1: "
+                        "BatchNorm folded; 2, 4: and Winograd F(2x2, 4x4)")  # fmt: skip
     parser.add_argument("--dtypes", nargs="+", default=["float32"],
                         choices=["float32", "bfloat16"])  # fmt: skip
     parser.add_argument("--flags", nargs="+", default=["default"])

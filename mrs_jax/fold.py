@@ -12,9 +12,10 @@ A BatchNorm that follows a max pool (``FastCNN``'s ``conv -> pool -> bn``)
 cannot go into the conv when some ``s < 0`` (a max pool does not commute with a
 negative scale); it becomes a precomputed per-channel :class:`ChannelAffine`.
 
-With ``winograd=True`` every 3x3, stride-1, SAME convolution on even-sized
-maps also runs as Winograd F(2x2, 3x3) (Lavin & Gray 2016): 16 multiplies per
-2x2 output tile instead of 36, the same result up to float rounding.
+With ``winograd=2`` (or 4) every 3x3, stride-1, SAME convolution on maps whose
+sides are multiples of 2 (or 4) also runs as Winograd F(2x2, 3x3) (or F(4x4,
+3x3); Lavin & Gray 2016): 16 multiplies per 2x2 output tile instead of 36 (36
+per 4x4 tile instead of 144), the same result up to float rounding.
 
 Supported families: ``CifarResNet``, ``ImageNetResNet``, ``FastCNN`` and
 ``SmallCNN`` (every conv there is followed by its BatchNorm). ``WideResNet`` is
@@ -22,6 +23,8 @@ pre-activation (BN before conv) and is refused.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -72,13 +75,14 @@ class ChannelAffine(nnx.Module):
         return x * self.scale[...] + self.shift[...]
 
 
-def fold_batchnorm(model: nnx.Module, *, winograd: bool = False) -> nnx.Module:
+def fold_batchnorm(model: nnx.Module, *, winograd: int = 0) -> nnx.Module:
     """A copy of ``model`` with every eval-mode BatchNorm folded away.
 
     Args:
       model: a ``CifarResNet``, ``ImageNetResNet``, ``FastCNN`` or ``SmallCNN``;
         its BatchNorms' running statistics are used whatever mode it is in.
-      winograd: run 3x3 stride-1 convolutions as Winograd F(2x2, 3x3).
+      winograd: 0 for direct convolutions, or the output tile side (2 or 4) of
+        Winograd F(tile x tile, 3x3) for the 3x3 stride-1 convolutions.
 
     Returns:
       A new ``nnx.Module`` of the same class whose convolutions carry the folded
@@ -99,12 +103,12 @@ def fold_batchnorm(model: nnx.Module, *, winograd: bool = False) -> nnx.Module:
             f"fold_batchnorm supports {names} (conv followed by BatchNorm); "
             f"got {type(model).__name__}"
         )
-    winograd = _checks.boolean(winograd, "winograd")
+    winograd = _checks.one_of(winograd, (0, 2, 4), "winograd")
     folded = nnx.clone(model)
     if winograd:
         for _, conv in nnx.iter_modules(folded):
             if isinstance(conv, nnx.Conv):
-                conv.conv_general_dilated = _conv_winograd_when_possible
+                conv.conv_general_dilated = _CONV_FOR_TILE[winograd]
     if isinstance(folded, SmallCNN):
         for i, (conv, norm) in enumerate(zip(folded.convs, folded.norms, strict=True)):
             _fold_into(conv, norm, f"norms[{i}]")
@@ -123,7 +127,7 @@ def fold_batchnorm(model: nnx.Module, *, winograd: bool = False) -> nnx.Module:
     return folded
 
 
-def folded_classifier(model: nnx.Module, *, winograd: bool = False) -> Partial:
+def folded_classifier(model: nnx.Module, *, winograd: int = 0) -> Partial:
     """``classify(images [B, H, W, C] in [0, 1]) -> logits [B, K]`` of the
     folded model: a drop-in for :func:`mrs_jax.models.as_classifier` (a
     ``Partial`` whose leaves are the folded weights), for ``sample_counts``,
@@ -171,61 +175,102 @@ def _fold_into(conv: nnx.Conv, norm: nnx.BatchNorm, name: str) -> None:
     conv.use_bias = True
 
 
-# Winograd F(2x2, 3x3): Y = A^T [(G g G^T) * (B^T d B)] A per 4x4 input tile d.
-_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
-_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
-_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+# Winograd F(m x m, 3x3) (Lavin & Gray 2016): Y = A^T [(G g G^T) * (B^T d B)] A
+# for each (m + 2) x (m + 2) input tile d, giving an m x m output tile.
+_WINOGRAD = {
+    2: (
+        ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+        ((1, 0, 0), (1 / 2, 1 / 2, 1 / 2), (1 / 2, -1 / 2, 1 / 2), (0, 0, 1)),
+        ((1, 1, 1, 0), (0, 1, -1, -1)),
+    ),
+    4: (
+        (
+            (4, 0, -5, 0, 1, 0),
+            (0, -4, -4, 1, 1, 0),
+            (0, 4, -4, -1, 1, 0),
+            (0, -2, -1, 2, 1, 0),
+            (0, 2, -1, -2, 1, 0),
+            (0, 4, 0, -5, 0, 1),
+        ),
+        (
+            (1 / 4, 0, 0),
+            (-1 / 6, -1 / 6, -1 / 6),
+            (-1 / 6, 1 / 6, -1 / 6),
+            (1 / 24, 1 / 12, 1 / 6),
+            (1 / 24, -1 / 12, 1 / 6),
+            (0, 0, 1),
+        ),
+        (
+            (1, 1, 1, 1, 1, 0),
+            (0, 1, -1, 2, -2, 0),
+            (0, 1, 1, 4, 4, 0),
+            (0, 1, -1, 8, -8, 1),
+        ),
+    ),
+}
 
 
 def _combine(coeffs, items):
-    """``sum(c * item)`` for coefficients in {-1, 0, 1}, without multiplies."""
+    """``sum(c * item)``, skipping zeros and multiplying only where ``|c| != 1``."""
     out = None
     for c, item in zip(coeffs, items, strict=True):
         if c:
-            term = item if c == 1 else -item
+            term = item if c == 1 else -item if c == -1 else c * item
             out = term if out is None else out + term
     return out
 
 
-def winograd_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """``x [N, H, W, C]`` (H, W even) convolved with ``kernel [3, 3, C, D]``,
-    stride 1, SAME padding: ``[N, H, W, D]``."""
+def winograd_conv3x3(x: jax.Array, kernel: jax.Array, tile: int = 2) -> jax.Array:
+    """``x [N, H, W, C]`` convolved with ``kernel [3, 3, C, D]``, stride 1, SAME
+    padding, as Winograd F(tile x tile, 3x3): ``[N, H, W, D]``.
+
+    ``tile`` is 2 or 4 and must divide H and W.
+    """
+    bt, g, at = _WINOGRAD[tile]
+    side = tile + 2  # input tile side
     n, height, width, c = x.shape
     d_out = kernel.shape[-1]
-    th, tw = height // 2, width // 2
+    th, tw = height // tile, width // tile
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    # tiles[a][b]: element (a, b) of every 4x4 input tile, [N, th, tw, C].
+    # tiles[a][b]: element (a, b) of every input tile, [N, th, tw, C].
     tiles = [
-        [padded[:, a : a + 2 * th : 2, b : b + 2 * tw : 2] for b in range(4)]
-        for a in range(4)
-    ]
+        [padded[:, a : a + tile * th : tile, b : b + tile * tw : tile]
+         for b in range(side)]
+        for a in range(side)
+    ]  # fmt: skip
     rows = [
-        [_combine(_BT[i], [tiles[a][b] for a in range(4)]) for b in range(4)]
-        for i in range(4)
+        [_combine(bt[i], [tiles[a][b] for a in range(side)]) for b in range(side)]
+        for i in range(side)
     ]
-    v = jnp.stack([_combine(_BT[j], rows[i]) for i in range(4) for j in range(4)])
-    g = jnp.asarray(_G, kernel.dtype)
+    v = jnp.stack([_combine(bt[j], rows[i]) for i in range(side) for j in range(side)])
+    g = jnp.asarray(g, kernel.dtype)
     u = jnp.einsum("ia,abcd,jb->ijcd", g, kernel, g)
     m = jnp.einsum(
-        "tpc,tcd->tpd", v.reshape(16, n * th * tw, c), u.reshape(16, c, d_out)
-    ).reshape(4, 4, n, th, tw, d_out)
+        "tpc,tcd->tpd",
+        v.reshape(side * side, n * th * tw, c),
+        u.reshape(side * side, c, d_out),
+    ).reshape(side, side, n, th, tw, d_out)
     half = [
-        [_combine(_AT[i], [m[a, b] for a in range(4)]) for b in range(4)]
-        for i in range(2)
+        [_combine(at[i], [m[a, b] for a in range(side)]) for b in range(side)]
+        for i in range(tile)
     ]
     y = jnp.stack(
-        [jnp.stack([_combine(_AT[j], half[i]) for j in range(2)]) for i in range(2)]
-    )  # [2 (row in tile), 2 (column in tile), N, th, tw, D]
+        [
+            jnp.stack([_combine(at[j], half[i]) for j in range(tile)])
+            for i in range(tile)
+        ]
+    )  # fmt: skip  [tile (row in tile), tile (column), N, th, tw, D]
     return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, height, width, d_out)
 
 
 def _conv_winograd_when_possible(
     lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-    dimension_numbers=None, feature_group_count=1, precision=None, **kwargs,
+    dimension_numbers=None, feature_group_count=1, precision=None, *, tile,
+    **kwargs,
 ):  # fmt: skip
     """``lax.conv_general_dilated`` as ``nnx.Conv`` calls it, as Winograd where
     the convolution is 3x3, stride 1, SAME, undilated, ungrouped, NHWC/HWIO on
-    even-sized maps."""
+    maps whose sides ``tile`` divides."""
     plain = (
         rhs.shape[:2] == (3, 3)
         and tuple(window_strides) == (1, 1)
@@ -234,13 +279,13 @@ def _conv_winograd_when_possible(
         and tuple(rhs_dilation or (1, 1)) == (1, 1)
         and feature_group_count == 1
         and lhs.ndim == 4
-        and lhs.shape[1] % 2 == 0
-        and lhs.shape[2] % 2 == 0
+        and lhs.shape[1] % tile == 0
+        and lhs.shape[2] % tile == 0
         and dimension_numbers == _NHWC
         and not kwargs.get("preferred_element_type")
     )
     if plain:
-        return winograd_conv3x3(lhs, rhs)
+        return winograd_conv3x3(lhs, rhs, tile)
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
@@ -250,3 +295,9 @@ def _conv_winograd_when_possible(
 
 # What nnx.Conv passes for [N, H, W, C] inputs and [3, 3, C, D] kernels.
 _NHWC = jax.lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
+
+# One function object per tile: folded models of one architecture then have equal
+# graph definitions, so a jitted caller traces once for all their weights.
+_CONV_FOR_TILE = {
+    tile: functools.partial(_conv_winograd_when_possible, tile=tile) for tile in (2, 4)
+}

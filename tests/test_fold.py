@@ -47,27 +47,42 @@ def test_folded_logits_equal_eval_logits(name, kwargs, side):
 
 
 @pytest.mark.parametrize(
-    "name, kwargs", [("resnet_tiny", {}), ("fast_cnn_tiny", {"clamp": True})]
-)
-def test_winograd_logits_equal_eval_logits(name, kwargs):
+    "name, kwargs, tile",
+    [("resnet_tiny", {}, 2), ("resnet_tiny", {}, 4),
+     ("fast_cnn_tiny", {"clamp": True}, 4)],
+)  # fmt: skip
+def test_winograd_logits_equal_eval_logits(name, kwargs, tile):
     model = _random_statistics(get_model(name, num_classes=10, seed=0, **kwargs))
     images = jnp.asarray(
         np.random.default_rng(4).normal(0.5, 1.0, (6, 32, 32, 3)), jnp.float32
     )
     expected = as_classifier(model)(images)
-    got = folded_classifier(model, winograd=True)(images)
+    got = folded_classifier(model, winograd=tile)(images)
     scale = float(jnp.abs(expected).max())
     np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, scale), rtol=0)
 
 
-def test_winograd_conv_equals_the_direct_conv():
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_conv_equals_the_direct_conv(tile):
     rng = np.random.default_rng(5)
-    x = jnp.asarray(rng.normal(size=(3, 8, 6, 5)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(3, 8, 12, 5)), jnp.float32)
     kernel = jnp.asarray(rng.normal(size=(3, 3, 5, 7)), jnp.float32)
     expected = jax.lax.conv_general_dilated(
         x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
-    np.testing.assert_allclose(winograd_conv3x3(x, kernel), expected, atol=1e-4)
+    got = winograd_conv3x3(x, kernel, tile)
+    np.testing.assert_allclose(got, expected, atol=1e-4 * float(abs(expected).max()))
+
+
+def test_winograd_skips_what_it_cannot_do():
+    """Stride 2, 1x1 and maps the tile does not divide take the direct path."""
+    model = _random_statistics(get_model("resnet_tiny", num_classes=10, seed=0))
+    images = jnp.asarray(np.random.default_rng(6).uniform(size=(2, 12, 12, 3)))
+    np.testing.assert_allclose(  # 12 -> 6 -> 3: F(4x4) fits only the first stage
+        folded_classifier(model, winograd=4)(images),
+        as_classifier(model)(images),
+        atol=1e-4,
+    )
 
 
 def test_folded_model_has_no_batchnorm_and_the_original_is_unchanged():
@@ -133,6 +148,6 @@ def _set(model, field, value):
 )  # fmt: skip
 def test_bad_inputs_raise(make, error, match):
     model = make()
-    winograd = "yes" if match == "winograd" else False
+    winograd = True if match == "winograd" else 0
     with pytest.raises(error, match=match):
         folded_classifier(model, winograd=winograd)
