@@ -136,7 +136,7 @@ def _set(model, field, value):
     "make, error, match",
     [
         (lambda: "resnet20", TypeError, "nnx.Module"),
-        (lambda: get_model("tiny_cnn", num_classes=10, seed=0), TypeError,
+        (lambda: get_model("tiny_cnn", num_classes=10, seed=0), ValueError,
          "winograd"),
         (lambda: get_model("wrn_tiny", num_classes=10, seed=0), TypeError,
          "WideResNet"),
