@@ -51,7 +51,7 @@ def run(argv=None) -> int:
         "--images_per_batch",
         type=int,
         default=None,
-        help="images per device program in modes clean/practical/adaptive "
+        help="images per device program in modes clean and practical "
         "(same rows; 1: image by image)",
     )
     parser.add_argument("--no_progress", action="store_true")

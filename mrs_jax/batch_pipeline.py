@@ -7,12 +7,12 @@ fields and values; ``seconds`` excepted), with B images per device program:
 - mode ``clean``: localisation of the group (``localize_batch``), then the
   certify step of every image not abstaining (``certify_batch`` for fixed-n
   CERTIFY, ``certify_at_batch`` with a ``target_radius``).
-- modes ``practical`` / ``adaptive``: the attack (``patch_attack_batch`` for
-  ``practical``; the adaptive attack runs image by image), then both defences
-  (on the clean and on the attacked images) as in ``clean``.
+- mode ``practical``: the attack (``patch_attack_batch``), then both
+  defences (on the clean and on the attacked images) as in ``clean``.
 
-Other modes (``center``, ``gradcam``, ``double_masking``) are not batched: the
-job runs them image by image whatever ``images_per_batch`` says.
+Other modes (``adaptive``, whose EOT attack dominates its time, ``center``,
+``gradcam``, ``double_masking``) are not batched: the job runs them image by
+image whatever ``images_per_batch`` says.
 
 ``seconds``: each step's time for the whole group, divided by its size.
 """
@@ -28,14 +28,12 @@ import numpy as np
 from mrs_jax import batched, sharding, target_radius
 from mrs_jax.batched_localize import localize_batch, split_results
 from mrs_jax.image_pipeline import (
-    _adaptive_attack,
-    _Task,
     attacked_fields,
     certificate_fields,
     located_fields,
 )
 
-BATCHED_MODES = ("clean", "practical", "adaptive")
+BATCHED_MODES = ("clean", "practical")
 
 
 def group_rows(
@@ -57,38 +55,43 @@ def group_rows(
     attack_keys, clean_keys, certify_keys = jax.vmap(
         lambda k: jax.random.split(k, 3), out_axes=1
     )(jax.numpy.stack(keys))
-    count = len(images)
     seconds: dict[str, float] = {}
     if config.mode == "clean":
         base = _base_predictions(classify, images)
         defended = _defend(config, classify, num_classes, images, clean_keys, seconds)
         rows = [
-            {**d, "covered": None, "base_clean_prediction": int(p)}
+            {**d, "covered": None, "base_clean_prediction": p}
             for d, p in zip(defended, base, strict=True)
         ]
     else:
-        start = time.perf_counter()
-        x_adv, patches = _attack(
-            config, classify, num_classes, images, labels, attack_keys
+        keys = (attack_keys, clean_keys, certify_keys)
+        rows = _attacked_rows(
+            config, classify, num_classes, images, labels, keys, seconds
         )
-        base = _base_predictions(classify, np.concatenate([images, x_adv]))
-        seconds["attack"] = time.perf_counter() - start
-        clean_seconds: dict[str, float] = {}
-        clean = _defend(
-            config, classify, num_classes, images, clean_keys, clean_seconds
-        )
-        seconds["clean"] = sum(clean_seconds.values())
-        result = _defend(config, classify, num_classes, x_adv, certify_keys, seconds)
-        rows = [
-            attacked_fields(
-                config, result[b], clean[b], patches[b], base[b], base[count + b]
-            )
-            for b in range(count)
-        ]
-    share = {name: value / count for name, value in seconds.items()}
+    share = {name: value / len(images) for name, value in seconds.items()}
     return [
         {"label": int(y), **row, "seconds": dict(share)}
         for y, row in zip(labels, rows, strict=True)
+    ]
+
+
+def _attacked_rows(config, classify, num_classes, images, labels, keys, seconds):
+    """Mode ``practical``: ``image_pipeline._attacked_row`` for every image."""
+    attack_keys, clean_keys, certify_keys = keys
+    start = time.perf_counter()
+    x_adv, patches = _attack(config, classify, images, labels, attack_keys)
+    base = _base_predictions(classify, np.concatenate([images, x_adv]))
+    seconds["attack"] = time.perf_counter() - start
+    clean_seconds: dict[str, float] = {}
+    clean = _defend(config, classify, num_classes, images, clean_keys, clean_seconds)
+    seconds["clean"] = sum(clean_seconds.values())
+    result = _defend(config, classify, num_classes, x_adv, certify_keys, seconds)
+    count = len(images)
+    return [
+        attacked_fields(
+            config, result[b], clean[b], patches[b], base[b], base[count + b]
+        )
+        for b in range(count)
     ]
 
 
@@ -96,28 +99,19 @@ def _base_predictions(classify, images) -> list[int]:
     return [int(v) for v in np.argmax(np.asarray(classify(images)), -1)]
 
 
-def _attack(config, classify, num_classes, images, labels, keys):
+def _attack(config, classify, images, labels, keys):
     """``(x_adv [B, H, W, C] numpy, patch top-lefts as lists of ints)``."""
-    if config.mode == "practical":
-        adv = batched.patch_attack_batch(
-            classify,
-            images,
-            np.asarray(labels),
-            config.patch_size,
-            keys=keys,
-            num_locations=config.num_locations,
-            steps=config.attack_steps,
-            step_size=config.attack_step_size,
-        )
-        x_adv, top_left = adv.image, adv.top_left
-    else:  # adaptive: image by image
-        outs = [
-            _adaptive_attack(
-                _Task(config, classify, num_classes, x, int(y), None, {}), key
-            )
-            for x, y, key in zip(images, labels, keys, strict=True)
-        ]
-        x_adv, top_left = zip(*outs, strict=True)
+    adv = batched.patch_attack_batch(
+        classify,
+        images,
+        np.asarray(labels),
+        config.patch_size,
+        keys=keys,
+        num_locations=config.num_locations,
+        steps=config.attack_steps,
+        step_size=config.attack_step_size,
+    )
+    x_adv, top_left = adv.image, adv.top_left
     patches = [[int(v) for v in p] for p in np.asarray(top_left)]
     return np.asarray(x_adv), patches
 

@@ -37,8 +37,8 @@ that CERTIFY ran and returned that label. The base classifier's own labels are
 ``base_clean_prediction`` and, under attack, ``undefended_adv_prediction``.
 Abstentions count as wrong.
 
-Batches: with ``images_per_batch`` > 1, modes ``clean``, ``practical`` and
-``adaptive`` run groups of that many images through one device program per step
+Batches: with ``images_per_batch`` > 1, modes ``clean`` and ``practical`` run
+groups of that many images through one device program per step
 (``mrs_jax.batch_pipeline``); the rows are the same as image by image (one per
 image, flushed as its group finishes; a resumed run forms its groups from the
 images not yet done). The other modes always run image by image.

@@ -40,7 +40,7 @@ class JobConfig:
     value, ``pc_batch_size`` masked images per device program.
     ``synthetic_*``: the made-up data set's shape, classes and size (tests, smoke).
     ``images_per_batch``: images per device program in the modes that batch
-    (``mrs_jax.batch_pipeline``: ``clean``, ``practical``, ``adaptive``); 1 is
+    (``mrs_jax.batch_pipeline``: ``clean`` and ``practical``); 1 is
     the image-by-image loop. It changes no row (a resume may change it:
     ``run_dir.EXECUTION_FIELDS``).
     """

@@ -1,5 +1,6 @@
 """The pipeline batched over images: same results as image by image, same rows."""
 
+import json
 import shutil
 
 import jax
@@ -122,9 +123,10 @@ def _without_seconds(all_rows):
 )
 def test_job_rows_equal_image_by_image_and_resumed(tmp_path, changes):
     run = dict(classify=CLASSIFY, num_classes=NUM_CLASSES, progress=False)
-    one_by_one = job.run(tiny_config(num_images=5, **changes), tmp_path / "one", **run)
+    changes = {"num_images": 5, **changes}
+    one_by_one = job.run(tiny_config(**changes), tmp_path / "one", **run)
     # Groups of 3 and 2 from the start.
-    grouped = tiny_config(num_images=5, images_per_batch=3, **changes)
+    grouped = tiny_config(images_per_batch=3, **changes)
     assert _without_seconds(job.run(grouped, tmp_path / "grouped", **run)) == (
         _without_seconds(one_by_one)
     )
@@ -136,7 +138,7 @@ def test_job_rows_equal_image_by_image_and_resumed(tmp_path, changes):
     (mixed / "rows.jsonl").write_text("".join(lines[:2]) + lines[2][:20])
     resumed = job.run(grouped, mixed, **run)
     assert _without_seconds(resumed) == _without_seconds(one_by_one)
-    assert len((mixed / "rows.jsonl").read_text().splitlines()) == 5
+    assert len((mixed / "rows.jsonl").read_text().splitlines()) == len(resumed)
     if changes["mode"] == "clean":
         assert {r["localization"] for r in resumed} >= {"located", "no_change"}
 
@@ -173,3 +175,22 @@ def test_bad_inputs_raise_naming_the_argument():
         tiny_config(images_per_batch=0)
     with pytest.raises(TypeError, match="images_per_batch must be an int"):
         tiny_config(images_per_batch=2.0)
+
+
+def test_certify_cli_images_per_batch(tmp_path, capsys):
+    from _job_helpers import write_certify_config, write_checkpoint
+
+    from certify.__main__ import main as certify_main
+
+    config = write_certify_config(
+        tmp_path / "config.py", mode="clean", num_images=2, dilation=6
+    )
+    args = ["--config", str(config), "--checkpoint", str(tmp_path / "model")]
+    args += ["--out", str(tmp_path / "out"), "--no_progress"]
+    assert certify_main([*args, "--images_per_batch", "0"]) == 2
+    assert "images_per_batch must be >= 1" in capsys.readouterr().err
+    write_checkpoint(tmp_path / "model")
+    assert certify_main([*args, "--images_per_batch", "2"]) == 0
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["config"]["images_per_batch"] == 2
+    assert len((tmp_path / "out" / "rows.jsonl").read_text().splitlines()) == 2
