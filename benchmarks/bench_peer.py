@@ -35,8 +35,6 @@ HERE = Path(__file__).resolve().parent
 VARIANTS = {
     "plain": "as_classifier (BatchNorm as trained)",
     "folded": "folded_classifier (BatchNorm folded into the convolutions)",
-    "winograd2": "folded_classifier(winograd=2) (folded, Winograd F(2x2, 3x3))",
-    "winograd4": "folded_classifier(winograd=4) (folded, Winograd F(4x4, 3x3))",
 }
 
 
@@ -47,9 +45,7 @@ def make_classifier(depth: int, variant: str):
     model = get_model(f"resnet{depth}", num_classes=10, seed=0)
     if variant == "plain":
         return as_classifier(model)
-    return folded_classifier(
-        model, winograd={"winograd2": 2, "winograd4": 4}.get(variant, 0)
-    )
+    return folded_classifier(model)
 
 
 def measure_jax(depth: int, batch: int, n: int, repeats: int, variant: str) -> dict:
@@ -113,7 +109,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--jax_classifiers", nargs="+", choices=sorted(VARIANTS),
-                        default=["plain", "winograd4"],
+                        default=["plain", "folded"],
                         help="mrs-jax classifiers, one row each")  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)

@@ -48,6 +48,8 @@ _LAZY = {
     "mask_covers": "mrs_jax.metrics",
     "get_model": "mrs_jax.models",
     "as_classifier": "mrs_jax.models",
+    "folded_classifier": "mrs_jax.fold",
+    "fold_batchnorm": "mrs_jax.fold",
     "model_names": "mrs_jax.models",
     "load_dataset": "mrs_jax.data",
     "dataset_source": "mrs_jax.data",

@@ -28,6 +28,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from mrs_jax import _checks
 from mrs_jax.models import as_classifier, get_model
 
 MODEL_JSON = "model.json"
@@ -420,12 +421,19 @@ def load_model(checkpoint_path: str | Path) -> tuple[nnx.Module, dict[str, Any]]
     return model, meta
 
 
-def load_classifier(checkpoint_path: str | Path) -> tuple[Any, dict[str, Any]]:
+def load_classifier(
+    checkpoint_path: str | Path, *, fold: bool = False
+) -> tuple[Any, dict[str, Any]]:
     """Loads a trained base classifier by path alone.
 
     Args:
         checkpoint_path: a training workdir (latest checkpoint), its ``checkpoints``
             folder (latest) or one ``checkpoints/<epoch>`` folder.
+        fold: return :func:`mrs_jax.fold.folded_classifier` instead, BatchNorm
+            folded into the convolutions: the same logits up to float rounding,
+            faster (ResNet-110 counting 185 vs 160 samples/s on a 2-core CPU).
+            Off by default: its weights, so its fingerprint in a run directory,
+            differ from the trained ones.
 
     Returns:
         ``(classify, meta)``: ``classify(images [B, H, W, C] in [0, 1]) -> logits
@@ -440,5 +448,10 @@ def load_classifier(checkpoint_path: str | Path) -> tuple[Any, dict[str, Any]]:
         FileNotFoundError: no workdir or no checkpoint at ``checkpoint_path``.
         ValueError: the requested checkpoint, or every one, is unreadable.
     """
+    fold = _checks.boolean(fold, "fold")
     model, meta = load_model(checkpoint_path)
+    if fold:
+        from mrs_jax.fold import folded_classifier
+
+        return folded_classifier(model), meta
     return as_classifier(model), meta

@@ -29,6 +29,14 @@ from mrs_jax import sharding
 Classifier = Callable[[jax.Array], jax.Array]
 RangeCounter = Callable[[int, int, int], np.ndarray]
 
+# On a CPU backend a program step takes at most this many samples per device,
+# whatever chunk the caller asks for: with a small chunk a layer's activations
+# stay in cache. Measured by ``benchmarks/bench_counting.py`` (2026-11-25, 2-core
+# Zen 4, BatchNorm folded): ResNet-110 185 samples/s at chunk 64 vs 166 at 400,
+# ResNet-20 1593 vs 1531. The counts do not change: draw ``i`` has the same noise
+# whatever the chunk.
+CPU_CHUNK_PER_DEVICE: int | None = 64
+
 
 def as_pytree(classify: Classifier) -> Partial:
     """``classify`` as a ``Partial``: plain functions and weight-carrying
@@ -117,6 +125,16 @@ def counts_program(mesh: Mesh, chunk: int, num_classes: int, key_impl, window):
     return jax.jit(count, out_shardings=sharding.replicated(mesh))
 
 
+def device_chunk(chunk: int, mesh: Mesh) -> int:
+    """The chunk a counting program runs for a requested ``chunk``: capped at
+    ``CPU_CHUNK_PER_DEVICE`` samples per device on a CPU mesh, unchanged
+    elsewhere, and a multiple of the device count."""
+    devices = mesh.devices.size
+    if CPU_CHUNK_PER_DEVICE and mesh.devices.flat[0].platform == "cpu":
+        chunk = min(chunk, CPU_CHUNK_PER_DEVICE * devices)
+    return sharding.round_up_to_devices(chunk, mesh)
+
+
 def range_counter(
     classify: Classifier,
     x: np.ndarray,
@@ -132,8 +150,8 @@ def range_counter(
 
     Arguments are taken as validated (``mrs_jax.smoothing.sample_counts`` checks
     them). The image, mask and weights go to the devices once, however many
-    ranges are counted. ``chunk`` must be a multiple of the mesh's device count;
-    each distinct chunk compiles one program.
+    ranges are counted. ``chunk`` is at most the samples per device step (see
+    :func:`device_chunk`); each distinct chunk compiles one program.
 
     Raises (from ``count``):
       ValueError: ``classify`` returned NaN or inf logits for some draw (a broken
@@ -157,6 +175,7 @@ def range_counter(
     key_impl = jax.random.key_impl(key)
 
     def count(start: int, num: int, chunk: int) -> np.ndarray:
+        chunk = device_chunk(chunk, mesh)
         program = counts_program(mesh, chunk, num_classes, key_impl, window)
         counts = program(*fixed, put(np.int32(start)), put(np.int32(num)))
         counts = np.asarray(counts).astype(np.int64)

@@ -12,11 +12,6 @@ A BatchNorm that follows a max pool (``FastCNN``'s ``conv -> pool -> bn``)
 cannot go into the conv when some ``s < 0`` (a max pool does not commute with a
 negative scale); it becomes a precomputed per-channel :class:`ChannelAffine`.
 
-With ``winograd=2`` (or 4) every 3x3, stride-1, SAME convolution on maps whose
-sides are multiples of 2 (or 4) also runs as Winograd F(2x2, 3x3) (or F(4x4,
-3x3); Lavin & Gray 2016): 16 multiplies per 2x2 output tile instead of 36 (36
-per 4x4 tile instead of 144), the same result up to float rounding.
-
 Supported families: ``CifarResNet``, ``ImageNetResNet``, ``FastCNN`` and
 ``SmallCNN`` (every conv there is followed by its BatchNorm). ``WideResNet`` is
 pre-activation (BN before conv) and is refused.
@@ -24,14 +19,11 @@ pre-activation (BN before conv) and is refused.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.tree_util import Partial
 
-from mrs_jax import _checks
 from mrs_jax.models.classifier import _apply_for
 from mrs_jax.models.fast_cnn import ConvGroup, FastCNN
 from mrs_jax.models.resnet_cifar import BasicBlock, CifarResNet
@@ -75,14 +67,12 @@ class ChannelAffine(nnx.Module):
         return x * self.scale[...] + self.shift[...]
 
 
-def fold_batchnorm(model: nnx.Module, *, winograd: int = 0) -> nnx.Module:
+def fold_batchnorm(model: nnx.Module) -> nnx.Module:
     """A copy of ``model`` with every eval-mode BatchNorm folded away.
 
     Args:
       model: a ``CifarResNet``, ``ImageNetResNet``, ``FastCNN`` or ``SmallCNN``;
         its BatchNorms' running statistics are used whatever mode it is in.
-      winograd: 0 for direct convolutions, or the output tile side (2 or 4) of
-        Winograd F(tile x tile, 3x3) for the 3x3 stride-1 convolutions.
 
     Returns:
       A new ``nnx.Module`` of the same class whose convolutions carry the folded
@@ -103,12 +93,7 @@ def fold_batchnorm(model: nnx.Module, *, winograd: int = 0) -> nnx.Module:
             f"fold_batchnorm supports {names} (conv followed by BatchNorm); "
             f"got {type(model).__name__}"
         )
-    winograd = _checks.one_of(winograd, (0, 2, 4), "winograd")
     folded = nnx.clone(model)
-    if winograd:
-        for _, conv in nnx.iter_modules(folded):
-            if isinstance(conv, nnx.Conv):
-                conv.conv_general_dilated = _CONV_FOR_TILE[winograd]
     if isinstance(folded, SmallCNN):
         for i, (conv, norm) in enumerate(zip(folded.convs, folded.norms, strict=True)):
             _fold_into(conv, norm, f"norms[{i}]")
@@ -127,7 +112,7 @@ def fold_batchnorm(model: nnx.Module, *, winograd: int = 0) -> nnx.Module:
     return folded
 
 
-def folded_classifier(model: nnx.Module, *, winograd: int = 0) -> Partial:
+def folded_classifier(model: nnx.Module) -> Partial:
     """``classify(images [B, H, W, C] in [0, 1]) -> logits [B, K]`` of the
     folded model: a drop-in for :func:`mrs_jax.models.as_classifier` (a
     ``Partial`` whose leaves are the folded weights), for ``sample_counts``,
@@ -136,7 +121,7 @@ def folded_classifier(model: nnx.Module, *, winograd: int = 0) -> Partial:
     Raises:
       TypeError, ValueError: as :func:`fold_batchnorm`.
     """
-    graphdef, state = nnx.split(fold_batchnorm(model, winograd=winograd))
+    graphdef, state = nnx.split(fold_batchnorm(model))
     return Partial(_apply_for(graphdef), state)
 
 
@@ -173,131 +158,3 @@ def _fold_into(conv: nnx.Conv, norm: nnx.BatchNorm, name: str) -> None:
     conv.kernel = nnx.Param((kernel.astype(jnp.float32) * scale).astype(kernel.dtype))
     conv.bias = nnx.Param(shift.astype(kernel.dtype))
     conv.use_bias = True
-
-
-# Winograd F(m x m, 3x3) (Lavin & Gray 2016): Y = A^T [(G g G^T) * (B^T d B)] A
-# for each (m + 2) x (m + 2) input tile d, giving an m x m output tile.
-_WINOGRAD = {
-    2: (
-        ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
-        ((1, 0, 0), (1 / 2, 1 / 2, 1 / 2), (1 / 2, -1 / 2, 1 / 2), (0, 0, 1)),
-        ((1, 1, 1, 0), (0, 1, -1, -1)),
-    ),
-    4: (
-        (
-            (4, 0, -5, 0, 1, 0),
-            (0, -4, -4, 1, 1, 0),
-            (0, 4, -4, -1, 1, 0),
-            (0, -2, -1, 2, 1, 0),
-            (0, 2, -1, -2, 1, 0),
-            (0, 4, 0, -5, 0, 1),
-        ),
-        (
-            (1 / 4, 0, 0),
-            (-1 / 6, -1 / 6, -1 / 6),
-            (-1 / 6, 1 / 6, -1 / 6),
-            (1 / 24, 1 / 12, 1 / 6),
-            (1 / 24, -1 / 12, 1 / 6),
-            (0, 0, 1),
-        ),
-        (
-            (1, 1, 1, 1, 1, 0),
-            (0, 1, -1, 2, -2, 0),
-            (0, 1, 1, 4, 4, 0),
-            (0, 1, -1, 8, -8, 1),
-        ),
-    ),
-}
-
-
-def _combine(coeffs, items):
-    """``sum(c * item)``, skipping zeros and multiplying only where ``|c| != 1``."""
-    out = None
-    for c, item in zip(coeffs, items, strict=True):
-        if c:
-            term = item if c == 1 else -item if c == -1 else c * item
-            out = term if out is None else out + term
-    return out
-
-
-def winograd_conv3x3(x: jax.Array, kernel: jax.Array, tile: int = 2) -> jax.Array:
-    """``x [N, H, W, C]`` convolved with ``kernel [3, 3, C, D]``, stride 1, SAME
-    padding, as Winograd F(tile x tile, 3x3): ``[N, H, W, D]``.
-
-    ``tile`` is 2 or 4 and must divide H and W.
-    """
-    bt, g, at = _WINOGRAD[tile]
-    side = tile + 2  # input tile side
-    n, height, width, c = x.shape
-    d_out = kernel.shape[-1]
-    th, tw = height // tile, width // tile
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    # tiles[a][b]: element (a, b) of every input tile, [N, th, tw, C].
-    tiles = [
-        [padded[:, a : a + tile * th : tile, b : b + tile * tw : tile]
-         for b in range(side)]
-        for a in range(side)
-    ]  # fmt: skip
-    rows = [
-        [_combine(bt[i], [tiles[a][b] for a in range(side)]) for b in range(side)]
-        for i in range(side)
-    ]
-    v = jnp.stack([_combine(bt[j], rows[i]) for i in range(side) for j in range(side)])
-    g = jnp.asarray(g, kernel.dtype)
-    u = jnp.einsum("ia,abcd,jb->ijcd", g, kernel, g)
-    m = jnp.einsum(
-        "tpc,tcd->tpd",
-        v.reshape(side * side, n * th * tw, c),
-        u.reshape(side * side, c, d_out),
-    ).reshape(side, side, n, th, tw, d_out)
-    half = [
-        [_combine(at[i], [m[a, b] for a in range(side)]) for b in range(side)]
-        for i in range(tile)
-    ]
-    y = jnp.stack(
-        [
-            jnp.stack([_combine(at[j], half[i]) for j in range(tile)])
-            for i in range(tile)
-        ]
-    )  # fmt: skip  [tile (row in tile), tile (column), N, th, tw, D]
-    return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, height, width, d_out)
-
-
-def _conv_winograd_when_possible(
-    lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-    dimension_numbers=None, feature_group_count=1, precision=None, *, tile,
-    **kwargs,
-):  # fmt: skip
-    """``lax.conv_general_dilated`` as ``nnx.Conv`` calls it, as Winograd where
-    the convolution is 3x3, stride 1, SAME, undilated, ungrouped, NHWC/HWIO on
-    maps whose sides ``tile`` divides."""
-    plain = (
-        rhs.shape[:2] == (3, 3)
-        and tuple(window_strides) == (1, 1)
-        and padding in ("SAME", ((1, 1), (1, 1)))
-        and tuple(lhs_dilation or (1, 1)) == (1, 1)
-        and tuple(rhs_dilation or (1, 1)) == (1, 1)
-        and feature_group_count == 1
-        and lhs.ndim == 4
-        and lhs.shape[1] % tile == 0
-        and lhs.shape[2] % tile == 0
-        and dimension_numbers == _NHWC
-        and not kwargs.get("preferred_element_type")
-    )
-    if plain:
-        return winograd_conv3x3(lhs, rhs, tile)
-    return jax.lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count, precision=precision, **kwargs,
-    )  # fmt: skip
-
-
-# What nnx.Conv passes for [N, H, W, C] inputs and [3, 3, C, D] kernels.
-_NHWC = jax.lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
-
-# One function object per tile: folded models of one architecture then have equal
-# graph definitions, so a jitted caller traces once for all their weights.
-_CONV_FOR_TILE = {
-    tile: functools.partial(_conv_winograd_when_possible, tile=tile) for tile in (2, 4)
-}

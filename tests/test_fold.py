@@ -1,5 +1,7 @@
 """BatchNorm folding: the folded classifier computes the eval-mode logits."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 from flax import nnx
 
 import mrs_jax
-from mrs_jax.fold import fold_batchnorm, folded_classifier, winograd_conv3x3
+from mrs_jax.fold import fold_batchnorm, folded_classifier
 from mrs_jax.models import as_classifier, get_model
 
 
@@ -44,45 +46,6 @@ def test_folded_logits_equal_eval_logits(name, kwargs, side):
     scale = float(jnp.abs(expected).max())
     assert scale > 0.1  # the check below is not vacuous
     np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, scale), rtol=0)
-
-
-@pytest.mark.parametrize(
-    "name, kwargs, tile",
-    [("resnet_tiny", {}, 2), ("resnet_tiny", {}, 4),
-     ("fast_cnn_tiny", {"clamp": True}, 4)],
-)  # fmt: skip
-def test_winograd_logits_equal_eval_logits(name, kwargs, tile):
-    model = _random_statistics(get_model(name, num_classes=10, seed=0, **kwargs))
-    images = jnp.asarray(
-        np.random.default_rng(4).normal(0.5, 1.0, (6, 32, 32, 3)), jnp.float32
-    )
-    expected = as_classifier(model)(images)
-    got = folded_classifier(model, winograd=tile)(images)
-    scale = float(jnp.abs(expected).max())
-    np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, scale), rtol=0)
-
-
-@pytest.mark.parametrize("tile", [2, 4])
-def test_winograd_conv_equals_the_direct_conv(tile):
-    rng = np.random.default_rng(5)
-    x = jnp.asarray(rng.normal(size=(3, 8, 12, 5)), jnp.float32)
-    kernel = jnp.asarray(rng.normal(size=(3, 3, 5, 7)), jnp.float32)
-    expected = jax.lax.conv_general_dilated(
-        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    got = winograd_conv3x3(x, kernel, tile)
-    np.testing.assert_allclose(got, expected, atol=1e-4 * float(abs(expected).max()))
-
-
-def test_winograd_skips_what_it_cannot_do():
-    """Stride 2, 1x1 and maps the tile does not divide take the direct path."""
-    model = _random_statistics(get_model("resnet_tiny", num_classes=10, seed=0))
-    images = jnp.asarray(np.random.default_rng(6).uniform(size=(2, 12, 12, 3)))
-    np.testing.assert_allclose(  # 12 -> 6 -> 3: F(4x4) fits only the first stage
-        folded_classifier(model, winograd=4)(images),
-        as_classifier(model)(images),
-        atol=1e-4,
-    )
 
 
 def test_folded_model_has_no_batchnorm_and_the_original_is_unchanged():
@@ -136,8 +99,6 @@ def _set(model, field, value):
     "make, error, match",
     [
         (lambda: "resnet20", TypeError, "nnx.Module"),
-        (lambda: get_model("tiny_cnn", num_classes=10, seed=0), ValueError,
-         "winograd"),
         (lambda: get_model("wrn_tiny", num_classes=10, seed=0), TypeError,
          "WideResNet"),
         (lambda: _set(get_model("tiny_cnn", num_classes=10, seed=0), "mean",
@@ -148,6 +109,30 @@ def _set(model, field, value):
 )  # fmt: skip
 def test_bad_inputs_raise(make, error, match):
     model = make()
-    winograd = True if match == "winograd" else 0
     with pytest.raises(error, match=match):
-        folded_classifier(model, winograd=winograd)
+        folded_classifier(model)
+
+
+def test_trained_checkpoint_folds_to_the_same_logits_and_counts():
+    """The committed CIFAR-10 fast_cnn (trained statistics, clamp on)."""
+    checkpoint = Path(__file__).resolve().parents[1] / "benchmarks/checkpoints"
+    plain, meta = mrs_jax.load_classifier(checkpoint / "cifar10_cpu")
+    folded, _ = mrs_jax.load_classifier(checkpoint / "cifar10_cpu", fold=True)
+    rng = np.random.default_rng(7)
+    noisy = rng.normal(0.5, 2.0, (8, 32, 32, 3)).astype(np.float32)
+    expected = np.asarray(plain(noisy))
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(folded(noisy), expected, atol=1e-4 * scale)
+    x = rng.uniform(size=(32, 32, 3)).astype(np.float32)
+    mask = mrs_jax.square_mask(x.shape, 4, 4, 12)
+    args = dict(key=jax.random.key(8), num=400, num_classes=10, batch_size=128)
+    np.testing.assert_array_equal(
+        mrs_jax.sample_counts(folded, x, mask, meta["sigma"], **args),
+        mrs_jax.sample_counts(plain, x, mask, meta["sigma"], **args),
+    )
+
+
+def test_load_classifier_fold_must_be_a_bool():
+    checkpoint = Path(__file__).resolve().parents[1] / "benchmarks/checkpoints"
+    with pytest.raises(TypeError, match="fold"):
+        mrs_jax.load_classifier(checkpoint / "cifar10_cpu", fold="yes")
