@@ -6,14 +6,15 @@ Usage::
         --out runs/certify_digits [--smoke] [--num_images N] [--mode center] \
         [--images_per_batch B]
 
-A killed or interrupted job restarted with the same arguments continues where it
-stopped. The run directory is held by one process at a time, and refuses a
-resume with another config or checkpoint. A mistake (missing config, bad
-checkpoint, unusable ``--out``) is one line ``error: ...`` and exit status 2
-(``--debug`` or ``MRS_DEBUG=1`` for the traceback); Ctrl-C exits 130. For several
-processes (one per host), add ``--coordinator_address HOST:PORT --num_processes P
---process_id I`` (or set ``MRS_COORDINATOR_ADDRESS``, ``MRS_NUM_PROCESSES``,
-``MRS_PROCESS_ID``).
+BatchNorm is folded into the convolutions for inference where the model allows
+(``mrs_jax.fold``; ``--no_fold`` certifies the model as trained); ``run.json`` says
+which. A killed or interrupted job restarted with the same arguments continues where
+it stopped. The run directory is held by one process at a time, and refuses a resume
+with another config or checkpoint. A mistake (missing config, bad checkpoint,
+unusable ``--out``) is one line ``error: ...`` and exit status 2 (``--debug`` or
+``MRS_DEBUG=1`` for the traceback); Ctrl-C exits 130. For several processes (one per
+host), add ``--coordinator_address HOST:PORT --num_processes P --process_id I`` (or
+set ``MRS_COORDINATOR_ADDRESS``, ``MRS_NUM_PROCESSES``, ``MRS_PROCESS_ID``).
 """
 
 import argparse
@@ -39,6 +40,26 @@ def load_checkpoint(path: str):
         raise cli.UsageError(f"cannot load checkpoint {path}: {detail}") from error
 
 
+def inference_classifier(model, *, fold: bool):
+    """``(classify, folded)``: the model with BatchNorm folded into its convs
+    where ``fold`` and its family supports it (``mrs_jax.fold``: the same logits
+    up to float rounding, ~10-25% more samples/s on a CPU), else as trained.
+
+    The folded classifier is the base classifier f that is smoothed and
+    certified; its weights are what ``run.json`` fingerprints, so a run resumes
+    only with the same choice.
+    """
+    from mrs_jax.fold import folded_classifier
+    from mrs_jax.models import as_classifier
+
+    if fold:
+        try:
+            return folded_classifier(model), True
+        except TypeError as error:  # a family fold does not cover
+            print(f"note: BatchNorm not folded: {error}", flush=True)
+    return as_classifier(model), False
+
+
 def run(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m certify", description=__doc__)
     parser.add_argument("--config", required=True, help="a certify/configs/*.py file")
@@ -53,6 +74,11 @@ def run(argv=None) -> int:
         default=None,
         help="images per device program in modes clean and practical "
         "(same rows; 1: image by image)",
+    )
+    parser.add_argument(
+        "--no_fold",
+        action="store_true",
+        help="certify the model as trained, BatchNorm not folded into the convs",
     )
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
@@ -74,7 +100,7 @@ def run(argv=None) -> int:
     processes = distributed.initialize_from(args)
     # A run directory held by another process is refused before the model loads.
     run_dir.check_free(args.out, processes.index, processes.count)
-    from mrs_jax.models import as_classifier, features_and_head
+    from mrs_jax.models import features_and_head
 
     model, meta = load_checkpoint(args.checkpoint)
     split = None
@@ -92,13 +118,14 @@ def run(argv=None) -> int:
             f"at sigma {float(train_sigma):g} (both recorded in run.json)",
             flush=True,
         )
+    classify, folded = inference_classifier(model, fold=not args.no_fold)
     job.run(
         config,
         args.out,
-        classify=as_classifier(model),
+        classify=classify,
         num_classes=int(meta["num_classes"]),
         features_and_head=split,
-        meta={"checkpoint": str(args.checkpoint), **meta},
+        meta={"checkpoint": str(args.checkpoint), **meta, "batchnorm_folded": folded},
         process_index=processes.index,
         process_count=processes.count,
         progress=not args.no_progress,

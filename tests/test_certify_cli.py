@@ -15,7 +15,7 @@ from _job_helpers import SHAPE, write_certify_config, write_checkpoint
 from certify.__main__ import main as certify_main
 from certify.analyze import main as analyze_main
 from certify.demo import main as demo_main
-from mrs_jax import configfile, job
+from mrs_jax import configfile, job, run_dir
 from mrs_jax.models import as_classifier, get_model
 from mrs_jax.training import TrainConfig, train
 
@@ -244,3 +244,30 @@ def test_config_file_errors(tmp_path):
         configfile.load(str(bad), False, job.JobConfig)
     with pytest.raises(TypeError, match="JobConfig"):
         configfile.load("train/configs/digits.py", False, job.JobConfig)
+
+
+def test_certify_folds_batchnorm_and_a_resume_keeps_the_choice(
+    tmp_path, checkpoint, capsys
+):
+    from mrs_jax.checkpoint import load_classifier, load_model
+    from mrs_jax.fold import folded_classifier
+
+    out = tmp_path / "folded"
+    args = ["--config", "certify/configs/digits.py", "--smoke", "--no_progress"]
+    args += ["--checkpoint", str(checkpoint), "--out", str(out)]
+    assert certify_main(args) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["meta"]["batchnorm_folded"] is True
+    # The fingerprint is the folded weights': the classifier that was certified.
+    model, _ = load_model(checkpoint)
+    folded = run_dir.weights_fingerprint(folded_classifier(model))
+    plain = run_dir.weights_fingerprint(load_classifier(checkpoint)[0])
+    assert record["model"]["weights_sha256"] == folded != plain
+    capsys.readouterr()
+    # Resuming with the model as trained would mix two classifiers: refused.
+    _one_line_error(capsys, certify_main([*args, "--no_fold"]), "another classifier")
+    unfolded = tmp_path / "plain"
+    assert certify_main([*args[:-1], str(unfolded), "--no_fold"]) == 0
+    record = json.loads((unfolded / "run.json").read_text())
+    assert record["meta"]["batchnorm_folded"] is False
+    assert record["model"]["weights_sha256"] == plain
