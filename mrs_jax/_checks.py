@@ -237,6 +237,14 @@ def prng_key(key: Any, name: str = "key") -> jax.Array:
     return key
 
 
+def callable_pytree(fn: Any, name: str) -> jax.tree_util.Partial:
+    """``fn`` as a ``Partial`` (a pytree that crosses jit), if callable."""
+    if isinstance(fn, jax.tree_util.Partial):
+        return fn
+    callable_(fn, name)
+    return jax.tree_util.Partial(fn)
+
+
 def callable_(fn: Any, name: str) -> None:
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")

@@ -34,15 +34,6 @@ class PatchAttackResult(NamedTuple):
     loss: jax.Array
 
 
-def _as_pytree_fn(fn: Any, name: str) -> jax.tree_util.Partial:
-    """Wraps a plain callable in `Partial` so it crosses jit as a pytree."""
-    if isinstance(fn, jax.tree_util.Partial):
-        return fn
-    if not callable(fn):
-        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-    return jax.tree_util.Partial(fn)
-
-
 def _paste(image: jax.Array, patch: jax.Array, top_left: jax.Array) -> jax.Array:
     """Writes `patch` [s, s, C] into `image` [H, W, C] at `top_left` [2]."""
     return lax.dynamic_update_slice(image, patch, (top_left[0], top_left[1], 0))
@@ -186,7 +177,7 @@ def patch_attack(
     Raises:
       TypeError, ValueError: on a bad argument, naming it.
     """
-    logits_fn = _as_pytree_fn(logits_fn, "logits_fn")
+    logits_fn = _checks.callable_pytree(logits_fn, "logits_fn")
     images, single = _checks.image_or_batch(x)
     batch, height, width, _ = images.shape
     y_arr = np.asarray(y)

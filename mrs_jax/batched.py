@@ -253,7 +253,7 @@ def patch_attack_batch(
       ``PatchAttackResult`` with ``image [B, H, W, C]``, ``top_left [B, 2]``
       and ``loss [B]``.
     """
-    logits_fn = attacks._as_pytree_fn(logits_fn, "logits_fn")
+    logits_fn = _checks.callable_pytree(logits_fn, "logits_fn")
     images = _checks.image_batch(images)
     keys = _checks.key_batch(keys, len(images))
     size = _checks.positive_int(size, "size")

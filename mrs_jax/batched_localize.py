@@ -30,11 +30,12 @@ import numpy as np
 from mrs_jax import _checks, inpaint
 from mrs_jax.localize import (
     LocalizeResult,
-    _block_mask,
-    _joint_vote,
+    block_mask,
+    localize_result,
     vote_settings,
+    vote_with_settings,
 )
-from mrs_jax.prediction_maps import _labels, check_map_args
+from mrs_jax.prediction_maps import check_map_args, predicted_labels
 
 
 def _pair_chunks(num_images: int, positions: np.ndarray, batch_size: int):
@@ -67,8 +68,8 @@ def _vote_all(pmaps, tau, settings, dilation, shape):
     """vmap of ``localize``'s vote and mask over the images' prediction maps."""
 
     def one(pmap):
-        vote = _joint_vote(pmap, tau, settings)
-        return _block_mask(vote.top_left, settings.size, dilation, *shape), vote
+        vote = vote_with_settings(pmap, tau, settings)
+        return block_mask(vote.top_left, settings.size, dilation, *shape), vote
 
     return jax.vmap(one)(pmaps)
 
@@ -79,7 +80,7 @@ def _localize_harmonic_batch(classify, xs, chunks, tau, settings, dilation, grid
         variants = jax.vmap(
             lambda pair: inpaint.harmonic_variant(xs[pair[0]], pair[1:], settings.size)
         )(pairs)
-        return _labels(classify, variants)
+        return predicted_labels(classify, variants)
 
     count, positions = xs.shape[0], grid[0] * grid[1]
     labels = jax.lax.map(one_chunk, chunks).reshape(-1)[: count * positions]
@@ -97,7 +98,7 @@ def _classify_pairs(classify, bases, blocks, pairs):
     images = jax.vmap(
         lambda block, pair: inpaint.paste_block(bases[pair[0]], block, pair[1:])
     )(blocks, pairs)
-    return _labels(classify, images)
+    return predicted_labels(classify, images)
 
 
 def _telea_maps(classify, xs, positions, size, batch_size, grid, workers):
@@ -186,16 +187,7 @@ def localize_batch(
     else:
         pmaps = _telea_maps(classify, xs, positions, size, batch_size, grid, workers)
         masks, votes = _vote_all_jit(pmaps, tau, settings, dilation, (height, width))
-    return LocalizeResult(
-        mask=masks,
-        top_left=votes.top_left,
-        score_map=votes.score_map,
-        prediction_map=pmaps,
-        attacked_class=votes.attacked_class,
-        abstain=votes.abstain,
-        reason=votes.reason,
-        n_components=votes.n_components,
-    )
+    return localize_result(masks, pmaps, votes)
 
 
 def split_results(batched: LocalizeResult) -> list[LocalizeResult]:

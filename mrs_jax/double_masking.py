@@ -36,6 +36,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from mrs_jax import _checks
+from mrs_jax.prediction_maps import predicted_labels
 
 Classifier = Callable[[jax.Array], jax.Array]
 
@@ -123,16 +124,6 @@ def _axis_spans(length: int, size: int, k: int) -> np.ndarray:
 # --------------------------------------------------------------------------- device
 
 
-def _labels(classify, images: jax.Array) -> jax.Array:
-    logits = classify(images)
-    if logits.ndim != 2 or logits.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"classify must return logits [B, K] for B={images.shape[0]} images, "
-            f"got shape {logits.shape}"
-        )
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-
-
 @jax.jit
 def _classify_pairs(classify, x, masks, fill, pairs):
     """``[B]`` labels of ``x`` with ``masks[i] | masks[j]`` filled, per pair."""
@@ -141,7 +132,7 @@ def _classify_pairs(classify, x, masks, fill, pairs):
         hidden = masks[pair[0]] | masks[pair[1]]
         return jnp.where(hidden[:, :, None], fill, x)
 
-    return _labels(classify, jax.vmap(occlude)(pairs))
+    return predicted_labels(classify, jax.vmap(occlude)(pairs))
 
 
 class _Problem(NamedTuple):

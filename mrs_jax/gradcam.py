@@ -18,7 +18,6 @@ import numpy as np
 from jax import lax
 
 from mrs_jax import _checks
-from mrs_jax.attacks import _as_pytree_fn
 
 
 def _images_and_classes(x: Any, class_index: Any) -> tuple[jax.Array, jax.Array, bool]:
@@ -92,8 +91,8 @@ def gradcam(
     Returns:
       [H, W] (or [B, H, W]) float32 heatmap, non-negative.
     """
-    features_fn = _as_pytree_fn(features_fn, "features_fn")
-    head_fn = _as_pytree_fn(head_fn, "head_fn")
+    features_fn = _checks.callable_pytree(features_fn, "features_fn")
+    head_fn = _checks.callable_pytree(head_fn, "head_fn")
     images, classes, single = _images_and_classes(x, class_index)
     feature_shape = jax.eval_shape(features_fn, images).shape
     if len(feature_shape) != 4 or feature_shape[0] != images.shape[0]:
@@ -132,7 +131,7 @@ def input_gradient_saliency(
     Returns:
       [H, W] (or [B, H, W]) float32, non-negative.
     """
-    classify = _as_pytree_fn(classify, "classify")
+    classify = _checks.callable_pytree(classify, "classify")
     images, classes, single = _images_and_classes(x, class_index)
     _check_num_classes(jax.eval_shape(classify, images).shape, classes, "classify")
     saliency = _saliency_batch(classify, images, classes)

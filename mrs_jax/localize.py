@@ -236,7 +236,9 @@ def _count_components(active: jax.Array) -> jax.Array:
     return jnp.sum(active & (labels == ids)).astype(jnp.int32)
 
 
-def _joint_vote(prediction_map, tau, settings: VoteSettings) -> VoteResult:
+def vote_with_settings(prediction_map, tau, settings: VoteSettings) -> VoteResult:
+    """Joint voting on a ``[gh, gw]`` prediction map with resolved settings
+    (:func:`vote_settings`); jittable, ``settings`` static. See :func:`joint_vote`."""
     labels = prediction_map.astype(jnp.int32)
     attacked = _mode(labels.ravel())
     changed = (labels != attacked).astype(jnp.int32)
@@ -254,7 +256,7 @@ def _joint_vote(prediction_map, tau, settings: VoteSettings) -> VoteResult:
     return VoteResult(score, attacked, top_left, abstain, reason, n_components)
 
 
-def _block_mask(top_left, size, dilation, height, width) -> jax.Array:
+def block_mask(top_left, size, dilation, height, width) -> jax.Array:
     """[H, W] bool: the block at top_left grown by dilation, clipped to the image."""
     i, j = top_left[0], top_left[1]
     rows = jnp.arange(height)[:, None]
@@ -270,8 +272,8 @@ def _block_mask(top_left, size, dilation, height, width) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("settings", "dilation", "shape"))
 def _vote_and_mask(prediction_map, tau, settings, dilation, shape):
-    vote = _joint_vote(prediction_map, tau, settings)
-    mask = _block_mask(vote.top_left, settings.size, dilation, *shape)
+    vote = vote_with_settings(prediction_map, tau, settings)
+    mask = block_mask(vote.top_left, settings.size, dilation, *shape)
     return mask, vote
 
 
@@ -332,7 +334,7 @@ def joint_vote(prediction_map, size, *, stride=1, m=None, tau=None) -> VoteResul
     return _joint_vote_jit(jnp.asarray(prediction_map), tau, settings)
 
 
-_joint_vote_jit = jax.jit(_joint_vote, static_argnames="settings")
+_joint_vote_jit = jax.jit(vote_with_settings, static_argnames="settings")
 
 
 # ------------------------------------------------------------------- localize
@@ -340,8 +342,8 @@ _joint_vote_jit = jax.jit(_joint_vote, static_argnames="settings")
 
 def _localize_harmonic(classify, x, chunks, tau, settings, dilation, grid):
     pmap = harmonic_map(classify, x, chunks, settings.size, grid)
-    vote = _joint_vote(pmap, tau, settings)
-    mask = _block_mask(vote.top_left, settings.size, dilation, *x.shape[:2])
+    vote = vote_with_settings(pmap, tau, settings)
+    mask = block_mask(vote.top_left, settings.size, dilation, *x.shape[:2])
     return mask, pmap, vote
 
 
@@ -410,11 +412,16 @@ def localize(
     else:
         pmap = telea_map(classify, arr, positions, size, batch_size, grid, workers)
         mask, vote = _vote_and_mask(pmap, tau, settings, dilation, (height, width))
+    return localize_result(mask, pmap, vote)
+
+
+def localize_result(mask, prediction_map, vote: VoteResult) -> LocalizeResult:
+    """The :class:`LocalizeResult` of a located mask, its map and its vote."""
     return LocalizeResult(
         mask=mask,
         top_left=vote.top_left,
         score_map=vote.score_map,
-        prediction_map=pmap,
+        prediction_map=prediction_map,
         attacked_class=vote.attacked_class,
         abstain=vote.abstain,
         reason=vote.reason,

@@ -26,7 +26,7 @@ def _as_partial(classify):
     return jax.tree_util.Partial(classify)
 
 
-def _labels(classify, images: jax.Array) -> jax.Array:
+def predicted_labels(classify, images: jax.Array) -> jax.Array:
     """[B] int32 argmax labels of classify(images), checking the logits' shape."""
     logits = classify(images)
     if logits.ndim != 2 or logits.shape[0] != images.shape[0]:
@@ -43,7 +43,7 @@ def _classify_blocks(classify, base, blocks, positions):
     images = jax.vmap(inpaint.paste_block, in_axes=(None, 0, 0))(
         base, blocks, positions
     )
-    return _labels(classify, images)
+    return predicted_labels(classify, images)
 
 
 def _chunked_positions(positions: np.ndarray, batch_size: int) -> np.ndarray:
@@ -75,7 +75,7 @@ def harmonic_map(classify, x, chunks, size, grid):
         images = jax.vmap(inpaint.harmonic_variant, in_axes=(None, 0, None))(
             x, positions, size
         )
-        return _labels(classify, images)
+        return predicted_labels(classify, images)
 
     labels = jax.lax.map(one_chunk, chunks).reshape(-1)
     return labels[: grid[0] * grid[1]].reshape(grid)

@@ -290,12 +290,12 @@ def test_the_cifar10_adaptive_config_is_the_practical_one_with_the_adaptive_atta
     }
     # Same defence, same images (a prefix of the practical run's): only the attack.
     assert {"mode", "num_images"} <= changed
-    attack = {"adaptive_objective", "adaptive_noise_draws"}
+    attack = {"adaptive_objective", "adaptive_occlusions", "adaptive_noise_draws"}
     assert changed <= {"mode", "num_images", *attack}
     assert (full.mode, full.num_images, full.adaptive_objective) == (
         "adaptive",
         50,
-        "eot_noise",
+        "eot_inpaint_noise",
     )
     model = write_checkpoint(
         tmp_path / "model", shape=(32, 32, 3), num_classes=10, sigma=0.5
