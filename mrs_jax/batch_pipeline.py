@@ -25,11 +25,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from mrs_jax import batched, sharding, target_radius
+from mrs_jax import batched, target_radius
 from mrs_jax.batched_localize import localize_batch, split_results
 from mrs_jax.image_pipeline import (
     attacked_fields,
     certificate_fields,
+    localize_settings,
     located_fields,
 )
 
@@ -119,18 +120,8 @@ def _attack(config, classify, images, labels, keys):
 def _defend(config, classify, num_classes, images, keys, seconds) -> list[dict]:
     """``image_pipeline._defend`` for every image: localise, then certify."""
     start = time.perf_counter()
-    harmonic = config.inpaint_method == "harmonic" and jax.local_device_count() > 1
     located = localize_batch(
-        classify,
-        images,
-        config.patch_size,
-        stride=config.stride,
-        m=config.m,
-        tau=config.tau,
-        dilation=config.dilation,
-        method=config.inpaint_method,
-        batch_size=config.localize_batch_size,
-        mesh=sharding.sample_mesh() if harmonic else None,
+        classify, images, config.patch_size, **localize_settings(config)
     )
     fields = [
         located_fields(config, r, images.shape[-1]) for r in split_results(located)

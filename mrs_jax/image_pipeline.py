@@ -218,23 +218,25 @@ def _base_prediction(classify, x) -> int:
     return int(np.argmax(np.asarray(classify(x[None]))[0]))
 
 
+def localize_settings(config: JobConfig) -> dict[str, Any]:
+    """The job's keyword arguments for ``localize`` / ``localize_batch``."""
+    # The harmonic path is one device program: shard its positions like samples.
+    harmonic = config.inpaint_method == "harmonic" and jax.local_device_count() > 1
+    return {
+        "stride": config.stride,
+        "m": config.m,
+        "tau": config.tau,
+        "dilation": config.dilation,
+        "method": config.inpaint_method,
+        "batch_size": config.localize_batch_size,
+        "mesh": sharding.sample_mesh() if harmonic else None,
+    }
+
+
 def _defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
     """Localise on ``x``, then certify inside the located (or tie-break) mask."""
     start = time.perf_counter()
-    # The harmonic path is one device program: shard its positions like samples.
-    harmonic = config.inpaint_method == "harmonic" and jax.local_device_count() > 1
-    located = localize(
-        classify,
-        x,
-        config.patch_size,
-        stride=config.stride,
-        m=config.m,
-        tau=config.tau,
-        dilation=config.dilation,
-        method=config.inpaint_method,
-        batch_size=config.localize_batch_size,
-        mesh=sharding.sample_mesh() if harmonic else None,
-    )
+    located = localize(classify, x, config.patch_size, **localize_settings(config))
     seconds["localize"] = time.perf_counter() - start
     result, mask = located_fields(config, located, x.shape[-1])
     if mask is None:
