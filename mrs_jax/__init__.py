@@ -70,7 +70,7 @@ _LAZY = {
     "TargetCertificate": "mrs_jax.sequential",
     "certify_batch": "mrs_jax.batched",
     "certify_at_batch": "mrs_jax.batched",
-    "patch_attack_batch": "mrs_jax.batched",
+    "patch_attack_batch": "mrs_jax.attacks",
     "localize_batch": "mrs_jax.batched_localize",
 }
 

@@ -100,6 +100,44 @@ def labels(y: Any, count: int, num_classes: int, name: str = "labels") -> np.nda
     return arr.astype(np.int32)
 
 
+def label_or_labels(
+    y: Any, count: int, single: bool, num_classes: int, name: str = "y"
+) -> np.ndarray:
+    """Returns ``y`` as ``[count]`` int32 labels in ``[0, num_classes)``: a scalar
+    when the input was one image (``single``), else shape ``[count]``."""
+    arr = np.asarray(y)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be integer labels, got dtype {arr.dtype}")
+    if single:
+        if arr.ndim != 0:
+            raise ValueError(
+                f"{name} must be a scalar for a single image, got shape {arr.shape}"
+            )
+        arr = arr.reshape(1)
+    return labels(arr, count, num_classes, name)
+
+
+def patch_size(size: Any, image_hw: tuple[int, ...], name: str = "size") -> int:
+    """Returns ``size`` as an int in ``[1, min(H, W)]`` for images of ``[H, W]``."""
+    size = positive_int(size, name)
+    if size > min(image_hw[:2]):
+        raise ValueError(
+            f"{name} must be <= min(H, W) = {min(image_hw[:2])}, got {size}"
+        )
+    return size
+
+
+def num_logits(fn: Any, images: Any, name: str) -> int:
+    """K for a classifier ``fn`` mapping ``[N, H, W, C]`` to logits ``[N, K]``,
+    from its output shape on one image of ``images`` ``[B, H, W, C]`` (traced
+    only: nothing is computed)."""
+    one = jax.ShapeDtypeStruct((1,) + tuple(images.shape[1:]), np.float32)
+    shape = jax.eval_shape(fn, one).shape
+    if len(shape) != 2 or shape[0] != 1:
+        raise ValueError(f"{name} must map [N, H, W, C] to [N, K], got {shape}")
+    return int(shape[1])
+
+
 def mesh_with_axis(mesh: Any, axis: str | None = None, name: str = "mesh") -> Any:
     """Returns ``mesh`` if it is a ``jax.sharding.Mesh`` (with the axis ``axis``,
     unless that is None)."""

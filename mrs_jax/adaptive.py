@@ -66,7 +66,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from mrs_jax import _checks, inpaint
@@ -252,16 +251,6 @@ def _attack_batch(
     return adversarial, best_top_left, final_gain[rows, best]
 
 
-def _check_labels(y: Any, batch: int, single: bool) -> np.ndarray:
-    y_arr = np.asarray(y)
-    if not np.issubdtype(y_arr.dtype, np.integer):
-        raise TypeError(f"y must be integer labels, got dtype {y_arr.dtype}")
-    expected = () if single else (batch,)
-    if y_arr.shape != expected:
-        raise ValueError(f"y must have shape {expected}, got {y_arr.shape}")
-    return y_arr.reshape(batch).astype(np.int32)
-
-
 def adaptive_patch_attack(
     classify: Callable[[jax.Array], jax.Array],
     x: Any,
@@ -329,13 +318,8 @@ def adaptive_patch_attack(
     if not isinstance(classify, jax.tree_util.Partial):
         classify = jax.tree_util.Partial(classify)
     images, single = _checks.image_or_batch(x)
-    batch, height, width, _ = images.shape
-    labels = _check_labels(y, batch, single)
-    size = _checks.positive_int(size, "size")
-    if size > min(height, width):
-        raise ValueError(
-            f"size must be <= min(H, W) = {min(height, width)}, got {size}"
-        )
+    batch = images.shape[0]
+    size = _checks.patch_size(size, images.shape[1:3])
     num_locations = _checks.positive_int(num_locations, "num_locations")
     steps = _checks.positive_int(steps, "steps", minimum=0)
     chunk = num_locations if location_chunk is None else location_chunk
@@ -358,13 +342,8 @@ def adaptive_patch_attack(
     if weights[0] + weights[1] * use_inpaint + weights[2] * use_noise == 0:
         raise ValueError(f"all weights of objective {objective!r} are 0")
     key = _checks.typed_key(key)
-    logits_shape = jax.eval_shape(classify, jnp.zeros((1,) + images.shape[1:])).shape
-    if len(logits_shape) != 2 or logits_shape[0] != 1:
-        raise ValueError(
-            f"classify must map [N, H, W, C] to [N, K], got {logits_shape}"
-        )
-    if labels.min() < 0 or labels.max() >= logits_shape[1]:
-        raise ValueError(f"y must lie in [0, {logits_shape[1]}), got {np.asarray(y)}")
+    num_classes = _checks.num_logits(classify, images, "classify")
+    labels = _checks.label_or_labels(y, batch, single, num_classes)
 
     settings = _Settings(
         size=size,

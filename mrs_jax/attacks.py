@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from mrs_jax import _checks
@@ -179,62 +178,110 @@ def patch_attack(
     """
     logits_fn = _checks.callable_pytree(logits_fn, "logits_fn")
     images, single = _checks.image_or_batch(x)
-    batch, height, width, _ = images.shape
-    y_arr = np.asarray(y)
-    if not np.issubdtype(y_arr.dtype, np.integer):
-        raise TypeError(f"y must be integer labels, got dtype {y_arr.dtype}")
-    if single and y_arr.ndim != 0:
-        raise ValueError(
-            f"y must be a scalar for a single image, got shape {y_arr.shape}"
-        )
-    if not single and y_arr.shape != (batch,):
-        raise ValueError(f"y must have shape ({batch},), got {y_arr.shape}")
-    labels = y_arr.reshape(batch).astype(np.int32)
-    size = _checks.positive_int(size, "size")
-    if size > min(height, width):
-        raise ValueError(
-            f"size must be <= min(H, W) = {min(height, width)}, got {size}"
-        )
-    num_locations = _checks.positive_int(num_locations, "num_locations")
-    steps = _checks.positive_int(steps, "steps", minimum=0)
-    if location_chunk is None:
-        location_chunk = num_locations
-    location_chunk = _checks.positive_int(location_chunk, "location_chunk")
-    location_chunk = min(location_chunk, num_locations)
-    if isinstance(step_size, bool) or not np.isscalar(step_size):
-        raise TypeError(f"step_size must be a float, got {type(step_size).__name__}")
-    if not np.isfinite(step_size) or step_size <= 0:
-        raise ValueError(f"step_size must be a positive finite float, got {step_size}")
-    if not (
-        isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    ):
-        raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
-    if key.shape != ():
-        raise ValueError(f"key must be a single key, got shape {key.shape}")
-
-    images = jnp.asarray(images, jnp.float32)
-    logits_shape = jax.eval_shape(logits_fn, images[:1]).shape
-    if len(logits_shape) != 2 or logits_shape[0] != 1:
-        raise ValueError(
-            f"logits_fn must map [N, H, W, C] to [N, K], got {logits_shape}"
-        )
-    if labels.min() < 0 or labels.max() >= logits_shape[1]:
-        raise ValueError(f"y must lie in [0, {logits_shape[1]}), got {y_arr}")
+    batch = images.shape[0]
+    key = _checks.typed_key(key)
+    settings = _settings(
+        logits_fn, images, size, num_locations, steps, step_size, location_chunk
+    )
+    labels = _checks.label_or_labels(y, batch, single, settings.num_classes)
 
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch))
-    adversarial, top_left, loss = _attack_batch(
-        logits_fn,
-        images,
-        jnp.asarray(labels),
-        keys,
-        jnp.float32(step_size),
-        size=size,
-        num_locations=num_locations,
-        steps=steps,
-        location_chunk=location_chunk,
-    )
+    adversarial, top_left, loss = _run(logits_fn, images, labels, keys, settings)
     if single:
         adversarial, top_left, loss = adversarial[0], top_left[0], loss[0]
     if return_loss:
         return PatchAttackResult(adversarial, top_left, loss)
     return adversarial, top_left
+
+
+def patch_attack_batch(
+    logits_fn: Callable[[jax.Array], jax.Array],
+    images: Any,
+    labels: Any,
+    size: int,
+    *,
+    keys: jax.Array,
+    num_locations: int = 80,
+    steps: int,
+    step_size: float,
+    location_chunk: int | None = None,
+) -> PatchAttackResult:
+    """The patch attack on B images, each with its own key: one program.
+
+    ``patch_attack`` on a batch keys image ``i`` by ``fold_in(key, i)``; here
+    image ``b`` is attacked exactly as ``patch_attack(logits_fn, images[b],
+    labels[b], size, key=keys[b], ...)`` would (``fold_in(keys[b], 0)``), with
+    all (image, location) pairs vmapped in one program.
+
+    Args:
+      logits_fn, size, num_locations, steps, step_size, location_chunk: as in
+        :func:`patch_attack`.
+      images: ``[B, H, W, C]`` float in [0, 1].
+      labels: ``[B]`` true labels.
+      keys: ``[B]`` typed keys.
+
+    Returns:
+      ``PatchAttackResult`` with ``image [B, H, W, C]``, ``top_left [B, 2]``
+      and ``loss [B]``.
+    """
+    logits_fn = _checks.callable_pytree(logits_fn, "logits_fn")
+    images = _checks.image_batch(images)
+    keys = _checks.key_batch(keys, len(images))
+    settings = _settings(
+        logits_fn, images, size, num_locations, steps, step_size, location_chunk
+    )
+    labels = _checks.labels(labels, len(images), settings.num_classes)
+    # patch_attack's key for a single image, for every image.
+    image_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+    return PatchAttackResult(
+        *_run(logits_fn, jnp.asarray(images), labels, image_keys, settings)
+    )
+
+
+class _Settings(NamedTuple):
+    """An attack's checked budget, and the classifier's number of classes."""
+
+    size: int
+    num_locations: int
+    steps: int
+    step_size: float
+    location_chunk: int
+    num_classes: int
+
+
+def _settings(
+    logits_fn, images, size, num_locations, steps, step_size, location_chunk
+) -> _Settings:
+    """Checks the budget shared by both entry points against ``images``
+    ``[B, H, W, C]`` and the classifier's output shape."""
+    size = _checks.patch_size(size, images.shape[1:3])
+    num_locations = _checks.positive_int(num_locations, "num_locations")
+    steps = _checks.positive_int(steps, "steps", minimum=0)
+    step_size = _checks.positive_float(step_size, "step_size")
+    if location_chunk is None:
+        location_chunk = num_locations
+    location_chunk = _checks.positive_int(location_chunk, "location_chunk")
+    num_classes = _checks.num_logits(logits_fn, images, "logits_fn")
+    return _Settings(
+        size,
+        num_locations,
+        steps,
+        step_size,
+        min(location_chunk, num_locations),
+        num_classes,
+    )
+
+
+def _run(logits_fn, images, labels, keys, settings: _Settings):
+    """``_attack_batch`` with the checked settings; image ``b`` uses ``keys[b]``."""
+    return _attack_batch(
+        logits_fn,
+        jnp.asarray(images, jnp.float32),
+        jnp.asarray(labels, jnp.int32),
+        keys,
+        jnp.float32(settings.step_size),
+        size=settings.size,
+        num_locations=settings.num_locations,
+        steps=settings.steps,
+        location_chunk=settings.location_chunk,
+    )

@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mrs_jax import batched, target_radius
+from mrs_jax import attacks, batched, target_radius
 from mrs_jax.batched_localize import localize_batch, split_results
 from mrs_jax.image_pipeline import (
     attacked_fields,
@@ -102,7 +102,7 @@ def _base_predictions(classify, images) -> list[int]:
 
 def _attack(config, classify, images, labels, keys):
     """``(x_adv [B, H, W, C] numpy, patch top-lefts as lists of ints)``."""
-    adv = batched.patch_attack_batch(
+    adv = attacks.patch_attack_batch(
         classify,
         images,
         np.asarray(labels),

@@ -4,9 +4,11 @@ With a few hundred draws per image (``certify_at`` at the "unrestricted"
 radius stops after one round of ~60 draws on most images), one image per device
 program leaves the device idle and is dominated by dispatch. The functions
 here run B images through one program per step (``mrs_jax.batch_counting``):
-:func:`certify_batch` (fixed-n CERTIFY), :func:`certify_at_batch` (estimation
-rounds in lockstep) and :func:`patch_attack_batch`. Localisation of B images is
-``mrs_jax.batched_localize.localize_batch``.
+:func:`certify_batch` (fixed-n CERTIFY) and :func:`certify_at_batch` (estimation
+rounds in lockstep), each deciding per image with the per-image function's own
+rule (``smoothing.certificate_from_counts``, ``Schedule.stop_reason``). The
+attack of B images is ``mrs_jax.attacks.patch_attack_batch``; localisation of B
+images is ``mrs_jax.batched_localize.localize_batch``.
 
 Same results as per image. Image ``b`` with key ``keys[b]`` gets exactly what
 the per-image function returns with ``key=keys[b]``: the same keys, the same
@@ -25,10 +27,15 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from mrs_jax import _checks, attacks, bounds, sharding
+from mrs_jax import _checks, sharding
 from mrs_jax.batch_counting import BatchCounter
 from mrs_jax.sequential import TargetCertificate, schedule
-from mrs_jax.smoothing import ABSTAIN, Certificate, Classifier
+from mrs_jax.smoothing import (
+    ABSTAIN,
+    Certificate,
+    Classifier,
+    certificate_from_counts,
+)
 
 
 def _setup(classify, images, masks, sigma, keys, n0, num_classes, batch_size, mesh):
@@ -107,17 +114,10 @@ def certify_batch(
     estimate = counter.count(
         estimate_keys, np.zeros(count, np.int64), np.full(count, n), chunk
     )
-    certificates = []
-    for b in range(count):
-        top = int(np.argmax(selection[b]))
-        p_lower = bounds.clopper_pearson_lower(int(estimate[b, top]), n, alpha)
-        if p_lower <= 0.5:
-            cert = Certificate(ABSTAIN, 0.0, p_lower, selection[b], estimate[b])
-        else:
-            radius = bounds.certified_radius(sigma, p_lower)
-            cert = Certificate(top, radius, p_lower, selection[b], estimate[b])
-        certificates.append(cert)
-    return certificates
+    return [
+        certificate_from_counts(selection[b], estimate[b], sigma, alpha)
+        for b in range(count)
+    ]
 
 
 def certify_at_batch(
@@ -172,17 +172,10 @@ def certify_at_batch(
     selection = _select(counter, select_keys, n0, batch_size, mesh)
     tops = np.argmax(selection, axis=1)
     count = len(tops)
-    # As certify_at: a later round can still certify iff the misses so far are
-    # at most the largest allowance of the rounds after this one.
-    allowed = [
-        size - need for size, need in zip(plan.sizes, plan.hits_needed, strict=True)
-    ]
-    allowed_later = [max(allowed[r + 1 :], default=-1) for r in range(len(allowed))]
-
     estimate = np.zeros((count, num_classes), np.int64)
     decided: dict[int, tuple[str, int, float]] = {}  # b -> (reason, round, p)
     drawn = 0
-    for r, (size, level) in enumerate(zip(plan.sizes, plan.alphas, strict=True)):
+    for r, size in enumerate(plan.sizes):
         active = np.array([b not in decided for b in range(count)])
         nums = np.where(active, size - drawn, 0)
         chunk = _chunk(int(nums.sum()), batch_size, mesh)
@@ -190,16 +183,9 @@ def certify_at_batch(
         drawn = size
         for b in np.flatnonzero(active):
             hits = int(estimate[b, tops[b]])
-            p_lower = bounds.clopper_pearson_lower(hits, size, level)
-            if p_lower > plan.threshold:
-                decided[b] = ("certified", r, p_lower)
-            elif size - hits > allowed_later[r]:
-                decided[b] = ("out_of_reach", r, p_lower)
-            elif futility_alpha is not None and (
-                bounds.clopper_pearson_upper(hits, size, futility_alpha * level / alpha)
-                < plan.threshold
-            ):
-                decided[b] = ("upper_bound", r, p_lower)
+            reason, p_lower = plan.stop_reason(r, hits, alpha, futility_alpha)
+            if reason is not None:
+                decided[b] = (reason, r, p_lower)
         if len(decided) == count:
             break
     results = []
@@ -221,68 +207,3 @@ def certify_at_batch(
             )
         )
     return results
-
-
-def patch_attack_batch(
-    logits_fn: Classifier,
-    images,
-    labels,
-    size: int,
-    *,
-    keys: jax.Array,
-    num_locations: int = 80,
-    steps: int,
-    step_size: float,
-    location_chunk: int | None = None,
-) -> attacks.PatchAttackResult:
-    """The standard patch attack on B images, each with its own key: one program.
-
-    ``patch_attack`` on a batch keys image ``i`` by ``fold_in(key, i)``; here
-    image ``b`` is attacked exactly as ``patch_attack(logits_fn, images[b],
-    labels[b], size, key=keys[b], ...)`` would (``fold_in(keys[b], 0)``), with
-    all (image, location) pairs vmapped in one program.
-
-    Args:
-      logits_fn, size, num_locations, steps, step_size, location_chunk: as in
-        :func:`mrs_jax.patch_attack`.
-      images: ``[B, H, W, C]`` float in [0, 1].
-      labels: ``[B]`` true labels.
-      keys: ``[B]`` typed keys.
-
-    Returns:
-      ``PatchAttackResult`` with ``image [B, H, W, C]``, ``top_left [B, 2]``
-      and ``loss [B]``.
-    """
-    logits_fn = _checks.callable_pytree(logits_fn, "logits_fn")
-    images = _checks.image_batch(images)
-    keys = _checks.key_batch(keys, len(images))
-    size = _checks.positive_int(size, "size")
-    if size > min(images.shape[1:3]):
-        raise ValueError(f"size must be <= min(H, W), got {size}")
-    num_locations = _checks.positive_int(num_locations, "num_locations")
-    steps = _checks.positive_int(steps, "steps", minimum=0)
-    step_size = _checks.positive_float(step_size, "step_size")
-    location_chunk = num_locations if location_chunk is None else location_chunk
-    location_chunk = _checks.positive_int(location_chunk, "location_chunk")
-    images = jax.numpy.asarray(images)
-    logits_shape = jax.eval_shape(logits_fn, images[:1]).shape
-    if len(logits_shape) != 2 or logits_shape[0] != 1:
-        raise ValueError(
-            f"logits_fn must map [N, H, W, C] to [N, K], got {logits_shape}"
-        )
-    labels = _checks.labels(labels, len(images), logits_shape[1])
-    # patch_attack's key for a single image, for every image.
-    image_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-    return attacks.PatchAttackResult(
-        *attacks._attack_batch(
-            logits_fn,
-            images,
-            jax.numpy.asarray(labels),
-            image_keys,
-            jax.numpy.float32(step_size),
-            size=size,
-            num_locations=num_locations,
-            steps=steps,
-            location_chunk=min(location_chunk, num_locations),
-        )
-    )

@@ -83,6 +83,11 @@ def certified_radius(
     return float(sigma / 2.0 * (norm.ppf(p_lower) - norm.ppf(p_upper)))
 
 
+def normal_cdf(z: float) -> float:
+    """The standard normal ``Phi(z)``: the bound an l2 radius ``z * sigma`` needs."""
+    return float(_stats().norm.cdf(z))
+
+
 def binomial_p_value(n_a: int, n_b: int) -> float:
     """Two-sided ``binomtest(n_a, n_a + n_b, 0.5)`` p-value (1.0 when both are 0)."""
     if n_a + n_b == 0:

@@ -26,6 +26,7 @@ class UsageError(ValueError):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user asked for something wrong"."""
+    from mrs_jax.rows import RowsChangedError
     from mrs_jax.runlock import LockedError
 
     return (
@@ -38,6 +39,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         IsADirectoryError,
         PermissionError,
         LockedError,
+        RowsChangedError,
     )
 
 

@@ -159,18 +159,55 @@ def merge(out_dir: str | os.PathLike) -> Path:
     return target
 
 
+class RowsChangedError(RuntimeError):
+    """The rows file was replaced or changed by another program mid-run."""
+
+
 class Writer:
-    """Appends rows to one file, each flushed and fsynced before returning."""
+    """Appends rows to one file, each flushed and fsynced before returning.
+
+    Before each row it checks that the path still names the file it opened, at
+    the size it left it: a ``git checkout``/``stash`` or an editor that replaces
+    the file would otherwise leave every later row in a deleted file, and a
+    truncation would leave gaps. Either raises :class:`RowsChangedError` and
+    writes nothing; the rows on disk stay as they are, so the same command
+    resumes from them.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         repair(self.path)
         self._file = open(self.path, "a", encoding="utf-8")
+        self._size = os.fstat(self._file.fileno()).st_size
+        self._written = 0
 
     def append(self, row: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(dict(row), allow_nan=False) + "\n")
+        line = json.dumps(dict(row), allow_nan=False) + "\n"
+        self._check_unchanged()
+        self._file.write(line)
         self._file.flush()
         os.fsync(self._file.fileno())
+        self._size += len(line.encode("utf-8"))
+        self._written += 1
+
+    def _check_unchanged(self) -> None:
+        mine = os.fstat(self._file.fileno())
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            on_disk = None
+        same_file = on_disk is not None and (on_disk.st_dev, on_disk.st_ino) == (
+            mine.st_dev,
+            mine.st_ino,
+        )
+        if same_file and mine.st_size == self._size:
+            return
+        what = "replaced or removed" if not same_file else "changed in size"
+        raise RowsChangedError(
+            f"{self.path} was {what} by another program while this run wrote it "
+            f"({self._written} rows written by this run); nothing more was written: "
+            "rerun the same command to resume from the rows the file holds"
+        )
 
     def close(self) -> None:
         self._file.close()

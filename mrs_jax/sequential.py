@@ -49,6 +49,35 @@ class Schedule(NamedTuple):
     alphas: tuple[float, ...]
     hits_needed: tuple[int, ...]
 
+    def stop_reason(
+        self, r: int, hits: int, alpha: float, futility_alpha: float | None
+    ) -> tuple[str | None, float]:
+        """The decision after round ``r`` with ``hits`` of ``sizes[r]`` draws on
+        the selected class: ``(reason, p_lower)``, reason None to draw on.
+
+        ``"certified"`` when the lower bound at ``alphas[r]`` exceeds the
+        threshold; ``"out_of_reach"`` when the misses so far exceed what every
+        later round allows (so no later round can certify: also the reason after
+        the last round); ``"upper_bound"`` when, with ``futility_alpha``, the
+        upper bound at ``futility_alpha * alphas[r] / alpha`` is below it.
+        """
+        size, level = self.sizes[r], self.alphas[r]
+        p_lower = bounds.clopper_pearson_lower(hits, size, level)
+        # A later round can still certify iff the misses so far are at most the
+        # misses it allows.
+        later = zip(self.sizes[r + 1 :], self.hits_needed[r + 1 :], strict=True)
+        allowed_later = max((n - need for n, need in later), default=-1)
+        if p_lower > self.threshold:
+            return "certified", p_lower
+        if size - hits > allowed_later:
+            return "out_of_reach", p_lower
+        if futility_alpha is not None and (
+            bounds.clopper_pearson_upper(hits, size, futility_alpha * level / alpha)
+            < self.threshold
+        ):
+            return "upper_bound", p_lower
+        return None, p_lower
+
 
 class TargetCertificate(NamedTuple):
     """The outcome of :func:`certify_at`.
@@ -105,7 +134,7 @@ def schedule(radius: float, sigma: float, alpha: float, max_n: int) -> Schedule:
     sigma = _checks.positive_float(sigma, "sigma")
     alpha = _checks.probability_level(alpha)
     max_n = _checks.positive_int(max_n, "max_n")
-    threshold = 0.5 if radius == 0 else float(bounds._stats().norm.cdf(radius / sigma))
+    threshold = 0.5 if radius == 0 else bounds.normal_cdf(radius / sigma)
     if threshold >= 1.0:
         raise ValueError(
             f"radius {radius} is beyond what any number of draws can certify at "
@@ -199,8 +228,7 @@ def certify_at(
         futility_alpha = _checks.probability_level(futility_alpha, "futility_alpha")
     key = _checks.prng_key(key)
     mesh = sharding.sample_mesh() if mesh is None else mesh
-    if not isinstance(mesh, Mesh) or sharding.SAMPLES not in mesh.axis_names:
-        raise TypeError("mesh must be a jax Mesh with a 'samples' axis")
+    _checks.mesh_with_axis(mesh, sharding.SAMPLES)
     plan = schedule(radius, sigma, alpha, max_n)
 
     select_key, estimate_key = jax.random.split(key)
@@ -212,31 +240,14 @@ def certify_at(
     count = _round_counter(
         classify, x, mask, sigma, key=estimate_key, first=plan.sizes[0], **common
     )
-    # A later round can still certify iff the misses so far are at most the
-    # misses it allows: the largest such allowance over the rounds after r.
-    pairs = zip(plan.sizes, plan.hits_needed, strict=True)
-    allowed = [size - need for size, need in pairs]
-    allowed_later = [max(allowed[r + 1 :], default=-1) for r in range(len(allowed))]
-
     estimate = np.zeros(num_classes, np.int64)
     drawn = 0
-    for r, (size, level) in enumerate(zip(plan.sizes, plan.alphas, strict=True)):
+    for r, size in enumerate(plan.sizes):
         estimate += count(drawn, size - drawn)
         drawn = size
-        hits = int(estimate[top])
-        p_lower = bounds.clopper_pearson_lower(hits, size, level)
-        if p_lower > plan.threshold:
-            reason = "certified"
-        elif size - hits > allowed_later[r]:
-            reason = "out_of_reach"
-        elif futility_alpha is not None and (
-            bounds.clopper_pearson_upper(hits, size, futility_alpha * level / alpha)
-            < plan.threshold
-        ):
-            reason = "upper_bound"
-        else:
-            continue
-        break
+        reason, p_lower = plan.stop_reason(r, int(estimate[top]), alpha, futility_alpha)
+        if reason is not None:
+            break
     certified = reason == "certified"
     return TargetCertificate(
         label=top if certified else ABSTAIN,

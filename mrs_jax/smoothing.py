@@ -161,10 +161,21 @@ def certify(
     selection = sample_counts(
         classify, x, mask, sigma, key=select_key, num=n0, **common
     )
-    top = int(np.argmax(selection))
     estimate = sample_counts(
         classify, x, mask, sigma, key=estimate_key, num=n, **common
     )
+    return certificate_from_counts(selection, estimate, sigma, alpha)
+
+
+def certificate_from_counts(
+    selection: np.ndarray, estimate: np.ndarray, sigma: float, alpha: float
+) -> Certificate:
+    """CERTIFY's decision from its counts: the top class of the ``[K]`` selection
+    counts, certified with radius ``sigma * Phi^-1(p_lower)`` when the
+    Clopper-Pearson lower bound of its share of the ``[K]`` estimate counts (at
+    level ``alpha``) exceeds 1/2, else ``ABSTAIN`` with radius 0."""
+    top = int(np.argmax(selection))
+    n = int(np.sum(estimate))
     p_lower = bounds.clopper_pearson_lower(int(estimate[top]), n, alpha)
     if p_lower <= 0.5:
         return Certificate(ABSTAIN, 0.0, p_lower, selection, estimate)

@@ -13,7 +13,7 @@ from _job_helpers import (
 )
 from jax.tree_util import Partial
 
-from mrs_jax import job, rows, run_dir, runlock
+from mrs_jax import cli, job, rows, run_dir, runlock
 
 META = {"model": "tiny", "dataset": "synthetic", "image_shape": list(SHAPE)}
 
@@ -181,6 +181,39 @@ def test_readers_skip_a_torn_line_without_writing(tmp_path):
     with pytest.warns(UserWarning, match="truncated last line"):
         assert [r["index"] for r in rows.all_rows(tmp_path, repair_files=False)] == [0]
     assert (tmp_path / "rows.jsonl").read_text() == text
+
+
+@pytest.mark.parametrize("change", ["replace", "remove", "truncate", "append"])
+def test_a_rows_file_changed_under_the_writer_stops_it_without_losing_rows(
+    tmp_path, change
+):
+    # A git checkout or stash replaces the file: without the check every later
+    # row would go to the deleted file, silently.
+    path = tmp_path / "rows.jsonl"
+    with rows.Writer(path) as out:
+        out.append(_row(0))
+        out.append(_row(1))
+        saved = path.read_text()
+        if change == "replace":
+            replacement = tmp_path / "copy.jsonl"
+            replacement.write_text(saved)
+            replacement.replace(path)
+        elif change == "remove":
+            path.unlink()
+        elif change == "truncate":
+            _write(path, [_row(0)])
+        else:
+            with open(path, "a") as other:
+                other.write(json.dumps(_row(5)) + "\n")
+        before = path.read_text() if path.exists() else None
+        with pytest.raises(rows.RowsChangedError, match="2 rows written by this run"):
+            out.append(_row(2))
+        assert (path.read_text() if path.exists() else None) == before
+    with rows.Writer(path) as out:  # a new run resumes on the file as it is
+        out.append(_row(2))
+    if change == "replace":
+        assert [r["index"] for r in rows.all_rows(tmp_path)] == [0, 1, 2]
+    assert issubclass(rows.RowsChangedError, cli.user_errors())  # one line
 
 
 def _constant(bias, images):
