@@ -34,34 +34,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from machine_info import machine
 
 from mrs_jax import batch_pipeline, configfile, image_pipeline
 from mrs_jax.job import JobConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
 
 
 def classifier(args, config: JobConfig):
@@ -107,12 +92,12 @@ def defend(config, classify, num_classes, images, keys, group: int) -> list[dict
     (0: the image-by-image loop)."""
     if group == 0:
         return [
-            image_pipeline._defend(config, classify, num_classes, x, key, {})
+            image_pipeline.defend(config, classify, num_classes, x, key, {})
             for x, key in zip(images, keys, strict=True)
         ]
     out = []
     for start in range(0, len(images), group):
-        out += batch_pipeline._defend(
+        out += batch_pipeline.defend_batch(
             config,
             classify,
             num_classes,

@@ -26,33 +26,18 @@ Add ``--quick`` for 10 images and n = 10,000.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from machine_info import machine
 
 import mrs_jax
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("fixed", "certify_at", "certify_at_futility")
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
 
 
 def decide(method, classify, x, mask, key, settings):

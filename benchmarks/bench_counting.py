@@ -202,7 +202,7 @@ def make_classifier(model: str, fold: int, dtype: str):
 
     from mrs_jax.fold import fold_batchnorm, folded_classifier
     from mrs_jax.models import as_classifier, get_model
-    from mrs_jax.models.classifier import _apply_for
+    from mrs_jax.models.classifier import classifier_from_split
 
     name, kwargs = MODELS[model]
     net = get_model(name, num_classes=10, seed=0, **kwargs)
@@ -213,7 +213,7 @@ def make_classifier(model: str, fold: int, dtype: str):
             if isinstance(conv, nnx.Conv):
                 conv.conv_general_dilated = _CONV_FOR_TILE[fold]
         graphdef, state = nnx.split(folded)
-        classify = Partial(_apply_for(graphdef), state)
+        classify = classifier_from_split(graphdef, state)
     else:
         classify = folded_classifier(net) if fold else as_classifier(net)
     if dtype == "float32":

@@ -117,7 +117,7 @@ def _psnr(mse: float) -> float:
     return float(10 * np.log10(1.0 / max(mse, 1e-12)))
 
 
-_harmonic_blocks = jax.jit(
+harmonic_blocks = jax.jit(
     jax.vmap(inpaint.harmonic_block, in_axes=(None, 0, None)), static_argnums=2
 )
 
@@ -130,7 +130,7 @@ def psnr_table(name, images, size, stride, max_positions, rng):
         if len(pos) > max_positions:
             pos = pos[np.sort(rng.choice(len(pos), max_positions, replace=False))]
         telea = inpaint.telea_blocks(inpaint.to_uint8(x), pos, size) / 255.0
-        harm = np.asarray(_harmonic_blocks(jnp.asarray(x), jnp.asarray(pos), size))
+        harm = np.asarray(harmonic_blocks(jnp.asarray(x), jnp.asarray(pos), size))
         orig = np.stack([x[i : i + size, j : j + size] for i, j in pos])
         rows["harmonic vs telea"].append(_psnr(np.mean((harm - telea) ** 2)))
         rows["telea vs original"].append(_psnr(np.mean((telea - orig) ** 2)))
@@ -139,7 +139,7 @@ def psnr_table(name, images, size, stride, max_positions, rng):
     return f"| {name} | {len(images)} | {size} | {stride} | {len(pos)} | {cells} |"
 
 
-def _timeit(fn, repeat=2):
+def timeit(fn, repeat=2):
     fn()  # warm-up / compile
     best = np.inf
     for _ in range(repeat):
@@ -161,7 +161,7 @@ def throughput(images32, images224, subset224, rng):
             if subset and subset < n_full:
                 timed = pos[np.sort(rng.choice(n_full, subset, replace=False))]
             x8 = inpaint.to_uint8(x)
-            t = _timeit(functools.partial(inpaint.telea_blocks, x8, timed, size, pool))
+            t = timeit(functools.partial(inpaint.telea_blocks, x8, timed, size, pool))
             rate = len(timed) / t
             note = "" if len(timed) == n_full else " (extrapolated)"
             lines.append(
@@ -170,7 +170,7 @@ def throughput(images32, images224, subset224, rng):
                 f"{n_full / rate:.2f}{note} |"
             )
             batch = 256 if size == 5 else 32
-            chunks = jnp.asarray(prediction_maps._chunked_positions(pos, batch))
+            chunks = jnp.asarray(prediction_maps.chunked_positions(pos, batch))
             fn = jax.jit(
                 lambda x, c, size=size: jax.lax.map(
                     lambda p: jax.vmap(
@@ -180,7 +180,7 @@ def throughput(images32, images224, subset224, rng):
                 )
             )
             xj = jnp.asarray(x)
-            t = _timeit(lambda f=fn, a=xj, c=chunks: f(a, c).block_until_ready())
+            t = timeit(lambda f=fn, a=xj, c=chunks: f(a, c).block_until_ready())
             rate = n_full / t
             lines.append(
                 f"| {x.shape[0]}x{x.shape[1]} | {size} | harmonic, jit (fill + paste "
@@ -232,7 +232,7 @@ def end_to_end_224(image, stride):
         run = lambda method=method: localize.localize(  # noqa: E731
             classify, image, 32, stride=stride, method=method, batch_size=128
         ).mask.block_until_ready()
-        sec = _timeit(run, 1)
+        sec = timeit(run, 1)
         full = sec * 37249 / positions
         lines.append(
             f"| {method} | 32 | {stride} | {positions} | {sec:.2f} | {full:.1f} |"

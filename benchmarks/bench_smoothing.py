@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from machine_info import machine
 
 import mrs_jax
 from mrs_jax.models import as_classifier, get_model
@@ -73,16 +73,6 @@ def measure(model_name: str, batch_size: int, *, shape=(32, 32, 3), reps=4,
         "forward_images_per_s": forward_rate,
         "sample_counts_samples_per_s": counts_rate,
         "overhead": 1.0 - counts_rate / forward_rate,
-    }
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
     }
 
 

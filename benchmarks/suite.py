@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import datetime
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -50,6 +48,7 @@ import bench_smoothing  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from machine_info import machine  # noqa: E402
 
 SECTIONS = (
     "smoothing",
@@ -116,32 +115,6 @@ PLANS = {
 
 
 # ------------------------------------------------------------------- machine
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    """The machine as the suite saw it (extends ``bench_smoothing.machine``)."""
-    info = bench_smoothing.machine()
-    info.update(
-        cpu_model=cpu_model(),
-        cpu_count=os.cpu_count(),
-        cpus_usable=len(os.sched_getaffinity(0)),
-        device_kinds=sorted({d.device_kind for d in jax.devices()}),
-        device_count=jax.device_count(),
-        python=platform.python_version(),
-        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        loadavg_at_start=list(os.getloadavg()),
-    )
-    return info
 
 
 # ------------------------------------------------------------- utilisation
@@ -285,7 +258,7 @@ def _inpaint_rates(side, size, telea_subset, harmonic_subset) -> list[dict]:
     workers = os.cpu_count()
     x8 = inpaint.to_uint8(x)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        seconds = bench_localize._timeit(
+        seconds = bench_localize.timeit(
             lambda: inpaint.telea_blocks(x8, timed, size, pool), repeat=2
         )
     rows.append(("telea", f"OpenCV, {workers} threads", len(timed), seconds))
@@ -297,10 +270,10 @@ def _inpaint_rates(side, size, telea_subset, harmonic_subset) -> list[dict]:
     chunks = [jnp.asarray(c) for c in np.split(timed, len(timed) // chunk)]
 
     def harmonic():
-        out = [bench_localize._harmonic_blocks(xd, c, size) for c in chunks]
+        out = [bench_localize.harmonic_blocks(xd, c, size) for c in chunks]
         jax.block_until_ready(out)
 
-    seconds = bench_localize._timeit(harmonic, repeat=2)
+    seconds = bench_localize.timeit(harmonic, repeat=2)
     rows.append(("harmonic", f"jit, chunks of {chunk}", len(timed), seconds))
     return [
         {

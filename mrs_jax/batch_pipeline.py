@@ -59,7 +59,9 @@ def group_rows(
     seconds: dict[str, float] = {}
     if config.mode == "clean":
         base = _base_predictions(classify, images)
-        defended = _defend(config, classify, num_classes, images, clean_keys, seconds)
+        defended = defend_batch(
+            config, classify, num_classes, images, clean_keys, seconds
+        )
         rows = [
             {**d, "covered": None, "base_clean_prediction": p}
             for d, p in zip(defended, base, strict=True)
@@ -84,9 +86,11 @@ def _attacked_rows(config, classify, num_classes, images, labels, keys, seconds)
     base = _base_predictions(classify, np.concatenate([images, x_adv]))
     seconds["attack"] = time.perf_counter() - start
     clean_seconds: dict[str, float] = {}
-    clean = _defend(config, classify, num_classes, images, clean_keys, clean_seconds)
+    clean = defend_batch(
+        config, classify, num_classes, images, clean_keys, clean_seconds
+    )
     seconds["clean"] = sum(clean_seconds.values())
-    result = _defend(config, classify, num_classes, x_adv, certify_keys, seconds)
+    result = defend_batch(config, classify, num_classes, x_adv, certify_keys, seconds)
     count = len(images)
     return [
         attacked_fields(
@@ -117,8 +121,8 @@ def _attack(config, classify, images, labels, keys):
     return np.asarray(x_adv), patches
 
 
-def _defend(config, classify, num_classes, images, keys, seconds) -> list[dict]:
-    """``image_pipeline._defend`` for every image: localise, then certify."""
+def defend_batch(config, classify, num_classes, images, keys, seconds) -> list[dict]:
+    """``image_pipeline.defend`` for every image: localise, then certify."""
     start = time.perf_counter()
     located = localize_batch(
         classify, images, config.patch_size, **localize_settings(config)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.tree_util import Partial
 
-from mrs_jax.models.classifier import _apply_for
+from mrs_jax.models.classifier import classifier_from_split
 from mrs_jax.models.fast_cnn import ConvGroup, FastCNN
 from mrs_jax.models.resnet_cifar import BasicBlock, CifarResNet
 from mrs_jax.models.resnet_imagenet import Bottleneck, ImageNetResNet
@@ -122,7 +122,7 @@ def folded_classifier(model: nnx.Module) -> Partial:
       TypeError, ValueError: as :func:`fold_batchnorm`.
     """
     graphdef, state = nnx.split(fold_batchnorm(model))
-    return Partial(_apply_for(graphdef), state)
+    return classifier_from_split(graphdef, state)
 
 
 def _name(path, attribute: str) -> str:

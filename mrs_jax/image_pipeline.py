@@ -111,7 +111,7 @@ def _window_row(task: _Task, keys: _Keys) -> dict[str, Any]:
 def _clean_row(task: _Task, keys: _Keys) -> dict[str, Any]:
     """Mode ``clean``: localise and certify on the clean image."""
     base = _base_prediction(task.classify, task.x)
-    result = _defend(
+    result = defend(
         task.config, task.classify, task.num_classes, task.x, keys.clean, task.seconds
     )
     return {**result, "covered": None, "base_clean_prediction": base}
@@ -170,9 +170,9 @@ def _attacked_row(task: _Task, keys: _Keys, *, attack) -> dict[str, Any]:
     )
     seconds["attack"] = time.perf_counter() - start
     clean_seconds: dict[str, float] = {}
-    clean = _defend(config, classify, num_classes, x, keys.clean, clean_seconds)
+    clean = defend(config, classify, num_classes, x, keys.clean, clean_seconds)
     seconds["clean"] = sum(clean_seconds.values())
-    result = _defend(config, classify, num_classes, x_adv, keys.certify, seconds)
+    result = defend(config, classify, num_classes, x_adv, keys.certify, seconds)
     return attacked_fields(config, result, clean, patch, base_clean, undefended)
 
 
@@ -233,7 +233,7 @@ def localize_settings(config: JobConfig) -> dict[str, Any]:
     }
 
 
-def _defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
+def defend(config, classify, num_classes, x, key, seconds) -> dict[str, Any]:
     """Localise on ``x``, then certify inside the located (or tie-break) mask."""
     start = time.perf_counter()
     located = localize(classify, x, config.patch_size, **localize_settings(config))

@@ -46,7 +46,7 @@ def _classify_blocks(classify, base, blocks, positions):
     return predicted_labels(classify, images)
 
 
-def _chunked_positions(positions: np.ndarray, batch_size: int) -> np.ndarray:
+def chunked_positions(positions: np.ndarray, batch_size: int) -> np.ndarray:
     """[n_chunks, batch, 2] positions, padded with copies of the first."""
     n_chunks = -(-len(positions) // batch_size)
     padded = np.concatenate(
@@ -124,7 +124,7 @@ def place_positions(classify, x, positions, batch_size, mesh):
         return (
             classify,
             jnp.asarray(x),
-            jnp.asarray(_chunked_positions(positions, batch_size)),
+            jnp.asarray(chunked_positions(positions, batch_size)),
         )
     if not isinstance(mesh, jax.sharding.Mesh):
         raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
@@ -134,7 +134,7 @@ def place_positions(classify, x, positions, batch_size, mesh):
     mesh = jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
     devices = mesh.devices.size
     batch_size = -(-batch_size // devices) * devices  # divisible by the mesh
-    chunks = _chunked_positions(positions, batch_size)
+    chunks = chunked_positions(positions, batch_size)
     spec = jax.sharding.PartitionSpec(None, mesh.axis_names)
     chunks = jax.device_put(chunks, jax.sharding.NamedSharding(mesh, spec))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

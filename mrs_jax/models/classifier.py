@@ -20,6 +20,13 @@ def _apply_for(graphdef: nnx.GraphDef) -> Callable:
     return functools.partial(_apply, graphdef)
 
 
+def classifier_from_split(graphdef: nnx.GraphDef, state: nnx.State) -> Partial:
+    """``classify(images) -> logits`` of the model ``nnx.merge(graphdef, state)``,
+    as a ``Partial`` whose leaves are ``state`` (the weights cross jit as
+    arguments; classifiers of one architecture share one compiled program)."""
+    return Partial(_apply_for(graphdef), state)
+
+
 def _features(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array):
     return nnx.merge(graphdef, state).features(images)
 
@@ -75,4 +82,4 @@ def as_classifier(model: nnx.Module) -> Callable[[jax.Array], jax.Array]:
     graphdef, state = nnx.split(eval_model)
     # Copy the arrays' containers so the classifier is a snapshot of the weights.
     state = jax.tree.map(lambda a: a, state)
-    return Partial(_apply_for(graphdef), state)
+    return classifier_from_split(graphdef, state)
