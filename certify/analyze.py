@@ -1,6 +1,6 @@
 """Tables, R-accuracy curves (PNG) and CSV from certification run directories.
 
-Usage: ``python -m certify.analyze RUN_DIR... [--radii 0 1 2] [--out DIR]``
+Usage: ``python -m certify.analyze RUN_DIR... [--radii 0 1 2] [--common] [--out DIR]``
 
 Every row file of each run is read (merged file and shards); a run with fewer
 rows than it was asked for is marked partial. A mistake (missing run dir, bad
@@ -41,12 +41,19 @@ def _main(argv: Sequence[str] | None = None) -> int:
         default=[0.0],
         help="radii for the table's certified columns (s*sqrt(C), s^2 are added)",
     )
+    parser.add_argument(
+        "--common",
+        action="store_true",
+        help="compare every run on the test images all of them hold",
+    )
     parser.add_argument("--out", help="write summary.md/.json, curves.csv/.png here")
     parser.add_argument("--log-x", action="store_true", help="symlog radius axis")
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     args = parser.parse_args(argv)
-    summaries = [analysis.summarize_run(d) for d in args.run_dirs]
+    images = analysis.common_images(args.run_dirs) if args.common else None
+    summaries = [analysis.summarize_run(d, images) for d in args.run_dirs]
     table = analysis.markdown_table(summaries, args.radii)
+    table += "\n" + analysis.seconds_table(summaries)
     print(table, end="")
     if args.out:
         if os.path.exists(args.out) and not os.path.isdir(args.out):

@@ -23,10 +23,12 @@ the same at every R. Tables, plot axes and summary.json say which.
 
 Command line (`certify/analyze.py`):
 
-    python -m certify.analyze RUN_DIR... [--radii 0 5 10] [--out DIR]
+    python -m certify.analyze RUN_DIR... [--radii 0 5 10] [--common] [--out DIR]
 
-prints a markdown table and, with --out, writes summary.md, summary.json,
-curves.csv and curves.png there.
+prints a markdown table (and the seconds per image per phase) and, with --out,
+writes summary.md, summary.json, curves.csv and curves.png there. ``--common``
+restricts every run to the test images all of them hold (by dataset index), so
+that runs of different lengths are compared on the same images.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class RunSummary:
       target_accuracy: share of rows certified at the target for the true
         label (and, with a patch, covering it; ``metrics.target_accuracy``).
       mean_samples: mean draws per image where CERTIFY ran (target runs).
+      seconds_per_image: median seconds per image per phase and "total"
+        (``metrics.seconds_per_image``), or None when rows carry no timings.
+      restricted_to: None, or how many images the rows were restricted to
+        (the images every run of a comparison holds: :func:`common_images`).
     """
 
     name: str
@@ -103,6 +109,8 @@ class RunSummary:
     unrestricted_target: bool = False
     target_accuracy: float | None = None
     mean_samples: float | None = None
+    seconds_per_image: dict[str, float] | None = None
+    restricted_to: int | None = None
 
     @property
     def localised(self) -> bool:
@@ -119,8 +127,11 @@ class RunSummary:
 
     @property
     def partial(self) -> bool:
-        """Fewer rows than the run was asked for (killed, or shards missing)."""
+        """Fewer rows than the run was asked for (killed, or shards missing);
+        never for a run restricted to the images it shares with others."""
         expected = self.expected_images
+        if self.restricted_to is not None:
+            return False
         return expected is not None and self.num_images < expected
 
     @property
@@ -225,6 +236,7 @@ def summarize(
         == "unrestricted",
         target_accuracy=at_target,
         mean_samples=metrics.mean_num_samples(rows) if target is not None else None,
+        seconds_per_image=metrics.seconds_per_image(rows),
     )
 
 
@@ -240,7 +252,9 @@ def _optional(rows, field, name, measure):
     return measure(rows)
 
 
-def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
+def summarize_run(
+    run_dir: str | os.PathLike, images: frozenset[int] | None = None
+) -> RunSummary:
     """Reads `run_dir`/run.json and every row file of the run and summarises them.
 
     Files are only read (a torn last line is skipped with a warning, not cut), so
@@ -248,6 +262,9 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
 
     Args:
       run_dir: a run directory (see module docstring).
+      images: None for every row, else only the rows of these images (dataset
+        indices: :func:`common_images`); the summary then says
+        ``restricted_to``.
 
     Returns:
       RunSummary named by run.json's `name`, else the directory name.
@@ -271,7 +288,44 @@ def summarize_run(run_dir: str | os.PathLike) -> RunSummary:
     if not row_files.row_files(run_dir):
         raise ValueError(f"run_dir {run_dir!r} has no rows.jsonl or shard files")
     name = str(config.get("name") or os.path.basename(os.path.normpath(run_dir)))
-    return summarize(config, row_files.all_rows(run_dir, repair_files=False), name)
+    rows = row_files.all_rows(run_dir, repair_files=False)
+    if images is None:
+        return summarize(config, rows, name)
+    chosen = [r for r in rows if _image_of(r, name) in images]
+    if not chosen:
+        raise ValueError(f"{name}: none of its rows is among the images asked for")
+    summary = summarize(config, chosen, name)
+    return dataclasses.replace(summary, restricted_to=len(images))
+
+
+def common_images(run_dirs: Sequence[str | os.PathLike]) -> frozenset[int]:
+    """The images (dataset indices) that every run in ``run_dirs`` has a row for,
+    so that runs of different lengths are compared on the same test images.
+
+    Raises:
+      ValueError: a row without ``dataset_index``, or no image in common.
+    """
+    if not run_dirs:
+        raise ValueError("run_dirs is empty")
+    common: frozenset[int] | None = None
+    for run_dir in run_dirs:
+        name = os.path.basename(os.path.normpath(os.fspath(run_dir)))
+        rows = row_files.all_rows(run_dir, repair_files=False)
+        held = frozenset(_image_of(r, name) for r in rows)
+        common = held if common is None else common & held
+    if not common:
+        raise ValueError("the runs have no image in common")
+    return common
+
+
+def _image_of(row: Mapping[str, Any], name: str) -> int:
+    value = row.get("dataset_index")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(
+            f"{name}: row {row.get('index')} has no integer 'dataset_index', so "
+            "its image cannot be matched across runs"
+        )
+    return value
 
 
 def _check_summaries(summaries: Sequence[RunSummary]) -> list[RunSummary]:
@@ -302,6 +356,12 @@ def markdown_table(summaries: Sequence[RunSummary], radii: Sequence[float]) -> s
       The table, ending in a newline.
     """
     return tables.markdown_table(_check_summaries(summaries), _check_radii(radii))
+
+
+def seconds_table(summaries: Sequence[RunSummary]) -> str:
+    """Markdown table of the median seconds per image in each phase
+    (``mrs_jax.tables.seconds_table``)."""
+    return tables.seconds_table(_check_summaries(summaries))
 
 
 def plot_curves(

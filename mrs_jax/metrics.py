@@ -280,6 +280,45 @@ def mean_num_samples(rows: Iterable[Mapping[str, Any]]) -> float | None:
     return float(np.mean(drawn)) if drawn else None
 
 
+def seconds_per_image(rows: Iterable[Mapping[str, Any]]) -> dict[str, float] | None:
+    """Median wall-clock seconds per image, per phase and in all.
+
+    The median, not the mean: the first image of every process (a run resumed
+    three times has three) also pays for compiling, which says nothing about
+    the steady rate.
+
+    Args:
+      rows: result rows; ``seconds`` maps each phase the job timed ("attack",
+        "localize", "certify", "clean", "patchcleanser", ...) to seconds.
+
+    Returns:
+      ``{phase: median over the rows that timed it, ..., "total": median of
+      each row's sum}``, or None when no row carries ``seconds``.
+    """
+    rows = _rows(rows)
+    per_phase: dict[str, list[float]] = {}
+    totals = []
+    for i, row in enumerate(rows):
+        timed = row.get("seconds")
+        if timed is None:
+            continue
+        if not isinstance(timed, Mapping):
+            raise ValueError(f"row {i}: 'seconds' must be an object, got {timed!r}")
+        total = 0.0
+        for phase, value in timed.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"row {i}: seconds[{phase!r}] must be a number")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"row {i}: seconds[{phase!r}] must be >= 0")
+            per_phase.setdefault(str(phase), []).append(float(value))
+            total += float(value)
+        totals.append(total)
+    if not totals:
+        return None
+    medians = {phase: float(np.median(v)) for phase, v in per_phase.items()}
+    return medians | {"total": float(np.median(totals))}
+
+
 def base_accuracy(rows: Iterable[Mapping[str, Any]], field: str) -> float:
     """Accuracy of the base classifier alone (no defence) from one row field.
 

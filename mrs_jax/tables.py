@@ -53,7 +53,9 @@ def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
     radius in brackets). When some run certified at a target radius
     (``certify_at``): the target ("unrestricted" for s*sqrt(C)), the share
     certified at it and the mean draws per image. "-" where a run has no such
-    value. A footer line says what each kind of certificate in the table covers.
+    value. Last, the median seconds per image ("s/image", every phase; "-"
+    without timings). A footer line says what each kind of certificate in the
+    table covers.
 
     Args:
       summaries: checked ``RunSummary`` objects.
@@ -72,6 +74,7 @@ def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
     header += [f"{cert} R=s*sqrt(C)", f"{cert} R=s^2"]
     if targets:
         header += ["target R", f"{cert} at target", "draws/image"]
+    header += ["s/image"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in summaries:
         lines.append("| " + " | ".join(_cells(s, radii, targets)) + " |")
@@ -91,6 +94,33 @@ def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
             "target R unrestricted = s*sqrt(C): certified against every possible "
             "patch inside the mask."
         )
+    restricted = {s.restricted_to for s in summaries} - {None}
+    if restricted:
+        lines.append(
+            "images: each run's rows on the images every run holds "
+            f"({', '.join(str(n) for n in sorted(restricted))})."
+        )
+    lines.append("s/image: median wall-clock seconds per image, every phase.")
+    return "\n".join(lines) + "\n"
+
+
+def seconds_table(summaries: Sequence[Any]) -> str:
+    """Markdown table of the median seconds per image in each phase, one line
+    per run (phases as the job timed them; "-" where a run has no such phase)."""
+    phases: list[str] = []
+    for s in summaries:
+        for phase in s.seconds_per_image or {}:
+            if phase != "total" and phase not in phases:
+                phases.append(phase)
+    header = ["run", "mode", *phases, "total"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for s in summaries:
+        timed = s.seconds_per_image or {}
+        cells = [s.name, s.mode]
+        cells += [_seconds(timed.get(p)) for p in [*phases, "total"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Median wall-clock seconds per image, per phase as the job timed it.")
     return "\n".join(lines) + "\n"
 
 
@@ -115,7 +145,12 @@ def _cells(s: Any, radii: Sequence[float], targets: bool) -> list[str]:
                 target += " (unrestricted)"
             draws = "-" if s.mean_samples is None else f"{s.mean_samples:.0f}"
             cells += [target, _percent(s.target_accuracy), draws]
+    cells.append(_seconds((s.seconds_per_image or {}).get("total")))
     return cells
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _percent(value: float | None) -> str:
@@ -123,6 +158,8 @@ def _percent(value: float | None) -> str:
 
 
 def _images(s: Any) -> str:
+    if s.restricted_to is not None:
+        return f"{s.num_images} of {s.restricted_to} common"
     if s.partial:
         return f"{s.num_images}/{s.expected_images} (partial)"
     return str(s.num_images)

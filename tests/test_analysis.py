@@ -144,8 +144,9 @@ def test_summaries_and_table(runs):
 
     table = analysis.markdown_table([practical, centre], [0, 10])
     lines = table.strip().split("\n")
-    assert len(lines) == 6 and lines[4] == ""
+    assert len(lines) == 7 and lines[4] == ""
     assert "certified (localised for practical/adaptive/clean)" in lines[5]
+    assert lines[6].startswith("s/image: median")
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header == [
         "run",
@@ -165,6 +166,7 @@ def test_summaries_and_table(runs):
         "cert R=10",
         "cert R=s*sqrt(C)",
         "cert R=s^2",
+        "s/image",
     ]
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
     assert cells == [
@@ -185,6 +187,7 @@ def test_summaries_and_table(runs):
         "25.0",
         "50.0 (8.66)",
         "25.0 (25)",
+        "-",
     ]
     cells = [c.strip() for c in lines[3].strip("|").split("|")]
     assert cells == [
@@ -205,6 +208,7 @@ def test_summaries_and_table(runs):
         "0.0",
         "0.0 (8.66)",
         "0.0 (25)",
+        "-",
     ]
     # Practical runs alone: the columns say "localised".
     only = analysis.markdown_table([practical], [0])
@@ -257,6 +261,75 @@ def test_csv_png_and_main(tmp_path, runs):
     assert records[0]["partial"] is False
     with open(out / "curves.csv") as f:
         assert len(list(csv.DictReader(f))) == 2 * len(default_radii)
+
+
+def _timed(rows, seconds):
+    return [
+        dict(r, dataset_index=100 + r["index"], seconds=t)
+        for r, t in zip(rows, seconds, strict=True)
+    ]
+
+
+def test_seconds_per_image_and_the_images_runs_share(tmp_path, capsys):
+    long = write_run(
+        tmp_path / "long",
+        dict(mode="practical", size=5, channels=3, sigma=7.0, num_images=4),
+        _timed(
+            PRACTICAL_ROWS,
+            [
+                {"attack": 9.0, "certify": 30.0},  # the first image compiles
+                {"attack": 1.0, "certify": 3.0},
+                {"attack": 2.0, "certify": 4.0},
+                {"attack": 1.5, "certify": 5.0},
+            ],
+        ),
+    )
+    short = write_run(
+        tmp_path / "short",
+        dict(mode="center", size=5, channels=3, sigma=7.0, num_images=4),
+        _timed(CENTER_ROWS, [{"window": 0.5, "certify": 2.0}, {"certify": 1.0}]),
+    )
+    whole = analysis.summarize_run(long)
+    assert whole.seconds_per_image == {"attack": 1.75, "certify": 4.5, "total": 6.25}
+    assert analysis.summarize_run(short).seconds_per_image == {
+        "window": 0.5,
+        "certify": 1.5,
+        "total": 1.75,
+    }
+    common = analysis.common_images([long, short])
+    assert common == {100, 101}
+    on_common = analysis.summarize_run(long, common)
+    assert on_common.num_images == 2 and on_common.restricted_to == 2
+    assert not on_common.partial  # 2 of its 4 images, by choice
+    assert on_common.clean_accuracy == 1.0 and whole.clean_accuracy == 0.75
+    table = analysis.markdown_table([on_common], [0])
+    assert "| 2 of 2 common |" in table and table.split("\n")[2].endswith("| 21.5 |")
+    phases = analysis.seconds_table([whole, analysis.summarize_run(short)])
+    assert phases.split("\n")[0] == "| run | mode | attack | certify | window | total |"
+    assert "| short | center | - | 1.5 | 0.5 | 1.75 |" in phases
+
+    assert analyze_main([str(long), str(short), "--common"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "| 2 of 2 common |" in printed
+        and "| long | practical | 9 | 30 |" not in printed
+    )
+    assert "| long | practical | 5 | 16.5 | - | 21.5 |" in printed
+
+    unmatched = write_run(
+        tmp_path / "old", dict(mode="center", size=5, channels=3), CENTER_ROWS
+    )
+    with pytest.raises(ValueError, match="no integer 'dataset_index'"):
+        analysis.common_images([long, unmatched])
+    with pytest.raises(ValueError, match="none of its rows"):
+        analysis.summarize_run(short, frozenset({7}))
+    bad = write_run(
+        tmp_path / "bad",
+        dict(mode="center", size=5, channels=3),
+        _timed(CENTER_ROWS[:1], [{"certify": -1.0}]),
+    )
+    with pytest.raises(ValueError, match="seconds\\['certify'\\] must be >= 0"):
+        analysis.summarize_run(bad)
 
 
 def test_bad_run_dirs(tmp_path):
