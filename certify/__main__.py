@@ -4,9 +4,12 @@ Usage::
 
     python -m certify --config certify/configs/digits.py --checkpoint runs/digits \
         --out runs/certify_digits [--smoke] [--num_images N] [--mode center] \
-        [--images_per_batch B]
+        [--images_per_batch B] [--cpu_devices N]
 
-BatchNorm is folded into the convolutions for inference where the model allows
+On a CPU the host is split into one JAX device per core (``--cpu_devices``;
+``mrs_jax.sharding.use_cpu_cores``) and the noise samples are sharded over them:
+the same counts, about 1.3-1.4x the samples/s of one device on 2 cores. BatchNorm
+is folded into the convolutions for inference where the model allows
 (``mrs_jax.fold``; ``--no_fold`` certifies the model as trained); ``run.json`` says
 which. A killed or interrupted job restarted with the same arguments continues where
 it stopped. The run directory is held by one process at a time, and refuses a resume
@@ -21,7 +24,7 @@ import argparse
 import dataclasses
 import sys
 
-from mrs_jax import cli, configfile, distributed, job, run_dir
+from mrs_jax import cli, configfile, distributed, job, run_dir, sharding
 
 INTERRUPTED = "interrupted: finished rows are kept; rerun the same command to continue"
 
@@ -80,10 +83,20 @@ def run(argv=None) -> int:
         action="store_true",
         help="certify the model as trained, BatchNorm not folded into the convs",
     )
+    parser.add_argument(
+        "--cpu_devices",
+        type=int,
+        default=None,
+        help="JAX devices to split the host CPU into (default: one per usable "
+        "core; kept if XLA_FLAGS already sets a count)",
+    )
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     distributed.add_flags(parser)
     args = parser.parse_args(argv)
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        raise cli.UsageError(f"--cpu_devices must be >= 1, got {args.cpu_devices}")
+    sharding.use_cpu_cores(args.cpu_devices)
 
     # configfile names the file in every error (missing, broken, bad value).
     config = configfile.load(args.config, args.smoke, job.JobConfig)
