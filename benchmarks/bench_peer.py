@@ -14,8 +14,10 @@ Run (two CPU threads each; give a Python that has torch)::
         --depths 20 110 --batches 128 400 --n 4000
 
 Each mrs-jax classifier of ``--jax_classifiers`` (``VARIANTS``) gets its own row
-beside the same torch figures. Take it on a quiet machine: the two frameworks run
-one after the other.
+beside the same torch figures. mrs-jax splits the CPU into one device per core
+(``--cpu_devices``, as ``python -m certify`` does) and shares the forward batch and
+the draws out over them; torch runs ``--threads`` intra-op threads: the same cores.
+Take it on a quiet machine: the two frameworks run one after the other.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ def measure_jax(depth: int, batch: int, n: int, repeats: int, variant: str) -> d
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(32, 32, 3)).astype(np.float32)
     mask = mrs_jax.square_mask(x.shape, 10, 10, 9)  # a 5x5 patch grown by 2
-    images = jnp.asarray(rng.uniform(size=(batch, 32, 32, 3)).astype(np.float32))
+    # One batch shared out over the devices, as sample_counts shares its draws.
+    mesh = mrs_jax.sharding.sample_mesh()
+    images = rng.uniform(size=(batch, 32, 32, 3)).astype(np.float32)
+    images = jax.device_put(images, mrs_jax.sharding.along_samples(mesh, 4))
     forward = jax.jit(lambda f, b: jnp.argmax(f(b), -1))
     forward(classify, images).block_until_ready()
     steps = max(1, n // batch)
@@ -87,7 +92,7 @@ def measure_jax(depth: int, batch: int, n: int, repeats: int, variant: str) -> d
     return {
         "framework": f"mrs-jax (jax {jax.__version__})",
         "classifier": VARIANTS[variant],
-        "depth": depth, "batch": batch, "n": n,
+        "depth": depth, "batch": batch, "n": n, "devices": mesh.size,
         "forward_samples_per_s": steps * batch / best(run_forward),
         "counting_samples_per_s": n / best(run_counts),
     }  # fmt: skip
@@ -111,12 +116,19 @@ def main(argv=None) -> int:
     parser.add_argument("--jax_classifiers", nargs="+", choices=sorted(VARIANTS),
                         default=["plain", "folded"],
                         help="mrs-jax classifiers, one row each")  # fmt: skip
+    parser.add_argument("--cpu_devices", type=int, default=None,
+                        help="JAX CPU devices (default: one per core, as the "
+                        "certify CLI; 1: one device over every core)")  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
+    from mrs_jax import sharding
+
+    devices = sharding.use_cpu_cores(args.cpu_devices)
     # XLA's CPU backend uses one thread per core; match torch to the same count.
     print(
         f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads "
-        f"{args.threads}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"{args.threads}, mrs-jax CPU devices {devices}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         flush=True,
     )
     print("| depth | batch | n | jax classifier | torch fwd/s | jax fwd/s "
@@ -147,6 +159,7 @@ def main(argv=None) -> int:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "threads": args.threads,
+            "jax_cpu_devices": devices,
             "rows": rows,
         }
         Path(args.json).write_text(json.dumps(out, indent=2))
