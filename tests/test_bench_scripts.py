@@ -7,8 +7,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import attack_comparison  # noqa: E402
 import bench_mask_width  # noqa: E402
 import practical_breakdown  # noqa: E402
 
@@ -41,6 +43,43 @@ def test_the_breakdown_counts_each_group():
     assert lines[5] == "| base right, not fooled | 1 | 0 | 1 | 0 | 0 | 0 | 0 |"
     assert lines[9] == "| located | 1 | 0 | 0 | 1 |"
     assert lines[10] == "| no_change | 2 | 0 | 0 | 0 |"
+
+
+def test_the_attack_comparison_pairs_images_and_says_why_the_adaptive_one_won():
+    def row(index, undefended, prediction, certified, covered, loc="located"):
+        return dict(
+            _row(1, 1, undefended, prediction, certified, covered, loc, loc),
+            index=index,
+        )
+
+    standard = [
+        row(0, 0, 1, True, True),  # certified
+        row(1, 0, 1, True, True),  # certified
+        row(2, 1, 1, False, False),  # right
+        row(3, 0, 0, True, True),  # wrong
+        row(9, 0, 1, True, True),  # only in the standard run
+    ]
+    adaptive = [
+        row(0, 0, 1, True, False, "no_change"),  # right: mask missed the patch
+        row(1, 0, -1, False, True),  # wrong: covered, smoothing abstained
+        row(2, 1, 0, True, False),  # wrong: the base was not fooled
+        row(3, 0, 1, True, True),  # certified: better than the standard attack
+    ]
+    text = attack_comparison.compare(standard, adaptive)
+    lines = text.split("\n")
+    assert lines[0].startswith("4 images in both runs")
+    assert lines[4] == "| certified | 0 | 1 | 1 | 2 |"
+    assert lines[5] == "| right | 0 | 0 | 1 | 1 |"
+    assert lines[6] == "| wrong | 1 | 0 | 0 | 1 |"
+    assert lines[7] == "| total | 1 | 1 | 2 | 4 |"
+    assert "adaptive worse on 3 images, better on 1:" in lines
+    assert "- base classifier not fooled: 1" in lines
+    assert "- mask covered the patch, smoothing failed: 1" in lines
+    assert "- mask missed the patch (no_change): 1" in lines
+    assert lines[-2].endswith("both attacks 3, standard only 0, adaptive only 0, "
+                              "neither 1")  # fmt: skip
+    with pytest.raises(ValueError, match="share no test image"):
+        attack_comparison.compare(standard[:1], adaptive[1:])
 
 
 def test_mask_width_accuracies_see_noise_only_inside_the_square():
