@@ -55,6 +55,7 @@ MODELS = {
     "resnet20": ("resnet20", {}),
     "resnet110": ("resnet110", {}),
     "fast_cnn": ("fast_cnn", {"widths": (32, 64, 128, 256), "clamp": True}),
+    "small_cnn": ("small_cnn", {}),  # the digits demo's model
     "resnet_tiny": ("resnet_tiny", {}),  # smoke runs only
 }
 

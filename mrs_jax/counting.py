@@ -29,13 +29,15 @@ from mrs_jax import sharding
 Classifier = Callable[[jax.Array], jax.Array]
 RangeCounter = Callable[[int, int, int], np.ndarray]
 
-# On a CPU backend a program step takes at most this many samples per device,
-# whatever chunk the caller asks for: with a small chunk a layer's activations
-# stay in cache. Measured by ``benchmarks/bench_counting.py`` (2026-11-25, 2-core
-# Zen 4, BatchNorm folded): ResNet-110 185 samples/s at chunk 64 vs 166 at 400,
-# ResNet-20 1593 vs 1531. The counts do not change: draw ``i`` has the same noise
-# whatever the chunk.
-CPU_CHUNK_PER_DEVICE: int | None = 64
+# On a CPU backend, a program step takes at most this many samples per device,
+# whatever chunk the caller asks for (None: the chunk asked for is the chunk run).
+# Off by default: measured by ``benchmarks/bench_counting.py`` (2026-11-30, 2-core
+# Zen 4, BatchNorm folded, RESULTS.md section 10), a cap of 64 gained ResNet-110
+# at most 7% (within the run-to-run noise on two devices) and cost the small
+# models two to three times their speed (the digits model on one device: 2,098
+# samples/s capped against 6,086 at chunk 128). The counts never change: draw
+# ``i`` has the same noise whatever the chunk.
+CPU_CHUNK_PER_DEVICE: int | None = None
 
 
 def as_pytree(classify: Classifier) -> Partial:
@@ -126,9 +128,9 @@ def counts_program(mesh: Mesh, chunk: int, num_classes: int, key_impl, window):
 
 
 def device_chunk(chunk: int, mesh: Mesh) -> int:
-    """The chunk a counting program runs for a requested ``chunk``: capped at
-    ``CPU_CHUNK_PER_DEVICE`` samples per device on a CPU mesh, unchanged
-    elsewhere, and a multiple of the device count."""
+    """The chunk a counting program runs for a requested ``chunk``: a multiple of
+    the device count, capped at ``CPU_CHUNK_PER_DEVICE`` samples per device on a
+    CPU mesh when that is set (it is not by default)."""
     devices = mesh.devices.size
     if CPU_CHUNK_PER_DEVICE and mesh.devices.flat[0].platform == "cpu":
         chunk = min(chunk, CPU_CHUNK_PER_DEVICE * devices)

@@ -83,9 +83,10 @@ def sample_counts(
       num: number of noisy samples, >= 1; need not be a multiple of ``batch_size``.
       num_classes: K, the classifier's number of outputs.
       batch_size: samples per chunk; rounded up to a multiple of the device
-        count. Memory is bounded by one chunk whatever ``num`` is. On a CPU
-        backend a chunk holds at most ``counting.CPU_CHUNK_PER_DEVICE`` samples
-        per device (measured faster there); the counts are the same.
+        count. Memory is bounded by one chunk whatever ``num`` is; the counts
+        do not depend on it (draw ``i`` always has the same noise). On a CPU
+        backend ``counting.CPU_CHUNK_PER_DEVICE``, when set, caps the samples per
+        device of a chunk.
       mesh: the devices to shard the samples over; default all of them.
 
     Returns:

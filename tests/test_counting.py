@@ -46,6 +46,8 @@ def test_capped_chunk_gives_the_same_counts(image, monkeypatch):
 def test_device_chunk_caps_per_device_and_rounds_to_devices(monkeypatch):
     mesh = sharding.sample_mesh()
     devices = mesh.devices.size
+    # By default the chunk asked for is the chunk run (rounded to the devices).
+    assert counting.device_chunk(1000 * devices, mesh) == 1000 * devices
     monkeypatch.setattr(counting, "CPU_CHUNK_PER_DEVICE", 16)
     assert counting.device_chunk(1000, mesh) == 16 * devices
     assert counting.device_chunk(5, mesh) == sharding.round_up_to_devices(5, mesh)
