@@ -43,7 +43,7 @@ import jax
 import numpy as np
 from machine_info import machine
 
-from mrs_jax import batch_pipeline, configfile, image_pipeline
+from mrs_jax import batch_pipeline, configfile, image_pipeline, sharding
 from mrs_jax.job import JobConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +155,7 @@ def run(args) -> dict:
         "model": description,
         "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "batched_batch_size": batched_config.batch_size,
+        "jax_cpu_devices": args.cpu_devices,
         "num_images": len(images),
         "results": results,
     }
@@ -174,10 +175,19 @@ def main(argv=None) -> dict:
         help="(image, draw) pairs per device step when batched (default: the "
         "config's batch_size, the loop's samples per step)",
     )
+    parser.add_argument(
+        "--cpu_devices",
+        type=int,
+        default=1,
+        help="JAX CPU devices, for the loop and the batched defence alike "
+        "(python -m certify runs one per core; default 1, as this benchmark "
+        "ran before one device per core)",
+    )
     parser.add_argument("--train_epochs", type=int, default=5)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
+    args.cpu_devices = sharding.use_cpu_cores(args.cpu_devices)
     if args.smoke:
         args.num_images, args.images_per_batch = 4, [1, 2]
     result = run(args)
