@@ -333,3 +333,22 @@ def test_the_localise_phase_is_timed_until_its_result_is_on_the_host(monkeypatch
     seconds = {}
     image_pipeline.defend(config, classify, NUM_CLASSES, x, jax.random.key(0), seconds)
     assert seconds["localize"] >= 0.3
+
+
+def test_the_digits_adaptive_config_is_the_demo_one_with_the_adaptive_attack():
+    from mrs_jax import configfile
+
+    for smoke in (False, True):
+        full = configfile.load(
+            "certify/configs/digits_adaptive.py", smoke, job.JobConfig
+        )
+        demo = configfile.load("certify/configs/digits.py", smoke, job.JobConfig)
+        changed = {
+            field.name
+            for field in dataclasses.fields(full)
+            if getattr(full, field.name) != getattr(demo, field.name)
+        }
+        # Same defence, same images in the same order: only the attack changes.
+        attack = {"adaptive_objective", "adaptive_occlusions", "adaptive_noise_draws"}
+        assert "mode" in changed and changed <= {"mode", *attack}
+        assert (full.mode, full.adaptive_objective) == ("adaptive", "eot_inpaint_noise")
