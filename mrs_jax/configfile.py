@@ -6,6 +6,7 @@ docstring; ``smoke=True`` gives the tiny variant used in tests and CI.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from pathlib import Path
@@ -44,6 +45,23 @@ def load(path: str, smoke: bool, kind: type):
     if not isinstance(config, kind):
         raise TypeError(f"{path}: get_config must return a {kind.__name__}")
     return config
+
+
+def derive(base: str | os.PathLike, smoke: bool, kind: type, **changes):
+    """The config of the file ``base`` (see :func:`load`) with ``changes``: a
+    variant config that differs from another only in what it names, e.g. the
+    adaptive attack's config as the practical one with another attack.
+
+    Raises:
+      ValueError: a change names no field of ``kind``, or makes the config invalid
+        (the config's own check); and whatever :func:`load` raises for ``base``.
+    """
+    config = load(base, smoke, kind)
+    fields = {field.name for field in dataclasses.fields(config)}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(f"{kind.__name__} has no field {', '.join(unknown)}")
+    return dataclasses.replace(config, **changes)
 
 
 def _describe(err: BaseException) -> str:

@@ -150,9 +150,7 @@ def test_labels_outside_num_classes_are_refused_before_anything_is_written(
 # --- item 4: the whole config in model.json; resume refuses any change -----------
 
 
-def test_model_json_records_the_config_and_resume_refuses_a_change(
-    trained, tmp_path
-):
+def test_model_json_records_the_config_and_resume_refuses_a_change(trained, tmp_path):
     workdir = _copy(trained, tmp_path)
     meta = ckpt.read_model_meta(workdir)
     assert meta["config"] == ckpt.json_normal(dataclasses.asdict(TINY))
@@ -436,6 +434,19 @@ def test_configfile_load_names_the_file_that_fails(tmp_path):
                        "ZeroDivisionError") as caught:  # fmt: skip
         configfile.load(str(raising), True, TrainConfig)
     assert isinstance(caught.value.__cause__, ZeroDivisionError)  # kept for --debug
+
+
+def test_configfile_derive_changes_only_the_named_fields():
+    from mrs_jax import configfile
+
+    base = "train/configs/cifar10_cpu.py"
+    derived = configfile.derive(base, True, TrainConfig, epochs=2, sigma=0.25)
+    loaded = configfile.load(base, True, TrainConfig)
+    assert derived == dataclasses.replace(loaded, epochs=2, sigma=0.25)
+    with pytest.raises(ValueError, match="TrainConfig has no field epoch, sigmaa"):
+        configfile.derive(base, True, TrainConfig, epoch=2, sigmaa=1.0)
+    with pytest.raises(ValueError, match="sigma"):  # the config's own check
+        configfile.derive(base, True, TrainConfig, sigma=-1.0)
 
 
 def test_ctrl_c_during_a_checkpoint_save_waits_for_the_save(tmp_path, monkeypatch):

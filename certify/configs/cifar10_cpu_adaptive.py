@@ -21,7 +21,6 @@ attack as in the practical run: 50 images, not 500. Data: CIFAR-10 JPEG class
 folders (or ``cifar-10-batches-py``) in ``data/cifar10``. Smoke: add ``--smoke``.
 """
 
-import dataclasses
 from pathlib import Path
 
 from mrs_jax import configfile
@@ -32,9 +31,10 @@ BASE = Path(__file__).with_name("cifar10_cpu.py")
 
 
 def get_config(smoke: bool = False) -> JobConfig:
-    config = configfile.load(str(BASE), smoke, JobConfig)
-    return dataclasses.replace(
-        config,
+    return configfile.derive(
+        BASE,
+        smoke,
+        JobConfig,
         mode="adaptive",
         num_images=2 if smoke else 50,
         adaptive_objective="eot_inpaint_noise",

@@ -17,7 +17,6 @@ runs compare image by image::
 Smoke: add ``--smoke``.
 """
 
-import dataclasses
 from pathlib import Path
 
 from mrs_jax import configfile
@@ -28,9 +27,10 @@ BASE = Path(__file__).with_name("digits.py")
 
 
 def get_config(smoke: bool = False) -> JobConfig:
-    config = configfile.load(str(BASE), smoke, JobConfig)
-    return dataclasses.replace(
-        config,
+    return configfile.derive(
+        BASE,
+        smoke,
+        JobConfig,
         mode="adaptive",
         adaptive_objective="eot_inpaint_noise",
         adaptive_occlusions=4,

@@ -22,7 +22,6 @@ with two such squares (occluded accuracy), on a fixed random 2,000 per epoch.
 Smoke: add ``--smoke`` (synthetic 32x32 data, tiny network, two steps).
 """
 
-import dataclasses
 from pathlib import Path
 
 from mrs_jax import configfile
@@ -34,9 +33,10 @@ BASE = Path(__file__).with_name("cifar10_cpu.py")
 
 
 def get_config(smoke: bool = False) -> TrainConfig:
-    config = configfile.load(str(BASE), smoke, TrainConfig)
-    return dataclasses.replace(
-        config,
+    return configfile.derive(
+        BASE,
+        smoke,
+        TrainConfig,
         augmentation="occlusion",
         occlusion_size=9,
         occlusion_squares=2,
