@@ -28,8 +28,10 @@ def use_cpu_cores(count: int | None = None) -> int:
     cores idle much of the time; with one device per core the sample axis is
     sharded over them (``sample_mesh``) and each core runs its own share.
     Measured on 2 cores (RESULTS.md section 10): ResNet-110 counting 179 ->
-    252 samples/s, the CIFAR-10 ``fast_cnn`` 756 -> 1,008. Counts are those of
-    one device (draw ``i`` always uses ``fold_in(key, i)``).
+    252 samples/s, the CIFAR-10 ``fast_cnn`` 778 -> 1,008 at batch 128 (930 ->
+    983 at 400); a small model such as the digits ``small_cnn`` at batch 128 is
+    faster on one device. Counts are those of one device (draw ``i`` always
+    uses ``fold_in(key, i)``).
 
     Call it right after ``import jax``, before anything runs on a device. A
     device count the user already chose (``jax_num_cpu_devices``, or
