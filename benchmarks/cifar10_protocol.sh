@@ -23,7 +23,14 @@ CONFIG=certify/configs/cifar10_cpu.py
 run() { "$PY" -m certify --no_progress "$@"; }
 # PatchCleanser (~666 forward passes an image) and the first 50 practical images.
 run --checkpoint "$CKPT" --config certify/configs/cifar10_cpu_pc.py --out "$RUNS/cifar10_pc"
-run --checkpoint "$CKPT" --config "$CONFIG" --num_images 50 --out "$RUNS/cifar10_practical"
+# Skipped once the run has been extended to 500 (a resume may not shrink it).
+extended() {
+  "$PY" -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["num_images"] <= 50)' \
+    "$RUNS/cifar10_practical/run.json" 2>/dev/null
+}
+if ! extended; then
+  run --checkpoint "$CKPT" --config "$CONFIG" --num_images 50 --out "$RUNS/cifar10_practical"
+fi
 # PatchCleanser's fair model: trained with occlusion squares (resumes per epoch).
 if [ ! -f "$OCCLUSION/done" ]; then
   "$PY" -m train --config train/configs/cifar10_cpu_occlusion.py --workdir "$OCCLUSION" --no_progress
