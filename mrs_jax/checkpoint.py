@@ -241,7 +241,12 @@ def save_checkpoint(
 
 @contextlib.contextmanager
 def _interrupts_deferred():
-    """Holds SIGINT back for the ``with`` block, then delivers it (main thread)."""
+    """Holds SIGINT back for the ``with`` block, then delivers it (main thread).
+
+    Delivered under the disposition that was in place before: a Python handler
+    runs (the default one raises KeyboardInterrupt), an ignored SIGINT (a job
+    started with ``nohup ... &``) stays ignored, SIG_DFL ends the process.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -252,10 +257,7 @@ def _interrupts_deferred():
     finally:
         signal.signal(signal.SIGINT, previous)
         if caught:
-            if callable(previous):
-                previous(*caught[0])
-            else:
-                raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
 
 
 def _abstract(tree: Any) -> Any:

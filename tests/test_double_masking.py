@@ -374,22 +374,14 @@ def test_inputs_are_checked(masks, dark, function):
         args = dict(classify=square_detector, x=dark, masks=masks, fill=0.5)
         args.update(change)
         kwargs = dict(fill=args["fill"], batch_size=args.get("batch_size", 16))
-        call = {
-            "two": lambda: two_mask_predictions(
-                args["classify"], args["x"], args["masks"], **kwargs
-            ),
-            "defend": lambda: double_masking(
-                args["classify"], args["x"], args["masks"], **kwargs
-            ),
-            "certify": lambda: double_masking_certify(
-                args["classify"], args["x"], 0, args["masks"], **kwargs
-            ),
-            "both": lambda: patchcleanser(
-                args["classify"], args["x"], args["masks"], **kwargs
-            ),
+        call, leading = {
+            "two": (two_mask_predictions, ()),
+            "defend": (double_masking, ()),
+            "certify": (double_masking_certify, (0,)),
+            "both": (patchcleanser, ()),
         }[function]
         with pytest.raises(error, match=name):
-            call()
+            call(args["classify"], args["x"], *leading, args["masks"], **kwargs)
 
 
 @pytest.mark.parametrize("label, error", [(-1, ValueError), (1.0, TypeError)])

@@ -341,10 +341,19 @@ def test_cli_resume_with_another_config_is_one_line(trained, tmp_path, capsys):
 # --- item 1 (training side) and item 10: one writer; Ctrl-C ----------------------
 
 
+# `python -m train` with Python's own Ctrl-C handler: a child of a test run that
+# ignores SIGINT (`nohup pytest &`) would otherwise inherit SIG_IGN and keep it.
+_TRAIN_WITH_CTRL_C = (
+    "import runpy, signal; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('train', run_name='__main__', alter_sys=True)"
+)
+
+
 def test_second_train_on_a_held_workdir_is_refused_and_ctrl_c_exits_130(tmp_path):
     config = _config_file(tmp_path, _GOOD_CONFIG.format(epochs=100000))
     workdir = tmp_path / "run"
-    command = [sys.executable, "-m", "train", "--config", str(config)]
+    command = [sys.executable, "-c", _TRAIN_WITH_CTRL_C, "--config", str(config)]
     command += ["--workdir", str(workdir), "--no_progress"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     first = subprocess.Popen(
@@ -449,22 +458,48 @@ def test_configfile_derive_changes_only_the_named_fields():
         configfile.derive(base, True, TrainConfig, sigma=-1.0)
 
 
-def test_ctrl_c_during_a_checkpoint_save_waits_for_the_save(tmp_path, monkeypatch):
+class _InterruptedManager:
+    """A checkpoint manager that receives Ctrl-C in the middle of its save."""
+
+    def __init__(self):
+        self.saved = []
+
+    def save(self, epoch, args):
+        os.kill(os.getpid(), signal.SIGINT)
+        self.saved.append(epoch)
+
+    def wait_until_finished(self):
+        self.saved.append("finished")
+
+
+@pytest.fixture
+def sigint_handler():
+    """Sets SIGINT's disposition for one test (pytest may inherit SIG_IGN)."""
+    before = signal.getsignal(signal.SIGINT)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_during_a_checkpoint_save_waits_for_the_save(sigint_handler):
     # SIGINT arriving inside save_checkpoint is delivered only once the step is
     # fully written: the step is intact and KeyboardInterrupt still reaches us.
     import mrs_jax.checkpoint as ckpt_module
 
-    saved = []
-
-    class Manager:
-        def save(self, epoch, args):
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of a save
-            saved.append(epoch)
-
-        def wait_until_finished(self):
-            saved.append("finished")
-
+    sigint_handler(signal.default_int_handler)
+    manager = _InterruptedManager()
     with pytest.raises(KeyboardInterrupt):
-        ckpt_module.save_checkpoint(Manager(), 3, {}, {}, {"epoch": 3})
-    assert saved == [3, "finished"]
+        ckpt_module.save_checkpoint(manager, 3, {}, {}, {"epoch": 3})
+    assert manager.saved == [3, "finished"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_sigint_stays_ignored_through_a_checkpoint_save(sigint_handler):
+    # A job started with `nohup ... &` ignores SIGINT; deferring it during a save
+    # must not turn it into a KeyboardInterrupt.
+    import mrs_jax.checkpoint as ckpt_module
+
+    sigint_handler(signal.SIG_IGN)
+    manager = _InterruptedManager()
+    ckpt_module.save_checkpoint(manager, 3, {}, {}, {"epoch": 3})
+    assert manager.saved == [3, "finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
