@@ -1,5 +1,6 @@
 """A tiny classifier and job config shared by the job tests (and their subprocess)."""
 
+import sys
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -124,3 +125,17 @@ def write_certify_config(path, **changes):
         f"    return JobConfig({body})\n"
     )
     return path
+
+
+def ctrl_c_command(module: str) -> list[str]:
+    """``python -m module`` with Python's own SIGINT handler.
+
+    A child of a test run started with SIGINT ignored (``nohup pytest &``) would
+    inherit SIG_IGN and keep it; Ctrl-C tests need the default handler.
+    """
+    launcher = (
+        "import runpy, signal; "
+        "signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-c", launcher]

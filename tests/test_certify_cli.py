@@ -5,12 +5,16 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from _job_helpers import SHAPE, write_certify_config, write_checkpoint
+from _job_helpers import (
+    SHAPE,
+    ctrl_c_command,
+    write_certify_config,
+    write_checkpoint,
+)
 
 from certify.__main__ import main as certify_main
 from certify.analyze import main as analyze_main
@@ -172,14 +176,7 @@ def test_one_writer_per_run_dir_and_ctrl_c_keeps_rows(tmp_path):
         tmp_path / "slow.py", num_images=30, n0=256, n=40_000, batch_size=256
     )
     out = tmp_path / "run"
-    # ``python -m certify``, with SIGINT's default handler even where the test
-    # runner was started with SIGINT ignored (background jobs).
-    launcher = (
-        "import runpy, signal, sys; signal.signal(signal.SIGINT, "
-        "signal.default_int_handler); sys.argv[0] = 'certify'; "
-        "runpy.run_module('certify', run_name='__main__', alter_sys=True)"
-    )
-    command = [sys.executable, "-c", launcher, "--config", str(config)]
+    command = [*ctrl_c_command("certify"), "--config", str(config)]
     command += ["--checkpoint", str(model), "--out", str(out), "--no_progress"]
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     env.pop("MRS_DEBUG", None)

@@ -11,12 +11,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import pytest
+from _job_helpers import ctrl_c_command
 
 from mrs_jax import checkpoint as ckpt
 from mrs_jax import runlock
@@ -341,19 +341,10 @@ def test_cli_resume_with_another_config_is_one_line(trained, tmp_path, capsys):
 # --- item 1 (training side) and item 10: one writer; Ctrl-C ----------------------
 
 
-# `python -m train` with Python's own Ctrl-C handler: a child of a test run that
-# ignores SIGINT (`nohup pytest &`) would otherwise inherit SIG_IGN and keep it.
-_TRAIN_WITH_CTRL_C = (
-    "import runpy, signal; "
-    "signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "runpy.run_module('train', run_name='__main__', alter_sys=True)"
-)
-
-
 def test_second_train_on_a_held_workdir_is_refused_and_ctrl_c_exits_130(tmp_path):
     config = _config_file(tmp_path, _GOOD_CONFIG.format(epochs=100000))
     workdir = tmp_path / "run"
-    command = [sys.executable, "-c", _TRAIN_WITH_CTRL_C, "--config", str(config)]
+    command = [*ctrl_c_command("train"), "--config", str(config)]
     command += ["--workdir", str(workdir), "--no_progress"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     first = subprocess.Popen(
