@@ -315,3 +315,23 @@ def _in_unit_range(arr: np.ndarray, name: str) -> None:
         raise ValueError(
             f"{name} must have values in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]"
         )
+
+
+def is_traced(x: Any) -> bool:
+    """Whether ``x`` is a tracer (inside ``jit``/``vmap``/``grad``): its values
+    are unknown, so only its shape and dtype can be checked."""
+    return isinstance(x, jax.core.Tracer)
+
+
+def traced_image(x: Any, name: str = "x") -> jax.Array:
+    """Trace-time checks of one image ``[H, W, C]`` (rank, empty axes, a float
+    dtype; no value is read, so ``x`` may be a tracer); returns it as float32."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    if not jax.numpy.issubdtype(x.dtype, jax.numpy.floating):
+        raise TypeError(f"{name} must be a float array in [0, 1], got dtype {x.dtype}")
+    if len(x.shape) != 3:
+        raise ValueError(f"{name} must be one image [H, W, C], got shape {x.shape}")
+    if min(x.shape) < 1:
+        raise ValueError(f"{name} has an empty axis: shape {x.shape}")
+    return x.astype(jax.numpy.float32)
