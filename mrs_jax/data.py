@@ -20,6 +20,14 @@ Names (see :func:`load_dataset` and :func:`dataset_source`):
 - ``synthetic``: seeded random images of any shape; each class adds its own fixed
   random template, so a model can learn it.
 
+Class folders and tensorflow-datasets splits are streamed
+(:class:`mrs_jax.image_folder.FolderSource`, :class:`TfdsSource`): opening lists the
+files or records, and each batch is decoded and resized by worker threads when it is
+read, so memory is bounded by a batch whatever the split's size (see
+:mod:`mrs_jax.streaming`; :func:`iterate_batches` prefetches). digits, synthetic and
+the CIFAR-10 pickles are small and held in memory (:class:`ArraySource`).
+:func:`load_dataset` reads a whole split (or its first ``max_examples``) into memory.
+
 tensorflow-datasets is imported lazily and never downloads: data must be prepared
 beforehand in a random-access format, which needs no TensorFlow, e.g.
 ``tfds build cifar10 --file_format=array_record`` (ImageNet also needs the manual
@@ -35,6 +43,20 @@ import cv2
 import numpy as np
 
 from mrs_jax import image_folder
+from mrs_jax.image_folder import FolderSource
+from mrs_jax.streaming import StreamedSource, iterate_batches
+
+__all__ = [
+    "ArraySource",
+    "FolderSource",
+    "StreamedSource",
+    "TfdsSource",
+    "dataset_source",
+    "iterate_batches",
+    "load_dataset",
+    "read_cifar10_folder",
+    "resize_center_crop",
+]
 
 DIGITS_TEST_SIZE = 300
 _SPLITS = {
@@ -86,19 +108,31 @@ class ArraySource:
         return images.astype(np.float32), self.labels[indices].astype(np.int32)
 
 
-class TfdsSource:
+class TfdsSource(StreamedSource):
     """Random access to a prepared tensorflow-datasets split, decoded on demand.
+
+    Each example is read and decoded (``imagenet2012``: resized so its shorter
+    side is 256 and centre-cropped to 224) in worker threads when a batch asks
+    for it: ``get_batch`` / ``iter_batches`` of
+    :class:`mrs_jax.streaming.StreamedSource`.
 
     Args:
         name: tfds name (``cifar10`` or ``imagenet2012``).
         split: tfds split name.
         data_dir: tfds data directory (None: the tfds default).
         download: forwarded to tfds; keep False unless you mean to download.
+        num_workers: decode threads (None: the CPUs this process may use).
     """
 
     def __init__(
-        self, name: str, split: str, data_dir: str | None, download: bool = False
+        self,
+        name: str,
+        split: str,
+        data_dir: str | None,
+        download: bool = False,
+        num_workers: int | None = None,
     ):
+        super().__init__(num_workers)
         try:
             import tensorflow_datasets as tfds
         except ImportError as err:
@@ -138,20 +172,15 @@ class TfdsSource:
     def __len__(self) -> int:
         return len(self._source)
 
-    def _image(self, image: np.ndarray) -> np.ndarray:
-        image = np.asarray(image)
+    def _name(self, index: int) -> str:
+        return f"{self.name} example {index}"
+
+    def _load(self, index: int) -> tuple[np.ndarray, int]:
+        example = self._source[index]
+        image = np.asarray(example["image"])
         if self.name == "imagenet2012":
             image = resize_center_crop(image, IMAGENET_RESIZE, IMAGENET_CROP)
-        return image
-
-    def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Returns ``(images [b, H, W, C] float32 in [0, 1], labels [b] int32)``."""
-        examples = [self._source[int(i)] for i in np.asarray(indices)]
-        if not examples:
-            return np.zeros((0, *self.image_shape), np.float32), np.zeros(0, np.int32)
-        images = np.stack([self._image(ex["image"]) for ex in examples])
-        labels = np.asarray([ex["label"] for ex in examples], np.int32)
-        return images.astype(np.float32) / 255.0, labels
+        return image, int(example["label"])
 
 
 def resize_center_crop(image: np.ndarray, resize: int, crop: int) -> np.ndarray:
@@ -252,7 +281,7 @@ def dataset_source(
     image_shape: tuple[int, int, int] = (32, 32, 3),
     num_classes: int = 10,
     seed: int = 0,
-) -> "ArraySource | TfdsSource":
+) -> ArraySource | StreamedSource:
     """A random-access dataset: ``len(source)`` and ``source.get_batch(indices)``.
 
     Args:
@@ -266,8 +295,11 @@ def dataset_source(
         num_examples, image_shape, num_classes, seed: ``synthetic`` only.
 
     Returns:
-        An :class:`ArraySource` (digits, synthetic, cifar10 from a folder) or a
-        :class:`TfdsSource`, each with ``num_classes`` and ``image_shape``.
+        An in-memory :class:`ArraySource` (digits, synthetic, the CIFAR-10
+        pickles), or a streamed :class:`FolderSource` (class folders) or
+        :class:`TfdsSource`; each has ``len``, ``get_batch(indices)``,
+        ``num_classes`` and ``image_shape``, and the streamed ones decode only
+        what a batch asks for.
 
     Raises:
         ValueError: unknown name or split.
@@ -311,9 +343,8 @@ def dataset_source(
     return TfdsSource(name, split, data_dir, download)
 
 
-def _folder_source(split_dir: Path, **kwargs) -> ArraySource:
-    images, labels, classes = image_folder.read_image_folder(split_dir, **kwargs)
-    return ArraySource(images, labels, len(classes))
+def _folder_source(split_dir: Path, **kwargs) -> FolderSource:
+    return FolderSource(split_dir, **kwargs)
 
 
 def load_dataset(

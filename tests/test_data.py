@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mrs_jax.data import (
+    FolderSource,
     dataset_source,
     load_dataset,
     read_cifar10_folder,
@@ -145,8 +146,13 @@ def test_image_folder_reads_classes_in_sorted_order(tmp_path):
     # Label 0 is folder "a", read as RGB: the colours match what was written.
     np.testing.assert_allclose(images[0], written[("a", 0)] / 255.0, atol=3 / 255)
     np.testing.assert_allclose(images[8], written[("c", 2)] / 255.0, atol=3 / 255)
+    # The source itself is streamed: it holds labels and file names, no pixels.
     source = dataset_source("image_folder", "train", data_dir=str(tmp_path))
-    assert source.num_classes == 3 and source.images.dtype == np.uint8
+    assert isinstance(source, FolderSource) and not hasattr(source, "images")
+    assert source.num_classes == 3 and source.classes == ["a", "b", "c"]
+    assert source.image_shape == (32, 32, 3) and len(source) == 9
+    np.testing.assert_array_equal(source.labels, labels)
+    assert source.path(8).endswith("c/0002.jpg")
 
 
 def test_image_folder_accepts_png_and_upper_case(tmp_path):
@@ -201,17 +207,22 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "train" / "empty").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="no images"):
         dataset_source("image_folder", "train", data_dir=str(tmp_path))
+    # Streamed: a bad file is found when it is read, and named.
     _write_folder(tmp_path, "bad", ["a"], 1)
     (tmp_path / "bad" / "a" / "9999.jpg").write_bytes(b"not a jpeg")
+    source = dataset_source("image_folder", "bad", data_dir=str(tmp_path))
+    assert source.get_batch(np.array([0]))[0].shape == (1, 32, 32, 3)
+    with pytest.raises(ValueError, match="unreadable image: .*9999.jpg"):
+        source.get_batch(np.array([0, 1]))
     with pytest.raises(ValueError, match="unreadable image"):
-        dataset_source("image_folder", "bad", data_dir=str(tmp_path))
+        load_dataset("image_folder", "bad", data_dir=str(tmp_path))
     _write_folder(tmp_path, "mixed", ["a"], 1)
     _write_folder(tmp_path / "more", "mixed", ["a"], 1, size=(16, 16))
     (tmp_path / "more" / "mixed" / "a" / "0000.jpg").rename(
         tmp_path / "mixed" / "a" / "0001.jpg"
     )
-    with pytest.raises(ValueError, match="mixed image sizes"):
-        dataset_source("image_folder", "mixed", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="0001.jpg is 16x16x3.*mixed image sizes"):
+        load_dataset("image_folder", "mixed", data_dir=str(tmp_path))
     # A CIFAR-10 folder with a class missing, or with a foreign class folder.
     _write_folder(tmp_path / "c", "test", ["airplane"], 1)
     with pytest.raises(FileNotFoundError, match="no folder for classes"):
