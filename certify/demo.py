@@ -1,6 +1,10 @@
-"""The embedded digits demo: ``python -m certify.demo`` (see mrs_jax.demo)."""
+"""``python -m certify.demo``: ``mrs-demo`` in a checkout (see :mod:`mrs_jax.demo`)."""
+
+import sys
 
 from mrs_jax.demo import main
 
+__all__ = ["main"]
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

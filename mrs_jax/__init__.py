@@ -6,20 +6,25 @@ certificate from :func:`certify` covers only perturbations inside its mask.
 
 The smoothing core is imported eagerly; everything that pulls in Flax, OpenCV,
 matplotlib or tensorflow-datasets is resolved on first use, so ``import mrs_jax``
-stays fast and works where those are missing.
+stays fast and works where those are missing. A type checker or IDE sees every
+public name through the imports under ``TYPE_CHECKING``.
+
+``localize``, ``gradcam``, ``double_masking`` and ``smoothed_double_masking``
+each name a submodule and its main function. The package attribute is the
+submodule (``import mrs_jax.localize as L`` binds the module, ``L.joint_vote``
+works), and calling it calls the function: ``mrs_jax.localize(classify, x, 5)``
+is ``mrs_jax.localize.localize(classify, x, 5)`` (``inspect.signature`` gives
+the function's signature). ``from mrs_jax.localize import localize`` is the plain
+function.
 """
 
 import importlib
+import inspect
+import sys
+import types
+from typing import TYPE_CHECKING
 
 from mrs_jax.bounds import certified_radius, clopper_pearson_lower
-
-# ``localize``, ``gradcam`` and ``double_masking`` name both a submodule and a
-# public function. Import them here, after their submodules load, so the package
-# attribute is the function (a lazy export would be shadowed by the submodule once
-# anything imports it).
-from mrs_jax.double_masking import double_masking
-from mrs_jax.gradcam import gradcam
-from mrs_jax.localize import localize
 from mrs_jax.masks import patch_l2_bound, square_mask, unrestricted_radius
 from mrs_jax.smoothing import (
     ABSTAIN,
@@ -29,6 +34,77 @@ from mrs_jax.smoothing import (
     predict,
     sample_counts,
 )
+
+# The single source of the version: setup.cfg reads it (``attr:``).
+__version__ = "0.1.0"
+
+
+class _CallableModule(types.ModuleType):
+    """A submodule that, called, calls its function of the same name."""
+
+    def __call__(self, *args, **kwargs):
+        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(getattr(self, self.__name__.rpartition(".")[2]))
+
+
+def _callable_module(name: str) -> types.ModuleType:
+    """Imports ``mrs_jax.<name>`` and makes calling it call its ``name``."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    # Assigning a module's __class__ is Python's documented way to add behaviour
+    # to a module object; every reference to the module sees it at once.
+    if not isinstance(module, _CallableModule):
+        module.__class__ = _CallableModule
+    return module
+
+
+_CALLABLE_MODULES = ("localize", "gradcam", "double_masking")
+for _name in _CALLABLE_MODULES:
+    _callable_module(_name)
+del _name
+
+if TYPE_CHECKING:
+    from mrs_jax.adaptive import adaptive_patch_attack
+    from mrs_jax.attacks import PatchAttackResult, patch_attack
+    from mrs_jax.checkpoint import load_classifier
+    from mrs_jax.data import dataset_source, load_dataset
+    from mrs_jax.double_masking import (
+        PatchCleanserResult,
+        double_masking,
+        double_masking_certify,
+        patchcleanser,
+        patchcleanser_masks,
+        two_mask_predictions,
+    )
+    from mrs_jax.fold import fold_batchnorm, folded_classifier
+    from mrs_jax.gradcam import best_window, gradcam, input_gradient_saliency
+    from mrs_jax.inpaint import sliding_inpaint
+    from mrs_jax.job import JobConfig
+    from mrs_jax.job import run as run_job
+    from mrs_jax.localize import LocalizeResult, joint_vote, localize
+    from mrs_jax.metrics import (
+        accuracy_curve,
+        certified_accuracy,
+        clean_accuracy,
+        empirical_accuracy,
+        mask_covers,
+    )
+    from mrs_jax.models import as_classifier, get_model, model_names
+    from mrs_jax.noise import (
+        masked_noise_augment,
+        occlusion_augment,
+        random_square_masks,
+    )
+    from mrs_jax.prediction_maps import prediction_map
+    from mrs_jax.sequential import TargetCertificate, certify_at
+    from mrs_jax.sharding import use_cpu_cores
+    from mrs_jax.smoothed_double_masking import (
+        smoothed_double_masking,
+        smoothed_double_masking_certify,
+    )
+    from mrs_jax.training import TrainConfig, train
 
 # Public name -> the module that defines it, imported when first asked for.
 _LAZY = {
@@ -61,6 +137,7 @@ _LAZY = {
     "two_mask_predictions": "mrs_jax.double_masking",
     "patchcleanser": "mrs_jax.double_masking",
     "PatchCleanserResult": "mrs_jax.double_masking",
+    "smoothed_double_masking_certify": "mrs_jax.smoothed_double_masking",
     "TrainConfig": "mrs_jax.training",
     "train": "mrs_jax.training",
     "load_classifier": "mrs_jax.checkpoint",
@@ -68,20 +145,21 @@ _LAZY = {
     "run_job": ("mrs_jax.job", "run"),
     "certify_at": "mrs_jax.sequential",
     "TargetCertificate": "mrs_jax.sequential",
-    "certify_batch": "mrs_jax.batched",
-    "certify_at_batch": "mrs_jax.batched",
-    "patch_attack_batch": "mrs_jax.attacks",
-    "localize_batch": "mrs_jax.batched_localize",
+    "use_cpu_cores": "mrs_jax.sharding",
 }
+# Submodules named like their function, imported on first use (see the docstring).
+_LAZY_CALLABLE_MODULES = ("smoothed_double_masking",)
 
 
 def __getattr__(name):
+    if name in _LAZY_CALLABLE_MODULES:
+        return _callable_module(name)
     target = _LAZY.get(name)
     if target is None:
-        raise AttributeError(f"module 'mrs_jax' has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module_name, attribute = target if isinstance(target, tuple) else (target, name)
     value = getattr(importlib.import_module(module_name), attribute)
-    globals()[name] = value
+    setattr(sys.modules[__name__], name, value)
     return value
 
 
@@ -92,17 +170,55 @@ def __dir__():
 __all__ = [
     "ABSTAIN",
     "Certificate",
+    "JobConfig",
+    "LocalizeResult",
+    "PatchAttackResult",
+    "PatchCleanserResult",
     "Prediction",
+    "TargetCertificate",
+    "TrainConfig",
+    "accuracy_curve",
+    "adaptive_patch_attack",
+    "as_classifier",
+    "best_window",
+    "certified_accuracy",
     "certified_radius",
     "certify",
+    "certify_at",
+    "clean_accuracy",
     "clopper_pearson_lower",
+    "dataset_source",
     "double_masking",
+    "double_masking_certify",
+    "empirical_accuracy",
+    "fold_batchnorm",
+    "folded_classifier",
+    "get_model",
     "gradcam",
+    "input_gradient_saliency",
+    "joint_vote",
+    "load_classifier",
+    "load_dataset",
     "localize",
+    "mask_covers",
+    "masked_noise_augment",
+    "model_names",
+    "occlusion_augment",
+    "patch_attack",
     "patch_l2_bound",
+    "patchcleanser",
+    "patchcleanser_masks",
     "predict",
+    "prediction_map",
+    "random_square_masks",
+    "run_job",
     "sample_counts",
+    "sliding_inpaint",
+    "smoothed_double_masking",
+    "smoothed_double_masking_certify",
     "square_mask",
+    "train",
+    "two_mask_predictions",
     "unrestricted_radius",
-    *_LAZY,
+    "use_cpu_cores",
 ]

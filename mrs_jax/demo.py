@@ -19,9 +19,6 @@ from pathlib import Path
 
 from mrs_jax import analysis, cli, configfile, job, run_dir
 
-REPO = Path(__file__).resolve().parent.parent
-
-
 INTERRUPTED = (
     "interrupted: finished epochs and rows are kept; rerun the same command to "
     "continue"
@@ -34,7 +31,9 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m certify.demo", description=__doc__)
+    from mrs_jax.commands import prog
+
+    parser = argparse.ArgumentParser(prog=prog("certify.demo"), description=__doc__)
     parser.add_argument("--workdir", default="runs", help="where runs are written")
     parser.add_argument("--num_images", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny, for tests")
@@ -47,15 +46,16 @@ def _main(argv=None) -> int:
     workdir = Path(args.workdir)
     model_dir = workdir / ("digits_smoke" if args.smoke else "digits")
     out = workdir / ("demo_smoke" if args.smoke else "demo")
+    # The shipped configs, by name: the demo runs from an installed wheel too.
     config = configfile.load(
-        str(REPO / "certify" / "configs" / "digits.py"), args.smoke, job.JobConfig
+        configfile.shipped("digits", "certify"), args.smoke, job.JobConfig
     )
     if args.num_images is not None:
         if args.num_images < 1:
             raise cli.UsageError(f"--num_images must be >= 1, got {args.num_images}")
         config = dataclasses.replace(config, num_images=args.num_images)
     train_config = configfile.load(
-        str(REPO / "train" / "configs" / "digits.py"), args.smoke, TrainConfig
+        configfile.shipped("digits", "train"), args.smoke, TrainConfig
     )
     # Everything is checked before the (long) training starts.
     run_dir.check_out_dir(model_dir)

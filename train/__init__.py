@@ -1,1 +1,1 @@
-"""Training entry point: ``python -m train --config train/configs/digits.py``."""
+"""``python -m train`` in a checkout (``mrs-train`` installed); configs in configs/."""

@@ -1,0 +1,10 @@
+"""Re-exports the shipped config ``cifar10_cpu``; see its docstring.
+
+Its file is ``mrs_jax/configs/certify/cifar10_cpu.py``. This one keeps the
+path ``certify/configs/cifar10_cpu.py`` working in a checkout; installed from
+a wheel, pass the name: ``--config cifar10_cpu``.
+"""
+
+from mrs_jax.configs.certify.cifar10_cpu import get_config
+
+__all__ = ["get_config"]

@@ -1,0 +1,82 @@
+"""The command-line programs, installed as console scripts.
+
+``mrs-train`` (:mod:`mrs_jax.commands.train`), ``mrs-certify``
+(:mod:`mrs_jax.commands.certify`), ``mrs-analyze``
+(:mod:`mrs_jax.commands.analyze`) and ``mrs-demo`` (:mod:`mrs_jax.demo`). In a
+checkout the same programs run as ``python -m train``, ``python -m certify``,
+``python -m certify.analyze`` and ``python -m certify.demo``, whose modules only
+call these. The helpers below give train and certify the same ``--config``
+handling: a file or a shipped name, ``:smoke``, and ``--config.FIELD=value``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mrs_jax import configfile
+
+OVERRIDES_HELP = (
+    "Any config field can be changed with --config.FIELD=value (or --config.FIELD "
+    "value), e.g. --config.sigma=0.25 --config.synthetic_shape=16,16,3 "
+    "--config.data_dir=None; the value is parsed by the field's type and the "
+    "changed config is what the run records."
+)
+
+
+def prog(module: str) -> str:
+    """The program's name for usage lines: the console script's (``mrs-certify``)
+    when run as one, else ``python -m <module>``."""
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return script if script.startswith("mrs-") else f"python -m {module}"
+
+
+def add_config_flag(parser: argparse.ArgumentParser, kind: str) -> None:
+    """Adds ``--config FILE_OR_NAME[:smoke]`` for configs of ``kind``."""
+    names = ", ".join(configfile.shipped_names(kind))
+    parser.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE_OR_NAME[:smoke]",
+        help=f"a config file, or a shipped {kind} config by name ({names}); "
+        "':smoke' selects its smoke variant",
+    )
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
+    """``(args, overrides)``: argv parsed, with ``--config.FIELD=value`` set apart.
+
+    Raises:
+      ValueError: an override without a field name or a value.
+    """
+    rest, overrides = configfile.split_overrides(sys.argv[1:] if argv is None else argv)
+    return parser.parse_args(rest), overrides
+
+
+def load_config(
+    args: argparse.Namespace,
+    overrides: Sequence[tuple[str, str]],
+    kind: str,
+    config_type: type,
+    **flags,
+):
+    """``(config, path)``: ``args.config`` resolved and loaded (smoke if
+    ``:smoke`` or ``args.smoke``), then the flags that are not None (e.g.
+    ``--mode``), then the ``--config.FIELD`` overrides.
+
+    Raises:
+      FileNotFoundError, ValueError, TypeError: from :mod:`mrs_jax.configfile`,
+        each naming the file or the field.
+    """
+    path, smoke = configfile.resolve(args.config, kind)
+    config = configfile.load(path, smoke or args.smoke, config_type)
+    changes = {name: value for name, value in flags.items() if value is not None}
+    if changes:
+        config = dataclasses.replace(config, **changes)
+    return configfile.override(config, overrides), Path(path)

@@ -1,0 +1,1 @@
+"""Certification configs by name: ``mrs-certify --config digits`` is ``digits.py``."""

@@ -1,0 +1,1 @@
+"""Training configs by name: ``mrs-train --config digits`` loads ``digits.py``."""
