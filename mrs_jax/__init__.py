@@ -39,6 +39,15 @@ from mrs_jax.smoothing import (
 __version__ = "0.1.0"
 
 
+# Submodules named like their main function (see the module docstring).
+_CALLABLE_MODULES = (
+    "double_masking",
+    "gradcam",
+    "localize",
+    "smoothed_double_masking",
+)
+
+
 class _CallableModule(types.ModuleType):
     """A submodule that, called, calls its function of the same name."""
 
@@ -50,19 +59,24 @@ class _CallableModule(types.ModuleType):
         return inspect.signature(getattr(self, self.__name__.rpartition(".")[2]))
 
 
-def _callable_module(name: str) -> types.ModuleType:
-    """Imports ``mrs_jax.<name>`` and makes calling it call its ``name``."""
-    module = importlib.import_module(f"{__name__}.{name}")
-    # Assigning a module's __class__ is Python's documented way to add behaviour
-    # to a module object; every reference to the module sees it at once.
-    if not isinstance(module, _CallableModule):
-        module.__class__ = _CallableModule
-    return module
+class _Package(types.ModuleType):
+    """``mrs_jax`` itself: makes the named submodules callable as they bind."""
+
+    def __setattr__(self, name, value):
+        # The import system binds a submodule to its package by setattr once it
+        # has loaded, however it was imported (``import mrs_jax.localize``,
+        # ``from mrs_jax.localize import x``, a first ``mrs_jax.localize``).
+        # Assigning a module's __class__ is Python's documented way to give a
+        # module behaviour.
+        if name in _CALLABLE_MODULES and isinstance(value, types.ModuleType):
+            value.__class__ = _CallableModule
+        super().__setattr__(name, value)
 
 
-_CALLABLE_MODULES = ("localize", "gradcam", "double_masking")
-for _name in _CALLABLE_MODULES:
-    _callable_module(_name)
+sys.modules[__name__].__class__ = _Package
+for _name in _CALLABLE_MODULES:  # any the imports above have loaded already
+    if f"{__name__}.{_name}" in sys.modules:
+        setattr(sys.modules[__name__], _name, sys.modules[f"{__name__}.{_name}"])
 del _name
 
 if TYPE_CHECKING:
@@ -147,13 +161,11 @@ _LAZY = {
     "TargetCertificate": "mrs_jax.sequential",
     "use_cpu_cores": "mrs_jax.sharding",
 }
-# Submodules named like their function, imported on first use (see the docstring).
-_LAZY_CALLABLE_MODULES = ("smoothed_double_masking",)
 
 
 def __getattr__(name):
-    if name in _LAZY_CALLABLE_MODULES:
-        return _callable_module(name)
+    if name in _CALLABLE_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,23 +43,27 @@ def _label(s) -> str:
 
 
 def figure(summaries: Sequence[Any], *, log_x: bool = False):
-    """The curves as a matplotlib Figure (Agg), labels laid out; caller closes it.
+    """The curves as a matplotlib Figure on its own Agg canvas, labels laid out.
+
+    The Figure is built directly (no pyplot, no ``matplotlib.use``), so the
+    caller's backend and pyplot state are left alone; it is freed like any object.
 
     Args:
       summaries: ``RunSummary`` objects (checked by ``mrs_jax.analysis``).
       log_x: symlog radius axis (linear below 1).
     """
-    import matplotlib  # lazily: importing this module must not pick a backend
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Lazily: importing this module stays light.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     from mrs_jax.analysis import certified_name
 
     end = x_max(summaries)
     grid = np.linspace(0.0, end, 2001)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig = Figure(figsize=(7.5, 4.5))
+    FigureCanvasAgg(fig)  # the renderer the label layout measures text with
+    ax = fig.subplots()
     handles = []
     for s in summaries:
         (line,) = ax.plot(grid, 100 * s.certified_accuracy(grid), label=_label(s))
@@ -142,13 +146,7 @@ def plot_curves(
     log_x: bool = False,
 ) -> None:
     """Writes :func:`figure` as PNG (cropped to keep the legend below the axes)."""
-    import matplotlib.pyplot as plt
-
-    fig = figure(summaries, log_x=log_x)
-    try:
-        fig.savefig(path_png, dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    figure(summaries, log_x=log_x).savefig(path_png, dpi=120, bbox_inches="tight")
 
 
 def curve_radii(summaries: Sequence[Any]) -> list[float]:
