@@ -34,7 +34,6 @@ mask and ``top_left == (-1, -1)``. Callers decide what an empty mask means for t
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -42,12 +41,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mrs_jax import inpaint
+from mrs_jax import _checks, inpaint
 from mrs_jax.prediction_maps import (
-    check_map_args,
-    harmonic_map,
-    place_positions,
-    telea_map,
+    check_map_settings,
+    harmonic_batch_size,
+    harmonic_maps,
+    pair_chunks,
+    place_pairs,
+    telea_maps,
 )
 
 REASONS = ("ok", "no_change", "multiple_regions")
@@ -270,14 +271,21 @@ def block_mask(top_left, size, dilation, height, width) -> jax.Array:
     return inside
 
 
-@functools.partial(jax.jit, static_argnames=("settings", "dilation", "shape"))
-def _vote_and_mask(prediction_map, tau, settings, dilation, shape):
-    vote = vote_with_settings(prediction_map, tau, settings)
-    mask = block_mask(vote.top_left, settings.size, dilation, *shape)
-    return mask, vote
+def _vote_all(prediction_maps, tau, settings, dilation, shape):
+    """Vote and mask of each of B prediction maps ``[B, rows, cols]`` (vmap)."""
+
+    def one(prediction_map):
+        vote = vote_with_settings(prediction_map, tau, settings)
+        return block_mask(vote.top_left, settings.size, dilation, *shape), vote
+
+    return jax.vmap(one)(prediction_maps)
+
+
+_vote_all_jit = jax.jit(_vote_all, static_argnames=("settings", "dilation", "shape"))
 
 
 def _check_map(prediction_map) -> None:
+    """Trace-time checks of a prediction map: rank 2, no empty axis, integers."""
     if not hasattr(prediction_map, "shape") or not hasattr(prediction_map, "dtype"):
         prediction_map = np.asarray(prediction_map)
     if len(prediction_map.shape) != 2 or min(prediction_map.shape) < 1:
@@ -290,11 +298,32 @@ def _check_map(prediction_map) -> None:
         )
 
 
+def _check_tau_array(tau) -> jax.Array:
+    """A tau given as an array (possibly traced): a real scalar, checked at trace
+    time; finite and >= 0 checked only when concrete."""
+    if tau.shape != () or not (
+        jnp.issubdtype(tau.dtype, jnp.floating) or jnp.issubdtype(tau.dtype, jnp.integer)
+    ):
+        raise TypeError(
+            f"tau must be a real scalar, got shape {tau.shape} dtype {tau.dtype}"
+        )
+    if not _checks.is_traced(tau):
+        value = float(tau)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"tau must be finite and >= 0, got {value}")
+    return jnp.asarray(tau, jnp.float32)
+
+
 def joint_vote(prediction_map, size, *, stride=1, m=None, tau=None) -> VoteResult:
     """Joint voting over a prediction map (spec section 4, steps 2 to 6).
 
-    Pure and jit-able (size, stride and m are static, tau is traced); the
-    connected-component count for abstention runs on device as well.
+    Device function: pure, works under ``jax.jit`` and ``jax.vmap`` (e.g. over
+    a batch of prediction maps, or of ``tau`` values) and inside a caller's
+    jitted code. size, stride and m are static; tau may be a Python number or a
+    (traced) scalar array; the connected-component count for abstention runs on
+    device as well. Checks: the map's rank and dtype and the static settings at
+    trace time (TypeError/ValueError naming the argument); tau's value (finite,
+    >= 0) only when it is concrete.
 
     Defaults and why:
       m = ceil(s / 2): a template cell votes when its block hides at least half of
@@ -322,15 +351,19 @@ def joint_vote(prediction_map, size, *, stride=1, m=None, tau=None) -> VoteResul
       size: block side s in pixels.
       stride: pixel step between positions; arms are measured in pixels.
       m: arm overlap in [1, s]; default ceil(s / 2).
-      tau: score threshold >= 0 for abstention; default half of
-        ``template_size(size, stride, m)``.
+      tau: score threshold >= 0 for abstention (a number or a scalar array);
+        default half of ``template_size(size, stride, m)``.
 
     Returns:
       VoteResult; the location is the maximum nearest the centroid of all maxima
       (first in row-major order among equally near ones).
     """
     _check_map(prediction_map)
-    settings, tau = vote_settings(size, stride=stride, m=m, tau=tau)
+    if isinstance(tau, (jax.Array, np.ndarray)):
+        settings, _ = vote_settings(size, stride=stride, m=m)
+        tau = _check_tau_array(tau)
+    else:
+        settings, tau = vote_settings(size, stride=stride, m=m, tau=tau)
     return _joint_vote_jit(jnp.asarray(prediction_map), tau, settings)
 
 
@@ -340,11 +373,11 @@ _joint_vote_jit = jax.jit(vote_with_settings, static_argnames="settings")
 # ------------------------------------------------------------------- localize
 
 
-def _localize_harmonic(classify, x, chunks, tau, settings, dilation, grid):
-    pmap = harmonic_map(classify, x, chunks, settings.size, grid)
-    vote = vote_with_settings(pmap, tau, settings)
-    mask = block_mask(vote.top_left, settings.size, dilation, *x.shape[:2])
-    return mask, pmap, vote
+def _localize_harmonic(classify, xs, chunks, tau, settings, dilation, grid):
+    """Fill, classify, vote and mask for B images in one program."""
+    pmaps = harmonic_maps(classify, xs, chunks, settings.size, grid)
+    masks, votes = _vote_all(pmaps, tau, settings, dilation, xs.shape[1:3])
+    return masks, pmaps, votes
 
 
 _localize_harmonic_jit = jax.jit(
@@ -365,54 +398,78 @@ def localize(
     batch_size=256,
     workers=None,
     mesh=None,
-) -> LocalizeResult:
+) -> LocalizeResult | list[LocalizeResult]:
     """Locates a patch by joint voting (spec section 4) and returns its mask.
 
-    With ``method="harmonic"`` the whole localisation (inpaint, classify, vote,
-    mask) is one jitted device program, chunked over positions with ``lax.map``.
-    With ``method="telea"`` the prediction map is built by host threads overlapped
-    with device classification, then voting runs jitted.
+    Host driver: takes one image or a batch, checks pixel values, and runs
+    Telea on host threads. One image is the batch of one: a batch gives, for
+    each image, the result of calling ``localize`` on that image alone.
+
+    With ``method="harmonic"`` the whole localisation of the batch (inpaint,
+    classify, vote, mask) is one jitted device program: the (image, position)
+    pairs of all images are classified in chunks of ``batch_size`` with
+    ``lax.map``, and voting is vmapped over the images. With ``method="telea"``
+    the prediction maps are built by host threads overlapped with device
+    classification (consecutive images share classify calls), then voting
+    runs as one vmapped program.
 
     Args:
-      classify: pure function [B, H, W, C] -> logits [B, K] (the base classifier f,
-        not smoothed); plain function or ``jax.tree_util.Partial``.
-      x: [H, W, C] float32 image in [0, 1], possibly carrying a patch.
+      classify: pure function [N, H, W, C] -> logits [N, K] (the base classifier
+        f, not smoothed); plain function or ``jax.tree_util.Partial``.
+      x: [H, W, C] image or [B, H, W, C] batch, float in [0, 1], possibly
+        carrying patches.
       size: block side s (normally the patch size).
       stride: pixel step between block positions, >= 1.
       m: template arm overlap in [1, s]; default ceil(s / 2) (see ``joint_vote``).
       tau: abstention threshold >= 0; default half of the template size.
       dilation: pixels added to every side of the located block, >= 0.
       method: "telea" or "harmonic".
-      batch_size: variants classified per device call.
+      batch_size: inpainted variants per device call, over all images.
       workers: Telea threads; default os.cpu_count().
-      mesh: optional ``jax.sharding.Mesh`` sharding positions for "harmonic".
+      mesh: optional ``jax.sharding.Mesh`` sharding each chunk of pairs for
+        "harmonic".
 
     Returns:
-      LocalizeResult. ``reason_name`` is "ok", "no_change" (no block changed the
-      prediction; abstain False, and the mask marks the block the tie-break picks,
-      the central position, where the pipeline still certifies) or
-      "multiple_regions" (abstain True; mask still marks the best block).
+      For one image, a LocalizeResult of jax arrays. ``reason_name`` is "ok",
+      "no_change" (no block changed the prediction; abstain False, and the mask
+      marks the block the tie-break picks, the central position, where the
+      pipeline still certifies) or "multiple_regions" (abstain True; mask still
+      marks the best block). For a batch, a list of B LocalizeResults with the
+      same fields and values as numpy arrays (one transfer for the batch).
+
+    Raises:
+      TypeError, ValueError: naming the argument, for a bad classify, image
+        (rank, dtype, values outside [0, 1]) or setting.
     """
-    classify, arr, size, stride, method, batch_size = check_map_args(
-        classify, x, size, stride, method, batch_size
+    xs, single = _checks.image_or_batch(x)
+    classify, size, stride, method, batch_size = check_map_settings(
+        classify, xs.shape[1:], size, stride, method, batch_size
     )
     settings, tau = vote_settings(size, stride=stride, m=m, tau=tau)
     dilation = inpaint.check_int(dilation, "dilation", 0)
-    height, width = arr.shape[:2]
+    height, width = xs.shape[1:3]
     grid = inpaint.grid_shape(height, width, size, stride)
     positions = inpaint.block_positions(height, width, size, stride)
-    batch_size = min(batch_size, len(positions))
     if method == "harmonic":
-        classify, xd, chunks = place_positions(
-            classify, arr, positions, batch_size, mesh
-        )
-        mask, pmap, vote = _localize_harmonic_jit(
-            classify, xd, chunks, tau, settings, dilation, grid
+        batch_size = harmonic_batch_size(batch_size, len(xs) * len(positions), mesh)
+        chunks = pair_chunks(len(xs), positions, batch_size)
+        masks, pmaps, votes = _localize_harmonic_jit(
+            *place_pairs(classify, xs, chunks, mesh), tau, settings, dilation, grid
         )
     else:
-        pmap = telea_map(classify, arr, positions, size, batch_size, grid, workers)
-        mask, vote = _vote_and_mask(pmap, tau, settings, dilation, (height, width))
-    return localize_result(mask, pmap, vote)
+        batch_size = min(batch_size, len(xs) * len(positions))
+        pmaps = telea_maps(classify, xs, positions, size, batch_size, grid, workers)
+        masks, votes = _vote_all_jit(pmaps, tau, settings, dilation, (height, width))
+    batched = localize_result(masks, pmaps, votes)
+    if single:
+        return LocalizeResult(*(field[0] for field in batched))
+    return _split(batched)
+
+
+def _split(batched: LocalizeResult) -> list[LocalizeResult]:
+    """One LocalizeResult of numpy fields per image, from one device transfer."""
+    host = jax.device_get(batched)
+    return [LocalizeResult(*(field[b] for field in host)) for b in range(len(host.mask))]
 
 
 def localize_result(mask, prediction_map, vote: VoteResult) -> LocalizeResult:

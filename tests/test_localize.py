@@ -182,10 +182,10 @@ def test_sharded_positions_match_single_device(planted):
 def test_telea_chunks_do_not_retrace(planted):
     x = _plant(_background(7), (2, 2), _pattern())
     pm.prediction_map(planted, x, SIZE, batch_size=64)  # 400 positions: 7 chunks
-    before = pm._classify_blocks._cache_size()
+    before = pm._classify_pairs._cache_size()
     y = _plant(_background(8), (9, 4), _pattern())
     pm.prediction_map(planted, y, SIZE, batch_size=64)
-    assert pm._classify_blocks._cache_size() == before
+    assert pm._classify_pairs._cache_size() == before
 
 
 # ------------------------------------------------------------- joint-vote oracle
@@ -274,7 +274,7 @@ def test_validation(planted):
         with pytest.raises(error):
             loc.localize(planted, x, size, **args)
     for bad_x, error in [
-        (x[None], ValueError),
+        (x[None, None], ValueError),
         (x[:, :, 0], ValueError),
         (x * 2, ValueError),
         (np.where(x > 0.5, np.nan, x), ValueError),
