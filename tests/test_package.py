@@ -1,9 +1,21 @@
-"""The package surface: every public name resolves; import stays light."""
+"""The package surface: every public name resolves and is typed; import stays
+light; submodules stay modules; the library leaves the process's matplotlib alone."""
 
+import ast
+import configparser
+import importlib
+import inspect
 import subprocess
 import sys
+import types
+from pathlib import Path
+
+import pytest
 
 import mrs_jax
+
+REPO = Path(__file__).resolve().parents[1]
+CALLABLE_MODULES = ("localize", "gradcam", "double_masking", "smoothed_double_masking")
 
 
 def test_every_public_name_resolves():
@@ -11,22 +23,74 @@ def test_every_public_name_resolves():
         assert getattr(mrs_jax, name) is not None, name
 
 
-def test_functions_named_like_their_modules_stay_functions():
-    import mrs_jax.gradcam  # noqa: F401  (loading the submodules must not shadow)
-    import mrs_jax.localize  # noqa: F401
+def test_every_public_name_has_an_import_a_type_checker_sees():
+    tree = ast.parse(Path(mrs_jax.__file__).read_text())
+    seen = {}  # name -> module it is imported from
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module.startswith("mrs_jax"):
+            for alias in node.names:
+                seen[alias.asname or alias.name] = node.module
+    assert set(mrs_jax.__all__) <= set(seen), set(mrs_jax.__all__) - set(seen)
+    # The typed import names the module the lazy one resolves from.
+    for name, target in mrs_jax._LAZY.items():
+        module = target[0] if isinstance(target, tuple) else target
+        assert seen[name] == module, name
 
-    for name in ("localize", "gradcam", "certify", "predict"):
-        assert callable(getattr(mrs_jax, name)), name
-        assert not isinstance(getattr(mrs_jax, name), type(mrs_jax)), name
+
+def test_removed_names_are_gone():
+    for name in ("certify_batch", "certify_at_batch", "patch_attack_batch"):
+        assert name not in mrs_jax.__all__
+        with pytest.raises(AttributeError, match=name):
+            getattr(mrs_jax, name)
+    assert "localize_batch" not in mrs_jax.__all__
+
+
+@pytest.mark.parametrize("name", CALLABLE_MODULES)
+def test_submodules_named_like_their_function_are_modules_that_call_it(
+    name, monkeypatch
+):
+    module = importlib.import_module(f"mrs_jax.{name}")
+    assert getattr(mrs_jax, name) is module
+    assert isinstance(module, types.ModuleType)
+    assert inspect.signature(module) == inspect.signature(getattr(module, name))
+    calls = []
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append((a, k)) or "out")
+    assert getattr(mrs_jax, name)(1, key=2) == "out"
+    assert calls == [((1,), {"key": 2})]
+
+
+def test_import_as_binds_the_module_whatever_was_imported_first():
+    code = (
+        "import types\n"
+        "import mrs_jax.smoothed_double_masking as S\n"
+        "import mrs_jax.localize as L\n"
+        "from mrs_jax.gradcam import gradcam\n"
+        "import mrs_jax\n"
+        "assert isinstance(L, types.ModuleType) and L.joint_vote\n"
+        "assert isinstance(mrs_jax.gradcam, types.ModuleType)\n"
+        "assert not isinstance(gradcam, types.ModuleType)\n"
+        "assert callable(S) and callable(L) and callable(mrs_jax.gradcam)\n"
+        "assert isinstance(mrs_jax.double_masking, types.ModuleType)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def test_unknown_names_raise_attribute_error():
-    try:
+    with pytest.raises(AttributeError, match="no_such_thing"):
         mrs_jax.no_such_thing  # noqa: B018
-    except AttributeError as error:
-        assert "no_such_thing" in str(error)
-    else:
-        raise AssertionError("expected AttributeError")
+
+
+def test_version_has_one_source():
+    assert isinstance(mrs_jax.__version__, str)
+    assert mrs_jax.__version__.count(".") == 2
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    assert setup["metadata"]["version"] == "attr: mrs_jax.__version__"
+    assert (Path(mrs_jax.__file__).parent / "py.typed").is_file()
+    license_text = (REPO / "LICENSE").read_text()
+    assert setup["metadata"]["license"] == "Apache-2.0"
+    assert "Apache License" in license_text and "Version 2.0" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text
 
 
 def test_import_does_not_pull_heavy_optional_modules():
@@ -40,3 +104,32 @@ def test_import_does_not_pull_heavy_optional_modules():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_plotting_leaves_the_backend_and_pyplot_alone(tmp_path):
+    # The caller picked a backend; drawing the curves must neither change it nor
+    # load pyplot (whose global figure list would keep every figure alive).
+    code = f"""
+import sys
+import matplotlib
+matplotlib.use("svg")
+from mrs_jax import analysis, plots
+rows = [
+    dict(index=0, label=1, prediction=1, radius=5.0, certified=True, covered=True),
+    dict(index=1, label=2, prediction=0, radius=7.0, certified=True, covered=True),
+]
+config = dict(mode="practical", size=5, channels=3, sigma=3.0)
+summary = analysis.summarize(config, rows, "run")
+fig = plots.figure([summary])
+assert fig.axes and fig.axes[0].lines
+plots.plot_curves([summary], {str(tmp_path / "curves.png")!r})
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert "matplotlib.pyplot" not in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_library_code_never_calls_matplotlib_use():
+    for path in [*Path(mrs_jax.__file__).parent.rglob("*.py")]:
+        assert "matplotlib.use(" not in path.read_text(), path
