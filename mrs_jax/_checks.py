@@ -335,3 +335,39 @@ def traced_image(x: Any, name: str = "x") -> jax.Array:
     if min(x.shape) < 1:
         raise ValueError(f"{name} has an empty axis: shape {x.shape}")
     return x.astype(jax.numpy.float32)
+
+
+def device_image_or_batch(x: Any, name: str = "x") -> tuple[jax.Array, bool]:
+    """``(x as float32 [H, W, C] or [B, H, W, C], x_was_one_image)`` for a device
+    function. Rank, empty axes and a float dtype are checked always (at trace
+    time); values (finite, in [0, 1]) only when ``x`` is concrete, since a
+    tracer's values are unknown."""
+    if not is_traced(x):
+        images_, single = image_or_batch(x, name)
+        return jax.numpy.asarray(images_[0] if single else images_), single
+    if not jax.numpy.issubdtype(x.dtype, jax.numpy.floating):
+        raise TypeError(f"{name} must be a float array in [0, 1], got dtype {x.dtype}")
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{name} must be [H, W, C] or [B, H, W, C], got shape {x.shape}"
+        )
+    if min(x.shape) < 1:
+        raise ValueError(f"{name} has an empty axis: shape {x.shape}")
+    return x.astype(jax.numpy.float32), x.ndim == 3
+
+
+def device_labels(
+    y: Any, shape: tuple[int, ...], num_classes: int, name: str = "y"
+) -> jax.Array:
+    """``y`` as int32 labels of ``shape`` (``()`` for one image, ``(B,)`` for a
+    batch). Dtype and shape are checked always (at trace time); the range
+    ``[0, num_classes)`` only when ``y`` is concrete."""
+    arr = y if is_traced(y) else np.asarray(y)
+    if not jax.numpy.issubdtype(arr.dtype, jax.numpy.integer):
+        raise TypeError(f"{name} must be integer labels, got dtype {arr.dtype}")
+    if tuple(arr.shape) != tuple(shape):
+        want = "be a scalar for one image" if shape == () else f"have shape {shape}"
+        raise ValueError(f"{name} must {want}, got shape {tuple(arr.shape)}")
+    if not is_traced(arr) and arr.size and (arr.min() < 0 or arr.max() >= num_classes):
+        raise ValueError(f"{name} must lie in [0, {num_classes}), got {arr}")
+    return jax.numpy.asarray(arr, jax.numpy.int32)

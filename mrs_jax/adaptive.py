@@ -172,61 +172,58 @@ def _objective(gains: jax.Array, weights: jax.Array, settings: _Settings):
     return total
 
 
-@functools.partial(jax.jit, static_argnames="settings")
-def _attack_batch(
-    logits_fn, images, labels, keys, step_size, sigma, weights, kappa, settings
-):
-    """Jitted core. images [B, H, W, C], labels [B], keys [B] typed keys."""
-    batch, height, width, channels = images.shape
-    size, chunk = settings.size, settings.location_chunk
-    num_chunks = -(-settings.num_locations // chunk)
-    padded = num_chunks * chunk
-
-    def sample(image_key):
-        location_key, init_key, eot_key = jax.random.split(image_key, 3)
-        upper = jnp.array([height - size + 1, width - size + 1])
-        top_left = jax.random.randint(
-            location_key, (settings.num_locations, 2), 0, upper
-        )
-        patch = jax.random.uniform(
-            init_key, (settings.num_locations, size, size, channels)
-        )
-        # Location l draws its samples from fold_in(eot_key, l): chunk-independent.
-        fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
-        return top_left, patch, fold(eot_key, jnp.arange(padded))
-
-    top_lefts, patches, eot_keys = jax.vmap(sample)(keys)  # [B, L, ...], [B, P]
-    # Pad the location axis to whole chunks; padded entries are discarded below.
-    pad = ((0, 0), (0, padded - settings.num_locations))
+def _starts(key, image_shape, settings: _Settings):
+    """Random top-lefts [P, 2], initial patches [P, s, s, C] and per-location EOT
+    keys [P], the location axis padded to P = whole chunks (padded entries are
+    discarded by the caller). Location l draws its samples from
+    ``fold_in(eot_key, l)``, so results do not depend on the chunk."""
+    height, width, channels = image_shape
+    size, count = settings.size, settings.num_locations
+    padded = -(-count // settings.location_chunk) * settings.location_chunk
+    location_key, init_key, eot_key = jax.random.split(key, 3)
+    upper = jnp.array([height - size + 1, width - size + 1])
+    top_lefts = jax.random.randint(location_key, (count, 2), 0, upper)
+    patches = jax.random.uniform(init_key, (count, size, size, channels))
+    eot_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
+        eot_key, jnp.arange(padded)
+    )
+    pad = ((0, padded - count),)
     top_lefts = jnp.pad(top_lefts, pad + ((0, 0),))
     patches = jnp.pad(patches, pad + ((0, 0),) * 3)
-    per_location = jax.vmap(_variants, in_axes=(None, 0, 0, 0, None, None))
-    per_image = jax.vmap(per_location, in_axes=(0, 0, 0, 0, None, None))
+    return top_lefts, patches, eot_keys
 
-    def objective(chunk_patches, chunk_corners, chunk_keys):  # -> [B, c]
-        variants = per_image(
-            images, chunk_patches, chunk_corners, chunk_keys, sigma, settings
-        )  # [B, c, V, H, W, C]
-        num_variants = variants.shape[2]
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _attack_one(
+    logits_fn, image, label, key, step_size, sigma, weights, kappa, settings
+):
+    """Jitted core for one image [H, W, C], label [] and typed key []."""
+    height, width, channels = image.shape
+    top_lefts, patches, eot_keys = _starts(key, image.shape, settings)
+    chunk = settings.location_chunk
+    padded = top_lefts.shape[0]
+    per_location = jax.vmap(_variants, in_axes=(None, 0, 0, 0, None, None))
+
+    def objective(chunk_patches, chunk_corners, chunk_keys):  # -> [c]
+        variants = per_location(
+            image, chunk_patches, chunk_corners, chunk_keys, sigma, settings
+        )  # [c, V, H, W, C]
+        num_variants = variants.shape[1]
         logits = logits_fn(variants.reshape((-1, height, width, channels)))
-        logits = logits.reshape((batch, chunk, num_variants, -1))
-        gains = _gain(logits, labels[:, None, None], kappa)
+        logits = logits.reshape((chunk, num_variants, -1))
+        gains = _gain(logits, label[None, None], kappa)
         return _objective(gains, weights, settings)
 
-    def to_chunks(a):  # [B, padded, ...] -> [num_chunks, B, chunk, ...]
-        a = a.reshape((batch, num_chunks, chunk) + a.shape[2:])
-        return jnp.swapaxes(a, 0, 1)
+    def to_chunks(a):  # [padded, ...] -> [num_chunks, chunk, ...]
+        return a.reshape((padded // chunk, chunk) + a.shape[1:])
 
-    def from_chunks(a):
-        return jnp.swapaxes(a, 0, 1).reshape((batch, padded) + a.shape[3:])
+    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))  # [c] keys, one step
 
     def run_chunk(part):
         chunk_patches, chunk_corners, chunk_keys = part
-        fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
-        step_keys = jax.vmap(fold, in_axes=(0, None))  # [B, c] keys, one step
 
-        # Every (image, location, variant) is its own batch entry, so the gradient
-        # of the summed J is each patch's own gradient (models must not mix batch
+        # Every (location, variant) is its own batch entry, so the gradient of the
+        # summed J is each patch's own gradient (models must not mix batch
         # entries: inference-mode BatchNorm).
         def step(patch, index):
             keys_now = step_keys(chunk_keys, index)
@@ -241,14 +238,13 @@ def _attack_batch(
     final_patches, final_gain = lax.map(
         run_chunk, (to_chunks(patches), to_chunks(top_lefts), to_chunks(eot_keys))
     )
-    final_patches, final_gain = from_chunks(final_patches), from_chunks(final_gain)
+    final_patches = final_patches.reshape(patches.shape)
     valid = jnp.arange(padded) < settings.num_locations
-    final_gain = jnp.where(valid, final_gain, -jnp.inf)
-    best = jnp.argmax(final_gain, axis=1)  # ties -> first sampled location
-    rows = jnp.arange(batch)
-    best_top_left = top_lefts[rows, best].astype(jnp.int32)
-    adversarial = jax.vmap(_paste)(images, final_patches[rows, best], best_top_left)
-    return adversarial, best_top_left, final_gain[rows, best]
+    final_gain = jnp.where(valid, final_gain.reshape(padded), -jnp.inf)
+    best = jnp.argmax(final_gain)  # ties -> first sampled location
+    best_top_left = top_lefts[best].astype(jnp.int32)
+    adversarial = _paste(image, final_patches[best], best_top_left)
+    return adversarial, best_top_left, final_gain[best]
 
 
 def adaptive_patch_attack(
@@ -275,18 +271,27 @@ def adaptive_patch_attack(
 ) -> tuple[jax.Array, jax.Array] | PatchAttackResult:
     """s x s patch attack against localisation and masked smoothing (see module doc).
 
-    A drop-in for ``mrs_jax.patch_attack``: same inputs, budget and outputs. Image i
-    of a batch uses ``fold_in(key, i)``; a single image uses ``fold_in(key, 0)``.
-    Cost per step: ``1 + num_occlusions + num_noise`` forward and backward passes
-    per location (terms the objective does not use are not computed).
+    A drop-in for ``mrs_jax.patch_attack``: same inputs, budget and outputs, and
+    like it a device function written for one image, attacked with
+    ``fold_in(key, 0)``: ``jax.jit`` it and ``jax.vmap`` it over images, labels and
+    keys (the other arguments static); image b of that batch equals the one-image
+    call with ``keys[b]``. ``x`` may also be a batch [B, H, W, C]: the same vmap
+    with image i keyed by ``fold_in(key, i)``. Cost per step:
+    ``1 + num_occlusions + num_noise`` forward and backward passes per location
+    (terms the objective does not use are not computed).
+
+    Checks: shapes, dtypes and the static settings raise at trace time; values
+    (pixels finite and in [0, 1], labels in [0, K)) only when ``x`` and ``y`` are
+    concrete (an eager call); under jit/vmap they are the caller's job.
 
     Args:
       classify: base classifier, images [N, H, W, C] -> logits [N, K]; plain
         function or ``jax.tree_util.Partial`` carrying weights. Must treat batch
         entries independently (inference-mode BatchNorm).
-      x: [H, W, C] or [B, H, W, C] float in [0, 1].
-      y: true label: int for one image, [B] ints for a batch.
+      x: [H, W, C] float in [0, 1] (or a batch [B, H, W, C], see above).
+      y: true label: int [] (or [B] ints for a batch).
       size: patch side s, 1 <= s <= min(H, W) (also the localiser's block size).
+        This and every argument below are static Python values.
       key: typed PRNG key (``jax.random.key``).
       num_locations: random locations per image (paper: 80).
       steps: sign-gradient ascent steps on J (>= 0).
@@ -301,13 +306,14 @@ def adaptive_patch_attack(
         the objective lacks is skipped whatever its weight.
       kappa: clip of the margin (> 0), in logits.
       location_chunk: locations per model batch; None = all. Results do not depend
-        on it; memory is B * chunk * (1 + occlusions + noise) images.
+        on it; memory is chunk * (1 + occlusions + noise) images per image.
       return_loss: also return the final J of the kept location.
 
     Returns:
-      (image, top_left): image like x with the patch pasted in, float32 in [0, 1];
-      top_left [2] or [B, 2] int32 (row, column). With ``return_loss``, a
-      ``PatchAttackResult`` whose ``loss`` is J ([] or [B]; greater = stronger).
+      (image, top_left): image [H, W, C] float32 in [0, 1], x with the patch
+      pasted in; top_left [2] int32 (row, column) (a leading [B] for a batch).
+      With ``return_loss``, a ``PatchAttackResult`` whose ``loss`` is J ([] or
+      [B]; greater = stronger).
 
     Raises:
       TypeError, ValueError: on a bad argument, naming it.
@@ -317,9 +323,8 @@ def adaptive_patch_attack(
     _checks.callable_(classify, "classify")
     if not isinstance(classify, jax.tree_util.Partial):
         classify = jax.tree_util.Partial(classify)
-    images, single = _checks.image_or_batch(x)
-    batch = images.shape[0]
-    size = _checks.patch_size(size, images.shape[1:3])
+    images, single = _checks.device_image_or_batch(x)
+    size = _checks.patch_size(size, images.shape[-3:-1])
     num_locations = _checks.positive_int(num_locations, "num_locations")
     steps = _checks.positive_int(steps, "steps", minimum=0)
     chunk = num_locations if location_chunk is None else location_chunk
@@ -342,8 +347,9 @@ def adaptive_patch_attack(
     if weights[0] + weights[1] * use_inpaint + weights[2] * use_noise == 0:
         raise ValueError(f"all weights of objective {objective!r} are 0")
     key = _checks.typed_key(key)
-    num_classes = _checks.num_logits(classify, images, "classify")
-    labels = _checks.label_or_labels(y, batch, single, num_classes)
+    one_image = images if single else images[0]
+    num_classes = _checks.num_logits(classify, one_image[None], "classify")
+    labels = _checks.device_labels(y, images.shape[:-3], num_classes)
 
     settings = _Settings(
         size=size,
@@ -354,20 +360,22 @@ def adaptive_patch_attack(
         num_noise=num_noise if use_noise else 0,
         dilation=dilation,
     )
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch))
-    adversarial, top_left, gain = _attack_batch(
+    attack = functools.partial(
+        _attack_one,
         classify,
-        jnp.asarray(images),
-        jnp.asarray(labels),
-        keys,
-        jnp.float32(step_size),
-        jnp.float32(sigma),
-        jnp.asarray(weights, jnp.float32),
-        jnp.float32(kappa),
+        step_size=jnp.float32(step_size),
+        sigma=jnp.float32(sigma),
+        weights=jnp.asarray(weights, jnp.float32),
+        kappa=jnp.float32(kappa),
         settings=settings,
     )
     if single:
-        adversarial, top_left, gain = adversarial[0], top_left[0], gain[0]
+        result = attack(images, labels, jax.random.fold_in(key, 0))
+    else:
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
+            jnp.arange(images.shape[0])
+        )
+        result = jax.vmap(attack)(images, labels, keys)
     if return_loss:
-        return PatchAttackResult(adversarial, top_left, gain)
-    return adversarial, top_left
+        return PatchAttackResult(*result)
+    return result[0], result[1]

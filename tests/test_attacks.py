@@ -113,11 +113,11 @@ def test_new_weights_do_not_recompile():
     images = jax.random.uniform(jax.random.key(8), (1, 5, 5, 1))
     kwargs = dict(key=jax.random.key(9), num_locations=3, steps=1, step_size=0.1)
     attacks.patch_attack(linear_classifier(jnp.ones((25, 2))), images, [0], 2, **kwargs)
-    before = attacks._attack_batch._cache_size()
+    before = attacks._attack_one._cache_size()
     attacks.patch_attack(
         linear_classifier(-jnp.ones((25, 2))), images, [1], 2, **kwargs
     )
-    assert attacks._attack_batch._cache_size() == before
+    assert attacks._attack_one._cache_size() == before
 
 
 @pytest.mark.parametrize(
