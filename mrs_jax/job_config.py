@@ -2,7 +2,14 @@
 
 Every field is checked when a config is made, with a message naming the
 field; checks that need the data (image size, channels) are in
-``mrs_jax.job.validate``. ``mrs_jax.job`` re-exports these names.
+``mrs_jax.job.validate``. ``mrs_jax.job`` re-exports these names. This module
+sits below everything that reads a config (``mrs_jax.pipeline``,
+``mrs_jax.job``): it imports no job module.
+
+``target_radius`` (:func:`resolve_target`): None (fixed-n CERTIFY), an l2 radius
+>= 0, or ``"unrestricted"``: ``patch_l2_bound(s, C) = s * sqrt(C)``, the largest
+l2 norm any ``s x s`` patch can have, so a certificate there holds against every
+possible patch inside the mask.
 """
 
 from __future__ import annotations
@@ -11,12 +18,25 @@ import dataclasses
 import json
 from typing import Any
 
-from mrs_jax import _checks, target_radius
+from mrs_jax import _checks, sequential
 from mrs_jax.adaptive import OBJECTIVES
-from mrs_jax.image_pipeline import MODES
 from mrs_jax.localize import vote_settings
+from mrs_jax.masks import patch_l2_bound
 
 INPAINT_METHODS = ("telea", "harmonic")
+# Each mode is one row builder in ``mrs_jax.pipeline`` (its ``_MODE_ROWS``).
+MODES = (
+    "practical",
+    "adaptive",
+    "center",
+    "gradcam",
+    "clean",
+    "double_masking",
+    "smoothed_double_masking",
+)
+UNRESTRICTED = "unrestricted"
+# The made-up data set of tests and smoke runs: at most this many pixels.
+MAX_SYNTHETIC_VALUES = 2**27
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,10 +59,12 @@ class JobConfig:
     ``double_masking``: ``pc_k`` masks per axis, ``pc_fill`` the hidden pixels'
     value, ``pc_batch_size`` masked images per device program.
     ``synthetic_*``: the made-up data set's shape, classes and size (tests, smoke).
-    ``images_per_batch``: images per device program in the modes that batch
-    (``mrs_jax.batch_pipeline``: ``clean`` and ``practical``); 1 is
-    the image-by-image loop. It changes no row (a resume may change it:
-    ``run_dir.EXECUTION_FIELDS``).
+    Mode ``smoothed_double_masking``: ``pc_k`` masks per axis, the noise
+    ``sigma``, ``n0``, ``n`` (the most draws per mask pair), ``alpha`` for the
+    whole certificate, and ``target_radius`` (None: ``"unrestricted"``).
+    ``images_per_batch``: images per device program, in every mode
+    (``mrs_jax.pipeline``); 1 is the image-by-image loop. It changes no row (a
+    resume may change it: ``run_dir.EXECUTION_FIELDS``).
     """
 
     mode: str = "practical"
@@ -106,8 +128,15 @@ class JobConfig:
         _checks.one_of(self.adaptive_objective, OBJECTIVES, "adaptive_objective")
         _checks.unit_float(self.pc_fill, "pc_fill")
         _checks.number_or_word(
-            self.target_radius, target_radius.UNRESTRICTED, "target_radius"
+            self.target_radius, UNRESTRICTED, "target_radius"
         )
+        for name in ("n0", "n"):
+            if getattr(self, name) > MAX_DRAWS:
+                raise ValueError(
+                    f"{name} must be <= 2**31 - 1 = {MAX_DRAWS} (draw indices "
+                    f"are int32 on the device), got {getattr(self, name)}"
+                )
+        _check_synthetic(self)
         if self.mode == "double_masking" and self.target_radius is not None:
             raise ValueError(
                 "target_radius does not apply to mode 'double_masking' (its "
@@ -123,6 +152,64 @@ class JobConfig:
         vote_settings(self.patch_size, stride=self.stride, m=self.m, tau=self.tau)
         if self.tau is not None and self.tau < 0:
             raise ValueError(f"tau must be >= 0, got {self.tau}")
+
+
+MAX_DRAWS = 2**31 - 1
+
+
+def _check_synthetic(config: JobConfig) -> None:
+    """``synthetic_*``: an ``(H, W, C)`` shape of ints >= 1 (C 1 or 3), >= 2
+    classes, and a data set small enough to make in memory."""
+    shape = config.synthetic_shape
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise ValueError(f"synthetic_shape must be (H, W, C), got {shape!r}")
+    for value in shape:
+        _checks.positive_int(value, "synthetic_shape")
+    if shape[2] not in (1, 3):
+        raise ValueError(f"synthetic_shape must have 1 or 3 channels, got {shape!r}")
+    _checks.positive_int(config.synthetic_classes, "synthetic_classes", minimum=2)
+    _checks.positive_int(config.synthetic_examples, "synthetic_examples")
+    values = config.synthetic_examples * shape[0] * shape[1] * shape[2]
+    if values > MAX_SYNTHETIC_VALUES:
+        raise ValueError(
+            f"synthetic_examples x synthetic_shape = {values:,} pixel values, "
+            f"more than the {MAX_SYNTHETIC_VALUES:,} a made-up data set may hold"
+        )
+
+
+def resolve_target(target: float | str | None, patch_size: int, channels: int):
+    """The target as an l2 radius: None, the number, or ``s * sqrt(C)``.
+
+    Args:
+      target: ``JobConfig.target_radius``.
+      patch_size: s.
+      channels: C.
+    """
+    if target is None:
+        return None
+    if target == UNRESTRICTED:
+        return patch_l2_bound(patch_size, channels)
+    return float(target)
+
+
+def check_reachable(config: JobConfig, channels: int) -> float | None:
+    """Refuses a target that ``n`` draws cannot certify; returns the radius.
+
+    Raises:
+      ValueError: naming ``target_radius``, with what it resolved to.
+    """
+    radius = resolve_target(config.target_radius, config.patch_size, channels)
+    if radius is None:
+        return None
+    try:
+        sequential.schedule(radius, config.sigma, config.alpha, config.n)
+    except ValueError as error:
+        raise ValueError(
+            f"target_radius={config.target_radius!r} (l2 radius {radius:.4g}) "
+            f"cannot be certified with n={config.n} at sigma={config.sigma:g}, "
+            f"alpha={config.alpha:g}: {error}"
+        ) from None
+    return radius
 
 
 def config_defaults() -> dict[str, Any]:

@@ -158,8 +158,9 @@ def certify_at(
     batch_size: int,
     futility_alpha: float | None = None,
     mesh: Mesh | None = None,
-) -> TargetCertificate:
-    """Decides whether the mask-smoothed prediction is certified at ``radius``.
+) -> TargetCertificate | list[TargetCertificate]:
+    """Host driver: decides whether the mask-smoothed prediction is certified
+    at ``radius``, for one image or a batch.
 
     ``n0`` draws (from ``select_key``) select the top class ``c``, exactly as
     :func:`mrs_jax.certify` does with the same key. Estimation draws (from
@@ -192,15 +193,22 @@ def certify_at(
     ``p_c`` exceeds the threshold. Results are deterministic per ``key`` and do
     not depend on ``batch_size`` or the number of devices.
 
+    A batch runs its rounds in lockstep, one counting program per round over
+    the images still undecided (decided ones draw nothing more). Each image
+    keeps its own stopping rule and alpha spending: the schedule depends only
+    on ``(radius, sigma, alpha, max_n)`` and image ``b``'s round ``r`` counts
+    its own first ``N_r`` estimation draws, so image ``b`` gets exactly the
+    one-image result with ``key=keys[b]`` and the guarantee above holds for
+    each image as it stands.
+
     Args:
-      classify, x, mask, sigma, num_classes, batch_size, mesh: as in
-        :func:`mrs_jax.sample_counts`.
+      classify, x, mask, sigma, key, num_classes, batch_size, mesh: as in
+        :func:`mrs_jax.certify` (one image or a batch).
       radius: the target l2 radius inside the mask, >= 0 (0: certified iff
         the lower bound exceeds 1/2); e.g. ``masks.patch_l2_bound(s, C)`` to
         cover every ``s x s`` patch inside the mask.
-      key: typed PRNG key; split into selection and estimation keys.
       n0: selection draws, >= 1.
-      max_n: the most estimation draws; ``certify_at`` decides as
+      max_n: the most estimation draws, <= 2**31 - 1; ``certify_at`` decides as
         :func:`mrs_jax.certify` with ``n = max_n`` would, up to the alpha spent
         on earlier rounds.
       alpha: the allowed probability of a false certificate, in (0, 1).
@@ -210,68 +218,109 @@ def certify_at(
         most draws on images that will not certify.
 
     Returns:
-      A :class:`TargetCertificate`.
+      A :class:`TargetCertificate` (a list of them for a batch).
 
     Raises:
-      ValueError: as :func:`schedule`, or for any invalid argument.
+      ValueError: as :func:`schedule`, for any invalid argument, or a broken
+        classifier (NaN or inf logits).
     """
-    _checks.callable_(classify, "classify")
-    x = _checks.image(x)
-    mask = _checks.mask(mask, x.shape)
-    if not mask.any():
-        raise ValueError("mask is all False: there is no pixel to smooth or certify")
-    sigma = _checks.positive_float(sigma, "sigma")
-    n0 = _checks.positive_int(n0, "n0")
-    num_classes = _checks.positive_int(num_classes, "num_classes", minimum=2)
-    batch_size = _checks.positive_int(batch_size, "batch_size")
+    batch = smoothing.batch_inputs(
+        classify, x, mask, sigma, key, num_classes, batch_size, mesh
+    )
+    n0 = smoothing.draws(n0, "n0")
+    max_n = smoothing.draws(max_n, "max_n")
     if futility_alpha is not None:
         futility_alpha = _checks.probability_level(futility_alpha, "futility_alpha")
-    key = _checks.prng_key(key)
-    mesh = sharding.sample_mesh() if mesh is None else mesh
-    _checks.mesh_with_axis(mesh, sharding.SAMPLES)
     plan = schedule(radius, sigma, alpha, max_n)
+    alpha = _checks.probability_level(alpha)
+    select_keys, estimate_keys = jax.vmap(jax.random.split, out_axes=1)(batch.keys)
+    counter = batch.counter()
+    selection = batch.count(counter, select_keys, n0)
+    tops = np.argmax(selection, axis=1)
+    rounds = _Rounds(plan, alpha, futility_alpha, tops)
+    _draw_rounds(rounds, counter, estimate_keys, batch)
+    return batch.result(
+        [rounds.certificate(b, n0, selection[b]) for b in range(len(tops))]
+    )
 
-    select_key, estimate_key = jax.random.split(key)
-    common = dict(num_classes=num_classes, batch_size=batch_size, mesh=mesh)
-    selection = smoothing.sample_counts(
-        classify, x, mask, sigma, key=select_key, num=n0, **common
-    )
-    top = int(np.argmax(selection))
-    count = _round_counter(
-        classify, x, mask, sigma, key=estimate_key, first=plan.sizes[0], **common
-    )
-    estimate = np.zeros(num_classes, np.int64)
+
+class _Rounds:
+    """The estimation rounds of a batch: counts so far and each image's
+    decision ``(reason, round, p_lower)`` once it stops."""
+
+    def __init__(self, plan: Schedule, alpha, futility_alpha, tops: np.ndarray):
+        self.plan, self.alpha, self.futility_alpha = plan, alpha, futility_alpha
+        self.tops = tops
+        self.estimate: np.ndarray | None = None
+        self.decided: dict[int, tuple[str, int, float]] = {}
+
+    def active(self) -> np.ndarray:
+        return np.array([b not in self.decided for b in range(len(self.tops))])
+
+    def test(self, r: int, active: np.ndarray) -> None:
+        for b in np.flatnonzero(active):
+            hits = int(self.estimate[b, self.tops[b]])
+            reason, p_lower = self.plan.stop_reason(
+                r, hits, self.alpha, self.futility_alpha
+            )
+            if reason is not None:
+                self.decided[int(b)] = (reason, r, p_lower)
+
+    def certificate(self, b: int, n0: int, selection) -> TargetCertificate:
+        reason, r, p_lower = self.decided[b]
+        certified = reason == "certified"
+        top = int(self.tops[b])
+        return TargetCertificate(
+            label=top if certified else ABSTAIN,
+            certified=certified,
+            p_lower=p_lower,
+            num_samples=n0 + self.plan.sizes[r],
+            selected_label=top,
+            rounds=r + 1,
+            stop_reason=reason,
+            selection_counts=selection,
+            estimate_counts=self.estimate[b],
+        )
+
+
+def _draw_rounds(rounds: _Rounds, counter, estimate_keys, batch) -> None:
+    """Draws the rounds of :func:`schedule` until every image has decided.
+
+    Two chunk sizes, so at most two compiled programs whatever the rounds:
+    ``batch_size`` pairs for rounds drawing at least that many in all, and
+    ``min(batch_size, B * N_1)`` for the shorter early rounds (for one image:
+    the first round's size), which together waste less than one chunk each.
+    """
+    count = len(rounds.tops)
+    plan = rounds.plan
+    rounds.estimate = np.zeros((count, batch.num_classes), np.int64)
+    small = counting.chunk_for(count * plan.sizes[0], batch.batch_size, batch.mesh)
+    big = sharding.round_up_to_devices(batch.batch_size, batch.mesh)
     drawn = 0
     for r, size in enumerate(plan.sizes):
-        estimate += count(drawn, size - drawn)
+        active = rounds.active()
+        nums = np.where(active, size - drawn, 0)
+        chunk = big if nums.sum() >= batch.batch_size else small
+        rounds.estimate += counter.count(
+            estimate_keys, np.full(count, drawn), nums, chunk
+        )
         drawn = size
-        reason, p_lower = plan.stop_reason(r, int(estimate[top]), alpha, futility_alpha)
-        if reason is not None:
-            break
-    certified = reason == "certified"
-    return TargetCertificate(
-        label=top if certified else ABSTAIN,
-        certified=certified,
-        p_lower=p_lower,
-        num_samples=n0 + drawn,
-        selected_label=top,
-        rounds=r + 1,
-        stop_reason=reason,
-        selection_counts=selection,
-        estimate_counts=estimate,
-    )
+        rounds.test(r, active)
+        if len(rounds.decided) == count:
+            return
 
 
 @functools.lru_cache(maxsize=128)
 def _schedule(threshold: float, alpha: float, max_n: int) -> Schedule:
+    # Reachability at max_n first: one bound, however far the target is.
+    if not _certifies(max_n, max_n, alpha, threshold):
+        raise ValueError(
+            f"max_n = {max_n} draws cannot certify a lower bound above "
+            f"{threshold:.12g} at alpha = {alpha}; it takes at least "
+            f"{_fewest_draws(threshold, alpha)}"
+        )
     first = _fewest_draws(threshold, alpha / 2)
     if first >= max_n:
-        if _fewest_draws(threshold, alpha) > max_n:
-            raise ValueError(
-                f"max_n = {max_n} draws cannot certify a lower bound above "
-                f"{threshold:.6g} at alpha = {alpha}; it takes at least "
-                f"{_fewest_draws(threshold, alpha)}"
-            )
         sizes, alphas = [max_n], [alpha]
     else:
         sizes = [first]
@@ -292,13 +341,24 @@ def _certifies(hits: int, n: int, level: float, threshold: float) -> bool:
 
 def _fewest_draws(threshold: float, level: float) -> int:
     """The least ``n`` with ``level^(1/n) > threshold`` (all ``n`` draws hit),
-    adjusted to agree exactly with :func:`bounds.clopper_pearson_lower`."""
-    n = max(1, math.floor(math.log(level) / math.log(threshold)) + 1)
-    while not _certifies(n, n, level, threshold):
-        n += 1
-    while n > 1 and _certifies(n - 1, n - 1, level, threshold):
-        n -= 1
-    return n
+    exactly as :func:`bounds.clopper_pearson_lower` decides it.
+
+    The bound with every draw a hit grows with ``n``, so the answer is found by
+    doubling from the closed form and bisecting: a few dozen bound evaluations
+    even where the answer is ~1e12 (a target far beyond ``max_n``), where a
+    step of one from the closed form would never end.
+    """
+    guess = max(1, math.floor(math.log(level) / math.log(threshold)))
+    low, high = 0, guess  # _certifies(low) fails (n = 0 has no bound)
+    while not _certifies(high, high, level, threshold):
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        if _certifies(mid, mid, level, threshold):
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 def _hits_needed(threshold: float, n: int, level: float) -> int:
@@ -314,23 +374,3 @@ def _hits_needed(threshold: float, n: int, level: float) -> int:
         else:
             low = mid
     return high
-
-
-def _round_counter(
-    classify, x, mask, sigma, *, key, first, num_classes, batch_size, mesh
-):
-    """``count(start, num)``: the ``[K]`` counts of draws ``start .. start+num-1``
-    (``mrs_jax.counting.range_counter``: ``count(0, n)`` equals
-    ``sample_counts(..., num=n)`` and consecutive ranges add up to it).
-
-    Two chunk sizes, so two compiled programs whatever the rounds: ``batch_size``
-    for ranges at least that long, and ``min(batch_size, first)`` (the first
-    round's size) for the shorter early rounds, which together waste less than
-    one chunk each.
-    """
-    big = sharding.round_up_to_devices(batch_size, mesh)
-    small = sharding.round_up_to_devices(min(batch_size, first), mesh)
-    count = counting.range_counter(
-        classify, x, mask, sigma, key=key, num_classes=num_classes, mesh=mesh
-    )
-    return lambda start, num: count(start, num, big if num >= batch_size else small)

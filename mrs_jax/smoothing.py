@@ -7,11 +7,13 @@ every channel. CERTIFY's guarantee (Theorem 1 of the paper) is that
 ``||d||_2 < R``; nothing is claimed for perturbations outside the mask. Radii
 and ``sigma`` are l2 norms in [0, 1] pixel units (``MRS_SPEC.md`` sections 1-3).
 
-Counting runs on the device (``mrs_jax.counting``): noise, forward pass, argmax
-and counts in one jitted computation, in chunks of ``batch_size`` samples
-sharded over every device. Sample ``i`` always draws its noise from
-``fold_in(key, i)``, so the counts for a given ``(key, x, mask, sigma, num)`` do
-not depend on the chunk size or on how many devices share the work.
+:func:`certify` and :func:`predict` are host drivers: they take one image or a
+batch, check every input (values included) and count on the device through
+``mrs_jax.counting`` (noise, forward pass, argmax and counts in one jitted
+program for the whole batch, the draws sharded over every device). Draw ``i``
+always takes its noise from ``fold_in(key, i)``, so the counts do not depend on
+the chunk size, on how many devices share the work or on the batch.
+``sample_counts`` (re-exported from ``mrs_jax.counting``) is the device function.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mrs_jax import _checks, bounds, counting, sharding
+from mrs_jax.counting import sample_counts  # noqa: F401 (the public name)
 
 ABSTAIN = -1
 
@@ -58,66 +61,88 @@ class Prediction(NamedTuple):
     counts: np.ndarray
 
 
-def sample_counts(
-    classify: Classifier,
-    x,
-    mask,
-    sigma: float,
-    *,
-    key: jax.Array,
-    num: int,
-    num_classes: int,
-    batch_size: int,
-    mesh: Mesh | None = None,
-) -> np.ndarray:
-    """Counts ``argmax classify(x + e)`` over ``num`` draws of masked noise.
+class Batch(NamedTuple):
+    """A host driver's validated inputs, as a batch (:func:`batch_inputs`)."""
 
-    Args:
-      classify: ``[B, H, W, C] -> [B, num_classes]`` logits; a plain function or a
-        ``jax.tree_util.Partial`` whose leaves (e.g. model weights) are passed to
-        the jitted computation as arguments rather than baked in as constants.
-      x: ``[H, W, C]`` float32 image in [0, 1].
-      mask: ``[H, W]`` bool or {0, 1}; noise is added where it is 1.
-      sigma: noise standard deviation, > 0, in [0, 1] pixel units.
-      key: a typed PRNG key (``jax.random.key``).
-      num: number of noisy samples, >= 1; need not be a multiple of ``batch_size``.
-      num_classes: K, the classifier's number of outputs.
-      batch_size: samples per chunk; rounded up to a multiple of the device
-        count. Memory is bounded by one chunk whatever ``num`` is; the counts
-        do not depend on it (draw ``i`` always has the same noise). On a CPU
-        backend ``counting.CPU_CHUNK_PER_DEVICE``, when set, caps the samples per
-        device of a chunk.
-      mesh: the devices to shard the samples over; default all of them.
+    classify: Classifier
+    images: np.ndarray  # [B, H, W, C] float32 in [0, 1]
+    masks: np.ndarray  # [B, H, W] bool, none empty
+    sigma: float
+    keys: jax.Array  # [B] typed keys
+    num_classes: int
+    batch_size: int
+    mesh: Mesh
+    single: bool  # the caller passed one image: return one result
 
-    Returns:
-      ``[num_classes]`` int64 counts summing to ``num``.
+    def counter(self) -> counting.Counter:
+        return counting.Counter(
+            self.classify,
+            self.images,
+            self.masks,
+            self.sigma,
+            num_classes=self.num_classes,
+            mesh=self.mesh,
+        )
+
+    def count(self, counter, keys, num: int) -> np.ndarray:
+        """``[B, K]`` counts of every image's draws ``0 .. num - 1``."""
+        count = len(self.images)
+        chunk = counting.chunk_for(count * num, self.batch_size, self.mesh)
+        return counter.count(keys, np.zeros(count, np.int64), np.full(count, num), chunk)
+
+    def result(self, results: list):
+        return results[0] if self.single else results
+
+
+def batch_inputs(classify, x, mask, sigma, key, num_classes, batch_size, mesh) -> Batch:
+    """Checks a host driver's inputs: one image or a batch (values included).
+
+    ``x`` is ``[H, W, C]`` or ``[B, H, W, C]`` float in [0, 1]; ``mask`` is
+    ``[H, W]`` (shared by every image) or ``[B, H, W]``, bool or {0, 1}, none all
+    False; ``key`` is one typed key (a batch of B > 1 images then uses
+    ``jax.random.split(key, B)``) or ``[B]`` keys.
 
     Raises:
-      ValueError: an all-False ``mask`` (a certificate over no pixel means
-        nothing), ``num_classes < 2``, or ``classify`` returned NaN or inf logits
-        for some noisy sample (a broken classifier; its argmax would be a
-        meaningless class). The non-finite check runs in the same device program
-        as the counts, so it costs no extra forward pass.
+      ValueError, TypeError: naming the argument at fault.
     """
     _checks.callable_(classify, "classify")
-    x = _checks.image(x)
-    mask = _checks.mask(mask, x.shape)
-    if not mask.any():
-        raise ValueError("mask is all False: there is no pixel to smooth or certify")
+    images, single = _checks.image_or_batch(x)
+    count = len(images)
+    mask_array = np.asarray(mask) if mask is not None else None
+    if single or (mask_array is not None and mask_array.ndim == 2):
+        one = _checks.mask(mask, images.shape[1:])
+        if not one.any():
+            raise ValueError("mask is all False: there is no pixel to smooth or certify")
+        masks = np.broadcast_to(one, (count, *one.shape))
+    else:
+        masks = _checks.masks(mask, images.shape, name="mask")
     sigma = _checks.positive_float(sigma, "sigma")
-    num = _checks.positive_int(num, "num")
     num_classes = _checks.positive_int(num_classes, "num_classes", minimum=2)
     batch_size = _checks.positive_int(batch_size, "batch_size")
-    key = _checks.prng_key(key)
-
+    if single or (isinstance(key, jax.Array) and key.ndim == 0) or (
+        isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == np.uint32
+    ):
+        one_key = _checks.prng_key(key)
+        keys = one_key[None] if count == 1 else jax.random.split(one_key, count)
+    else:
+        keys = _checks.key_batch(key, count, name="key")
     mesh = sharding.sample_mesh() if mesh is None else mesh
-    if not isinstance(mesh, Mesh) or sharding.SAMPLES not in mesh.axis_names:
-        raise TypeError("mesh must be a jax Mesh with a 'samples' axis")
-    chunk = sharding.round_up_to_devices(min(batch_size, num), mesh)
-    count = counting.range_counter(
-        classify, x, mask, sigma, key=key, num_classes=num_classes, mesh=mesh
+    _checks.mesh_with_axis(mesh, sharding.SAMPLES)
+    return Batch(
+        classify, images, masks, sigma, keys, num_classes, batch_size, mesh, single
     )
-    return count(0, num, chunk)
+
+
+def draws(value, name: str) -> int:
+    """``value`` as a number of draws in ``[1, 2**31 - 1]`` (draw indices are
+    int32 on the device)."""
+    value = _checks.positive_int(value, name)
+    if value > counting.MAX_DRAWS:
+        raise ValueError(
+            f"{name} must be <= 2**31 - 1 = {counting.MAX_DRAWS} (draw indices are "
+            f"int32 on the device), got {value}"
+        )
+    return value
 
 
 def certify(
@@ -133,8 +158,9 @@ def certify(
     num_classes: int,
     batch_size: int,
     mesh: Mesh | None = None,
-) -> Certificate:
-    """Cohen et al.'s CERTIFY for the classifier smoothed inside ``mask``.
+) -> Certificate | list[Certificate]:
+    """Host driver: Cohen et al.'s CERTIFY for the classifier smoothed inside
+    ``mask``, for one image or a batch.
 
     ``n0`` draws select the top class; ``n`` fresh, independent draws (a key split
     from the selection key) estimate its probability. With probability at least
@@ -142,30 +168,53 @@ def certify(
     ``g_M(x + d) = c`` for every ``d`` that is zero outside the mask with
     ``||d||_2 < radius``. Nothing is claimed outside the mask.
 
+    A batch runs through one counting program per step (``mrs_jax.counting``):
+    image ``b`` gets exactly what the one-image call with ``key=keys[b]`` gets
+    (the same draws and the same decision rule), so its guarantee is the
+    one-image guarantee. Every input is checked here, values included.
+
     Args:
-      classify, x, mask, sigma, num_classes, batch_size, mesh: as in
-        :func:`sample_counts`.
-      key: typed PRNG key; split into independent selection and estimation keys.
+      classify: ``[B, H, W, C] -> [B, num_classes]`` logits (a plain function or
+        a weight-carrying ``jax.tree_util.Partial``).
+      x: ``[H, W, C]`` float32 image in [0, 1], or a batch ``[B, H, W, C]``.
+      mask: ``[H, W]`` (or ``[B, H, W]``) bool or {0, 1}; noise where it is 1.
+      sigma: noise standard deviation, > 0, in [0, 1] pixel units.
+      key: one typed PRNG key (``jax.random.key``), or ``[B]`` keys for a batch
+        (one key for a batch of B > 1 means ``jax.random.split(key, B)``); each
+        is split into independent selection and estimation keys.
       n0: selection draws, >= 1 (paper: 100).
-      n: estimation draws, >= 1 (paper: 100,000).
+      n: estimation draws, in ``[1, 2**31 - 1]`` (paper: 100,000).
       alpha: failure probability in (0, 1) (paper: 0.001).
+      num_classes: K, the classifier's number of outputs.
+      batch_size: (image, draw) pairs per device step; rounded up to a multiple
+        of the device count. Memory is bounded by one step; the counts do not
+        depend on it.
+      mesh: the devices to shard the draws over (a ``"samples"`` axis); default
+        all of them.
 
     Returns:
-      A :class:`Certificate`; ``label == ABSTAIN`` and ``radius == 0.0`` when the
-      lower bound does not exceed 1/2.
+      A :class:`Certificate` (a list of them for a batch); ``label == ABSTAIN``
+      and ``radius == 0.0`` when the lower bound does not exceed 1/2.
+
+    Raises:
+      ValueError, TypeError: a bad input, or ``classify`` returned NaN or inf
+        logits for some draw (a broken classifier).
     """
-    n0 = _checks.positive_int(n0, "n0")
-    n = _checks.positive_int(n, "n")
+    batch = batch_inputs(classify, x, mask, sigma, key, num_classes, batch_size, mesh)
+    n0 = draws(n0, "n0")
+    n = draws(n, "n")
     alpha = _checks.probability_level(alpha)
-    select_key, estimate_key = jax.random.split(_checks.prng_key(key))
-    common = dict(num_classes=num_classes, batch_size=batch_size, mesh=mesh)
-    selection = sample_counts(
-        classify, x, mask, sigma, key=select_key, num=n0, **common
+    # The one-image split(key) -> (select_key, estimate_key), for every image.
+    select_keys, estimate_keys = jax.vmap(jax.random.split, out_axes=1)(batch.keys)
+    counter = batch.counter()
+    selection = batch.count(counter, select_keys, n0)
+    estimate = batch.count(counter, estimate_keys, n)
+    return batch.result(
+        [
+            certificate_from_counts(s, e, batch.sigma, alpha)
+            for s, e in zip(selection, estimate, strict=True)
+        ]
     )
-    estimate = sample_counts(
-        classify, x, mask, sigma, key=estimate_key, num=n, **common
-    )
-    return certificate_from_counts(selection, estimate, sigma, alpha)
 
 
 def certificate_from_counts(
@@ -196,26 +245,24 @@ def predict(
     num_classes: int,
     batch_size: int,
     mesh: Mesh | None = None,
-) -> Prediction:
-    """Cohen et al.'s PREDICT: the smoothed label, or ``ABSTAIN``.
+) -> Prediction | list[Prediction]:
+    """Host driver: Cohen et al.'s PREDICT, the smoothed label or ``ABSTAIN``,
+    for one image or a batch (arguments as in :func:`certify`).
 
     Returns the top class when ``binomtest(nA, nA + nB, 0.5).pvalue <= alpha``
     for the top two counts ``nA >= nB``; the probability of returning a class
-    other than ``g_M(x)`` is then at most ``alpha``.
+    other than ``g_M(x)`` is then at most ``alpha``. Image ``b`` of a batch gets
+    the one-image result with ``key=keys[b]``.
     """
-    n = _checks.positive_int(n, "n")
+    batch = batch_inputs(classify, x, mask, sigma, key, num_classes, batch_size, mesh)
+    n = draws(n, "n")
     alpha = _checks.probability_level(alpha)
-    counts = sample_counts(
-        classify,
-        x,
-        mask,
-        sigma,
-        key=key,
-        num=n,
-        num_classes=num_classes,
-        batch_size=batch_size,
-        mesh=mesh,
-    )
+    counts = batch.count(batch.counter(), batch.keys, n)
+    return batch.result([prediction_from_counts(c, alpha) for c in counts])
+
+
+def prediction_from_counts(counts: np.ndarray, alpha: float) -> Prediction:
+    """PREDICT's decision from its ``[K]`` counts at level ``alpha``."""
     order = np.argsort(-counts, kind="stable")
     n_a = int(counts[order[0]])
     n_b = int(counts[order[1]]) if counts.size > 1 else 0

@@ -1,4 +1,9 @@
-"""The pipeline batched over images: same results as image by image, same rows."""
+"""Host drivers and the job on a batch: the same results as image by image.
+
+One image is the batch of one: ``certify``, ``predict`` and ``certify_at``
+take ``[B, H, W, C]`` images and give image ``b`` exactly the one-image result
+with ``key=keys[b]``; the job gives the same rows whatever ``images_per_batch``.
+"""
 
 import json
 import shutil
@@ -6,11 +11,16 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from _job_helpers import NUM_CLASSES, SHAPE, tiny_classifier, tiny_config
+from _job_helpers import (
+    NUM_CLASSES,
+    SHAPE,
+    tiny_classifier,
+    tiny_config,
+    tiny_features_and_head,
+)
 
 import mrs_jax
-from mrs_jax import batch_counting, job, sharding
-from mrs_jax.batched_localize import split_results
+from mrs_jax import counting, job
 
 CLASSIFY = tiny_classifier()
 IMAGES = np.random.default_rng(0).uniform(size=(3, *SHAPE)).astype(np.float32)
@@ -27,22 +37,10 @@ def _assert_same(one, other):
         assert np.array_equal(np.asarray(a), np.asarray(b)), name
 
 
-@pytest.mark.parametrize("method", ["harmonic", "telea"])
-def test_localize_batch_equals_localize_per_image(method):
-    mesh = sharding.sample_mesh() if method == "harmonic" else None
-    kwargs = dict(method=method, batch_size=64, mesh=mesh)
-    results = split_results(mrs_jax.localize_batch(CLASSIFY, IMAGES, 3, **kwargs))
-    assert len(results) == 3
-    for x, result in zip(IMAGES, results, strict=True):
-        _assert_same(mrs_jax.localize(CLASSIFY, x, 3, **kwargs), result)
-    # Both outcomes occur, so the vmapped vote is checked on each.
-    assert {r.reason_name for r in results} == {"ok", "no_change"}
-
-
-def test_certify_at_batch_equals_certify_at_per_image(monkeypatch):
+def test_certify_at_on_a_batch_equals_certify_at_per_image(monkeypatch):
     radius, sigma, max_n = 0.1, 0.25, 512
-    steps = []  # one entry per BatchCounter.count: the programs it dispatched
-    program = batch_counting.batch_counts_program
+    steps = []  # one entry per Counter.count: the programs it dispatched
+    program = counting._pairs_program
 
     def counted(*args):
         compiled = program(*args)
@@ -53,16 +51,18 @@ def test_certify_at_batch_equals_certify_at_per_image(monkeypatch):
 
         return run
 
-    count = batch_counting.BatchCounter.count
-    monkeypatch.setattr(batch_counting, "batch_counts_program", counted)
+    count = counting.Counter.count
+    monkeypatch.setattr(counting, "_pairs_program", counted)
     monkeypatch.setattr(
-        batch_counting.BatchCounter,
+        counting.Counter,
         "count",
         lambda self, *a: steps.append(0) or count(self, *a),
     )
-    results = mrs_jax.certify_at_batch(
-        CLASSIFY, IMAGES, MASKS, sigma, radius, keys=KEYS, max_n=max_n, **SMOOTHING
+    results = mrs_jax.certify_at(
+        CLASSIFY, IMAGES, MASKS, sigma, radius, key=KEYS, max_n=max_n, **SMOOTHING
     )
+    assert isinstance(results, list) and len(results) == 3
+    monkeypatch.undo()
     for b, result in enumerate(results):
         one = mrs_jax.certify_at(
             CLASSIFY,
@@ -83,28 +83,40 @@ def test_certify_at_batch_equals_certify_at_per_image(monkeypatch):
     assert steps[0] == 2 and steps[-1] == 1
 
 
-def test_certify_batch_equals_certify_per_image():
-    results = mrs_jax.certify_batch(
-        CLASSIFY, IMAGES, MASKS, 0.25, keys=KEYS, n=300, **SMOOTHING
+def test_certify_and_predict_on_a_batch_equal_the_one_image_calls():
+    results = mrs_jax.certify(
+        CLASSIFY, IMAGES, MASKS, 0.25, key=KEYS, n=300, **SMOOTHING
     )
-    for b, result in enumerate(results):
+    predictions = mrs_jax.predict(
+        CLASSIFY, IMAGES, MASKS, 0.25, key=KEYS, n=200, **_PREDICT
+    )
+    for b in range(3):
         one = mrs_jax.certify(
             CLASSIFY, IMAGES[b], MASKS[b], 0.25, key=KEYS[b], n=300, **SMOOTHING
         )
-        _assert_same(one, result)
-
-
-def test_patch_attack_batch_equals_patch_attack_per_image():
-    labels = np.array([0, 1, 2])
-    settings = dict(num_locations=4, steps=2, step_size=0.2)
-    result = mrs_jax.patch_attack_batch(
-        CLASSIFY, IMAGES, labels, 3, keys=KEYS, **settings
-    )
-    for b in range(3):
-        one = mrs_jax.patch_attack(
-            CLASSIFY, IMAGES[b], labels[b], 3, key=KEYS[b], return_loss=True, **settings
+        _assert_same(one, results[b])
+        one = mrs_jax.predict(
+            CLASSIFY, IMAGES[b], MASKS[b], 0.25, key=KEYS[b], n=200, **_PREDICT
         )
-        _assert_same(one, mrs_jax.PatchAttackResult(*(f[b] for f in result)))
+        _assert_same(one, predictions[b])
+    assert len({r.label for r in results}) > 1  # not one answer for all
+
+
+def test_a_shared_mask_and_one_key_mean_the_split_keys():
+    # One [H, W] mask for every image, one key: keys split(key, B).
+    key = jax.random.key(7)
+    shared = mrs_jax.certify(
+        CLASSIFY, IMAGES, MASKS[2], 0.25, key=key, n=100, **SMOOTHING
+    )
+    split = mrs_jax.certify(
+        CLASSIFY, IMAGES, np.stack([MASKS[2]] * 3), 0.25,
+        key=jax.random.split(key, 3), n=100, **SMOOTHING,
+    )
+    for a, b in zip(shared, split, strict=True):
+        _assert_same(a, b)
+
+
+_PREDICT = dict(alpha=0.01, num_classes=NUM_CLASSES, batch_size=64)
 
 
 def _without_seconds(all_rows):
@@ -118,11 +130,19 @@ def _without_seconds(all_rows):
         # fewer programs compile (mixed windows: the certify_at test above).
         dict(mode="clean", target_radius=0.1, dilation=6),
         dict(mode="practical", dilation=6),
+        dict(mode="adaptive", dilation=6, adaptive_occlusions=2,
+             adaptive_noise_draws=2),
+        dict(mode="center", target_radius=0.1),
+        dict(mode="gradcam"),
+        dict(mode="double_masking", pc_k=3),
     ],
-    ids=["clean_target_radius", "practical_fixed_n"],
+    ids=["clean_target_radius", "practical_fixed_n", "adaptive", "center",
+         "gradcam", "double_masking"],
 )
 def test_job_rows_equal_image_by_image_and_resumed(tmp_path, changes):
     run = dict(classify=CLASSIFY, num_classes=NUM_CLASSES, progress=False)
+    if changes["mode"] == "gradcam":
+        run["features_and_head"] = tiny_features_and_head()
     changes = {"num_images": 5, **changes}
     one_by_one = job.run(tiny_config(**changes), tmp_path / "one", **run)
     # Groups of 3 and 2 from the start.
@@ -143,34 +163,30 @@ def test_job_rows_equal_image_by_image_and_resumed(tmp_path, changes):
         assert {r["localization"] for r in resumed} >= {"located", "no_change"}
 
 
-def test_bad_inputs_raise_naming_the_argument():
-    common = dict(keys=KEYS, n=64, **SMOOTHING)
-    with pytest.raises(ValueError, match="masks must have shape"):
-        mrs_jax.certify_batch(CLASSIFY, IMAGES, MASKS[:2], 0.25, **common)
+def test_bad_batch_inputs_raise_naming_the_argument():
+    common = dict(key=KEYS, n=64, **SMOOTHING)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        mrs_jax.certify(CLASSIFY, IMAGES, MASKS[:2], 0.25, **common)
     empty = MASKS.copy()
     empty[1] = False
-    with pytest.raises(ValueError, match=r"masks\[1\] is all False"):
-        mrs_jax.certify_batch(CLASSIFY, IMAGES, empty, 0.25, **common)
-    with pytest.raises(ValueError, match="keys must have shape"):
-        mrs_jax.certify_batch(
-            CLASSIFY, IMAGES, MASKS, 0.25, **{**common, "keys": KEYS[:2]}
+    with pytest.raises(ValueError, match=r"mask\[1\] is all False"):
+        mrs_jax.certify(CLASSIFY, IMAGES, empty, 0.25, **common)
+    with pytest.raises(ValueError, match="key must have shape"):
+        mrs_jax.certify(CLASSIFY, IMAGES, MASKS, 0.25, **{**common, "key": KEYS[:2]})
+    with pytest.raises(TypeError, match="key must be"):
+        mrs_jax.certify(
+            CLASSIFY, IMAGES, MASKS, 0.25, **{**common, "key": np.zeros((3, 2))}
         )
-    with pytest.raises(TypeError, match="keys must be"):
-        mrs_jax.certify_batch(
-            CLASSIFY, IMAGES, MASKS, 0.25, **{**common, "keys": np.zeros((3, 2))}
-        )
-    with pytest.raises(ValueError, match="images must be a batch"):
-        mrs_jax.localize_batch(CLASSIFY, IMAGES[0], 3)
-    with pytest.raises(ValueError, match="images must have values in"):
-        mrs_jax.localize_batch(CLASSIFY, IMAGES * 2, 3)
+    with pytest.raises(ValueError, match="x must be"):
+        mrs_jax.certify(CLASSIFY, IMAGES[None], MASKS, 0.25, **common)
+    with pytest.raises(ValueError, match="x must have values in"):
+        mrs_jax.certify(CLASSIFY, IMAGES * 2, MASKS, 0.25, **common)
     with pytest.raises(ValueError, match="radius"):
-        mrs_jax.certify_at_batch(
-            CLASSIFY, IMAGES, MASKS, 0.25, -1.0, keys=KEYS, max_n=64, **SMOOTHING
+        mrs_jax.certify_at(
+            CLASSIFY, IMAGES, MASKS, 0.25, -1.0, key=KEYS, max_n=64, **SMOOTHING
         )
-    with pytest.raises(ValueError, match="labels must lie in"):
-        mrs_jax.patch_attack_batch(
-            CLASSIFY, IMAGES, np.array([0, 1, 9]), 3, keys=KEYS, steps=1, step_size=0.1
-        )
+    with pytest.raises(ValueError, match=r"n must be <= 2\*\*31 - 1"):
+        mrs_jax.certify(CLASSIFY, IMAGES, MASKS, 0.25, **{**common, "n": 2**31})
     with pytest.raises(ValueError, match="images_per_batch must be >= 1"):
         tiny_config(images_per_batch=0)
     with pytest.raises(TypeError, match="images_per_batch must be an int"):
