@@ -13,7 +13,14 @@ A run directory holds:
   file counts once; two rows for one index in one file, or two different rows
   for one index, are refused. A truncated last line, left by a killed job, is
   skipped with a warning. A run with fewer rows than run.json's `num_images` is
-  marked partial ("3/6 (partial)").
+  marked partial ("3/6 (partial)"). Rows that are not the run's are refused
+  (`mrs_jax.rows.check_rows`): a row of another run (its `run_id`), an index
+  past `num_images` (more rows than run.json asked for) or an image
+  (`dataset_index`) that is not the run's for its index. Rows of practical and
+  adaptive runs must each say whether the mask covers the patch (`covered`).
+
+Runs are named by run.json's `name`, else by the shortest path suffix that
+tells them apart (`A/run` and `B/run`, not `run` twice: :func:`run_labels`).
 
 "Localised certified" accuracy (practical, adaptive and clean modes) is
 conditional on the located mask (spec s. 6); center/gradcam certify a fixed
@@ -34,6 +41,7 @@ that runs of different lengths are compared on the same images.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -49,7 +57,7 @@ from mrs_jax.tables import certified_name
 # The job's modes (``mrs_jax.job.MODES``); "clean" rows carry no patch, so their
 # certified accuracy, like center/gradcam, needs no coverage.
 MODES = ("practical", "adaptive", "center", "gradcam", "clean", "double_masking")
-_ATTACKED = ("practical", "adaptive")
+_ATTACKED = metrics.ATTACKED_MODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +191,10 @@ def summarize(
 
     Returns:
       RunSummary.
+
+    Raises:
+      ValueError: a bad run.json, no rows, duplicated rows, rows that are not
+        the run's (``mrs_jax.rows.check_rows``) or malformed rows.
     """
     mode = _config_value(config, "mode", str, name)
     if mode not in MODES:
@@ -200,6 +212,7 @@ def summarize(
     duplicates = sorted({i for i in indices if indices.count(i) > 1})
     if duplicates:
         raise ValueError(f"{name}: several rows for index {duplicates}")
+    row_files.check_rows(rows, config, name)
     base = metrics.base_accuracy
     undefended = _optional(rows, "undefended_adv_prediction", name, base)
     base_clean = _optional(rows, "base_clean_prediction", name, base)
@@ -210,11 +223,16 @@ def summarize(
     target = config.get("target_radius")
     if target is not None:
         target = float(_config_value(config, "target_radius", (int, float), name))
-    at_target = _optional(rows, "certified_at_target", name, metrics.target_accuracy)
+    at_target = _optional(
+        rows,
+        "certified_at_target",
+        name,
+        functools.partial(metrics.target_accuracy, mode=mode),
+    )
     expected = config.get("num_images", (config.get("config") or {}).get("num_images"))
     if expected is not None:
         expected = int(_config_value({"num_images": expected}, "num_images", int, name))
-    counted = metrics.certified_radii(rows)
+    counted = metrics.certified_radii(rows, mode=mode)
     return RunSummary(
         name=name,
         mode=mode,
@@ -253,7 +271,10 @@ def _optional(rows, field, name, measure):
 
 
 def summarize_run(
-    run_dir: str | os.PathLike, images: frozenset[int] | None = None
+    run_dir: str | os.PathLike,
+    images: frozenset[int] | None = None,
+    *,
+    label: str | None = None,
 ) -> RunSummary:
     """Reads `run_dir`/run.json and every row file of the run and summarises them.
 
@@ -265,12 +286,16 @@ def summarize_run(
       images: None for every row, else only the rows of these images (dataset
         indices: :func:`common_images`); the summary then says
         ``restricted_to``.
+      label: the name to use when run.json has none (default: the directory
+        name; :func:`summarize_runs` passes the shortest distinct path).
 
     Returns:
-      RunSummary named by run.json's `name`, else the directory name.
+      RunSummary named by run.json's `name`, else `label`, else the directory
+      name.
 
     Raises:
-      ValueError: no run.json or no rows, duplicated or conflicting rows.
+      ValueError: no run.json or no rows, duplicated or conflicting rows, rows
+        that are not the run's (every row is checked, ``images`` or not).
     """
     run_dir = os.fspath(run_dir)
     config_path = os.path.join(run_dir, "run.json")
@@ -287,15 +312,68 @@ def summarize_run(
         raise ValueError(f"{config_path}: expected a JSON object")
     if not row_files.row_files(run_dir):
         raise ValueError(f"run_dir {run_dir!r} has no rows.jsonl or shard files")
-    name = str(config.get("name") or os.path.basename(os.path.normpath(run_dir)))
+    label = label or os.path.basename(os.path.normpath(run_dir))
+    name = str(config.get("name") or label)
     rows = row_files.all_rows(run_dir, repair_files=False)
     if images is None:
         return summarize(config, rows, name)
+    row_files.check_rows(rows, config, name)
     chosen = [r for r in rows if _image_of(r, name) in images]
     if not chosen:
         raise ValueError(f"{name}: none of its rows is among the images asked for")
     summary = summarize(config, chosen, name)
     return dataclasses.replace(summary, restricted_to=len(images))
+
+
+def run_labels(run_dirs: Sequence[str | os.PathLike]) -> list[str]:
+    """Each run directory's shortest path suffix that no other one ends in.
+
+    ``["A/run", "B/run", "B/other"]`` -> ``["A/run", "B/run", "other"]``.
+
+    Raises:
+      ValueError: ``run_dirs`` is empty or names one directory twice.
+    """
+    if not run_dirs:
+        raise ValueError("run_dirs is empty")
+    paths = [os.path.abspath(os.fspath(d)) for d in run_dirs]
+    for i, path in enumerate(paths):
+        if path in paths[:i]:
+            raise ValueError(f"run_dirs names {path} twice")
+    parts = [path.strip(os.sep).split(os.sep) for path in paths]
+    labels = []
+    for i, mine in enumerate(parts):
+        others = [p for j, p in enumerate(parts) if j != i]
+        depth = 1
+        while depth < len(mine) and any(p[-depth:] == mine[-depth:] for p in others):
+            depth += 1
+        labels.append("/".join(mine[-depth:]))
+    return labels
+
+
+def summarize_runs(
+    run_dirs: Sequence[str | os.PathLike], images: frozenset[int] | None = None
+) -> list[RunSummary]:
+    """:func:`summarize_run` of each run, named so that no two share a name.
+
+    A run without a run.json `name` is named by :func:`run_labels`; runs whose
+    names still collide (the same `name` in two run.json) get their path
+    label in brackets.
+
+    Raises:
+      ValueError: as :func:`summarize_run` and :func:`run_labels`.
+    """
+    labels = run_labels(run_dirs)
+    summaries = [
+        summarize_run(d, images, label=label)
+        for d, label in zip(run_dirs, labels, strict=True)
+    ]
+    names = [s.name for s in summaries]
+    return [
+        s
+        if names.count(s.name) == 1
+        else dataclasses.replace(s, name=f"{s.name} ({label})")
+        for s, label in zip(summaries, labels, strict=True)
+    ]
 
 
 def common_images(run_dirs: Sequence[str | os.PathLike]) -> frozenset[int]:

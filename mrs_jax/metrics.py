@@ -13,6 +13,8 @@ A result row is a dict for one test image. Fields read here:
 - `certificate` (str, optional): "every_patch_position" for PatchCleanser rows.
 - `covered` (bool, or None / absent): whether the smoothing mask contains the whole
   attack patch. None or absent means the mode has no patch (centre / Grad-CAM).
+  Given `mode="practical"` or `"adaptive"` (the attacked modes), every row
+  must carry it as a bool: a row without it is refused, not counted as covered.
 - `certified` (bool): CERTIFY ran and returned `prediction`. Rows written before
   this field existed say so by `p_lower` (None when CERTIFY did not run); a row
   with neither cannot count as certified and is refused.
@@ -46,6 +48,8 @@ from typing import Any
 import numpy as np
 
 ABSTAIN = -1
+# Modes whose rows attack a patch, so each must say whether its mask covers it.
+ATTACKED_MODES = ("practical", "adaptive")
 
 
 LOCALIZATION_OUTCOMES = ("located", "no_change", "multiple_regions")
@@ -119,10 +123,26 @@ def _radius(row: Mapping[str, Any], i: int) -> float:
     return float(radius)
 
 
-def _covered_ok(row: Mapping[str, Any], i: int) -> bool:
-    """True unless the row has a patch that the mask misses."""
+def _check_mode(mode: str | None) -> bool:
+    """Whether rows of ``mode`` must say ``covered`` (the attacked modes)."""
+    if mode is not None and not isinstance(mode, str):
+        raise TypeError(f"mode must be a str or None, got {type(mode).__name__}")
+    return mode in ATTACKED_MODES
+
+
+def _covered_ok(row: Mapping[str, Any], i: int, attacked: bool = False) -> bool:
+    """True unless the row has a patch that the mask misses.
+
+    With ``attacked`` (a practical or adaptive row) the row must say whether
+    its mask covers the patch; a row without ``covered`` is refused.
+    """
     covered = row.get("covered")
     if covered is None:
+        if attacked:
+            raise ValueError(
+                f"rows[{i}] has no 'covered' (bool) field: a row of an attacked "
+                "mode must say whether its mask covers the patch"
+            )
         return True
     if not isinstance(covered, (bool, np.bool_)):
         raise TypeError(f"rows[{i}]['covered'] must be a bool or None, got {covered!r}")
@@ -171,7 +191,9 @@ def clean_accuracy(rows: Iterable[Mapping[str, Any]]) -> float:
     return float(np.mean(correct))
 
 
-def certified_radii(rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
+def certified_radii(
+    rows: Iterable[Mapping[str, Any]], *, mode: str | None = None
+) -> np.ndarray:
     """Per-row radius that counts towards certified accuracy, -inf where none does.
 
     A row counts up to its radius when CERTIFY ran and returned its prediction
@@ -181,10 +203,16 @@ def certified_radii(rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
 
     Args:
       rows: result rows.
+      mode: the job's mode, if known; "practical" and "adaptive" rows must
+        each carry `covered` (a bool).
 
     Returns:
       [N] float64.
+
+    Raises:
+      ValueError: a malformed row, or an attacked-mode row without `covered`.
     """
+    attacked = _check_mode(mode)
     rows = _rows(rows)
     radii = np.full(len(rows), -np.inf)
     for i, row in enumerate(rows):
@@ -192,12 +220,15 @@ def certified_radii(rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
         if radius < 0:
             raise ValueError(f"rows[{i}]['radius'] must be >= 0, got {radius}")
         correct = _int_field(row, "prediction", i) == _label(row, i)
-        if correct and _certified(row, i) and _covered_ok(row, i):
+        covered = _covered_ok(row, i, attacked)
+        if correct and _certified(row, i) and covered:
             radii[i] = radius
     return radii
 
 
-def certified_accuracy(rows: Iterable[Mapping[str, Any]], radius: float) -> float:
+def certified_accuracy(
+    rows: Iterable[Mapping[str, Any]], radius: float, *, mode: str | None = None
+) -> float:
     """Localised certified R-accuracy (spec s. 6) at R = `radius`.
 
     Share of rows where CERTIFY returned the label with radius >= R, and (where the
@@ -208,21 +239,26 @@ def certified_accuracy(rows: Iterable[Mapping[str, Any]], radius: float) -> floa
     Args:
       rows: result rows.
       radius: R >= 0, l2 in [0, 1] pixel units.
+      mode: the job's mode, if known (see :func:`certified_radii`).
 
     Returns:
       Accuracy in [0, 1].
     """
-    return float(accuracy_curve(rows, [radius])[0])
+    return float(accuracy_curve(rows, [radius], mode=mode)[0])
 
 
 def accuracy_curve(
-    rows: Iterable[Mapping[str, Any]], radii: Sequence[float]
+    rows: Iterable[Mapping[str, Any]],
+    radii: Sequence[float],
+    *,
+    mode: str | None = None,
 ) -> np.ndarray:
     """Certified R-accuracy at each R in `radii`.
 
     Args:
       rows: result rows.
       radii: [M] radii >= 0.
+      mode: the job's mode, if known (see :func:`certified_radii`).
 
     Returns:
       [M] float64 accuracies in [0, 1].
@@ -232,11 +268,13 @@ def accuracy_curve(
         raise ValueError(f"radii must be 1-D, got shape {grid.shape}")
     if np.any(np.isnan(grid)) or np.any(grid < 0):
         raise ValueError(f"radii must be >= 0, got {grid}")
-    counted = certified_radii(rows)
+    counted = certified_radii(rows, mode=mode)
     return (counted[None, :] >= grid[:, None]).mean(axis=1)
 
 
-def target_accuracy(rows: Iterable[Mapping[str, Any]]) -> float:
+def target_accuracy(
+    rows: Iterable[Mapping[str, Any]], *, mode: str | None = None
+) -> float:
     """Share of rows certified at their target radius for the true label.
 
     A row counts when `certified_at_target`, prediction == label and, where
@@ -244,10 +282,12 @@ def target_accuracy(rows: Iterable[Mapping[str, Any]]) -> float:
 
     Args:
       rows: result rows that all carry `certified_at_target`.
+      mode: the job's mode, if known (see :func:`certified_radii`).
 
     Returns:
       Accuracy in [0, 1].
     """
+    attacked = _check_mode(mode)
     rows = _rows(rows)
     counted = []
     for i, row in enumerate(rows):
@@ -257,7 +297,8 @@ def target_accuracy(rows: Iterable[Mapping[str, Any]]) -> float:
                 f"rows[{i}]['certified_at_target'] must be a bool, got {value!r}"
             )
         correct = _int_field(row, "prediction", i) == _label(row, i)
-        counted.append(bool(value) and correct and _covered_ok(row, i))
+        covered = _covered_ok(row, i, attacked)
+        counted.append(bool(value) and correct and covered)
     return float(np.mean(counted))
 
 

@@ -6,6 +6,13 @@ moves on, so a kill loses at most the image in flight. On restart,
 already on disk. With several processes each writes its own shard file
 (``rows-<p>-of-<P>.jsonl``), and :func:`merge` joins them, sorted by index, into
 ``rows.jsonl`` by an atomic rename.
+
+Every row carries what ties it to its run: its ``index`` (position in the run's
+selection of images), ``dataset_index`` (which image that is) and the
+``run_id`` of the ``run.json`` it was written under. :func:`check_rows` refuses
+a row of another run, an index the run never asked for, or an image that is
+not the run's for that index; a run written before run ids (legacy: no
+``run_id`` in ``run.json`` nor in its rows) is still checked by index and image.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ import glob
 import json
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROWS = "rows.jsonl"
 SHARD_GLOB = "rows-*-of-*.jsonl"
@@ -157,6 +166,91 @@ def merge(out_dir: str | os.PathLike) -> Path:
         os.fsync(f.fileno())
     os.replace(tmp, target)
     return target
+
+
+def selection(image_seed: int, source_size: int, num_images: int) -> np.ndarray:
+    """The data set indices of a run's images: ``[num_images]`` int64.
+
+    A run's images are the first ``num_images`` of one fixed permutation of its
+    split (``source_size`` images), so a longer run extends a shorter one.
+    """
+    order = np.random.default_rng(image_seed).permutation(source_size)
+    return order[:num_images]
+
+
+def check_rows(
+    rows: Sequence[Mapping[str, Any]],
+    record: Mapping[str, Any],
+    where: str | os.PathLike,
+    *,
+    source_size: int | None = None,
+) -> None:
+    """Refuses rows that are not this run's (host check, reads no files).
+
+    A row belongs to the run of ``record`` (its ``run.json``) when its
+    ``run_id`` is the record's (both absent in a legacy run), its ``index`` is
+    in ``[0, num_images)`` and its ``dataset_index`` is the run's image for that
+    index (:func:`selection`, when the record's ``config.image_seed`` and the
+    split's size are known) and no other row's.
+
+    Args:
+      rows: the run's rows (e.g. :func:`all_rows`).
+      record: the run's ``run.json``; ``num_images`` (top level or in
+        ``config``), ``run_id``, ``source_size`` and ``config.image_seed`` are
+        read where present (hand-written records may lack them).
+      where: the run directory or run name, for messages.
+      source_size: the split's size when the caller knows it (the job does);
+        else the record's ``source_size``.
+
+    Raises:
+      ValueError: naming the first row that is not the run's and why.
+    """
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    run_id = record.get("run_id")
+    num_images = record.get("num_images", config.get("num_images"))
+    if source_size is None:
+        source_size = record.get("source_size")
+    chosen = None
+    seed = config.get("image_seed")
+    if None not in (num_images, source_size, seed):
+        chosen = selection(int(seed), int(source_size), int(num_images))
+    images: dict[int, int] = {}
+    for row in rows:
+        index = row.get("index")
+        if row.get("run_id") != run_id:
+            raise ValueError(
+                f"{where}: the row for index {index} belongs to another run "
+                f"(run_id {row.get('run_id')!r}; this run's is {run_id!r}): "
+                "remove it, or certify into the run directory it came from"
+            )
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ValueError(f"{where}: a row has index {index!r}, not an int >= 0")
+        if num_images is not None and index >= num_images:
+            raise ValueError(
+                f"{where}: the row for index {index} is outside this run's images "
+                f"(num_images={num_images}): it is from another run or run.json "
+                "was edited"
+            )
+        _check_image(row, index, chosen, images, where)
+
+
+def _check_image(row, index, chosen, images, where) -> None:
+    """The row's ``dataset_index`` is the run's image for ``index``, once."""
+    if "dataset_index" not in row and chosen is None:
+        return  # a hand-written legacy run: nothing to check it against
+    image = row.get("dataset_index")
+    if chosen is not None and image != int(chosen[index]):
+        raise ValueError(
+            f"{where}: the row for index {index} has dataset_index {image!r}, but "
+            f"this run's image {index} is dataset_index {int(chosen[index])}: the "
+            "row is from another run or was edited"
+        )
+    if image in images:
+        raise ValueError(
+            f"{where}: the rows for index {images[image]} and {index} are both of "
+            f"dataset_index {image!r}: the rows mix two runs"
+        )
+    images[image] = index
 
 
 class RowsChangedError(RuntimeError):

@@ -7,13 +7,18 @@ file. This module:
 - holds the directory's OS lock for the life of a job (:func:`hold`), so a second
   process on the same directory is refused at once, naming the holder; the
   processes of one multi-process run each lock their own shard;
-- records the classifier in ``run.json``: a SHA-256 fingerprint of its weights,
-  the model name, training data set, image shape and training sigma
-  (:func:`model_record`), and refuses a resume whose config or model differs,
-  naming what differs (:func:`check_resume`);
+- records the classifier in ``run.json``: a SHA-256 fingerprint of its weights
+  (or the caller's ``fingerprint`` for a plain function), the model name,
+  training data set, image shape and training sigma (:func:`model_record`),
+  and refuses a resume whose config or model differs, naming what differs, a
+  resume by a classifier with no fingerprint, and rows with no ``run.json``
+  (:func:`check_resume`);
+- gives each run a ``run_id`` (:func:`identify`) that every row carries, and
+  refuses rows of another run, of an index the run never asked for or of
+  another image (:func:`check_rows_on_disk`, ``mrs_jax.rows.check_rows``);
 - refuses a checkpoint trained on another data set or image shape than the job's
-  data (:func:`check_model_fits`), and an ``--out`` that cannot be a run
-  directory (:func:`check_out_dir`), before anything is written.
+  data (:func:`check_model_fits`), and an ``--out`` that is empty or cannot be a
+  run directory (:func:`check_out_dir`), before anything is written.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mrs_jax import runlock
+from mrs_jax import rows, runlock
 
 RUN_FILE = "run.json"
 # Config fields that set speed and memory, not the draws: CERTIFY's noise for draw
@@ -80,23 +85,101 @@ def weights_fingerprint(classify: Any) -> str | None:
     return digest.hexdigest()
 
 
-def model_record(classify: Any, meta: Mapping[str, Any] | None) -> dict[str, Any]:
+def model_record(
+    classify: Any, meta: Mapping[str, Any] | None, fingerprint: str | None = None
+) -> dict[str, Any]:
     """The classifier's identity for ``run.json``: fingerprint and checkpoint facts.
 
     Args:
       classify: the base classifier (see :func:`weights_fingerprint`).
       meta: the checkpoint's ``model.json`` facts (``model``, ``dataset``,
         ``image_shape``, ``sigma`` = training sigma); missing ones are None.
+      fingerprint: the caller's name for the weights (:func:`check_fingerprint`);
+        recorded in place of :func:`weights_fingerprint` when given.
     """
     meta = dict(meta or {})
     shape = meta.get("image_shape")
+    if fingerprint is None:
+        fingerprint = weights_fingerprint(classify)
     return {
-        "weights_sha256": weights_fingerprint(classify),
+        "weights_sha256": fingerprint,
         "model": meta.get("model"),
         "dataset": meta.get("dataset"),
         "image_shape": None if shape is None else [int(v) for v in shape],
         "train_sigma": None if meta.get("sigma") is None else float(meta["sigma"]),
     }
+
+
+def check_fingerprint(fingerprint: Any) -> str | None:
+    """Checks a caller's weights fingerprint: None or a non-empty str.
+
+    Raises:
+      TypeError: not a str.
+      ValueError: an empty (or blank) str.
+    """
+    if fingerprint is None:
+        return None
+    if not isinstance(fingerprint, str):
+        raise TypeError(
+            f"fingerprint must be a str naming the weights, got "
+            f"{type(fingerprint).__name__}"
+        )
+    if not fingerprint.strip():
+        raise ValueError("fingerprint must be a non-empty str naming the weights")
+    return fingerprint
+
+
+def run_id(record: Mapping[str, Any]) -> str:
+    """A run's id: a hash of what decides its rows (config and model).
+
+    Batch sizes and ``num_images`` are left out (they do not change a row), so
+    the processes of one run, a resumed run and an extended one share it; a
+    run of another config or model has another.
+    """
+    config = {
+        k: v
+        for k, v in record["config"].items()
+        if k not in EXECUTION_FIELDS and k != GROWING_FIELD
+    }
+    identity = json.dumps({"config": config, "model": record["model"]}, sort_keys=True)
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def identify(
+    out_dir: str | os.PathLike,
+    record: Mapping[str, Any],
+    *,
+    source_size: int,
+    fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """``record`` completed for ``run.json``: fingerprint, split size, run id.
+
+    A run keeps the ``run_id`` its ``run.json`` already has; a legacy run
+    (``run.json`` written before run ids) stays legacy (``run_id`` None); a new
+    run gets :func:`run_id`.
+
+    Args:
+      out_dir: the run directory (its ``run.json`` is read, if any).
+      record: the job's record (``config``, ``model``, ...).
+      source_size: the number of images in the run's split (for
+        ``mrs_jax.rows.selection``).
+      fingerprint: the caller's weights fingerprint, replacing the record's.
+    """
+    record = json.loads(json.dumps(record))  # a copy, as run.json reads back
+    if fingerprint is not None:
+        record["model"]["weights_sha256"] = fingerprint
+    record["source_size"] = int(source_size)
+    existing = read_run_file(Path(out_dir))
+    record["run_id"] = (
+        run_id(record) if existing is None else existing.get("run_id") or None
+    )
+    return record
+
+
+def row_stamp(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What each row of the run carries to tie it to ``record``: its run id
+    (nothing for a legacy run)."""
+    return {} if record.get("run_id") is None else {"run_id": record["run_id"]}
 
 
 def check_model_fits(
@@ -123,13 +206,17 @@ def check_model_fits(
 
 
 def check_out_dir(out_dir: str | os.PathLike) -> Path:
-    """Refuses an ``out_dir`` that is a file or cannot be written; writes nothing.
+    """Refuses an ``out_dir`` that is empty, a file or cannot be written; writes
+    nothing.
 
     Raises:
+      ValueError: ``out_dir`` is empty ("", an unset shell variable): it would
+        make the current directory the run directory.
       NotADirectoryError: ``out_dir`` (or a parent) exists and is not a directory.
       PermissionError: ``out_dir`` (or the parent it would be made in) is not
         writable.
     """
+    _check_not_empty(out_dir)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"out_dir {out_dir} exists and is not a directory")
@@ -145,6 +232,16 @@ def check_out_dir(out_dir: str | os.PathLike) -> Path:
             f"out_dir {out_dir}: no permission to write in {existing}"
         )
     return out_dir
+
+
+def _check_not_empty(out_dir: Any) -> None:
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a path, got {type(out_dir).__name__}")
+    if not os.fspath(out_dir).strip():
+        raise ValueError(
+            f"out_dir is empty ({os.fspath(out_dir)!r}: an unset variable?); give "
+            "the run directory's path"
+        )
 
 
 def lock_name(process_index: int, process_count: int) -> str:
@@ -185,7 +282,9 @@ def check_free(out_dir: str | os.PathLike, process_index: int, process_count: in
 
     Raises:
       runlock.LockedError: naming the holder.
+      ValueError: ``out_dir`` is empty.
     """
+    _check_not_empty(out_dir)
     if Path(out_dir).is_dir():
         with hold(Path(out_dir), process_index, process_count):
             pass
@@ -215,7 +314,11 @@ def check_resume(
     Two kinds of change are allowed: the ``EXECUTION_FIELDS`` (batch sizes:
     speed and memory, not the draws), and a larger ``num_images`` (the run's
     images are a prefix of one fixed permutation, so more images extend it).
-    The caller then rewrites ``run.json`` with the new record.
+    The caller then rewrites ``run.json`` with the new record. Rows with no
+    ``run.json`` (deleted, or copied without it) are refused, since nothing
+    says which config wrote them; so is a resume by a classifier with no
+    weights fingerprint (``record["model"]["weights_sha256"]`` None), which
+    could be any model.
 
     Args:
       out_dir: the run directory.
@@ -224,10 +327,18 @@ def check_resume(
         ``run.json`` (written before the field existed) counts as its default.
 
     Raises:
-      ValueError: naming the config fields or model facts that differ.
+      ValueError: naming the config fields or model facts that differ, the
+        rows files without ``run.json``, or the missing fingerprint.
     """
     existing = read_run_file(out_dir)
     if existing is None:
+        found = [p.name for p in rows.row_files(out_dir)]
+        if found:
+            raise ValueError(
+                f"out_dir {out_dir} holds rows ({', '.join(found)}) but no "
+                f"{RUN_FILE}, so nothing says which config and model wrote them; "
+                f"restore its {RUN_FILE} or use a new out_dir"
+            )
         return
     new = json.loads(json.dumps(record))  # tuples read back as lists
     old_config = existing.get("config")
@@ -256,6 +367,14 @@ def check_resume(
             f"out_dir {out_dir} holds a run of num_images={old_images}; a resume "
             f"may extend it but not shrink it (got {new_images}): use a new out_dir"
         )
+    if new["model"]["weights_sha256"] is None:
+        raise ValueError(
+            f"out_dir {out_dir} holds a run, and classify has no weights "
+            "fingerprint (a plain function, not a pytree of weights), so a resume "
+            "cannot tell whether it is the model that wrote the rows: pass "
+            "fingerprint= naming the weights from the first run on, or use a new "
+            "out_dir"
+        )
     old_model = existing.get("model")
     if not isinstance(old_model, dict):
         raise ValueError(
@@ -275,9 +394,53 @@ def check_resume(
         )
 
 
+def check_rows_on_disk(
+    out_dir: Path, *, source_size: int, process_index: int, process_count: int
+) -> None:
+    """Refuses rows on disk that are not the run's, and a rows file this process
+    cannot append to, before anything (``run.json`` included) is written.
+
+    Call it holding the run directory (:func:`hold`): a single process repairs
+    a torn last line of every rows file first; a process of a multi-process
+    run repairs only its own shard (the others may be mid-write) and skips a
+    torn last line of the others.
+
+    Args:
+      out_dir: the run directory.
+      source_size: the number of images in the run's split.
+      process_index, process_count: this process's share of the run.
+
+    Raises:
+      ValueError: a row of another run, index or image
+        (``mrs_jax.rows.check_rows``), against the existing ``run.json``.
+      OSError: this process's rows file exists and cannot be opened for
+        appending (read-only, a directory), naming it.
+    """
+    own = rows.shard_path(out_dir, process_index, process_count)
+    if own.exists():
+        try:
+            with open(own, "a", encoding="utf-8"):
+                pass  # opening for append writes nothing
+        except OSError as error:
+            raise type(error)(
+                f"{own} cannot be opened to append rows ({error.strerror}); make "
+                "it writable or use a new out_dir"
+            ) from None
+    existing = read_run_file(out_dir)
+    if existing is None:
+        return
+    if process_count == 1:
+        on_disk = rows.all_rows(out_dir)
+    else:
+        rows.repair(own)
+        on_disk = rows.all_rows(out_dir, repair_files=False)
+    rows.check_rows(on_disk, existing, out_dir, source_size=source_size)
+
+
 def write_run_file(out_dir: Path, record: Mapping[str, Any]) -> None:
-    """Writes ``run.json`` atomically (a kill leaves the old file or the new)."""
+    """Writes ``run.json`` atomically (a kill leaves the old file or the new);
+    the processes of one run may each write the same record at once."""
     path = Path(out_dir) / RUN_FILE
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
     os.replace(tmp, path)

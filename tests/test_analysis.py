@@ -436,3 +436,32 @@ def test_plot_labels_of_several_patch_sizes_do_not_overlap(log_x):
         assert "localised certified" in fig.axes[0].get_ylabel()
     finally:
         plt.close(fig)
+
+
+def test_a_practical_row_without_covered_is_refused(tmp_path):
+    """issue 20 item 7: the row is not counted as covered."""
+    rows = [
+        {k: v for k, v in r.items() if k != "covered"} if r["index"] == 3 else r
+        for r in PRACTICAL_ROWS
+    ]
+    run = write_run(
+        tmp_path / "uncovered",
+        dict(mode="practical", size=5, channels=3, sigma=7.0, num_images=4),
+        rows,
+    )
+    with pytest.raises(ValueError, match=r"rows\[3\] has no 'covered'"):
+        analysis.summarize_run(run)
+
+
+def test_analyze_refuses_rows_past_num_images(tmp_path, capsys):
+    """issue 23 item 3: a fifth row in a 4-image run is named, not counted."""
+    extra = dict(PRACTICAL_ROWS[0], index=4)
+    run = write_run(
+        tmp_path / "five",
+        dict(mode="practical", size=5, channels=3, sigma=7.0, num_images=4),
+        [*PRACTICAL_ROWS, extra],
+    )
+    with pytest.raises(ValueError, match=r"index 4 is outside.*num_images=4"):
+        analysis.summarize_run(run)
+    assert analyze_main([str(run)]) == 2
+    assert "index 4" in capsys.readouterr().err

@@ -146,14 +146,34 @@ def test_old_no_change_rows_are_refused():
 
 def test_base_accuracy_localization_and_coverage():
     rows = [
-        dict(label=1, base_clean_prediction=1, undefended_adv_prediction=0,
-             localization="located", covered=True),
-        dict(label=2, base_clean_prediction=2, undefended_adv_prediction=2,
-             localization="no_change", covered=False),
-        dict(label=0, base_clean_prediction=3, undefended_adv_prediction=3,
-             localization="located", covered=True),
-        dict(label=0, base_clean_prediction=0, undefended_adv_prediction=1,
-             localization="multiple_regions", covered=False),
+        dict(
+            label=1,
+            base_clean_prediction=1,
+            undefended_adv_prediction=0,
+            localization="located",
+            covered=True,
+        ),
+        dict(
+            label=2,
+            base_clean_prediction=2,
+            undefended_adv_prediction=2,
+            localization="no_change",
+            covered=False,
+        ),
+        dict(
+            label=0,
+            base_clean_prediction=3,
+            undefended_adv_prediction=3,
+            localization="located",
+            covered=True,
+        ),
+        dict(
+            label=0,
+            base_clean_prediction=0,
+            undefended_adv_prediction=1,
+            localization="multiple_regions",
+            covered=False,
+        ),
     ]
     assert metrics.base_accuracy(rows, "base_clean_prediction") == 0.75
     assert metrics.base_accuracy(rows, "undefended_adv_prediction") == 0.25
@@ -194,3 +214,22 @@ def test_radius_markers():
     )
     with pytest.raises(ValueError, match="channels"):
         metrics.radius_markers(5, 0)
+
+
+def test_an_attacked_row_without_covered_is_refused_not_counted():
+    """issue 20 item 7: a practical/adaptive row must say whether it is covered."""
+    row = dict(label=1, prediction=1, radius=2.0, certified=True)
+    # Without a mode (centre-like rows) a missing field means "no patch".
+    assert metrics.certified_accuracy([row], 0.0) == 1.0
+    for mode in ("practical", "adaptive"):
+        with pytest.raises(ValueError, match="no 'covered'"):
+            metrics.certified_radii([row], mode=mode)
+        with pytest.raises(ValueError, match="no 'covered'"):
+            metrics.certified_accuracy([row], 0.0, mode=mode)
+        with pytest.raises(ValueError, match="no 'covered'"):
+            metrics.target_accuracy([dict(row, certified_at_target=True)], mode=mode)
+        covered = dict(row, covered=False)
+        assert metrics.certified_accuracy([covered], 0.0, mode=mode) == 0.0
+    assert metrics.certified_accuracy([row], 0.0, mode="center") == 1.0
+    with pytest.raises(TypeError, match="mode"):
+        metrics.certified_radii([row], mode=3)

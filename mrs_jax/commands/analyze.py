@@ -52,7 +52,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     args = parser.parse_args(argv)
     images = analysis.common_images(args.run_dirs) if args.common else None
-    summaries = [analysis.summarize_run(d, images) for d in args.run_dirs]
+    summaries = analysis.summarize_runs(args.run_dirs, images)
     table = analysis.markdown_table(summaries, args.radii)
     table += "\n" + analysis.seconds_table(summaries)
     print(table, end="")
