@@ -212,6 +212,21 @@ def test_an_empty_out_dir_is_refused(tmp_path, monkeypatch, out):
     assert os.listdir(tmp_path) == []
 
 
+def test_certify_with_an_empty_out_is_one_line(tmp_path, monkeypatch, capsys):
+    from _job_helpers import write_certify_config
+
+    from certify.__main__ import main as certify_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MRS_DEBUG", raising=False)
+    config = write_certify_config(tmp_path / "config.py")
+    args = ["--config", str(config), "--checkpoint", "none", "--out", ""]
+    assert certify_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out_dir is empty" in err[0], err
+    assert sorted(os.listdir(tmp_path)) == ["config.py"]
+
+
 def _unwritable_rows(out):
     """Makes rows.jsonl impossible to append to (root ignores file modes)."""
     if os.geteuid() == 0:
