@@ -167,9 +167,7 @@ def _triple_labels(problem: _Problem, triples: np.ndarray) -> np.ndarray:
     padded = -(-total // chunk) * chunk
     triples = np.concatenate([triples, np.zeros((padded - total, 3), triples.dtype)])
     labels = [
-        _classify_pairs(
-            problem.classify, problem.xs, problem.masks, problem.fill, part
-        )
+        _classify_pairs(problem.classify, problem.xs, problem.masks, problem.fill, part)
         for part in triples.astype(np.int32).reshape(-1, chunk, 3)
     ]
     return np.asarray(jnp.concatenate(labels))[:total].astype(np.int64)
@@ -252,6 +250,7 @@ def _check_fill(fill: Any, channels: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- public
+
 
 def two_mask_predictions(
     classify: Classifier,
@@ -395,9 +394,7 @@ def patchcleanser(
     unanimous = [distinct if _unanimous(row) else None for row in one_mask]
     decided, pairs = _defend(problem, one_mask, unanimous)
     results = [
-        PatchCleanserResult(
-            label, case == 1 and bool(np.all(rest == label)), case
-        )
+        PatchCleanserResult(label, case == 1 and bool(np.all(rest == label)), case)
         for (label, case), rest in zip(decided, pairs, strict=True)
     ]
     return _per_image(problem, results)
@@ -411,9 +408,10 @@ def _check_labels(label, count: int, single: bool) -> list[int]:
         raise ValueError(
             f"label must be [B] = [{count}] ints for a batch, got {label!r}"
         )
+    values = label if isinstance(label, (list, tuple)) else np.asarray(label)
     return [
         _checks.positive_int(value, f"label[{b}]", minimum=0)
-        for b, value in enumerate(np.asarray(label))
+        for b, value in enumerate(values)
     ]
 
 

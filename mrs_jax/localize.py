@@ -301,9 +301,10 @@ def _check_map(prediction_map) -> None:
 def _check_tau_array(tau) -> jax.Array:
     """A tau given as an array (possibly traced): a real scalar, checked at trace
     time; finite and >= 0 checked only when concrete."""
-    if tau.shape != () or not (
-        jnp.issubdtype(tau.dtype, jnp.floating) or jnp.issubdtype(tau.dtype, jnp.integer)
-    ):
+    real = jnp.issubdtype(tau.dtype, jnp.floating) or jnp.issubdtype(
+        tau.dtype, jnp.integer
+    )
+    if tau.shape != () or not real:
         raise TypeError(
             f"tau must be a real scalar, got shape {tau.shape} dtype {tau.dtype}"
         )
@@ -469,7 +470,9 @@ def localize(
 def _split(batched: LocalizeResult) -> list[LocalizeResult]:
     """One LocalizeResult of numpy fields per image, from one device transfer."""
     host = jax.device_get(batched)
-    return [LocalizeResult(*(field[b] for field in host)) for b in range(len(host.mask))]
+    return [
+        LocalizeResult(*(field[b] for field in host)) for b in range(len(host.mask))
+    ]
 
 
 def localize_result(mask, prediction_map, vote: VoteResult) -> LocalizeResult:
