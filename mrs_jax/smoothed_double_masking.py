@@ -47,9 +47,10 @@ probability at most ``P(S0 certified) <= alpha``. This is the
 intersection-union test (Berger 1982): rejecting a union of nulls only when
 every level-``alpha`` test rejects has level ``alpha``. The union bound over
 the ``k(k+1)/2`` certificates (each at ``alpha / (k(k+1)/2)``) would make all
-of them hold simultaneously, which the guarantee never uses; it would cost
-about ``log(k(k+1)/2) / -log Phi(R / sigma)`` more draws per combination (e.g.
-+56 of 118 at ``R / sigma = 8.66 / 7``, 666 combinations). The same argument
+of them hold simultaneously, which the guarantee never uses, and would cost
+about ``log(k(k+1)/2) / -log Phi(R / sigma)`` more draws per combination: the
+first round grows from 67 to 124 draws at ``R / sigma = 8.66 / 7``,
+``alpha = 0.001``, 666 combinations. The same argument
 makes the smallest lower bound a level-``alpha`` bound on
 ``min_S p_y^S(x)``, so ``sigma * Phi^-1(p_lower)`` is a valid radius for the
 whole certificate. ``y`` must not depend on the certification draws (the
@@ -63,10 +64,13 @@ returns another class with probability at most ``alpha`` and abstains with a
 probability that falls with ``n`` and with that margin (near ``||d|| = R`` the
 margin is small and PREDICT may abstain, as for any smoothed classifier).
 
-Counting: all combinations of one stage share one device program per round
-(``mrs_jax.batched``), every combination with its own key
-``fold_in(key, c)`` for its index ``c`` in ``np.triu_indices(k)`` order. These
-are host drivers (scipy on the counts, loops over rounds), not jittable.
+Counting: the combinations of a stage go as one batch through the batched
+``predict`` / ``certify_at`` (one device program per round), combination ``c``
+with its own key ``fold_in(key, c)``, ``c`` its index in
+``np.triu_indices(k)`` order, so it gets exactly the one-image result with that
+key. The batch repeats ``x`` once per combination on the device (666 copies
+for 36 masks: 8 MB for CIFAR-10, 400 MB at 224 x 224). These are host drivers
+(scipy on the counts, loops over rounds), not jittable.
 """
 
 from __future__ import annotations
@@ -180,10 +184,12 @@ def _smoothed(problem: _Problem, pairs: np.ndarray, keys, *, alpha, **settings):
 def _prepare(classify, x, masks, sigma, num_classes, batch_size, mesh) -> _Problem:
     _checks.callable_(classify, "classify")
     x = _checks.image(x)
-    if masks is None or np.ndim(masks) != 3:
+    if masks is None:
+        raise TypeError("masks must be an [M, H, W] array, got None")
+    if np.ndim(masks) != 3:
         raise ValueError(
-            f"masks must be [M, H, W] (e.g. patchcleanser_masks), got "
-            f"{None if masks is None else np.shape(masks)}"
+            f"masks must be [M, H, W] (e.g. patchcleanser_masks), got shape "
+            f"{np.shape(masks)}"
         )
     masks = _checks.masks(masks, (len(masks), *x.shape[:2]), "masks")
     sigma = _checks.positive_float(sigma, "sigma")
@@ -206,9 +212,10 @@ def _combinations(count: int) -> tuple[np.ndarray, np.ndarray]:
 def _keys(key, combinations: np.ndarray) -> jax.Array:
     """``[len(combinations)]`` keys ``fold_in(key, c)``: one stream per
     combination, whichever stage draws it."""
-    return jax.vmap(lambda c: jax.random.fold_in(key, c))(
-        np.asarray(combinations, np.uint32)
-    )
+    return _fold_in_each(key, np.asarray(combinations, np.uint32))
+
+
+_fold_in_each = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
 
 
 # ------------------------------------------------------------------- inference
@@ -261,6 +268,7 @@ def smoothed_double_masking(
 
 
 def _defend(problem: _Problem, key, n: int, alpha: float) -> _Inference:
+    """The three cases (module docstring): label, case and draws made."""
     count = len(problem.masks)
     labels = _PairLabels(problem, key, n, alpha)
     one_mask = labels(labels.index[np.arange(count), np.arange(count)], pad=False)
@@ -294,13 +302,14 @@ class _PairLabels:
         return self.n * len(self.labels)
 
     def __call__(self, combinations: np.ndarray, *, pad: bool) -> np.ndarray:
-        needed = sorted(set(combinations.tolist()) - self.labels.keys())
-        if needed:
+        wanted = set(combinations.tolist()) - self.labels.keys()
+        if wanted:
+            needed = sorted(wanted)
             undrawn = [c for c in range(len(self.pairs)) if c not in self.labels]
             size = len(needed)
             if pad:
                 size = min(len(undrawn), 1 << (size - 1).bit_length())
-            extra = [c for c in undrawn if c not in set(needed)]
+            extra = [c for c in undrawn if c not in wanted]
             todo = np.array(needed + extra[: size - len(needed)], np.int64)
             results = _smoothed(
                 self.problem,
