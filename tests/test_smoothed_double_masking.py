@@ -252,35 +252,48 @@ def _reference_defence(matrix):
     return int(majority), 3
 
 
+def _prediction_matrix(classify, x, key):
+    """``[M, M]`` PREDICT labels, combination c by ``smoothing.predict`` with
+    ``fold_in(key, c)`` (in batches of the 4 one-mask and 6 two-mask ones)."""
+    keys = jnp.stack([jax.random.fold_in(key, c) for c in range(len(PAIRS))])
+    unions = MASKS[PAIRS[:, 0]] | MASKS[PAIRS[:, 1]]
+    diagonal = PAIRS[:, 0] == PAIRS[:, 1]
+    labels = np.empty(len(PAIRS), np.int64)
+    for part in (diagonal, ~diagonal):
+        predictions = smoothing.predict(
+            classify, np.stack([x] * part.sum()), unions[part], SIGMA,
+            key=keys[part], **PREDICT,
+        )  # fmt: skip
+        labels[part] = [p.label for p in predictions]
+    matrix = np.empty((len(MASKS), len(MASKS)), np.int64)
+    matrix[PAIRS[:, 0], PAIRS[:, 1]] = labels
+    matrix[PAIRS[:, 1], PAIRS[:, 0]] = labels
+    return matrix
+
+
 def test_inference_is_the_three_cases_on_per_combination_predictions():
     """The defended label equals the three cases applied to the full matrix of
-    PREDICT labels, combination c drawn with fold_in(key, c), on images that
-    reach each case (abstentions included: a corner at the band's edge)."""
-    seen_cases = set()
-    for seed, corner in enumerate([1.0, 0.5, 0.62, 0.5]):
-        x = _image(10 + seed, corner)
-        if seed == 3:  # a patch erasing a bright corner: case II
-            x = _image(10, 1.0)
-            x[:2, :2] = 0.5
+    PREDICT labels, combination c drawn with fold_in(key, c). A linear
+    classifier with weight on the corner only gives class 1 with p = Phi(0.385)
+    = 0.65 wherever the corner is noisy, so PREDICT often abstains there:
+    every case is reached, and an abstention that carries case II."""
+    x = _image(10, 1.0)
+    w = CORNER * np.float32(0.5)
+    b = 0.385 * SIGMA * float(np.linalg.norm(w)) - float(np.sum(w * x))
+    coin = _classifier(w=w, b=b)
+    runs = [(TRIGGER, _image(11, 0.5)), (TRIGGER, x)]
+    runs += [(coin, x)] * 8
+    seen = set()
+    for seed, (classify, image) in enumerate(runs):
         key = jax.random.key(seed)
-        keys = jnp.stack([jax.random.fold_in(key, c) for c in range(len(PAIRS))])
-        unions = MASKS[PAIRS[:, 0]] | MASKS[PAIRS[:, 1]]
-        diagonal = PAIRS[:, 0] == PAIRS[:, 1]
-        labels = np.empty(len(PAIRS), np.int64)
-        for part in (diagonal, ~diagonal):  # batches of 4 and 6
-            predictions = smoothing.predict(
-                TRIGGER, np.stack([x] * part.sum()), unions[part], SIGMA,
-                key=keys[part], **PREDICT,
-            )  # fmt: skip
-            labels[part] = [p.label for p in predictions]
-        matrix = np.empty((len(MASKS), len(MASKS)), np.int64)
-        matrix[PAIRS[:, 0], PAIRS[:, 1]] = labels
-        matrix[PAIRS[:, 1], PAIRS[:, 0]] = labels
-        defended = smoothed_double_masking(TRIGGER, x, MASKS, SIGMA, key=key, **PREDICT)
-        label, case = _reference_defence(matrix)
+        label, case = _reference_defence(_prediction_matrix(classify, image, key))
+        defended = smoothed_double_masking(
+            classify, image, MASKS, SIGMA, key=key, **PREDICT
+        )
         assert defended == label, seed
-        seen_cases.add(case)
-    assert seen_cases >= {1, 2}, seen_cases
+        seen.add((case, label == smoothing.ABSTAIN))
+    assert {case for case, _ in seen} == {1, 2, 3}, seen
+    assert (2, True) in seen, seen
 
 
 # ------------------------------------------------------------------ job row
