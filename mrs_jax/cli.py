@@ -11,9 +11,13 @@ user errors too.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 USER_ERROR_EXIT = 2
 INTERRUPT_EXIT = 130
@@ -57,6 +61,9 @@ def main_guard(
 ) -> int:
     """Runs ``main(argv)`` and turns user errors into one line and an exit code.
 
+    Ctrl-C ends ``main`` with one line and 130, every time (see
+    :class:`InterruptGuard`): never inside an import, never swallowed.
+
     Args:
       main: the entry point; it may return an exit code (None means 0).
       argv: the arguments (None: ``sys.argv[1:]``).
@@ -66,17 +73,150 @@ def main_guard(
       The exit status: ``main``'s, 2 for a user error, 130 for Ctrl-C.
     """
     debug = debugging(argv)
-    try:
-        code = main(argv)
-    except KeyboardInterrupt:
-        print(f"\n{interrupted}", file=sys.stderr, flush=True)
-        return INTERRUPT_EXIT
-    except user_errors() as error:
-        if debug or _is_bug(error):
-            raise
-        print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
-        return USER_ERROR_EXIT
-    return int(code or 0)
+    with InterruptGuard() as guard:
+        try:
+            guard.raise_held()
+            code = int(main(argv) or 0)
+        except KeyboardInterrupt:
+            code = _report_interrupt(interrupted)
+        except user_errors() as error:
+            if debug or _is_bug(error):
+                raise
+            print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
+            code = USER_ERROR_EXIT
+        else:
+            if guard.requested and code != INTERRUPT_EXIT:  # swallowed in ``main``
+                code = _report_interrupt(interrupted)
+    return code
+
+
+def _report_interrupt(interrupted: str) -> int:
+    print(f"\n{interrupted}", file=sys.stderr, flush=True)
+    return INTERRUPT_EXIT
+
+
+def flush_and_exit(code: int) -> NoReturn:
+    """Flushes stdout and stderr and ends the process now, without teardown."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or gone
+            stream.flush()
+    os._exit(code)
+
+
+class HeldInterrupts(list):
+    """A SIGINT handler that only records: for an entry point while it imports.
+
+    ``signal.signal(signal.SIGINT, HeldInterrupts())`` before the first heavy
+    import; :func:`main_guard` then raises a held Ctrl-C as its own. (An entry
+    point that cannot import this class first defines one like it: a ``list``
+    subclass whose call appends the signal number.)
+    """
+
+    def __call__(self, signum, frame) -> None:
+        self.append(signum)
+
+
+class InterruptGuard:
+    """Ctrl-C as one clean KeyboardInterrupt in the main thread's own code.
+
+    Python's default handler raises KeyboardInterrupt wherever the main thread
+    is. Three places break a JAX program: inside an import (a half-initialised
+    jaxlib extension module is freed, and the process dies with SIGSEGV, at
+    once or at exit), inside a garbage-collector callback or ``__del__``
+    (Python prints it and carries on: the run continues), and in code that
+    swallows it. While the guard is active a Ctrl-C that lands in an import is
+    raised again just after it; one raised where Python drops it is raised
+    again in ordinary code; ``requested`` says that one came (even if ``main``
+    swallowed it). A second Ctrl-C ends the process at once (``os._exit(130)``).
+
+    Installed only in the main thread, over Python's default handler or a
+    :class:`HeldInterrupts`: an ignored SIGINT (``nohup ... &``) or a user's own
+    handler is left alone.
+    """
+
+    retry_s = 0.05
+
+    def __init__(self):
+        self.caught = False  # a KeyboardInterrupt was raised
+        self.pending = False  # one waits to be raised (an import was running)
+        self._held: list = []
+        self._previous_handler = None
+        self._previous_hook = None
+        self._retry: threading.Timer | None = None
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is signal.default_int_handler or _is_holder(handler):
+            self._held = list(handler) if _is_holder(handler) else []
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+            self._previous_hook = sys.unraisablehook
+            sys.unraisablehook = self._on_unraisable
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._previous_handler is not None:
+            previous = self._previous_handler
+            if _is_holder(previous):
+                previous = signal.default_int_handler
+            signal.signal(signal.SIGINT, previous)
+            sys.unraisablehook = self._previous_hook
+
+    @property
+    def requested(self) -> bool:
+        """Whether Ctrl-C came while the guard was active."""
+        return self.caught or self.pending
+
+    def raise_held(self) -> None:
+        """Raises KeyboardInterrupt for a Ctrl-C held while the program loaded."""
+        if self._held:
+            self._held.clear()
+            self.caught = True
+            raise KeyboardInterrupt
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.caught:  # the second Ctrl-C: leave now
+            flush_and_exit(INTERRUPT_EXIT)
+        if _in_import(frame):
+            self._retry_soon()
+            return
+        self.caught, self.pending = True, False
+        raise KeyboardInterrupt
+
+    def _retry_soon(self) -> None:
+        self.pending = True
+        if self._retry is not None and self._retry.is_alive():
+            return
+        self._retry = threading.Timer(
+            self.retry_s, signal.pthread_kill,
+            (threading.main_thread().ident, signal.SIGINT),
+        )  # fmt: skip
+        self._retry.daemon = True
+        self._retry.start()
+
+    def _on_unraisable(self, unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # Python drops it here (gc callback, __del__): raise it again.
+            self.caught = False
+            self._retry_soon()
+            return
+        self._previous_hook(unraisable)
+
+
+def _is_holder(handler) -> bool:
+    return isinstance(handler, list) and callable(handler)
+
+
+def _in_import(frame) -> bool:
+    """Whether ``frame`` runs inside an import (importlib's frames below it)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _is_bug(error: BaseException) -> bool:
