@@ -444,7 +444,7 @@ def _masks(height: int, width: int, patch_size: int, k: int) -> np.ndarray:
     return patchcleanser_masks((height, width), patch_size, k)
 
 
-def target_radius(config: Any, channels: int) -> float:
+def _target_radius(config: Any, channels: int) -> float:
     """``config.target_radius`` as an l2 radius: None or ``"unrestricted"`` give
     ``patch_l2_bound(patch_size, C) = s * sqrt(C)`` (every patch content)."""
     target = config.target_radius
@@ -488,7 +488,7 @@ def row_fields(
     start = time.perf_counter()
     x = _checks.image(x)
     masks = _masks(x.shape[0], x.shape[1], config.patch_size, config.pc_k)
-    radius = target_radius(config, x.shape[-1])
+    radius = _target_radius(config, x.shape[-1])
     predict_key, certify_key = jax.random.split(_checks.prng_key(key))
     problem = _prepare(
         classify, x, masks, config.sigma, num_classes, config.batch_size, None

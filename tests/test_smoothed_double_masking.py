@@ -218,22 +218,30 @@ def test_true_certificates_are_found_and_their_bound_is_valid():
 
 def test_each_combination_is_certify_at_with_its_own_key():
     """Combination c is certify_at on masks[i] | masks[j] with fold_in(key, c),
-    here checked against a batch of the one-mask combinations in reverse order."""
+    checked against batches of the one-mask and of the two-mask combinations,
+    each in reverse order."""
     x = _image(4, 1.0)
     key = jax.random.key(7)
     result = smoothed_double_masking_certify(
         TRIGGER, x, 1, MASKS, SIGMA, RADIUS, key=key, **CERTIFY
     )
-    diagonal = np.flatnonzero(PAIRS[:, 0] == PAIRS[:, 1])[::-1]
-    reference = sequential.certify_at(
-        TRIGGER, np.stack([x] * len(diagonal)), MASKS[PAIRS[diagonal, 0]], SIGMA,
-        RADIUS, key=jnp.stack([jax.random.fold_in(key, c) for c in diagonal]),
-        **CERTIFY,
-    )  # fmt: skip
-    for c, one in zip(diagonal, reference, strict=True):
-        assert result.pair_num_samples[c] == one.num_samples
-        assert result.pair_p_lower[c] == one.p_lower
-        assert result.pair_certified[c] == (one.certified and one.selected_label == 1)
+    assert result.certified
+    diagonal = PAIRS[:, 0] == PAIRS[:, 1]
+    for part in (diagonal, ~diagonal):
+        combinations = np.flatnonzero(part)[::-1]
+        i, j = PAIRS[combinations].T
+        reference = sequential.certify_at(
+            TRIGGER, np.stack([x] * len(combinations)), MASKS[i] | MASKS[j], SIGMA,
+            RADIUS, key=jnp.stack([jax.random.fold_in(key, c) for c in combinations]),
+            **CERTIFY,
+        )  # fmt: skip
+        for c, one in zip(combinations, reference, strict=True):
+            assert result.pair_num_samples[c] == one.num_samples
+            assert result.pair_p_lower[c] == one.p_lower
+            assert result.pair_certified[c] == (
+                one.certified and one.selected_label == 1
+            )
+    assert result.num_samples == result.pair_num_samples.sum()
 
 
 def _reference_defence(matrix):
