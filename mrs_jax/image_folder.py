@@ -23,6 +23,7 @@ import numpy as np
 from mrs_jax.streaming import StreamedSource
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_SUFFIX_BYTES = tuple(suffix.encode() for suffix in IMAGE_SUFFIXES)
 CIFAR10_CLASSES = (
     "airplane",
     "automobile",
@@ -74,9 +75,7 @@ def _image_names(folder: Path) -> list[bytes]:
         names = [
             entry.name
             for entry in entries
-            if os.path.splitext(entry.name)[1].lower().decode(errors="replace")
-            in IMAGE_SUFFIXES
-            and entry.is_file()
+            if entry.name.lower().endswith(_SUFFIX_BYTES) and entry.is_file()
         ]
     if not names:
         raise FileNotFoundError(

@@ -38,6 +38,7 @@ from mrs_jax import checkpoint as ckpt
 from mrs_jax import sharding as placement
 from mrs_jax.models import as_classifier, get_model
 from mrs_jax.noise import random_flip_crop
+from mrs_jax.streaming import iterate_batches
 from mrs_jax.train_config import TrainConfig, data_sources, square_augment
 
 
@@ -298,9 +299,10 @@ def _run_epoch(run: _Run, epoch: int, step_fn: Callable, progress) -> dict[str, 
         disable=not run.writer or (None if progress is None else not progress),
         leave=False,
     )
-    for step in bar:
-        indices = order[step * config.batch_size : (step + 1) * config.batch_size]
-        images, labels = run.train_source.get_batch(indices)
+    # A streamed source decodes the next batches while this one trains.
+    used = order[: run.steps_per_epoch * config.batch_size]
+    batches = iterate_batches(run.train_source, used, config.batch_size)
+    for step, (images, labels) in zip(bar, batches, strict=True):
         images, labels = placement.put((images, labels), data_sharding)
         key = jax.random.fold_in(epoch_key, step)
         run.state, run.opt_state, loss, accuracy = step_fn(

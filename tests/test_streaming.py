@@ -270,3 +270,38 @@ def test_the_benchmark_runs_both_loops_on_a_small_folder(capsys):
     assert result["images"] == 24 and result["files_in_folder"] == 24
     assert result["bare_images_per_s"] > 0 and result["source_images_per_s"] > 0
     assert "| bare OpenCV read-decode-resize-crop |" in capsys.readouterr().out
+
+
+def test_training_reads_a_folder_through_the_prefetching_iterator(
+    tmp_path, monkeypatch
+):
+    """A tiny training on class folders draws each epoch's batches from
+    ``iter_batches``, in the epoch's order (what it decodes is tested above)."""
+    from mrs_jax.training import TrainConfig, train
+
+    for split, count in (("train", 64), ("test", 16)):
+        _write_jpegs(tmp_path / "data" / split, count, classes=2, size=(12, 12))
+    seen = []
+    streamed_iter = FolderSource.iter_batches
+
+    def recording(self, indices, batch_size, **kwargs):
+        seen.append((len(self), np.asarray(indices).copy(), batch_size))
+        return streamed_iter(self, indices, batch_size, **kwargs)
+
+    monkeypatch.setattr(FolderSource, "iter_batches", recording)
+    config = TrainConfig(
+        dataset="image_folder",
+        data_dir=str(tmp_path / "data"),
+        model="tiny_cnn",
+        num_classes=2,
+        epochs=1,
+        batch_size=16,
+        eval_batch_size=16,
+        w_min=2,
+        w_max=5,
+    )
+    streamed = train(config, tmp_path / "run", progress=False)
+    order = np.random.default_rng([config.seed, 0]).permutation(64)
+    assert len(seen) == 1 and seen[0][0] == 64 and seen[0][2] == 16
+    np.testing.assert_array_equal(seen[0][1], order)
+    assert np.isfinite(streamed["loss"]) and 0 <= streamed["clean_accuracy"] <= 1
