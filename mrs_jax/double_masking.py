@@ -174,22 +174,24 @@ def _triple_labels(problem: _Problem, triples: np.ndarray) -> np.ndarray:
 
 
 def _pair_labels(problem: _Problem, requests: list) -> list:
-    """Per image, the labels of its ``[P_b, 2]`` mask pairs (None: no request),
-    all images in one series of device programs."""
+    """Per image, the labels of its ``[P_b, 2]`` mask pairs (None where none are
+    asked), the requests of all images classified in the same chunks."""
+    sizes = [0 if pairs is None else len(pairs) for pairs in requests]
     triples = [
-        np.concatenate([np.full((len(pairs), 1), b), pairs], axis=1)
-        for b, pairs in enumerate(requests)
-        if pairs is not None and len(pairs)
+        np.concatenate([np.full((size, 1), b), pairs], axis=1)
+        for b, (size, pairs) in enumerate(zip(sizes, requests, strict=True))
+        if size
     ]
-    if not triples:
-        return [None if r is None else np.zeros(0, np.int64) for r in requests]
-    labels = _triple_labels(problem, np.concatenate(triples))
-    out, start = [], 0
-    for pairs in requests:
-        size = 0 if pairs is None else len(pairs)
-        out.append(None if pairs is None else labels[start : start + size])
-        start += size
-    return out
+    labels = (
+        _triple_labels(problem, np.concatenate(triples))
+        if triples
+        else np.zeros(0, np.int64)
+    )
+    parts = np.split(labels, np.cumsum(sizes)[:-1])
+    return [
+        None if pairs is None else part
+        for pairs, part in zip(requests, parts, strict=True)
+    ]
 
 
 def _prepare(classify, x, masks, fill, batch_size) -> _Problem:

@@ -87,9 +87,8 @@ def place_pairs(classify, xs, chunks, mesh):
     Returns:
       (classify, xs, chunks) ready for :func:`harmonic_maps`.
     """
-    chunks = jnp.asarray(chunks)
     if mesh is None:
-        return classify, jnp.asarray(xs), chunks
+        return classify, jnp.asarray(xs), jnp.asarray(chunks)
     _checks.mesh_with_axis(mesh)
     # Explicit-axis meshes (jax.make_mesh's default) would demand out_sharding on
     # every gather in the fill; GSPMD propagation (Auto axes) needs none.
@@ -98,8 +97,9 @@ def place_pairs(classify, xs, chunks, mesh):
     by_pair = jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec(None, mesh.axis_names)
     )
-    if _checks.is_traced(xs):
-        return classify, xs, jax.lax.with_sharding_constraint(chunks, by_pair)
+    if any(_checks.is_traced(leaf) for leaf in jax.tree.leaves((classify, xs))):
+        chunks = jax.lax.with_sharding_constraint(jnp.asarray(chunks), by_pair)
+        return classify, xs, chunks
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     classify, xs = jax.device_put((classify, jnp.asarray(xs)), replicated)
     return classify, xs, jax.device_put(chunks, by_pair)
