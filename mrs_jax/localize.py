@@ -27,6 +27,13 @@ up to about s / 2 pixels off, so use dilation >= s / 2 when that matters. A clip
 template also scores lower, so a patch at a corner may stay below tau and not count
 towards abstention.
 
+Batches. ``localize`` is a host driver that takes one image or a batch; one
+image is the batch of one. The harmonic path is one device program for the whole
+batch (fill, classify, vote, mask), the Telea path fills on host threads and
+votes in one vmapped program; a batch returns the list of the per-image results.
+``joint_vote`` (and ``mrs_jax.prediction_map`` with the harmonic fill) are device
+functions for one map (image): ``jax.vmap`` them over a batch.
+
 No change. When no block changes the prediction (C is empty) there is nothing to
 locate: the result has ``reason == "no_change"``, ``abstain == False``, an all-False
 mask and ``top_left == (-1, -1)``. Callers decide what an empty mask means for them.
@@ -239,7 +246,8 @@ def _count_components(active: jax.Array) -> jax.Array:
 
 def vote_with_settings(prediction_map, tau, settings: VoteSettings) -> VoteResult:
     """Joint voting on a ``[gh, gw]`` prediction map with resolved settings
-    (:func:`vote_settings`); jittable, ``settings`` static. See :func:`joint_vote`."""
+    (:func:`vote_settings`); jittable, ``settings`` static, no checks of its own
+    (:func:`joint_vote` is the checked entry point)."""
     labels = prediction_map.astype(jnp.int32)
     attacked = _mode(labels.ravel())
     changed = (labels != attacked).astype(jnp.int32)

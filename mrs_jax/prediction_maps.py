@@ -112,7 +112,9 @@ def harmonic_maps(classify, xs, chunks, size, grid):
     """On-device prediction maps of B images: harmonic fill + classify by chunks.
 
     Device function, pure and with no jit of its own, so a caller can fuse it
-    into a larger program (``mrs_jax.localize`` votes in the same program).
+    into a larger program (``mrs_jax.localize`` votes in the same program). It
+    checks nothing but the logits' shape (at trace time); :func:`prediction_map`
+    and ``mrs_jax.localize`` check their inputs before calling it.
 
     Args:
       classify: ``[N, H, W, C] -> [N, K]`` logits (a ``Partial`` under jit).

@@ -140,6 +140,13 @@ def test_localize_batch_equals_one_image_calls(method, classify):
         assert result.reason_name == single.reason_name
     if classify is PLANTED:
         assert [r.reason_name for r in results] == ["ok", "no_change", "ok"]
+    # Another batch of the same shape reuses the compiled programs.
+    programs = loc._localize_harmonic_jit, loc._vote_all_jit
+    before = [program._cache_size() for program in programs]
+    again = mrs_jax.localize(classify, IMAGES[::-1], SIZE, **kwargs)
+    assert [program._cache_size() for program in programs] == before
+    for result, other in zip(results[::-1], again, strict=True):
+        _assert_same(result, other)
 
 
 def test_localize_batch_of_one_is_a_list_of_one():
