@@ -42,6 +42,13 @@ from mrs_jax.streaming import iterate_batches
 from mrs_jax.train_config import TrainConfig, data_sources, square_augment
 
 
+class DivergedError(FloatingPointError, ValueError):
+    """The loss or the weights stopped being finite: the settings diverge.
+
+    A ``ValueError`` too, so the command line reports it as one line (exit 2).
+    """
+
+
 def _check_config(config: Any) -> None:
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
@@ -120,6 +127,36 @@ def make_train_step(
     return jax.jit(step, donate_argnums=(0, 1))
 
 
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+    """Whether every float leaf of ``tree`` is finite (a device bool)."""
+    leaves = [
+        jnp.all(jnp.isfinite(leaf))
+        for leaf in jax.tree.leaves(tree)
+        if jnp.issubdtype(leaf.dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _diverged(config: TrainConfig, where: str, what: str) -> DivergedError:
+    return DivergedError(
+        f"training diverged {where}: {what} with learning_rate="
+        f"{config.learning_rate:g} and sigma={config.sigma:g}; lower learning_rate "
+        "(or sigma); no checkpoint of this epoch was saved"
+    )
+
+
+def _check_step(
+    config: TrainConfig, epoch: int, step: int, loss: float, weights_finite: bool
+) -> None:
+    """Stops a diverging run at its first non-finite loss or weight."""
+    where = f"at epoch {epoch + 1}, step {step + 1}"
+    if not math.isfinite(loss):
+        raise _diverged(config, where, f"the loss is {loss}")
+    if not weights_finite:
+        raise _diverged(config, where, "the weights are no longer finite")
+
+
 @functools.lru_cache(maxsize=16)
 def _eval_counts(config: TrainConfig) -> Callable:
     """Jitted once per config: ``(classify, images, labels, valid, key) -> hits``."""
@@ -129,12 +166,16 @@ def _eval_counts(config: TrainConfig) -> Callable:
     def counts(classify, images, labels, valid, key):
         noisy = augment(key, images, noise_config)
         # One forward pass over both halves: half the program to compile.
-        predicted = jnp.argmax(classify(jnp.concatenate([images, noisy])), -1)
+        logits = classify(jnp.concatenate([images, noisy]))
+        predicted = jnp.argmax(logits, -1)
         hits = (predicted == jnp.concatenate([labels, labels])) & jnp.concatenate(
             [valid, valid]
         )
         clean_hits, noisy_hits = jnp.split(hits, 2)
-        return clean_hits.sum(), noisy_hits.sum()
+        finite = jnp.all(jnp.isfinite(logits), axis=-1) | ~jnp.concatenate(
+            [valid, valid]
+        )
+        return clean_hits.sum(), noisy_hits.sum(), jnp.all(finite)
 
     return counts
 
@@ -150,6 +191,10 @@ def evaluate(
     84.4% on the whole test set).
 
     Noisy: under :func:`square_augment`, so occluded for ``augmentation="occlusion"``.
+    A host driver: the logits are checked to be finite.
+
+    Raises:
+        DivergedError: ``classify`` gave a non-finite logit (a diverged model).
     """
     _checks.callable_(classify, "classify")
     _check_config(config)
@@ -166,6 +211,7 @@ def evaluate(
     data_sharding = NamedSharding(mesh, P("data"))
 
     clean = noisy = 0
+    finite = True
     for i, start in enumerate(range(0, count, batch)):
         indices = chosen[start : start + batch]
         images, labels = source.get_batch(indices)
@@ -174,9 +220,12 @@ def evaluate(
         images = np.pad(images, ((0, pad), (0, 0), (0, 0), (0, 0)))
         labels = np.pad(labels, (0, pad))
         args = placement.put((images, labels, valid), data_sharding)
-        c, n = _eval_counts(config)(classify, *args, jax.random.fold_in(key, i))
+        c, n, ok = _eval_counts(config)(classify, *args, jax.random.fold_in(key, i))
         clean += int(c)
         noisy += int(n)
+        finite = finite and bool(ok)
+    if not finite:
+        raise DivergedError("the logits on the evaluation images are not finite")
     return {
         "clean_accuracy": clean / max(count, 1),
         "noisy_accuracy": noisy / max(count, 1),
@@ -308,12 +357,9 @@ def _run_epoch(run: _Run, epoch: int, step_fn: Callable, progress) -> dict[str, 
         run.state, run.opt_state, loss, accuracy = step_fn(
             run.state, run.opt_state, run.rest, images, labels, key
         )
+        weights_finite = _all_finite((run.state, run.opt_state))
         loss, accuracy = float(loss), float(accuracy)
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"loss is {loss} at epoch {epoch + 1}, step {step + 1}; lower "
-                "learning_rate or sigma"
-            )
+        _check_step(config, epoch, step, loss, bool(weights_finite))
         losses.append(loss)
         accuracies.append(accuracy)
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
@@ -322,9 +368,12 @@ def _run_epoch(run: _Run, epoch: int, step_fn: Callable, progress) -> dict[str, 
         run.graphdef, run.state["params"], run.state["batch_stats"], run.rest
     )
     eval_key = jax.random.fold_in(jax.random.key(config.seed + 1), epoch)
-    scores = evaluate(
-        as_classifier(trained), run.test_source, config, run.mesh, eval_key
-    )
+    try:
+        scores = evaluate(
+            as_classifier(trained), run.test_source, config, run.mesh, eval_key
+        )
+    except DivergedError as error:  # finite weights, overflowing logits
+        raise _diverged(config, f"in epoch {epoch + 1}", str(error)) from None
     return {
         "epoch": epoch + 1,
         "loss": float(np.mean(losses)),
@@ -381,7 +430,10 @@ def train(
         ``clean_accuracy``, ``noisy_accuracy``, ``seconds``).
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite.
+        DivergedError: (a ``FloatingPointError`` and ``ValueError``) the loss or
+            the weights (parameters, BatchNorm statistics, optimiser state)
+            stopped being finite; checked after every step, so the diverged
+            epoch is neither evaluated nor saved (earlier epochs are kept).
         ValueError: batch size not divisible by the device count, labels outside
             ``num_classes``, another model at ``init_from``, or an existing workdir
             with checkpoints and no ``resume`` or with a different config.

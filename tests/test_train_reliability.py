@@ -494,3 +494,19 @@ def test_an_ignored_sigint_stays_ignored_through_a_checkpoint_save(sigint_handle
     ckpt_module.save_checkpoint(manager, 3, {}, {}, {"epoch": 3})
     assert manager.saved == [3, "finished"]
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_diverging_training_keeps_no_checkpoint_and_is_one_line(tmp_path, capsys):
+    # With warm-up the two steps' losses are finite but the weights they leave
+    # overflow the logits: the epoch must be neither saved nor reported.
+    body = _GOOD_CONFIG.format(epochs=2)
+    for old, new in (("0.05", "1e30"), ("per_epoch=1", "per_epoch=2")):
+        body = body.replace(old, new)
+    workdir = tmp_path / "run"
+    argv = ["--config", str(_config_file(tmp_path, body)), "--workdir", str(workdir)]
+    assert train_cli([*argv, "--no_progress"]) == 2
+    line = _one_error_line(capsys)
+    assert "training diverged in epoch 1" in line and "not finite" in line, line
+    assert "learning_rate=1e+30" in line and "sigma=0.2" in line, line
+    assert ckpt.latest_epoch(workdir) is None
+    assert _rows(workdir) == []
