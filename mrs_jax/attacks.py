@@ -186,7 +186,9 @@ def patch_attack(
     logits_fn = _checks.callable_pytree(logits_fn, "logits_fn")
     images, single = _checks.device_image_or_batch(x)
     key = _checks.typed_key(key)
-    settings = _settings(size, images.shape[-3:-1], num_locations, steps, location_chunk)
+    settings = _settings(
+        size, images.shape[-3:-1], num_locations, steps, location_chunk
+    )
     step_size = _checks.positive_float(step_size, "step_size")
     one_image = images if single else images[0]
     num_classes = _checks.num_logits(logits_fn, one_image[None], "logits_fn")

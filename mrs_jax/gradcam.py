@@ -178,7 +178,8 @@ def best_window(heatmap: Any, size: int) -> tuple[Any, Any]:
     if heat.ndim != 2:
         raise ValueError(f"heatmap must be [H, W], got shape {heat.shape}")
     if not (
-        jnp.issubdtype(heat.dtype, jnp.floating) or jnp.issubdtype(heat.dtype, jnp.integer)
+        jnp.issubdtype(heat.dtype, jnp.floating)
+        or jnp.issubdtype(heat.dtype, jnp.integer)
     ):
         raise TypeError(f"heatmap must be real, got dtype {heat.dtype}")
     if not traced and not np.all(np.isfinite(heat)):

@@ -4,6 +4,11 @@ MRS_SPEC section 7: per image a width ``w`` uniform on the integers ``[w_min, w_
 a location uniform over all positions that keep the square fully inside the image,
 and ``N(0, sigma^2)`` noise on every channel of the pixels inside. The noisy image is
 not clipped to [0, 1]: smoothing certifies ``x + e`` unclipped, so training matches.
+
+The augmentations are device functions: ``jax.jit`` them (with the sizes, widths
+and counts static) and ``jax.vmap`` them over keys and image batches. Shapes,
+dtypes and static settings are checked at trace time; values (pixels, ``sigma``
+and ``fill`` ranges) only where they are concrete.
 """
 
 import jax
@@ -22,6 +27,16 @@ def _validate_widths(image_hw: tuple[int, int], w_min: int, w_max: int) -> None:
             f"need 1 <= w_min <= w_max <= min(image_hw)={min(image_hw)}; got "
             f"w_min={w_min}, w_max={w_max}"
         )
+
+
+def _check_images(images) -> None:
+    """Trace-time checks of an image batch: an array [B, H, W, C] of floats."""
+    if not hasattr(images, "ndim") or not hasattr(images, "dtype"):
+        raise TypeError(f"images must be an array; got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, H, W, C]; got shape {images.shape}")
+    if not jnp.issubdtype(images.dtype, jnp.floating):
+        raise TypeError(f"images must be a float array; got dtype {images.dtype}")
 
 
 def random_square_mask(
@@ -83,16 +98,16 @@ def masked_noise_augment(
 
     Args:
         key: typed PRNG key.
-        images: ``[B, H, W, C]`` float in [0, 1].
-        sigma: noise standard deviation in [0, 1] pixel units, >= 0.
+        images: ``[B, H, W, C]`` float in [0, 1] (values not checked).
+        sigma: noise standard deviation in [0, 1] pixel units, >= 0 (checked
+            when it is a Python number; a jax array is taken as it is).
         w_min, w_max: inclusive range of square sides (ignored if ``full_image``).
         full_image: if True, add noise to every pixel instead (Cohen et al.).
 
     Returns:
         ``[B, H, W, C]`` noisy images, not clipped.
     """
-    if images.ndim != 4:
-        raise ValueError(f"images must be [B, H, W, C]; got shape {images.shape}")
+    _check_images(images)
     if not isinstance(sigma, jax.Array) and float(sigma) < 0:
         raise ValueError(f"sigma must be >= 0; got {sigma}")
     batch, height, width, _ = images.shape
@@ -153,8 +168,7 @@ def occlusion_augment(
     Returns:
         ``[B, H, W, C]`` images, equal to ``images`` outside the squares.
     """
-    if images.ndim != 4:
-        raise ValueError(f"images must be [B, H, W, C]; got shape {images.shape}")
+    _check_images(images)
     if isinstance(num_squares, bool) or not isinstance(num_squares, int):
         raise TypeError(f"num_squares must be an int; got {num_squares!r}")
     if num_squares < 1:

@@ -1,3 +1,5 @@
+import jax
+import numpy as np
 import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
@@ -60,3 +62,21 @@ def test_bad_arguments_raise(call, match):
 def test_non_integer_counts_raise():
     with pytest.raises(TypeError, match="k must be an int"):
         mrs_jax.clopper_pearson_lower(1.5, 10, 0.01)
+
+
+def test_clopper_pearson_lower_over_arrays_equals_scalar_calls():
+    k = np.array([[0, 1, 5], [10, 93, 7]])
+    n = np.array([10, 100, 10])  # broadcast against k's rows
+    lower = mrs_jax.clopper_pearson_lower(k, n, 0.01)
+    assert lower.shape == (2, 3)
+    for (i, j), value in np.ndenumerate(lower):
+        assert value == bounds.clopper_pearson_lower(int(k[i, j]), int(n[j]), 0.01)
+    with pytest.raises(ValueError, match="k must be <= n"):
+        mrs_jax.clopper_pearson_lower(np.array([11]), 10, 0.01)
+    with pytest.raises(TypeError, match="integer"):
+        mrs_jax.clopper_pearson_lower(np.array([1.5]), 10, 0.01)
+
+
+def test_clopper_pearson_lower_refuses_tracers():
+    with pytest.raises(TypeError, match="host step"):
+        jax.jit(lambda k: mrs_jax.clopper_pearson_lower(k, 10, 0.01))(3)
