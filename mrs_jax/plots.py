@@ -57,7 +57,7 @@ def figure(summaries: Sequence[Any], *, log_x: bool = False):
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from mrs_jax.analysis import certified_name
+    from mrs_jax.tables import certified_name
 
     end = x_max(summaries)
     grid = np.linspace(0.0, end, 2001)
@@ -163,7 +163,7 @@ def write_curves_csv(
     """Long-format CSV: run, mode, sigma, size, channels, radius, certified
     accuracy (a fraction), and what it measures ("localised certified" or
     "certified"); one line per run and radius."""
-    from mrs_jax.analysis import certified_name
+    from mrs_jax.tables import certified_name
 
     with open(path_csv, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
