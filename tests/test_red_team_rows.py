@@ -6,7 +6,6 @@ no fingerprint, two runs of the same folder name, an empty --out, a rows file
 that cannot be written, and a single-process resume of a two-process run.
 """
 
-import functools
 import json
 import os
 import shutil
@@ -137,41 +136,39 @@ def test_analyze_refuses_more_rows_than_run_json_asked_for(finished, tmp_path, c
     assert len(err) == 1 and "index 1" in err[0] and "num_images=1" in err[0]
 
 
-@functools.cache
-def _plain_classifier():
-    """One plain function (no pytree leaves), so its programs compile once."""
-    weights = tiny_classifier().args[0]
+def _plain_classifier(seed=0):
+    """A plain function (no pytree leaves): its weights are invisible constants."""
+    weights = tiny_classifier(seed).args[0]
     return lambda images: jnp.einsum("bhwc,hwck->bk", images, weights)
 
 
-def test_a_classifier_without_a_fingerprint_cannot_resume(tmp_path):
-    out = tmp_path / "plain"
-    center_run(out, num_images=1, classify=_plain_classifier())
+def test_a_classifier_without_a_fingerprint_cannot_resume(finished, tmp_path):
+    plain = _plain_classifier()
+    assert run_dir.model_record(plain, None)["weights_sha256"] is None
+    # A run of a plain function records no fingerprint (as job.run writes it).
+    out = _copy(finished, "a", tmp_path)
     record = json.loads((out / "run.json").read_text())
-    assert record["model"]["weights_sha256"] is None
+    record["model"]["weights_sha256"] = None
+    (out / "run.json").write_text(json.dumps(record))
     before = (out / "rows.jsonl").read_text()
-    other = tiny_classifier(seed=1).args[0]
-    with pytest.raises(ValueError, match="no weights fingerprint.*fingerprint="):
-        center_run(
-            out,
-            num_images=2,
-            classify=lambda x: jnp.einsum("bhwc,hwck->bk", x, other),
-        )
+    for classify in (plain, _plain_classifier(seed=1)):
+        with pytest.raises(ValueError, match="no weights fingerprint.*fingerprint="):
+            center_run(out, num_images=3, classify=classify)
     assert (out / "rows.jsonl").read_text() == before
+    assert json.loads((out / "run.json").read_text()) == record
 
 
 def test_a_caller_fingerprint_is_recorded_and_checked(tmp_path):
     out = tmp_path / "named"
-    center_run(out, num_images=1, classify=_plain_classifier(), fingerprint="model-a")
+    center_run(out, num_images=1, fingerprint="model-a")
     record = json.loads((out / "run.json").read_text())
     assert record["model"]["weights_sha256"] == "model-a"
+    plain = _plain_classifier()
     with pytest.raises(ValueError, match="weights_sha256 \\('model-a' -> 'model-b'\\)"):
-        center_run(
-            out, num_images=2, classify=_plain_classifier(), fingerprint="model-b"
-        )
-    resumed = center_run(
-        out, num_images=2, classify=_plain_classifier(), fingerprint="model-a"
-    )
+        center_run(out, num_images=2, classify=plain, fingerprint="model-b")
+    with pytest.raises(ValueError, match="no weights fingerprint"):
+        center_run(out, num_images=2, classify=plain)
+    resumed = center_run(out, num_images=2, fingerprint="model-a")
     assert [r["index"] for r in resumed] == [0, 1]
     with pytest.raises(TypeError, match="fingerprint"):
         center_run(tmp_path / "bad", fingerprint=123)
