@@ -4,10 +4,10 @@ The defence step of a certification job (localise by joint voting, then
 ``certify_at`` at the "unrestricted" target radius ``s * sqrt(C)`` inside the
 located mask) on N test images, run two ways with the job's own code:
 
-- ``loop``: image by image, as ``images_per_batch = 1`` runs it
-  (``mrs_jax.localize`` + ``mrs_jax.certify_at`` per image);
+- ``loop``: image by image, as ``images_per_batch = 1`` runs it (the same
+  ``mrs_jax.pipeline.defend`` on groups of one);
 - ``batched_B``: groups of B images, as ``images_per_batch = B`` runs it
-  (``localize_batch`` + ``certify_at_batch``, one device program per step).
+  (``localize`` + ``certify_at`` on the batch, one device program per step).
 
 It prints images/s of each, the speed-up over the loop, and whether every
 batched defence gave the same fields as the loop (it must: same keys, same
@@ -43,7 +43,7 @@ import jax
 import numpy as np
 from machine_info import machine
 
-from mrs_jax import batch_pipeline, configfile, image_pipeline, sharding
+from mrs_jax import configfile, pipeline, sharding
 from mrs_jax.job import JobConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,12 +92,12 @@ def defend(config, classify, num_classes, images, keys, group: int) -> list[dict
     (0: the image-by-image loop)."""
     if group == 0:
         return [
-            image_pipeline.defend(config, classify, num_classes, x, key, {})
-            for x, key in zip(images, keys, strict=True)
+            pipeline.defend(config, classify, num_classes, images[i : i + 1], keys[i : i + 1])[0]
+            for i in range(len(images))
         ]
     out = []
     for start in range(0, len(images), group):
-        out += batch_pipeline.defend_batch(
+        out += pipeline.defend(
             config,
             classify,
             num_classes,

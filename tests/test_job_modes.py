@@ -312,12 +312,12 @@ def test_the_localise_phase_is_timed_until_its_result_is_on_the_host(monkeypatch
     # localize returns once its device work is queued; reading the result waits
     # for it. A result whose first read waits stands in for that: the wait must
     # count as localise time (it once counted in no phase at all).
-    from mrs_jax import image_pipeline
+    from mrs_jax import pipeline
 
     config, classify = tiny_config(), tiny_classifier()
-    x = np.random.default_rng(0).uniform(size=(16, 16, 3)).astype(np.float32)
-    settings = image_pipeline.localize_settings(config)
-    located = image_pipeline.localize(classify, x, config.patch_size, **settings)
+    x = np.random.default_rng(0).uniform(size=(1, 16, 16, 3)).astype(np.float32)
+    settings = pipeline.localize_settings(config)
+    (located,) = pipeline.localize(classify, x, config.patch_size, **settings)
 
     class Queued:
         def __init__(self):
@@ -329,9 +329,9 @@ def test_the_localise_phase_is_timed_until_its_result_is_on_the_host(monkeypatch
                 self._waited = True
             return getattr(located, name)
 
-    monkeypatch.setattr(image_pipeline, "localize", lambda *a, **k: Queued())
+    monkeypatch.setattr(pipeline, "localize", lambda *a, **k: [Queued()])
     seconds = {}
-    image_pipeline.defend(config, classify, NUM_CLASSES, x, jax.random.key(0), seconds)
+    pipeline.defend(config, classify, NUM_CLASSES, x, jax.random.key(0)[None], seconds)
     assert seconds["localize"] >= 0.3
 
 

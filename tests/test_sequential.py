@@ -328,14 +328,23 @@ def test_non_finite_logits_are_refused():
         return jnp.full((images.shape[0], 2), jnp.nan)
 
     with pytest.raises(ValueError, match="NaN or inf"):
-        sequential._round_counter(
-            broken,
-            x,
-            MASK,
-            1.0,
-            key=jax.random.key(0),
-            first=16,
-            num_classes=2,
-            batch_size=16,
-            mesh=sharding.sample_mesh(),
-        )(0, 16)
+        mrs_jax.certify_at(
+            broken, x, MASK, 1.0, 0.5, key=jax.random.key(0), n0=16, max_n=64,
+            alpha=0.01, num_classes=2, batch_size=16,
+        )
+
+
+def test_schedule_answers_at_once_where_the_target_is_far_beyond_max_n():
+    # radius / sigma = 6.93: the fewest draws that can certify is ~3e12; the
+    # old search stepped n by one from there and never returned.
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="max_n = 100000 .* at least 3241528990113"):
+        sequential.schedule(5 * np.sqrt(3), 1.25, 0.001, 100_000)
+    assert time.perf_counter() - start < 30  # a hang, not a timing target
+    # The fewest draws agree with the bound itself, on either side.
+    for threshold, level in ((0.892, 0.0005), (0.99, 0.001), (0.5, 0.25)):
+        n = sequential._fewest_draws(threshold, level)
+        assert sequential._certifies(n, n, level, threshold)
+        assert n == 1 or not sequential._certifies(n - 1, n - 1, level, threshold)
