@@ -19,12 +19,17 @@ Modes (``MRS_SPEC.md`` sections 5 and 6):
 - ``adaptive``: ``practical`` with ``mrs_jax.adaptive_patch_attack`` (white-box
   against localisation and the masked smoothing at the job's ``sigma`` and
   ``dilation``) in place of the PGD patch; the same row fields.
-- ``double_masking``: PatchCleanser on the clean image (``mrs_jax.pc_row``): a
-  certificate for every patch position, deterministic, with no radius.
+- ``double_masking``: PatchCleanser on the clean image: a certificate for
+  every patch position, deterministic, with no radius (``certificate``:
+  ``"every_patch_position"``; ``case``: the inference case that decided).
+- ``smoothed_double_masking``: PatchCleanser's inference with masked Gaussian
+  noise in place of the grey fill (``mrs_jax.smoothed_double_masking``): a
+  certificate for every patch position and every patch content of l2 norm
+  below the target radius (default ``"unrestricted"``).
 
 ``target_radius`` (not for ``double_masking``): the certify step decides with
 ``certify_at`` whether the prediction is certified at that radius, with at
-most ``n`` estimation draws (``mrs_jax.target_radius``).
+most ``n`` estimation draws (``mrs_jax.pipeline``).
 
 Localisation outcome, per row (``localization``; ``clean_localization`` for the
 clean pipeline of a practical row): ``located`` (a block changed the
@@ -37,11 +42,10 @@ that CERTIFY ran and returned that label. The base classifier's own labels are
 ``base_clean_prediction`` and, under attack, ``undefended_adv_prediction``.
 Abstentions count as wrong.
 
-Batches: with ``images_per_batch`` > 1, modes ``clean`` and ``practical`` run
-groups of that many images through one device program per step
-(``mrs_jax.batch_pipeline``); the rows are the same as image by image (one per
-image, flushed as its group finishes; a resumed run forms its groups from the
-images not yet done). The other modes always run image by image.
+Batches: every mode runs groups of ``images_per_batch`` images through one
+device program per step (``mrs_jax.pipeline``); the rows are the same as image
+by image (one per image, flushed as its group finishes; a resumed run forms its
+groups from the images not yet done).
 
 Keys: image ``dataset_index`` uses ``fold_in(key(seed), dataset_index)``, split
 into attack, clean-certify and certify keys, so a row does not depend on the
@@ -61,9 +65,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from mrs_jax import _checks, batch_pipeline, metrics, rows, run_dir, target_radius
-from mrs_jax.image_pipeline import image_row
+from mrs_jax import _checks, job_config, metrics, pipeline, rows, run_dir
 from mrs_jax.job_config import INPAINT_METHODS, MODES, JobConfig, config_defaults
+from mrs_jax.pipeline import image_row
 
 RUN_FILE = run_dir.RUN_FILE
 Classify = Callable[[jax.Array], jax.Array]
@@ -90,6 +94,7 @@ def run(
     process_count: int = 1,
     progress: bool = True,
     barrier: Callable[[str], None] | None = None,
+    fingerprint: str | None = None,
 ) -> list[dict[str, Any]]:
     """Runs (or resumes) a certification job and returns every row on disk.
 
@@ -97,19 +102,27 @@ def run(
     run directory is then held by this process alone (an OS lock; each process
     of a multi-process run holds its own shard), and ``run.json`` records the
     config and the classifier (weights fingerprint, model, training data set,
-    image shape, training sigma). Rows already in ``out_dir`` are kept and their
-    images skipped; a run directory written with a different config or
-    classifier is refused, naming what differs. Process ``process_index`` of
+    image shape, training sigma) and the run's ``run_id``, which every row
+    carries. Rows already in ``out_dir`` are kept and their images skipped; a
+    run directory written with a different config or classifier is refused,
+    naming what differs, and so are rows with no ``run.json``, a row of another
+    run (its ``run_id``), of an index past ``num_images`` or of another image
+    than the run's for that index. A classifier that is a plain function has
+    no weights to fingerprint: its first run records ``weights_sha256: None``
+    and a resume is refused unless ``fingerprint`` names the weights (pass the
+    same one from the first run on). Process ``process_index`` of
     ``process_count`` takes the images whose position ``i`` in the selection has
     ``i % process_count == process_index``; ``barrier`` (a cross-process
     barrier, e.g. ``multihost_utils.sync_global_devices``) is called before
-    process 0 merges the shards into ``rows.jsonl``.
+    process 0 merges the shards into ``rows.jsonl``; a single-process resume of
+    a multi-process run merges every shard's rows into ``rows.jsonl`` too.
 
     Args:
       config: the run's settings.
       out_dir: run directory (``run.json``, ``rows.jsonl``).
       classify: the base classifier, ``[B, H, W, C] -> [B, num_classes]`` logits;
-        a pytree (``as_classifier``) so its weights can be fingerprinted.
+        a pytree (``as_classifier``) so its weights can be fingerprinted
+        (``run_dir.weights_fingerprint`` hashes a ``Partial``'s leaves).
       num_classes: K.
       features_and_head: ``(features_fn, head_fn)`` split of the model for
         Grad-CAM; required by mode ``gradcam``.
@@ -119,10 +132,17 @@ def run(
       process_index, process_count: this process's share of the images.
       progress: show a tqdm bar with running accuracies.
       barrier: called with a name before merging when ``process_count > 1``.
+      fingerprint: a non-empty str naming the classifier's weights (e.g. a
+        checkpoint's hash), recorded as ``weights_sha256`` in place of the
+        pytree fingerprint; needed to resume a run of a plain-function
+        classifier.
 
     Raises:
-      ValueError, TypeError: a bad input (see :func:`validate`) or a run
-        directory holding another config or classifier.
+      ValueError, TypeError: a bad input (see :func:`validate`), a run
+        directory holding another config or classifier, rows not of this run,
+        or a resume without a fingerprint.
+      OSError: this process's rows file cannot be appended to (``run.json`` is
+        left as it was).
       runlock.LockedError: another process holds the run directory.
     """
     _checks.callable_(classify, "classify")
@@ -133,6 +153,7 @@ def run(
             f"process_index must be < process_count={process_count}, "
             f"got {process_index}"
         )
+    fingerprint = run_dir.check_fingerprint(fingerprint)
     source = validate(
         config,
         out_dir,
@@ -140,16 +161,27 @@ def run(
         meta=meta,
         features_and_head=features_and_head,
     )
-    record = _run_record(config, source, num_classes, classify, meta)
-    defaults = config_defaults()
-    run_dir.check_resume(Path(out_dir), record, defaults)  # before any write
-
     out_dir = Path(out_dir)
+    job_record = _run_record(config, source, num_classes, classify, meta)
+    identity = dict(source_size=len(source), fingerprint=fingerprint)
+    record = run_dir.identify(out_dir, job_record, **identity)
+    defaults = config_defaults()
+    run_dir.check_resume(out_dir, record, defaults)  # before any write
+
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_dir.hold(out_dir, process_index, process_count):
         # Checked again under the lock: another process may have started it.
+        record = run_dir.identify(out_dir, job_record, **identity)
         run_dir.check_resume(out_dir, record, defaults)
-        if process_index == 0 and run_dir.read_run_file(out_dir) != _as_json(record):
+        run_dir.check_rows_on_disk(
+            out_dir,
+            source_size=len(source),
+            process_index=process_index,
+            process_count=process_count,
+        )
+        # Every process writes it (the same record) before its first row, so
+        # no rows file ever stands without its run.json.
+        if run_dir.read_run_file(out_dir) != record:
             # New, extended, or resumed with other batch sizes (check_resume).
             run_dir.write_run_file(out_dir, record)
         _certify_images(
@@ -162,12 +194,16 @@ def run(
             process_index,
             process_count,
             progress,
+            run_dir.row_stamp(record),
         )
         if process_count > 1:
             if barrier is not None:
                 barrier("mrs_jax.job.rows")
             if process_index == 0:
                 rows.merge(out_dir)
+        elif len(rows.row_files(out_dir)) > 1:
+            # A single-process resume of a multi-process run: one complete file.
+            rows.merge(out_dir)
     return rows.all_rows(out_dir)
 
 
@@ -215,7 +251,7 @@ def validate(
         )
     if meta is not None:
         run_dir.check_model_fits(meta, config.dataset, shape)
-    target_radius.check_reachable(config, shape[-1])
+    job_config.check_reachable(config, shape[-1])
     if config.mode == "gradcam" and num_classes is not None:
         if features_and_head is None:
             raise ValueError(
@@ -249,7 +285,7 @@ def _run_record(config, source, num_classes, classify, meta) -> dict[str, Any]:
         "num_classes": num_classes,
         "num_images": config.num_images,
         "saliency": "gradcam" if config.mode == "gradcam" else None,
-        "target_radius": target_radius.resolve(
+        "target_radius": job_config.resolve_target(
             config.target_radius, config.patch_size, shape[-1]
         ),
         "config": json.loads(json.dumps(dataclasses.asdict(config))),
@@ -268,6 +304,7 @@ def _certify_images(
     process_index,
     process_count,
     progress,
+    row_stamp=(),
 ) -> None:
     selection = np.random.default_rng(config.image_seed).permutation(len(source))
     selection = selection[: config.num_images]
@@ -281,7 +318,7 @@ def _certify_images(
         bar.set_postfix(running_accuracies(finished), refresh=False)
     try:
         with rows.Writer(rows.shard_path(out_dir, process_index, process_count)) as out:
-            step = _group_size(config)
+            step = config.images_per_batch
             for start in range(0, len(todo), step):
                 group = todo[start : start + step]
                 dataset_indices = [int(selection[i]) for i in group]
@@ -291,26 +328,20 @@ def _certify_images(
                     jax.random.fold_in(jax.random.key(config.seed), d)
                     for d in dataset_indices
                 ]
-                if step == 1:
-                    new_rows = [
-                        image_row(
-                            config,
-                            classify,
-                            num_classes,
-                            images[0],
-                            int(labels[0]),
-                            key=keys[0],
-                            features_and_head=features_and_head,
-                        )
-                    ]
-                else:
-                    new_rows = batch_pipeline.group_rows(
-                        config, classify, num_classes, images, labels, keys
-                    )
+                new_rows = pipeline.group_rows(
+                    config,
+                    classify,
+                    num_classes,
+                    images,
+                    labels,
+                    keys,
+                    features_and_head=features_and_head,
+                )
                 for index, dataset_index, row in zip(
                     group, dataset_indices, new_rows, strict=True
                 ):
                     row = {"index": index, "dataset_index": dataset_index, **row}
+                    row.update(row_stamp)  # ties the row to its run (run_id)
                     out.append(row)
                     finished.append(row)
                     if bar is not None:
@@ -320,13 +351,6 @@ def _certify_images(
     finally:
         if bar is not None:
             bar.close()
-
-
-def _group_size(config: JobConfig) -> int:
-    """Images per group: ``images_per_batch`` where the mode batches, else 1."""
-    if config.mode in batch_pipeline.BATCHED_MODES:
-        return config.images_per_batch
-    return 1
 
 
 def running_accuracies(finished: list[dict[str, Any]]) -> dict[str, str]:

@@ -312,6 +312,17 @@ def localize_settings(config: JobConfig) -> dict[str, Any]:
     }
 
 
+def defend(
+    config: JobConfig, classify, num_classes: int, images, keys, seconds=None
+) -> list[dict[str, Any]]:
+    """The defence fields of every image of ``images`` ``[B, H, W, C]``
+    (localise, then certify) with its certify key ``keys[b]``, as a job's
+    clean mode computes them; phase times are added to ``seconds``."""
+    images = np.asarray(images, np.float32)
+    group = _Group(config, classify, num_classes, images, [0] * len(images), None, {})
+    return _defend(group, images, keys, {} if seconds is None else seconds)
+
+
 def _defend(group: _Group, images, keys, seconds) -> list[dict[str, Any]]:
     """Localise on every image, then certify inside its located (or tie-break)
     mask; ``multiple_regions`` images abstain without CERTIFY."""

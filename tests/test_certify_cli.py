@@ -258,7 +258,7 @@ def test_certify_folds_batchnorm_and_a_resume_keeps_the_choice(
     # The fingerprint is the folded weights': the classifier that was certified.
     model, _ = load_model(checkpoint)
     folded = run_dir.weights_fingerprint(folded_classifier(model))
-    plain = run_dir.weights_fingerprint(load_classifier(checkpoint)[0])
+    plain = run_dir.weights_fingerprint(load_classifier(checkpoint, fold=False)[0])
     assert record["model"]["weights_sha256"] == folded != plain
     capsys.readouterr()
     # Resuming with the model as trained would mix two classifiers: refused.

@@ -116,8 +116,9 @@ def test_bad_inputs_raise(make, error, match):
 def test_trained_checkpoint_folds_to_the_same_logits_and_counts():
     """The committed CIFAR-10 fast_cnn (trained statistics, clamp on)."""
     checkpoint = Path(__file__).resolve().parents[1] / "benchmarks/checkpoints"
-    plain, meta = mrs_jax.load_classifier(checkpoint / "cifar10_cpu")
-    folded, _ = mrs_jax.load_classifier(checkpoint / "cifar10_cpu", fold=True)
+    plain, meta = mrs_jax.load_classifier(checkpoint / "cifar10_cpu", fold=False)
+    folded, folded_meta = mrs_jax.load_classifier(checkpoint / "cifar10_cpu")
+    assert folded_meta["folded"] and not meta["folded"]  # folding is the default
     rng = np.random.default_rng(7)
     noisy = rng.normal(0.5, 2.0, (8, 32, 32, 3)).astype(np.float32)
     expected = np.asarray(plain(noisy))
