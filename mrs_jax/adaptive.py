@@ -68,7 +68,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mrs_jax import _checks, inpaint
+from mrs_jax import _checks, attacks, inpaint
 from mrs_jax.attacks import PatchAttackResult
 
 OBJECTIVES = ("eot_inpaint", "eot_noise", "eot_inpaint_noise")
@@ -320,21 +320,75 @@ def adaptive_patch_attack(
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    _checks.callable_(classify, "classify")
-    if not isinstance(classify, jax.tree_util.Partial):
-        classify = jax.tree_util.Partial(classify)
+    classify = _checks.callable_pytree(classify, "classify")
     images, single = _checks.device_image_or_batch(x)
-    size = _checks.patch_size(size, images.shape[-3:-1])
-    num_locations = _checks.positive_int(num_locations, "num_locations")
-    steps = _checks.positive_int(steps, "steps", minimum=0)
-    chunk = num_locations if location_chunk is None else location_chunk
-    chunk = min(_checks.positive_int(chunk, "location_chunk"), num_locations)
+    settings = _settings(
+        images.shape[-3:-1],
+        objective,
+        size=size,
+        num_locations=num_locations,
+        steps=steps,
+        location_chunk=location_chunk,
+        dilation=dilation,
+        num_occlusions=num_occlusions,
+        num_noise=num_noise,
+    )
     step_size = _checks.positive_float(step_size, "step_size")
     sigma = _checks.positive_float(sigma, "sigma")
     kappa = _checks.positive_float(kappa, "kappa")
-    dilation = _checks.positive_int(dilation, "dilation", minimum=0)
+    weights = _weights(objective, base_weight, inpaint_weight, noise_weight)
+    key = _checks.typed_key(key)
+    one_image = images if single else images[0]
+    num_classes = _checks.num_logits(classify, one_image[None], "classify")
+    labels = _checks.device_labels(y, images.shape[:-3], num_classes)
+
+    attack = functools.partial(
+        _attack_one,
+        classify,
+        step_size=jnp.float32(step_size),
+        sigma=jnp.float32(sigma),
+        weights=weights,
+        kappa=jnp.float32(kappa),
+        settings=settings,
+    )
+    return attacks._one_or_vmapped(attack, images, labels, key, single, return_loss)
+
+
+def _settings(
+    image_hw,
+    objective,
+    *,
+    size,
+    num_locations,
+    steps,
+    location_chunk,
+    dilation,
+    num_occlusions,
+    num_noise,
+) -> _Settings:
+    """Checks the static budget against the image's ``[H, W]``; a term the
+    objective lacks gets 0 samples."""
+    num_locations = _checks.positive_int(num_locations, "num_locations")
+    chunk = num_locations if location_chunk is None else location_chunk
+    use_inpaint, use_noise = _TERMS[objective]
     num_occlusions = _checks.positive_int(num_occlusions, "num_occlusions")
     num_noise = _checks.positive_int(num_noise, "num_noise")
+    return _Settings(
+        size=_checks.patch_size(size, image_hw),
+        num_locations=num_locations,
+        steps=_checks.positive_int(steps, "steps", minimum=0),
+        location_chunk=min(
+            _checks.positive_int(chunk, "location_chunk"), num_locations
+        ),
+        num_occlusions=num_occlusions if use_inpaint else 0,
+        num_noise=num_noise if use_noise else 0,
+        dilation=_checks.positive_int(dilation, "dilation", minimum=0),
+    )
+
+
+def _weights(objective, base_weight, inpaint_weight, noise_weight) -> jax.Array:
+    """[3] float32 term weights (>= 0), refusing an objective whose terms all
+    weigh 0."""
     weights = [
         _checks.nonnegative_float(w, name)
         for w, name in (
@@ -346,36 +400,4 @@ def adaptive_patch_attack(
     use_inpaint, use_noise = _TERMS[objective]
     if weights[0] + weights[1] * use_inpaint + weights[2] * use_noise == 0:
         raise ValueError(f"all weights of objective {objective!r} are 0")
-    key = _checks.typed_key(key)
-    one_image = images if single else images[0]
-    num_classes = _checks.num_logits(classify, one_image[None], "classify")
-    labels = _checks.device_labels(y, images.shape[:-3], num_classes)
-
-    settings = _Settings(
-        size=size,
-        num_locations=num_locations,
-        steps=steps,
-        location_chunk=chunk,
-        num_occlusions=num_occlusions if use_inpaint else 0,
-        num_noise=num_noise if use_noise else 0,
-        dilation=dilation,
-    )
-    attack = functools.partial(
-        _attack_one,
-        classify,
-        step_size=jnp.float32(step_size),
-        sigma=jnp.float32(sigma),
-        weights=jnp.asarray(weights, jnp.float32),
-        kappa=jnp.float32(kappa),
-        settings=settings,
-    )
-    if single:
-        result = attack(images, labels, jax.random.fold_in(key, 0))
-    else:
-        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
-            jnp.arange(images.shape[0])
-        )
-        result = jax.vmap(attack)(images, labels, keys)
-    if return_loss:
-        return PatchAttackResult(*result)
-    return result[0], result[1]
+    return jnp.asarray(weights, jnp.float32)

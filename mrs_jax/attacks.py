@@ -197,12 +197,18 @@ def patch_attack(
     attack = functools.partial(
         _attack_one, logits_fn, step_size=jnp.float32(step_size), settings=settings
     )
+    return _one_or_vmapped(attack, images, labels, key, single, return_loss)
+
+
+def _one_or_vmapped(attack, images, labels, key, single: bool, return_loss: bool):
+    """``attack(image, label, key)`` on one image with ``fold_in(key, 0)``, or
+    vmapped over a batch with ``fold_in(key, i)`` for image i; the outputs of
+    ``patch_attack`` (shared with ``adaptive_patch_attack``)."""
     if single:
         result = attack(images, labels, jax.random.fold_in(key, 0))
     else:
-        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
-            jnp.arange(images.shape[0])
-        )
+        indices = jnp.arange(images.shape[0])
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
         result = jax.vmap(attack)(images, labels, keys)
     if return_loss:
         return PatchAttackResult(*result)

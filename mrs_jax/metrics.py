@@ -7,7 +7,7 @@ A result row is a dict for one test image. Fields read here:
   practical mode, on the clean image for the centre / Grad-CAM modes).
 - `radius` (float >= 0): certified l2 radius of `prediction` (0 on abstain).
   None only with `certificate == "every_patch_position"` (PatchCleanser's
-  double masking, `mrs_jax.pc_row`): that certificate is not an l2 radius but
+  double masking, `mrs_jax.pipeline`): that certificate is not an l2 radius but
   holds for every patch position and content, so a certified, correct row
   counts at every R (its certified accuracy is the same at every radius).
 - `certificate` (str, optional): "every_patch_position" for PatchCleanser rows.

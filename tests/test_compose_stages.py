@@ -12,7 +12,6 @@ from scipy import stats
 
 import mrs_jax
 from mrs_jax import attacks, bounds, noise
-from mrs_jax import gradcam as gradcam_module
 
 SIDE, CHANNELS, CLASSES, BATCH = 8, 3, 4, 3
 BUDGET = dict(num_locations=3, steps=2, step_size=0.1)  # tiny: compile-bound
@@ -127,7 +126,7 @@ def test_gradcam_and_saliency_jit_vmap_equal_one_image_calls():
 def test_best_window_jit_vmap_equals_one_image_calls():
     heat = np.random.default_rng(2).random((BATCH, SIDE, SIDE)).astype(np.float32)
     heat[1] = 1.0  # all windows tie: the first in row-major order
-    window = lambda h: gradcam_module.best_window(h, 3)
+    window = lambda h: mrs_jax.best_window(h, 3)
     top, left = jax.jit(jax.vmap(window))(heat)
     eager = [window(h) for h in heat]
     assert all(isinstance(v, int) for v in eager[0])
@@ -220,9 +219,9 @@ def test_saliency_bad_shapes_raise_at_trace_time():
             0.5,
         )
     with pytest.raises(ValueError, match="heatmap"):
-        _trace(lambda h: gradcam_module.best_window(h, 2), images[0])
+        _trace(lambda h: mrs_jax.best_window(h, 2), images[0])
     with pytest.raises(ValueError, match="size"):
-        _trace(lambda h: gradcam_module.best_window(h, 9), images[0, ..., 0])
+        _trace(lambda h: mrs_jax.best_window(h, 9), images[0, ..., 0])
 
 
 def test_augmentations_bad_shapes_raise_at_trace_time():
