@@ -149,3 +149,28 @@ def test_bad_arguments_raise(change, error):
     args.update(change)
     with pytest.raises(error):
         attacks.patch_attack(**args)
+
+
+def test_batch_image_b_is_attacked_with_fold_in_key_b():
+    # The documented batch convenience: the vmap of the one-image core with
+    # fold_in(key, b) for image b (the core is private; b = 0 is the public
+    # one-image call, tested above).
+    images = jax.random.uniform(jax.random.key(10), (3, 6, 6, 1))
+    classify = linear_classifier(jax.random.normal(jax.random.key(11), (36, 3)))
+    labels = np.array([0, 1, 2])
+    key = jax.random.key(12)
+    batch = attacks.patch_attack(
+        classify, images, labels, 2, key=key, num_locations=3, steps=2, step_size=0.2
+    )
+    settings = attacks._Settings(size=2, num_locations=3, steps=2, location_chunk=3)
+    for b in range(3):
+        image, top_left, _ = attacks._attack_one(
+            classify,
+            images[b],
+            jnp.int32(labels[b]),
+            jax.random.fold_in(key, b),
+            jnp.float32(0.2),
+            settings,
+        )
+        np.testing.assert_array_equal(batch[1][b], top_left)
+        np.testing.assert_allclose(batch[0][b], image, atol=1e-6)
