@@ -7,8 +7,9 @@ not clipped to [0, 1]: smoothing certifies ``x + e`` unclipped, so training matc
 
 The augmentations are device functions: ``jax.jit`` them (with the sizes, widths
 and counts static) and ``jax.vmap`` them over keys and image batches. Shapes,
-dtypes and static settings are checked at trace time; values (pixels, ``sigma``
-and ``fill`` ranges) only where they are concrete.
+dtypes and static settings are checked at trace time; the ranges of ``sigma``
+and ``fill`` only when they are concrete; pixel values are not read (they are
+the training loop's batches, scaled to [0, 1] by ``mrs_jax.data``).
 """
 
 import jax
