@@ -1,5 +1,7 @@
 """Tests for mrs_jax.attacks.patch_attack."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,15 +111,29 @@ def test_single_image_matches_first_of_batch_and_chunks_agree():
     np.testing.assert_allclose(chunk_adv, batch_adv, atol=1e-6)
 
 
-def test_new_weights_do_not_recompile():
-    images = jax.random.uniform(jax.random.key(8), (1, 5, 5, 1))
+def _core_compiles(caplog, call) -> int:
+    """How many times ``call()`` compiles the attack's core program."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        call()
+    message = "Compiling jit(_attack_one) "
+    return sum(r.getMessage().startswith(message) for r in caplog.records)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_new_weights_do_not_recompile(caplog, batch):
+    x = np.full((5, 5, 1), 0.5, np.float32)
+    x, y = (np.stack([x, x]), [0, 1]) if batch else (x, 0)
     kwargs = dict(key=jax.random.key(9), num_locations=3, steps=1, step_size=0.1)
-    attacks.patch_attack(linear_classifier(jnp.ones((25, 2))), images, [0], 2, **kwargs)
-    before = attacks._attack_one._cache_size()
-    attacks.patch_attack(
-        linear_classifier(-jnp.ones((25, 2))), images, [1], 2, **kwargs
-    )
-    assert attacks._attack_one._cache_size() == before
+
+    def attack(weights):
+        return lambda: attacks.patch_attack(
+            linear_classifier(weights), x, y, 2, **kwargs
+        )
+
+    # A fresh shape compiles (so the counter sees compiles), new weights do not.
+    assert _core_compiles(caplog, attack(jnp.ones((25, 2)))) == 1
+    assert _core_compiles(caplog, attack(-jnp.ones((25, 2)))) == 0
 
 
 @pytest.mark.parametrize(
