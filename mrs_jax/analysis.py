@@ -26,7 +26,9 @@ tells them apart (`A/run` and `B/run`, not `run` twice: :func:`run_labels`).
 conditional on the located mask (spec s. 6); center/gradcam certify a fixed
 mask; double_masking (PatchCleanser) certifies against every patch position,
 with no radius: its certified accuracy (certified and prediction == label) is
-the same at every R. Tables, plot axes and summary.json say which.
+the same at every R; smoothed_double_masking certifies every patch position and
+every patch content of l2 norm below its target radius (the row's ``radius``).
+Tables, plot axes and summary.json say which.
 
 Command line (`certify/analyze.py`):
 
@@ -56,7 +58,15 @@ from mrs_jax.tables import certified_name
 
 # The job's modes (``mrs_jax.job.MODES``); "clean" rows carry no patch, so their
 # certified accuracy, like center/gradcam, needs no coverage.
-MODES = ("practical", "adaptive", "center", "gradcam", "clean", "double_masking")
+MODES = (
+    "practical",
+    "adaptive",
+    "center",
+    "gradcam",
+    "clean",
+    "double_masking",
+    "smoothed_double_masking",
+)
 _ATTACKED = metrics.ATTACKED_MODES
 
 
@@ -131,6 +141,8 @@ class RunSummary:
         "fixed mask" (center/gradcam) or "every patch position" (PatchCleanser)."""
         if self.mode == "double_masking":
             return "every patch position"
+        if self.mode == "smoothed_double_masking":
+            return "every patch position, l2 < R"
         return "localised" if self.localised else "fixed mask"
 
     @property

@@ -137,6 +137,9 @@ class JobConfig:
                     f"are int32 on the device), got {getattr(self, name)}"
                 )
         _check_synthetic(self)
+        if self.mode == "smoothed_double_masking" and self.target_radius is None:
+            # Its certificate is always at a radius: by default every content.
+            object.__setattr__(self, "target_radius", UNRESTRICTED)
         if self.mode == "double_masking" and self.target_radius is not None:
             raise ValueError(
                 "target_radius does not apply to mode 'double_masking' (its "

@@ -39,6 +39,8 @@ def certified_name(summaries: Sequence[Any]) -> str:
         parts.append(f"localised for {_LOCALISED_MODES}")
     if "every patch position" in kinds:
         parts.append("every patch position for double_masking")
+    if "every patch position, l2 < R" in kinds:
+        parts.append("every patch position, l2 < R for smoothed_double_masking")
     return f"certified ({'; '.join(parts)})" if parts else "certified"
 
 
@@ -88,6 +90,11 @@ def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
         lines.append(
             "double_masking (PatchCleanser): certified for every patch position "
             "and content, no radius: the same accuracy at every R."
+        )
+    if any(s.certificate == "every patch position, l2 < R" for s in summaries):
+        lines.append(
+            "smoothed_double_masking: certified for every patch position and "
+            "every patch content of l2 norm below R (masked-noise double masking)."
         )
     if any(s.unrestricted_target for s in summaries):
         lines.append(

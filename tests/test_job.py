@@ -28,7 +28,11 @@ def _without_seconds(all_rows):
 
 @pytest.mark.parametrize("mode", job.MODES)
 def test_every_mode_writes_one_complete_row_per_image(tmp_path, mode):
-    config = tiny_config(mode=mode, num_images=2)
+    # The masked-noise double masking certifies every patch content below its
+    # target: a small one here (the tiny sigma cannot reach s * sqrt(C)).
+    sdm = mode == "smoothed_double_masking"
+    changes = dict(target_radius=0.05, pc_k=3, n0=32) if sdm else {}
+    config = tiny_config(mode=mode, num_images=2, **changes)
     out = job.run(
         config,
         tmp_path,
@@ -47,6 +51,13 @@ def test_every_mode_writes_one_complete_row_per_image(tmp_path, mode):
             assert row["prediction"] in range(NUM_CLASSES) and row["radius"] is None
             assert row["case"] in (1, 2, 3) and row["covered"] is None
             assert row["certificate"] == "every_patch_position"
+            continue
+        if sdm:
+            assert row["prediction"] in range(-1, NUM_CLASSES)
+            assert row["radius"] == 0.05 and row["covered"] is None
+            assert row["certificate"] == "every_patch_position_l2"
+            assert row["certified"] <= (row["prediction"] >= 0)
+            assert row["num_samples"] >= 32 * 9  # a PREDICT per mask at least
             continue
         assert row["prediction"] in range(-1, NUM_CLASSES)
         assert row["radius"] >= 0.0
@@ -240,8 +251,10 @@ def test_every_mode_can_be_analysed(tmp_path):
     from mrs_jax import analysis
 
     for mode in job.MODES:
+        sdm = mode == "smoothed_double_masking"
+        changes = dict(target_radius=0.05, pc_k=3, n0=32) if sdm else {}
         job.run(
-            tiny_config(mode=mode, num_images=2),
+            tiny_config(mode=mode, num_images=2, **changes),
             tmp_path / mode,
             classify=tiny_classifier(),
             num_classes=NUM_CLASSES,
