@@ -28,6 +28,15 @@ class UsageError(ValueError):
     """A mistake in what the user asked for; printed as one line."""
 
 
+class ExitAtOnceError(UsageError):
+    """A one-line error after which the process must skip its teardown.
+
+    E.g. a lost peer process: ``jax.distributed``'s shutdown at exit would wait
+    for it and then abort. :func:`main_guard` prints the line and ends the
+    process with ``os._exit(2)``.
+    """
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "the user asked for something wrong"."""
     from mrs_jax.rows import RowsChangedError
@@ -83,6 +92,8 @@ def main_guard(
             if debug or _is_bug(error):
                 raise
             print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
+            if isinstance(error, ExitAtOnceError):
+                flush_and_exit(USER_ERROR_EXIT)
             code = USER_ERROR_EXIT
         else:
             if guard.requested and code != INTERRUPT_EXIT:  # swallowed in ``main``

@@ -1,31 +1,72 @@
-"""Multi-process start-up on JAX's own distributed runtime.
+"""Multi-process start-up on JAX's own distributed runtime, and a barrier that
+notices a lost process.
 
-``jax.distributed.initialize`` connects the processes (one per host, or several
-on one machine for tests). Certification is embarrassingly parallel over
-images, so each process certifies its own share of them with the sample axis
-sharded over its own devices (``mrs_jax.sharding.sample_mesh``), and the
-processes meet only at a barrier of the coordination service before process 0
-merges the row shards. Results depend only on the keys, never on how many
-processes or devices ran them.
+:func:`initialize` starts ``jax.distributed.initialize()`` with its own
+auto-detection (SLURM, Open MPI, Cloud TPU, Kubernetes, the
+``JAX_COORDINATOR_ADDRESS`` variables); ``--coordinator_address``,
+``--num_processes`` and ``--process_id`` override what it detects. Certification
+is embarrassingly parallel over images, so each process certifies its own share
+with the sample axis sharded over its own devices (``mrs_jax.sharding``), and
+the processes meet only at :func:`run_barrier` before process 0 merges the row
+shards. Results depend only on the keys, never on how many processes or devices
+ran them.
+
+The barrier is a file barrier in the run directory (which every process shares,
+as it holds their row shards): each process keeps a heartbeat file fresh, so a
+process waiting at the barrier tells a slow peer from a lost one (killed, its
+host gone) and stops with one line naming it, instead of waiting for the
+coordination service to abort the job with a core dump.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
+from jax.experimental import multihost_utils
+
+from mrs_jax import _checks, cli
 
 ENV_ADDRESS = "MRS_COORDINATOR_ADDRESS"
 ENV_COUNT = "MRS_NUM_PROCESSES"
 ENV_INDEX = "MRS_PROCESS_ID"
+BARRIER_DIR = ".processes"
+
+# Variables of the launchers whose processes jax.distributed.initialize() finds
+# by itself; with none of them (and no flag) a run is a single process.
+_LAUNCHERS = {
+    "JAX_COORDINATOR_ADDRESS": None,
+    "SLURM_NTASKS": "SLURM_STEP_NODELIST",  # srun with more than one task
+    "OMPI_COMM_WORLD_SIZE": None,  # mpirun
+    "TPU_WORKER_HOSTNAMES": None,  # a Cloud TPU pod slice (GKE)
+    "TPU_PROCESS_ADDRESSES": None,
+    "MEGASCALE_COORDINATOR_ADDRESS": None,  # multislice TPU
+}
+
+
+class PeerLostError(cli.ExitAtOnceError):
+    """Another process of the run stopped (killed, or its host gone).
+
+    The run's collectives can never finish, so the command line prints one
+    line and exits at once (status 2) without the interpreter's teardown.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
 class Processes:
-    """This process's place: ``index`` of ``count``, and a named ``barrier``."""
+    """This process's place: ``index`` of ``count``, and a named ``barrier``.
+
+    ``barrier`` is :func:`sync_barrier` (or None for one process); a run that
+    writes a run directory uses :func:`run_barrier` there instead, which also
+    notices a lost process.
+    """
 
     index: int = 0
     count: int = 1
@@ -33,12 +74,16 @@ class Processes:
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    """Adds ``--coordinator_address``, ``--num_processes`` and ``--process_id``."""
-    group = parser.add_argument_group("multi-process (jax.distributed)")
+    """Adds ``--coordinator_address``, ``--num_processes``, ``--process_id`` and
+    ``--distributed``."""
+    group = parser.add_argument_group(
+        "multi-process (jax.distributed; SLURM, Open MPI and Cloud TPU pods are "
+        "detected, these override)"
+    )
     group.add_argument(
         "--coordinator_address",
         default=None,
-        help=f"HOST:PORT of process 0 (or ${ENV_ADDRESS})",
+        help=f"HOST:PORT of process 0 (or $JAX_COORDINATOR_ADDRESS, ${ENV_ADDRESS})",
     )
     group.add_argument(
         "--num_processes",
@@ -52,62 +97,256 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"this process's id (or ${ENV_INDEX})",
     )
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        default=None,
+        help="start jax.distributed even where no launcher is recognised "
+        "(e.g. Kubernetes); JAX detects the rest",
+    )
 
 
 def initialize_from(args: argparse.Namespace) -> Processes:
-    """Initialises ``jax.distributed`` from flags or the environment.
-
-    With no coordinator address this is a single process and nothing is
-    initialised.
-    """
-    address = args.coordinator_address or os.environ.get(ENV_ADDRESS)
-    count = args.num_processes or _env_int(ENV_COUNT)
+    """:func:`initialize` from :func:`add_flags`' flags, else the environment."""
+    address = args.coordinator_address or os.environ.get(ENV_ADDRESS) or None
+    count = (
+        args.num_processes if args.num_processes is not None else _env_int(ENV_COUNT)
+    )
     index = args.process_id if args.process_id is not None else _env_int(ENV_INDEX)
-    return initialize(address, count, index)
+    return initialize(address, count, index, detect=getattr(args, "distributed", None))
 
 
 def initialize(
-    coordinator_address: str | None, num_processes: int | None, process_id: int | None
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    detect: bool | None = None,
 ) -> Processes:
-    """Connects to the coordinator and returns this process's :class:`Processes`.
+    """Starts ``jax.distributed`` where the run has several processes.
+
+    A host driver; call it before any JAX computation. ``jax.distributed.
+    initialize`` gets the given settings and detects the missing ones (SLURM,
+    Open MPI, Cloud TPU, Kubernetes, ``JAX_COORDINATOR_ADDRESS``). With nothing
+    given it is called only where a launcher's variables show several processes
+    (``srun -n 2``, ``mpirun``, a TPU pod, ``JAX_COORDINATOR_ADDRESS``), or
+    with ``detect=True``; otherwise the run is one process and nothing starts.
+
+    Args:
+      coordinator_address: ``HOST:PORT`` of process 0.
+      num_processes: the number of processes (>= 1).
+      process_id: this process's index in ``[0, num_processes)``.
+      detect: True: always let JAX detect a cluster; False: never (only the
+        given settings); None: where a launcher is recognised.
+
+    Returns:
+      This process's :class:`Processes` (``barrier``: :func:`sync_barrier`).
 
     Raises:
-      ValueError: an address without a process count and id, or an id out of range.
+      ValueError: settings out of range, or settings JAX cannot complete (an
+        address without a process count, a count without an address).
     """
-    if coordinator_address is None:
-        if num_processes not in (None, 1):
-            raise ValueError("num_processes > 1 needs a coordinator_address")
-        return Processes()
-    if num_processes is None or process_id is None:
-        raise ValueError("coordinator_address needs num_processes and process_id")
-    if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise ValueError(
-            f"process_id must be in [0, num_processes={num_processes}), "
-            f"got {process_id}"
+    _check_settings(num_processes, process_id)
+    if detect is None:
+        detect = _launcher() is not None
+    if not detect:
+        _check_complete(coordinator_address, num_processes, process_id)
+        if coordinator_address is None:  # and at most one process
+            return Processes()
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+            cluster_detection_method=None if detect else "deactivate",
         )
-    jax.distributed.initialize(
-        coordinator_address=coordinator_address,
-        num_processes=num_processes,
-        process_id=process_id,
-        local_device_ids=None,
-    )
-    return Processes(jax.process_index(), jax.process_count(), barrier)
+    except ValueError as error:  # JAX could not complete the settings
+        raise ValueError(
+            f"cannot start jax.distributed: {error} Pass --coordinator_address, "
+            "--num_processes and --process_id (the coordinator_address needs "
+            "num_processes and process_id), or run under a launcher JAX detects "
+            "(SLURM, Open MPI, a Cloud TPU pod)"
+        ) from error
+    count = jax.process_count()
+    return Processes(jax.process_index(), count, sync_barrier if count > 1 else None)
 
 
-def barrier(name: str, timeout_s: float = 3600.0) -> None:
-    """Waits until every process reaches the barrier ``name``.
+def _check_settings(num_processes: int | None, process_id: int | None) -> None:
+    if num_processes is not None:
+        _checks.positive_int(num_processes, "num_processes")
+    if process_id is not None:
+        _checks.positive_int(process_id, "process_id", minimum=0)
+        if num_processes is not None and process_id >= num_processes:
+            raise ValueError(
+                f"process_id must be in [0, num_processes={num_processes}), "
+                f"got {process_id}"
+            )
 
-    Uses the coordination service (no device collective), so it works for CPU
-    processes that share no collective backend.
+
+def _check_complete(
+    coordinator_address: str | None, num_processes: int | None, process_id: int | None
+) -> None:
+    """Refuses settings that nothing detected can complete."""
+    hint = "(or run under a launcher JAX detects: SLURM, Open MPI, a Cloud TPU pod)"
+    if coordinator_address is None and num_processes not in (None, 1):
+        raise ValueError(
+            f"num_processes > 1 needs a coordinator_address (--coordinator_address "
+            f"HOST:PORT or $JAX_COORDINATOR_ADDRESS) {hint}, got {num_processes}"
+        )
+    if coordinator_address is not None and None in (num_processes, process_id):
+        raise ValueError(
+            f"coordinator_address needs num_processes and process_id {hint}"
+        )
+
+
+def _launcher() -> str | None:
+    """The variable of a recognised multi-process launcher, or None."""
+    for name, companion in _LAUNCHERS.items():
+        value = os.environ.get(name, "")
+        if not value or (companion is not None and companion not in os.environ):
+            continue
+        if value.isdigit() and int(value) <= 1:  # a count of one process
+            continue
+        if name.startswith("TPU_") and "," not in value:  # one host
+            continue
+        return name
+    return None
+
+
+def sync_barrier(name: str) -> None:
+    """Waits until every process reaches ``name`` (a device collective).
+
+    ``jax.experimental.multihost_utils.sync_global_devices``; a lost process
+    makes it wait until the coordination service ends the job. Prefer
+    :func:`run_barrier` where the processes share a folder.
     """
-    if jax.process_count() == 1:
-        return
-    from jax._src import distributed as _distributed
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
-    client = _distributed.global_state.client
-    client.wait_at_barrier(name, int(timeout_s * 1000))
+
+def run_barrier(
+    directory: str | os.PathLike,
+    processes: Processes,
+    *,
+    stale_s: float = 30.0,
+    beat_s: float = 2.0,
+) -> Callable[[str], None] | None:
+    """A barrier for the processes of one run that notices a lost process.
+
+    A host driver. Every process calls it (it meets the others once, with
+    :func:`sync_barrier`), then keeps ``<directory>/.processes/alive-<i>``
+    fresh every ``beat_s`` seconds from a daemon thread. The returned
+    ``barrier(name)`` writes this process's arrival file and waits for the
+    others'; a process whose heartbeat has not changed for ``stale_s`` seconds
+    (by this process's clock, so host clocks need not agree) is lost.
+
+    Args:
+      directory: the run directory every process shares (e.g. ``--out``).
+      processes: from :func:`initialize`.
+      stale_s: seconds without a heartbeat after which a process is lost; keep
+        it well below ``jax.distributed``'s heartbeat timeout (100 s), after
+        which the coordination service aborts the survivors.
+      beat_s: seconds between heartbeats (< ``stale_s``).
+
+    Returns:
+      ``barrier(name)``, or None for a single process.
+
+    Raises:
+      PeerLostError: (from ``barrier``) naming the lost process and how to
+        resume.
+    """
+    if not isinstance(processes, Processes):
+        raise TypeError(f"processes must be Processes, got {type(processes).__name__}")
+    if not 0 < beat_s < stale_s:
+        raise ValueError(f"need 0 < beat_s < stale_s, got {beat_s}, {stale_s}")
+    if processes.count == 1:
+        return None
+    folder = Path(directory) / BARRIER_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = f"-{processes.index}"
+    for old in folder.glob(f"*{mine}"):  # an earlier run's files
+        old.unlink()
+    heartbeat = _Heartbeat(folder / f"alive{mine}", beat_s)
+    sync_barrier(f"mrs_jax.distributed.run_barrier:{folder}")
+    heartbeat.start()
+    return _FileBarrier(folder, processes, stale_s, heartbeat)
+
+
+class _Heartbeat(threading.Thread):
+    """Rewrites ``path`` with a counter every ``beat_s`` seconds."""
+
+    def __init__(self, path: Path, beat_s: float):
+        super().__init__(name="mrs_jax heartbeat", daemon=True)
+        self.path, self.beat_s = path, beat_s
+        self.beats = itertools.count()
+        self.stopped = threading.Event()
+        self.beat()
+
+    def beat(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(str(next(self.beats)))
+        tmp.replace(self.path)
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.beat_s):
+            try:
+                self.beat()
+            except OSError:  # the folder went away; the barrier will say so
+                return
+
+
+class _FileBarrier:
+    """``barrier(name)``: see :func:`run_barrier`."""
+
+    def __init__(self, folder, processes, stale_s, heartbeat):
+        self.folder, self.processes = folder, processes
+        self.stale_s, self.heartbeat = stale_s, heartbeat
+        self.counts: dict[str, int] = {}
+        self.poll_s = min(0.1, heartbeat.beat_s / 4)
+
+    def __call__(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, got {name!r}")
+        sequence = self.counts.get(name, 0)
+        self.counts[name] = sequence + 1
+        stem = f"{name.replace(os.sep, '_')}.{sequence}"
+        index, count = self.processes.index, self.processes.count
+        (self.folder / f"{stem}-{index}").write_text("")
+        waiting = {i for i in range(count) if i != index}
+        seen = {i: (None, time.monotonic()) for i in waiting}
+        while waiting:
+            waiting = {i for i in waiting if not (self.folder / f"{stem}-{i}").exists()}
+            for peer in waiting:
+                seen[peer] = self._check_alive(peer, *seen[peer])
+            if waiting:
+                time.sleep(self.poll_s)
+
+    def _check_alive(self, peer: int, last, since: float):
+        """``(beat, since)`` of ``peer``'s heartbeat; raises once it is stale."""
+        try:
+            beat = (self.folder / f"alive-{peer}").read_text()
+        except OSError:
+            beat = None
+        now = time.monotonic()
+        if beat != last:
+            return beat, now
+        if now - since > self.stale_s:
+            count = self.processes.count
+            raise PeerLostError(
+                f"process {peer} of {count} was lost (no heartbeat for "
+                f"{now - since:.0f} s) while process {self.processes.index} waited "
+                f"for it at {self.folder.parent}; the finished rows are kept: rerun "
+                "the same command (with all processes, or as one process) to "
+                "continue"
+            )
+        return last, since
 
 
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name)
-    return None if value in (None, "") else int(value)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"${name} must be an integer, got {value!r}") from None

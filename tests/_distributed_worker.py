@@ -1,4 +1,8 @@
-"""One process of the two-process certification test (run as a subprocess)."""
+"""One process of the two-process certification tests (run as a subprocess).
+
+Started with ``--coordinator_address ...`` flags, or with none under a
+launcher's variables (SLURM's), which ``jax.distributed.initialize`` detects.
+"""
 
 import argparse
 import sys
@@ -9,30 +13,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config  # noqa: E402
 
-from mrs_jax import distributed, job  # noqa: E402
+from mrs_jax import cli, distributed, job  # noqa: E402
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--mode", default="practical")
+    parser.add_argument("--num_images", type=int, default=None)
+    parser.add_argument("--stale_s", type=float, default=30.0)
     distributed.add_flags(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     processes = distributed.initialize_from(args)
     assert jax.process_count() == 2 and jax.local_device_count() == 2
     assert jax.device_count() == 4
+    barrier = distributed.run_barrier(
+        args.out, processes, stale_s=args.stale_s, beat_s=min(2.0, args.stale_s / 4)
+    )
+    print(f"process {processes.index} started", file=sys.stderr, flush=True)
+    changes = {} if args.num_images is None else {"num_images": args.num_images}
     job.run(
-        tiny_config(mode=args.mode),
+        tiny_config(mode=args.mode, **changes),
         args.out,
         classify=tiny_classifier(),
         num_classes=NUM_CLASSES,
         process_index=processes.index,
         process_count=processes.count,
-        barrier=processes.barrier,
+        barrier=barrier,
         progress=False,
     )
     jax.distributed.shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.main_guard(main))

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,14 +69,98 @@ def test_two_processes_give_the_single_process_rows(tmp_path, mode):
     assert strip(merged) == strip(single)
 
 
-def test_initialize_rejects_inconsistent_settings():
+def test_initialize_rejects_inconsistent_settings(monkeypatch):
+    _no_launcher(monkeypatch)
     with pytest.raises(ValueError, match="num_processes > 1"):
         distributed.initialize(None, 2, 0)
     with pytest.raises(ValueError, match="needs num_processes"):
         distributed.initialize("127.0.0.1:1234", None, 0)
     with pytest.raises(ValueError, match="process_id"):
         distributed.initialize("127.0.0.1:1234", 2, 2)
+    with pytest.raises(ValueError, match="num_processes"):
+        distributed.initialize("127.0.0.1:1234", 0, 0)
     assert distributed.initialize(None, None, None).count == 1
+
+
+def test_one_process_launchers_start_nothing(monkeypatch):
+    # A launcher's variables for one process (or half a SLURM step) are a
+    # single process: jax.distributed is not started (it would bind a port).
+    for env in (
+        {"SLURM_NTASKS": "1", "SLURM_STEP_NODELIST": "node1"},
+        {"SLURM_NTASKS": "2"},  # sbatch's shell, not an srun step
+        {"OMPI_COMM_WORLD_SIZE": "1"},
+        {"TPU_WORKER_HOSTNAMES": "one-host"},
+    ):
+        _no_launcher(monkeypatch)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert distributed.initialize() == distributed.Processes(), env
+
+
+def _no_launcher(monkeypatch):
+    for name in distributed._LAUNCHERS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("SLURM_STEP_NODELIST", raising=False)
+
+
+def _slurm_step(index: int, port: int) -> dict[str, str]:
+    """What ``srun -n 2`` on one node sets for task ``index``."""
+    return {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_STEP_NODELIST": "127.0.0.1",
+        "SLURM_NTASKS": "2",
+        "SLURM_PROCID": str(index),
+        "SLURM_LOCALID": str(index),
+        "JAX_COORDINATOR_PORT": str(port),
+    }
+
+
+def test_a_lost_process_is_one_line_and_exit_2(tmp_path):
+    """Started by SLURM's variables alone; process 1 is killed mid-run."""
+    out = tmp_path / "run"
+    port = _free_port()
+    base = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+    )
+    base.pop("MRS_DEBUG", None)
+    command = [sys.executable, str(WORKER), "--out", str(out), "--stale_s", "4"]
+    workers = [
+        subprocess.Popen(
+            [*command, "--num_images", "12"],
+            env={**base, **_slurm_step(index, port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 240
+        heartbeat = out / distributed.BARRIER_DIR / "alive-1"
+        # Its second beat comes from the thread started after the processes met.
+        while not (heartbeat.exists() and heartbeat.read_text() not in ("", "0")):
+            assert workers[1].poll() is None, workers[1].communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "process 1 did not start"
+            time.sleep(0.05)
+        workers[1].kill()  # SIGKILL: no goodbye
+        killed_at = time.monotonic()
+        _, stderr = workers[0].communicate(timeout=120)
+        waited = time.monotonic() - killed_at
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.communicate()
+    assert workers[0].returncode == 2, stderr[-3000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: process 1 of 2 was lost"), last
+    assert "rerun the same command" in last
+    assert waited < 80, "before the coordination service's heartbeat timeout"
+    shard = out / "rows-000-of-002.jsonl"
+    assert [r["index"] % 2 for r in rows.read(shard)] == [0] * 6  # kept
 
 
 def test_two_process_training_matches_one_process(tmp_path):
