@@ -210,3 +210,29 @@ def test_certify_cli_images_per_batch(tmp_path, capsys):
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["config"]["images_per_batch"] == 2
     assert len((tmp_path / "out" / "rows.jsonl").read_text().splitlines()) == 2
+
+
+_COMPILES: list[str] = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, _seconds, **_: _COMPILES.append(name)
+    if name == "/jax/core/compile/backend_compile_duration"
+    else None
+)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [dict(mode="practical", dilation=6), dict(mode="center", target_radius=0.1)],
+    ids=["practical", "center_target_radius"],
+)
+def test_a_job_of_many_groups_compiles_each_program_once(tmp_path, changes):
+    # Groups after the first have the same shapes (dilation 6: every noise
+    # window is the whole image), so they must reuse every compiled program.
+    run = dict(classify=CLASSIFY, num_classes=NUM_CLASSES, progress=False)
+    config = tiny_config(images_per_batch=2, num_images=2, **changes)
+    job.run(config, tmp_path, **run)
+    compiled_first = len(_COMPILES)
+    written = job.run(tiny_config(images_per_batch=2, num_images=8, **changes),
+                      tmp_path, **run)
+    assert len(written) == 8
+    assert len(_COMPILES) == compiled_first  # three more groups, no new program
