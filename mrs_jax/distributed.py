@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import itertools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -230,6 +231,7 @@ def run_barrier(
     *,
     stale_s: float = 30.0,
     beat_s: float = 2.0,
+    watch: bool = True,
 ) -> Callable[[str], None] | None:
     """A barrier for the processes of one run that notices a lost process.
 
@@ -237,16 +239,21 @@ def run_barrier(
     :func:`sync_barrier`), then keeps ``<directory>/.processes/alive-<i>``
     fresh every ``beat_s`` seconds from a daemon thread. The returned
     ``barrier(name)`` writes this process's arrival file and waits for the
-    others'; a process whose heartbeat has not changed for ``stale_s`` seconds
-    (by this process's clock, so host clocks need not agree) is lost.
+    others'. A process whose heartbeat has not changed for ``stale_s`` seconds
+    (by this process's clock, so host clocks need not agree) is lost: the
+    barrier raises :class:`PeerLostError`. With ``watch``, a process lost while
+    this one still works (before its first barrier) ends this one too, at once:
+    the one line ``error: ...`` on stderr and ``os._exit(2)``, as a kill would
+    (rows are fsynced one by one, so every finished row is kept), instead of the
+    coordination service aborting it with a core dump 100 s later.
 
     Args:
       directory: the run directory every process shares (e.g. ``--out``).
       processes: from :func:`initialize`.
       stale_s: seconds without a heartbeat after which a process is lost; keep
-        it well below ``jax.distributed``'s heartbeat timeout (100 s), after
-        which the coordination service aborts the survivors.
+        it well below ``jax.distributed``'s heartbeat timeout (100 s).
       beat_s: seconds between heartbeats (< ``stale_s``).
+      watch: also watch the others while working (see above).
 
     Returns:
       ``barrier(name)``, or None for a single process.
@@ -263,23 +270,63 @@ def run_barrier(
         return None
     folder = Path(directory) / BARRIER_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    mine = f"-{processes.index}"
-    for old in folder.glob(f"*{mine}"):  # an earlier run's files
+    for old in folder.glob(f"*-{processes.index}"):  # an earlier run's files
         old.unlink()
-    heartbeat = _Heartbeat(folder / f"alive{mine}", beat_s)
+    peers = _Peers(folder, processes, stale_s)
+    heartbeat = _Heartbeat(peers, beat_s, watch=watch)
     sync_barrier(f"mrs_jax.distributed.run_barrier:{folder}")
     heartbeat.start()
-    return _FileBarrier(folder, processes, stale_s, heartbeat)
+    return _FileBarrier(peers, heartbeat, poll_s=min(0.1, beat_s / 4))
+
+
+class _Peers:
+    """The other processes' heartbeats in ``folder``, as this process saw them."""
+
+    def __init__(self, folder: Path, processes: Processes, stale_s: float):
+        self.folder, self.processes, self.stale_s = folder, processes, stale_s
+        now = time.monotonic()
+        others = [i for i in range(processes.count) if i != processes.index]
+        self.seen = {i: (None, now) for i in others}  # (beat, when it changed)
+        self.lock = threading.Lock()
+
+    def lost(self, peers) -> str | None:
+        """The message for the first of ``peers`` whose heartbeat is stale."""
+        with self.lock:
+            now = time.monotonic()
+            for peer in peers:
+                try:
+                    beat = (self.folder / f"alive-{peer}").read_text()
+                except OSError:  # not written yet, or its folder is gone
+                    beat = None
+                last, since = self.seen[peer]
+                if beat != last:
+                    self.seen[peer] = beat, now
+                elif now - since > self.stale_s:
+                    return self._message(peer, now - since)
+        return None
+
+    def _message(self, peer: int, silent_s: float) -> str:
+        index, count = self.processes.index, self.processes.count
+        return (
+            f"process {peer} of {count} was lost (no heartbeat for {silent_s:.0f} "
+            f"s; process {index} stops too) in {self.folder.parent}; the finished "
+            "rows are kept: rerun the same command (with all processes, or as one "
+            "process) to continue"
+        )
 
 
 class _Heartbeat(threading.Thread):
-    """Rewrites ``path`` with a counter every ``beat_s`` seconds."""
+    """Rewrites this process's heartbeat every ``beat_s`` seconds; with
+    ``watch``, ends the process when another is lost before the first barrier."""
 
-    def __init__(self, path: Path, beat_s: float):
+    def __init__(self, peers: _Peers, beat_s: float, *, watch: bool):
         super().__init__(name="mrs_jax heartbeat", daemon=True)
-        self.path, self.beat_s = path, beat_s
+        self.peers, self.beat_s = peers, beat_s
+        self.path = peers.folder / f"alive-{peers.processes.index}"
         self.beats = itertools.count()
-        self.stopped = threading.Event()
+        self.watching = threading.Event()
+        if watch:
+            self.watching.set()
         self.beat()
 
     def beat(self) -> None:
@@ -288,58 +335,45 @@ class _Heartbeat(threading.Thread):
         tmp.replace(self.path)
 
     def run(self) -> None:
-        while not self.stopped.wait(self.beat_s):
+        while True:
+            time.sleep(self.beat_s)
             try:
                 self.beat()
-            except OSError:  # the folder went away; the barrier will say so
+            except OSError:  # the run directory went away: nothing to keep alive
                 return
+            if self.watching.is_set():
+                message = self.peers.lost(self.peers.seen)
+                # A peer may finish and exit after a barrier: watch only before.
+                if message is not None and self.watching.is_set():
+                    print(f"error: {message}", file=sys.stderr, flush=True)
+                    cli.flush_and_exit(cli.USER_ERROR_EXIT)
 
 
 class _FileBarrier:
     """``barrier(name)``: see :func:`run_barrier`."""
 
-    def __init__(self, folder, processes, stale_s, heartbeat):
-        self.folder, self.processes = folder, processes
-        self.stale_s, self.heartbeat = stale_s, heartbeat
+    def __init__(self, peers: _Peers, heartbeat: _Heartbeat, poll_s: float):
+        self.peers, self.heartbeat, self.poll_s = peers, heartbeat, poll_s
         self.counts: dict[str, int] = {}
-        self.poll_s = min(0.1, heartbeat.beat_s / 4)
 
     def __call__(self, name: str) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
+        self.heartbeat.watching.clear()  # from here on the barriers watch
         sequence = self.counts.get(name, 0)
         self.counts[name] = sequence + 1
         stem = f"{name.replace(os.sep, '_')}.{sequence}"
-        index, count = self.processes.index, self.processes.count
-        (self.folder / f"{stem}-{index}").write_text("")
-        waiting = {i for i in range(count) if i != index}
-        seen = {i: (None, time.monotonic()) for i in waiting}
-        while waiting:
-            waiting = {i for i in waiting if not (self.folder / f"{stem}-{i}").exists()}
-            for peer in waiting:
-                seen[peer] = self._check_alive(peer, *seen[peer])
-            if waiting:
-                time.sleep(self.poll_s)
-
-    def _check_alive(self, peer: int, last, since: float):
-        """``(beat, since)`` of ``peer``'s heartbeat; raises once it is stale."""
-        try:
-            beat = (self.folder / f"alive-{peer}").read_text()
-        except OSError:
-            beat = None
-        now = time.monotonic()
-        if beat != last:
-            return beat, now
-        if now - since > self.stale_s:
-            count = self.processes.count
-            raise PeerLostError(
-                f"process {peer} of {count} was lost (no heartbeat for "
-                f"{now - since:.0f} s) while process {self.processes.index} waited "
-                f"for it at {self.folder.parent}; the finished rows are kept: rerun "
-                "the same command (with all processes, or as one process) to "
-                "continue"
-            )
-        return last, since
+        folder = self.peers.folder
+        (folder / f"{stem}-{self.peers.processes.index}").write_text("")
+        waiting = set(self.peers.seen)
+        while True:
+            waiting = {i for i in waiting if not (folder / f"{stem}-{i}").exists()}
+            if not waiting:
+                return
+            message = self.peers.lost(sorted(waiting))
+            if message is not None:
+                raise PeerLostError(message)
+            time.sleep(self.poll_s)
 
 
 def _env_int(name: str) -> int | None:

@@ -31,7 +31,10 @@ def main(argv=None) -> int:
         args.out, processes, stale_s=args.stale_s, beat_s=min(2.0, args.stale_s / 4)
     )
     print(f"process {processes.index} started", file=sys.stderr, flush=True)
-    changes = {} if args.num_images is None else {"num_images": args.num_images}
+    changes = {}
+    if args.num_images is not None:
+        examples = max(64, args.num_images)
+        changes = {"num_images": args.num_images, "synthetic_examples": examples}
     job.run(
         tiny_config(mode=args.mode, **changes),
         args.out,

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -116,7 +117,8 @@ def _slurm_step(index: int, port: int) -> dict[str, str]:
 
 
 def test_a_lost_process_is_one_line_and_exit_2(tmp_path):
-    """Started by SLURM's variables alone; process 1 is killed mid-run."""
+    """Started by SLURM's variables alone; process 1 is killed mid-run, and
+    process 0 stops while it still works, long before JAX's 100 s abort."""
     out = tmp_path / "run"
     port = _free_port()
     base = dict(
@@ -128,7 +130,7 @@ def test_a_lost_process_is_one_line_and_exit_2(tmp_path):
     command = [sys.executable, str(WORKER), "--out", str(out), "--stale_s", "4"]
     workers = [
         subprocess.Popen(
-            [*command, "--num_images", "12"],
+            [*command, "--num_images", "400"],
             env={**base, **_slurm_step(index, port)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -141,7 +143,7 @@ def test_a_lost_process_is_one_line_and_exit_2(tmp_path):
         heartbeat = out / distributed.BARRIER_DIR / "alive-1"
         # Its second beat comes from the thread started after the processes met.
         while not (heartbeat.exists() and heartbeat.read_text() not in ("", "0")):
-            assert workers[1].poll() is None, workers[1].communicate()[1][-3000:]
+            assert workers[1].poll() is None, workers[1].stderr.read()[-3000:]
             assert time.monotonic() < deadline, "process 1 did not start"
             time.sleep(0.05)
         workers[1].kill()  # SIGKILL: no goodbye
@@ -152,15 +154,42 @@ def test_a_lost_process_is_one_line_and_exit_2(tmp_path):
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
-            worker.communicate()
+            worker.wait()
     assert workers[0].returncode == 2, stderr[-3000:]
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: process 1 of 2 was lost"), last
     assert "rerun the same command" in last
     assert waited < 80, "before the coordination service's heartbeat timeout"
-    shard = out / "rows-000-of-002.jsonl"
-    assert [r["index"] % 2 for r in rows.read(shard)] == [0] * 6  # kept
+    kept = rows.read(out / "rows-000-of-002.jsonl", torn_tail="skip")
+    assert len(kept) < 200 and all(r["index"] % 2 == 0 for r in kept)
+
+
+def test_the_barrier_waits_for_a_slow_process_and_names_a_lost_one(tmp_path):
+    # Two processes' barriers in one folder, each with its own heartbeat.
+    first = distributed.run_barrier(
+        tmp_path, distributed.Processes(0, 2), stale_s=0.6, beat_s=0.1, watch=False
+    )
+    folder = tmp_path / distributed.BARRIER_DIR
+    (folder / "merge.0-1").write_text("")  # an earlier run's arrival
+    second = distributed.run_barrier(
+        tmp_path, distributed.Processes(1, 2), stale_s=0.6, beat_s=0.1, watch=False
+    )
+    late = threading.Timer(1.5, second, ("merge",))
+    late.start()
+    started = time.monotonic()
+    first("merge")  # slower than stale_s, but alive
+    assert time.monotonic() - started >= 1.4
+    late.join()
+
+    # A process that never beats (its heartbeat file is a stale one).
+    lonely = distributed.run_barrier(
+        tmp_path / "b", distributed.Processes(0, 3), stale_s=0.5, beat_s=0.1
+    )
+    (tmp_path / "b" / distributed.BARRIER_DIR / "alive-2").write_text("7")
+    Path(tmp_path / "b" / distributed.BARRIER_DIR / "merge.0-1").write_text("")
+    with pytest.raises(distributed.PeerLostError, match="process 2 of 3 was lost"):
+        lonely("merge")
 
 
 def test_two_process_training_matches_one_process(tmp_path):
