@@ -82,12 +82,12 @@ def main_guard(
       The exit status: ``main``'s, 2 for a user error, 130 for Ctrl-C.
     """
     debug = debugging(argv)
-    with InterruptGuard() as guard:
+    with InterruptGuard(interrupted) as guard:
         try:
             guard.raise_held()
             code = int(main(argv) or 0)
         except KeyboardInterrupt:
-            code = _report_interrupt(interrupted)
+            code = guard.report()
         except user_errors() as error:
             if debug or _is_bug(error):
                 raise
@@ -96,14 +96,11 @@ def main_guard(
                 flush_and_exit(USER_ERROR_EXIT)
             code = USER_ERROR_EXIT
         else:
-            if guard.requested and code != INTERRUPT_EXIT:  # swallowed in ``main``
-                code = _report_interrupt(interrupted)
+            if code == INTERRUPT_EXIT:  # ``main`` printed its own line
+                guard.reported = True
+            elif guard.requested:  # swallowed in ``main``
+                code = guard.report()
     return code
-
-
-def _report_interrupt(interrupted: str) -> int:
-    print(f"\n{interrupted}", file=sys.stderr, flush=True)
-    return INTERRUPT_EXIT
 
 
 def flush_and_exit(code: int) -> NoReturn:
@@ -147,7 +144,9 @@ class InterruptGuard:
 
     retry_s = 0.05
 
-    def __init__(self):
+    def __init__(self, interrupted: str = "interrupted"):
+        self.interrupted = interrupted  # the line to print
+        self.reported = False
         self.caught = False  # a KeyboardInterrupt was raised
         self.pending = False  # one waits to be raised (an import was running)
         self._held: list = []
@@ -160,8 +159,9 @@ class InterruptGuard:
             return self
         handler = signal.getsignal(signal.SIGINT)
         if handler is signal.default_int_handler or _is_holder(handler):
-            self._held = list(handler) if _is_holder(handler) else []
             self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+            if _is_holder(self._previous_handler):
+                self._held = list(self._previous_handler)
             self._previous_hook = sys.unraisablehook
             sys.unraisablehook = self._on_unraisable
         return self
@@ -181,6 +181,13 @@ class InterruptGuard:
         """Whether Ctrl-C came while the guard was active."""
         return self.caught or self.pending
 
+    def report(self) -> int:
+        """Prints the interrupted line (once); returns 130."""
+        if not self.reported:
+            self.reported = True
+            print(f"\n{self.interrupted}", file=sys.stderr, flush=True)
+        return INTERRUPT_EXIT
+
     def raise_held(self) -> None:
         """Raises KeyboardInterrupt for a Ctrl-C held while the program loaded."""
         if self._held:
@@ -190,7 +197,7 @@ class InterruptGuard:
 
     def _on_sigint(self, signum, frame) -> None:
         if self.caught:  # the second Ctrl-C: leave now
-            flush_and_exit(INTERRUPT_EXIT)
+            flush_and_exit(self.report())
         if _in_import(frame):
             self._retry_soon()
             return

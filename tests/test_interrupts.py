@@ -147,6 +147,39 @@ def test_an_ignored_sigint_stays_ignored(capsys):
     assert after is signal.SIG_IGN
 
 
+_STUBBORN_CLEANUP = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from mrs_jax import cli
+
+def main(argv):
+    try:
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(60)
+    except KeyboardInterrupt:
+        try:  # a slow clean-up: the user presses Ctrl-C again
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(60)
+        except KeyboardInterrupt:
+            time.sleep(60)
+    return 0
+
+sys.exit(cli.main_guard(main, [], interrupted="interrupted: test"))
+"""
+
+
+def test_a_second_ctrl_c_exits_at_once():
+    done = subprocess.run(
+        [sys.executable, "-c", _STUBBORN_CLEANUP],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == cli.INTERRUPT_EXIT, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines() == ["interrupted: test"], done.stderr
+
+
 _ENDLESS_TRAINING = """
 from mrs_jax.training import TrainConfig
 
@@ -235,7 +268,10 @@ def _interrupt_when_due(tries, deadline):
             assert process.poll() is None, (one["name"], process.communicate())
             if one["marker"] is not None and one["marker"].exists():
                 one["marker"], one["since"] = None, time.monotonic()
-            if one["marker"] is None and time.monotonic() >= one["since"] + one["delay"]:
+            if (
+                one["marker"] is None
+                and time.monotonic() >= one["since"] + one["delay"]
+            ):
                 process.send_signal(signal.SIGINT)
                 one["sent"] = True
         time.sleep(0.02)
