@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -100,7 +101,24 @@ def main_guard(
                 guard.reported = True
             elif guard.requested:  # swallowed in ``main``
                 code = guard.report()
+        if code != 0:
+            join_worker_threads()
     return code
+
+
+def join_worker_threads(timeout_s: float = 120.0) -> None:
+    """Waits (at most ``timeout_s``) for the threads Python waits for at exit.
+
+    Python joins non-daemon threads only after its exit hooks have shut the
+    thread-pool executors down, so a thread still working then fails; a
+    checkpoint manager interrupted while it was being made left orbax's
+    clean-up thread running, which ended an interrupted run with "cannot
+    schedule new futures after interpreter shutdown" and its traceback.
+    """
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def flush_and_exit(code: int) -> NoReturn:

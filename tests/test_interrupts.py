@@ -195,7 +195,7 @@ def get_config(smoke=False):
 # (command, event, seconds after it): "launch" lands in Python's imports,
 # "started" (the work dir or run directory is held) in the first compile, and
 # a second later in the first steps or images.
-_MOMENTS = [("launch", 0.5), ("started", 0.0), ("started", 1.0)]
+_MOMENTS = [("launch", 0.5), ("launch", 2.0), ("started", 0.0), ("started", 1.0)]
 
 
 def _commands(tmp_path):
