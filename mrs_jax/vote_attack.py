@@ -75,6 +75,7 @@ from mrs_jax import localize as localize_module
 from mrs_jax.prediction_maps import check_map_settings
 
 OUTCOMES = ("fooled_missed", "fooled_abstained", "fooled_covered", "not_fooled")
+DEFAULT_CANDIDATES = 8
 
 
 class SoftVote(NamedTuple):
@@ -402,7 +403,7 @@ def vote_patch_attack(
     step_size: float,
     target: Any = None,
     num_blocks: int = 4,
-    num_candidates: int = 8,
+    num_candidates: int | None = None,
     base_weight: float = 1.0,
     patch_weight: float = 1.0,
     decoy_weight: float = 1.0,
@@ -444,7 +445,7 @@ def vote_patch_attack(
         image's best-scoring wrong class.
       num_blocks: template blocks drawn per step for each vote term (>= 1).
       num_candidates: best locations judged by the localiser, in
-        [1, num_locations].
+        [1, num_locations]; default min(8, num_locations).
       base_weight, patch_weight, decoy_weight: weights (>= 0) of J's terms.
       kappa: clip of the targeted margin and scale of the vote terms (> 0).
       location_chunk: locations per model batch; None = all.
@@ -522,6 +523,8 @@ def _search_settings(
     vote, _ = localize_module.vote_settings(size, stride=stride, m=m)
     num_locations = _checks.positive_int(num_locations, "num_locations")
     chunk = num_locations if location_chunk is None else location_chunk
+    if num_candidates is None:
+        num_candidates = min(DEFAULT_CANDIDATES, num_locations)
     num_candidates = _checks.positive_int(num_candidates, "num_candidates")
     if num_candidates > num_locations:
         raise ValueError(

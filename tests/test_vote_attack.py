@@ -1,0 +1,205 @@
+"""The vote-aware patch attack (issue 22, part 1): surrogate, attack, job mode."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config
+
+from mrs_jax import (
+    adaptive_patch_attack,
+    job,
+    joint_vote,
+    localize,
+    patch_attack,
+    prediction_map,
+)
+from mrs_jax.vote_attack import OUTCOMES, soft_vote, vote_patch_attack
+
+SIZE = 4
+DECOY = 11  # the context region: a 4 x 4 checkerboard at rows/cols 11..14
+LOCALIZE = dict(stride=1, dilation=2, method="telea")
+BUDGET = dict(num_locations=8, steps=10, step_size=0.1)
+
+
+def _window_means(v):  # [N, H, W] -> [N, H - 1, W - 1] means of 2 x 2 windows
+    return (v[:, :-1, :-1] + v[:, 1:, :-1] + v[:, :-1, 1:] + v[:, 1:, 1:]) / 4
+
+
+def context_classifier(images):
+    """[N, 16, 16, 1] -> [N, 3] logits; class 0 (the label) on the clean image.
+
+    Two ways to fool it: a dark 2 x 2 window anywhere gives class 2 alone (a
+    local patch, the one untargeted attacks find: it pushes the loss furthest);
+    a bright window gives class 1 only while the checkerboard is intact, so
+    filling any block on the checkerboard changes the prediction (the decoys
+    a vote-aware attacker wants). Class 1 is the clean image's best wrong class.
+    """
+    x = images[..., 0]
+    bright = jnp.max(_window_means(jax.nn.relu(2 * x - 1)), axis=(1, 2))
+    dark = jnp.max(_window_means(jax.nn.relu(1 - 2 * x)), axis=(1, 2))
+    bright, dark = (jax.nn.relu(v - 0.3) / 0.7 for v in (bright, dark))
+    board = x[:, DECOY : DECOY + 4, DECOY : DECOY + 4]
+    intact = jnp.mean(jnp.minimum(jnp.abs(board - 0.5) / 0.2, 1.0), axis=(1, 2))
+    gate = jax.nn.sigmoid(100 * (intact - 0.95))
+    return jnp.stack(
+        [jnp.ones_like(bright), 3 * bright * gate - 0.5, 6 * dark - 1.0], axis=-1
+    )
+
+
+def context_image():
+    x = np.full((16, 16, 1), 0.5, np.float32)
+    i, j = np.meshgrid(range(4), range(4), indexing="ij")
+    x[DECOY : DECOY + 4, DECOY : DECOY + 4, 0] = np.where((i + j) % 2, 0.7, 0.3)
+    return x
+
+
+def _defence(images, top_lefts):
+    """(fooled, covered) per image under the real localiser, as the job sees it."""
+    located = localize(context_classifier, np.asarray(images), SIZE, **LOCALIZE)
+    labels = np.argmax(context_classifier(jnp.asarray(images)), -1)
+    covered = [
+        bool(np.all(r.mask[i : i + SIZE, j : j + SIZE]))
+        for r, (i, j) in zip(located, np.asarray(top_lefts), strict=True)
+    ]
+    return labels != 0, np.array(covered), located
+
+
+@pytest.fixture(scope="module")
+def attacked():
+    """Three vote-aware attacks of the context image, as one batch."""
+    images = np.stack([context_image()] * 3)
+    keys = jax.random.split(jax.random.key(0), 3)
+    result = vote_patch_attack(
+        context_classifier, images, np.zeros(3, np.int32), SIZE, key=keys,
+        num_candidates=4, return_details=True, **BUDGET, **LOCALIZE,
+    )  # fmt: skip
+    return images, keys, result
+
+
+def test_soft_vote_is_differentiable_and_is_the_vote_where_it_is_confident():
+    x = context_image()
+    x[2:6, 2:6] = 1.0  # a bright patch: class 1 while the board is intact
+    assert int(np.argmax(context_classifier(jnp.asarray(x[None])))) == 1
+    surrogate = lambda im: soft_vote(context_classifier, im, 1, SIZE).score.sum()  # noqa: E731
+    grad = jax.grad(surrogate)(jnp.asarray(x))
+    assert grad.shape == x.shape and bool(jnp.all(jnp.isfinite(grad)))
+    assert float(jnp.abs(grad).sum()) > 0
+    # With logits scaled up, the soft map is one-hot: exactly the vote's score
+    # on the harmonic prediction map (whose attacked class is 1 here).
+    sharp = lambda im: 1000.0 * context_classifier(im)  # noqa: E731
+    soft = soft_vote(sharp, jnp.asarray(x), 1, SIZE)
+    labels = prediction_map(sharp, x, SIZE, method="harmonic")
+    vote = joint_vote(labels, SIZE)
+    assert int(vote.attacked_class) == 1 and int(vote.score_map.max()) > 0
+    np.testing.assert_allclose(soft.changed, np.asarray(labels) != 1, atol=1e-4)
+    np.testing.assert_allclose(soft.score, vote.score_map, atol=1e-2)
+
+
+def test_the_vote_attack_misses_where_pgd_and_the_adaptive_attack_are_located(
+    attacked,
+):
+    images, keys, result = attacked
+    labels = np.zeros(3, np.int32)
+    fooled, covered, located = _defence(result.image, result.top_left)
+    # Vote-aware: f fooled (into the context class), the mask elsewhere.
+    assert fooled.all() and not covered.any(), (result.top_left, covered)
+    assert list(result.outcome) == [OUTCOMES.index("fooled_missed")] * 3
+    assert all(r.reason_name == "ok" for r in located)
+    np.testing.assert_array_equal(result.target, [1, 1, 1])
+    for name, attack in (
+        ("patch_attack", patch_attack),
+        ("adaptive", lambda *a, **k: adaptive_patch_attack(
+            *a, **k, objective="eot_inpaint")),
+    ):  # fmt: skip
+        x_adv, top_left = attack(
+            context_classifier, images, labels, SIZE, key=jax.random.key(0), **BUDGET
+        )
+        fooled, covered, _ = _defence(x_adv, top_left)
+        assert fooled.all() and covered.all(), (name, top_left, covered)
+
+
+def test_a_batch_equals_one_image_calls(attacked):
+    images, keys, batch = attacked
+    one = vote_patch_attack(
+        context_classifier, images[2], 0, SIZE, key=keys[2], num_candidates=4,
+        return_details=True, **BUDGET, **LOCALIZE,
+    )  # fmt: skip
+    assert one.image.shape == images[2].shape and one.top_left.shape == (2,)
+    for got, want in zip(one, batch, strict=True):
+        np.testing.assert_array_equal(got, want[2])
+
+
+@pytest.mark.parametrize(
+    "change, error, name",
+    [
+        (dict(classify=3), TypeError, "classify"),
+        (dict(x=np.zeros((16, 16))), ValueError, "x"),
+        (dict(x=np.full((16, 16, 1), 2.0, np.float32)), ValueError, "x"),
+        (dict(y=np.array([0, 1])), ValueError, "y"),
+        (dict(y=3), ValueError, "y"),
+        (dict(size=17), ValueError, "size"),
+        (dict(key=0), TypeError, "key"),
+        (dict(steps=-1), ValueError, "steps"),
+        (dict(step_size=0.0), ValueError, "step_size"),
+        (dict(num_locations=0), ValueError, "num_locations"),
+        (dict(num_candidates=9), ValueError, "num_candidates"),
+        (dict(num_blocks=0), ValueError, "num_blocks"),
+        (dict(location_chunk=0), ValueError, "location_chunk"),
+        (dict(target=0), ValueError, "target"),
+        (dict(target=1.5), TypeError, "target"),
+        (dict(kappa=0.0), ValueError, "kappa"),
+        (dict(base_weight=-1.0), ValueError, "base_weight"),
+        (dict(base_weight=0, patch_weight=0, decoy_weight=0), ValueError, "weight"),
+        (dict(method="blur"), ValueError, "method"),
+        (dict(tau=-1.0), ValueError, "tau"),
+        (dict(m=5), ValueError, "m"),
+        (dict(dilation=-1), ValueError, "dilation"),
+        (dict(stride=0), ValueError, "stride"),
+    ],
+)
+def test_bad_inputs_raise_naming_the_argument(change, error, name):
+    args = dict(classify=context_classifier, x=context_image(), y=0, size=SIZE)
+    args.update({k: change.pop(k) for k in list(change) if k in args})
+    kwargs = {"key": jax.random.key(0), **BUDGET, **change}
+    with pytest.raises(error, match=name):
+        vote_patch_attack(*args.values(), **kwargs)
+
+
+def test_bad_batch_keys_and_surrogate_inputs_raise():
+    images = np.stack([context_image()] * 2)
+    with pytest.raises(ValueError, match="key"):
+        vote_patch_attack(
+            context_classifier, images, np.zeros(2, np.int32), SIZE,
+            key=jax.random.split(jax.random.key(0), 3), **BUDGET,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="target"):
+        soft_vote(context_classifier, context_image(), np.array([1, 2]), SIZE)
+    with pytest.raises(ValueError, match="x"):
+        soft_vote(context_classifier, np.zeros((16, 16), np.float32), 1, SIZE)
+
+
+def test_a_tiny_job_runs_in_mode_vote_adaptive(tmp_path):
+    from mrs_jax import analysis, configfile
+
+    out = job.run(
+        tiny_config(mode="vote_adaptive", num_images=2),
+        tmp_path,
+        classify=tiny_classifier(),
+        num_classes=NUM_CLASSES,
+        progress=False,
+    )
+    assert [r["index"] for r in out] == [0, 1]
+    for row in out:
+        assert row["covered"] in (True, False)
+        assert row["localization"] in ("located", "no_change", "multiple_regions")
+        assert len(row["patch_top_left"]) == 2 and "attack" in row["seconds"]
+    summary = analysis.summarize_run(tmp_path)
+    assert summary.mode == "vote_adaptive" and summary.localised
+    # The CIFAR-10 config is the practical one with this attack, on 100 images.
+    vote = configfile.load("certify/configs/cifar10_cpu_vote.py", False, job.JobConfig)
+    base = configfile.load("certify/configs/cifar10_cpu.py", False, job.JobConfig)
+    assert dataclasses.replace(vote, mode="practical", num_images=500) == base
+    assert (vote.mode, vote.num_images) == ("vote_adaptive", 100)
