@@ -3,8 +3,11 @@
 :func:`main_guard` wraps an entry point's ``main``. Errors a user can fix (a
 missing or broken config file, a value out of range, a bad checkpoint, an
 unwritable ``--out``, a directory held by another process) are printed as one
-line ``error: ...`` on stderr with exit status 2. Ctrl-C prints one line and
-exits 130. Any other exception is a bug and keeps its traceback. ``--debug`` on
+line ``error: ...`` on stderr with exit status 2 (an :class:`ExitAtOnceError`,
+such as a lost peer process, then exits without teardown). Ctrl-C prints one
+line and exits 130, wherever it lands (:class:`InterruptGuard`; an entry point
+holds it while it imports, :class:`HeldInterrupts`). Any other exception is a
+bug and keeps its traceback. ``--debug`` on
 the command line, or ``MRS_DEBUG=1`` in the environment, shows the traceback of
 user errors too.
 """

@@ -2,8 +2,9 @@
 notices a lost process.
 
 :func:`initialize` starts ``jax.distributed.initialize()`` with its own
-auto-detection (SLURM, Open MPI, Cloud TPU, Kubernetes, the
-``JAX_COORDINATOR_ADDRESS`` variables); ``--coordinator_address``,
+auto-detection where a launcher shows several processes (``srun -n 2``,
+``mpirun``, a Cloud TPU pod, ``JAX_COORDINATOR_ADDRESS``; ``--distributed``
+asks for it anywhere, e.g. on Kubernetes); ``--coordinator_address``,
 ``--num_processes`` and ``--process_id`` override what it detects. Certification
 is embarrassingly parallel over images, so each process certifies its own share
 with the sample axis sharded over its own devices (``mrs_jax.sharding``), and
@@ -14,8 +15,9 @@ ran them.
 The barrier is a file barrier in the run directory (which every process shares,
 as it holds their row shards): each process keeps a heartbeat file fresh, so a
 process waiting at the barrier tells a slow peer from a lost one (killed, its
-host gone) and stops with one line naming it, instead of waiting for the
-coordination service to abort the job with a core dump.
+host gone) and stops with one line naming it (exit 2; rerun to continue),
+instead of waiting for the coordination service to abort the job with a core
+dump. Only public JAX APIs are used.
 """
 
 from __future__ import annotations
