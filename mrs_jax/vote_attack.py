@@ -169,18 +169,23 @@ def soft_vote(classify, x, target, size, *, stride=1, m=None) -> SoftVote:
     Returns:
       SoftVote of two [rows, cols] float32 maps.
     """
-    _checks.callable_(classify, "classify")
+    classify = _checks.callable_pytree(classify, "classify")
     x = _checks.traced_image(x)
     size, stride = inpaint.check_block(x.shape, size, stride)
     vote, _ = localize_module.vote_settings(size, stride=stride, m=m)
-    target = _target_scalar(target)
+    return _soft_vote(classify, x, _target_scalar(target), vote)
+
+
+@functools.partial(jax.jit, static_argnames="vote")
+def _soft_vote(classify, x, target, vote: localize_module.VoteSettings) -> SoftVote:
+    """Jitted core of :func:`soft_vote` (one compile, also under ``grad``)."""
     height, width = x.shape[:2]
-    positions = jnp.asarray(inpaint.block_positions(height, width, size, stride))
+    positions = inpaint.block_positions(height, width, vote.size, vote.stride)
     fills = jax.vmap(inpaint.harmonic_variant, in_axes=(None, 0, None))(
-        x, positions, size
+        x, jnp.asarray(positions), vote.size
     )
     changed = _changed(classify(fills), target).reshape(
-        inpaint.grid_shape(height, width, size, stride)
+        inpaint.grid_shape(height, width, vote.size, vote.stride)
     )
     return SoftVote(changed, localize_module._scores(changed, vote))
 
