@@ -61,6 +61,7 @@ from mrs_jax.tables import certified_name
 MODES = (
     "practical",
     "adaptive",
+    "vote_adaptive",
     "center",
     "gradcam",
     "clean",
@@ -133,7 +134,7 @@ class RunSummary:
     @property
     def localised(self) -> bool:
         """Whether its certified accuracy is the localised one (MRS pipeline)."""
-        return self.mode in ("practical", "adaptive", "clean")
+        return self.mode in ("practical", "adaptive", "vote_adaptive", "clean")
 
     @property
     def certificate(self) -> str:

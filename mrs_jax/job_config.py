@@ -28,6 +28,7 @@ INPAINT_METHODS = ("telea", "harmonic")
 MODES = (
     "practical",
     "adaptive",
+    "vote_adaptive",
     "center",
     "gradcam",
     "clean",

@@ -49,7 +49,7 @@ import numpy as np
 
 ABSTAIN = -1
 # Modes whose rows attack a patch, so each must say whether its mask covers it.
-ATTACKED_MODES = ("practical", "adaptive")
+ATTACKED_MODES = ("practical", "adaptive", "vote_adaptive")
 
 
 LOCALIZATION_OUTCOMES = ("located", "no_change", "multiple_regions")

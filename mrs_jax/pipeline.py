@@ -50,6 +50,7 @@ from mrs_jax.gradcam import best_window, gradcam
 from mrs_jax.job_config import JobConfig, resolve_target
 from mrs_jax.localize import localize
 from mrs_jax.masks import square_mask
+from mrs_jax.vote_attack import vote_patch_attack
 
 Classify = Callable[[jax.Array], jax.Array]
 # Row values of ``localization``: the localiser's reasons, "ok" said plainly.
@@ -272,6 +273,24 @@ def _adaptive_attack(group: _Group, keys: jax.Array):
     return _vmapped_attack(group, keys, attack)
 
 
+def _vote_attack(group: _Group, keys: jax.Array):
+    """The vote-aware attack on the whole group (a host driver: its candidates
+    are judged by the job's own localiser); returns as ``_vmapped_attack``."""
+    config = group.config
+    x_adv, top_left = vote_patch_attack(
+        group.classify,
+        group.images,
+        np.asarray(group.labels, np.int32),
+        config.patch_size,
+        key=keys,
+        num_locations=config.num_locations,
+        steps=config.attack_steps,
+        step_size=config.attack_step_size,
+        **localize_settings(config),
+    )
+    return np.asarray(x_adv), [[int(v) for v in p] for p in np.asarray(top_left)]
+
+
 def _vmapped_attack(group: _Group, keys: jax.Array, attack):
     """``(x_adv [B, H, W, C] numpy, patch top-lefts as lists of ints)``: the
     one-image attack mapped over images, labels and keys."""
@@ -286,6 +305,7 @@ def _vmapped_attack(group: _Group, keys: jax.Array, attack):
 _MODE_ROWS = {
     "practical": functools.partial(_attacked_rows, attack=_standard_attack),
     "adaptive": functools.partial(_attacked_rows, attack=_adaptive_attack),
+    "vote_adaptive": functools.partial(_attacked_rows, attack=_vote_attack),
     "center": _window_rows,
     "gradcam": _window_rows,
     "clean": _clean_rows,

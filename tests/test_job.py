@@ -65,11 +65,11 @@ def test_every_mode_writes_one_complete_row_per_image(tmp_path, mode):
         # Certified only where CERTIFY ran and returned the row's label.
         ran = row["p_lower"] is not None
         assert row["certified"] == (ran and row["prediction"] >= 0)
-        if mode in ("practical", "adaptive", "clean"):
+        if mode in ("practical", "adaptive", "vote_adaptive", "clean"):
             assert row["localization"] in ("located", "no_change", "multiple_regions")
             # Only two separate regions skip CERTIFY; no_change certifies too.
             assert (not ran) == (row["localization"] == "multiple_regions")
-        if mode in ("practical", "adaptive"):
+        if mode in metrics.ATTACKED_MODES:
             assert row["clean_certified"] in (True, False)
             assert row["covered"] in (True, False)
             assert {"attack", "localize", "clean"} <= set(row["seconds"])
