@@ -460,9 +460,10 @@ def row_fields(
 
     Host driver. The defended label comes from :func:`smoothed_double_masking`
     (``n0`` draws per PREDICT, at ``alpha``) with one half of ``key``; it is
-    certified by :func:`smoothed_double_masking_certify` (``max_n = config.n``)
-    with the other half, so the certified label does not depend on the
-    certification draws.
+    certified by :func:`smoothed_double_masking_certify` (``max_n = config.n``,
+    ``futility_alpha = alpha``: a combination stops once its upper bound is
+    below the threshold) with the other half, so the certified label does not
+    depend on the certification draws.
 
     Args:
       config: read by attribute: ``patch_size``, ``pc_k`` (masks per axis),
@@ -512,6 +513,9 @@ def row_fields(
             alpha=alpha,
             num_classes=num_classes,
             batch_size=config.batch_size,
+            # A combination whose upper bound falls below the threshold stops:
+            # it can no longer certify, and a stop never adds a certificate.
+            futility_alpha=alpha,
         )
     done = time.perf_counter()
     return {
