@@ -208,3 +208,77 @@ def test_vote_adaptive_rows_must_say_whether_the_mask_covers_the_patch():
         metrics.certified_accuracy([row], 0.0, mode="vote_adaptive")
     missed = dict(row, covered=False)
     assert metrics.certified_accuracy([missed], 0.0, mode="vote_adaptive") == 0.0
+
+
+def _comparison_script():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import vote_attack_comparison
+    finally:
+        sys.path.pop(0)
+    return vote_attack_comparison
+
+
+def _attacked_row(index, prediction, radius, covered, undefended=0, loc="located"):
+    return dict(
+        index=index, label=1, prediction=prediction, radius=radius,
+        certified=prediction >= 0, covered=covered, localization=loc,
+        undefended_adv_prediction=undefended, base_clean_prediction=1,
+    )  # fmt: skip
+
+
+def test_the_three_way_comparison_reads_run_dirs_image_by_image(tmp_path, capsys):
+    import json
+
+    script = _comparison_script()
+    runs = {
+        "pgd": ("practical", [_attacked_row(0, 1, 9.0, True),
+                              _attacked_row(1, 1, 2.0, True),
+                              _attacked_row(2, 1, 9.0, True)]),
+        "adaptive": ("adaptive", [_attacked_row(0, 1, 9.0, True),
+                                  _attacked_row(1, 0, 3.0, True)]),
+        "vote": ("vote_adaptive", [_attacked_row(0, 1, 9.0, False, loc="no_change"),
+                                   _attacked_row(1, -1, 0.0, False,
+                                                 loc="multiple_regions")]),
+    }  # fmt: skip
+    for name, (mode, rows) in runs.items():
+        (tmp_path / name).mkdir()
+        info = dict(mode=mode, size=5, channels=3)
+        (tmp_path / name / "run.json").write_text(json.dumps(info))
+        lines = "".join(json.dumps(r) + "\n" for r in rows)
+        (tmp_path / name / "rows.jsonl").write_text(lines)
+    assert script.main([str(tmp_path / n) for n in runs]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[0] == "2 images in all 3 runs"
+    assert lines[4] == (
+        "| 0 | 1 | right, covered, R>=8.66 | right, covered, R>=8.66 | "
+        "right, missed (no_change), - | vote |"
+    )
+    assert lines[5] == (
+        "| 1 | 1 | right, covered, R>=0 | wrong, covered, - | "
+        "abstain, missed (multiple_regions), - | adaptive, vote |"
+    )
+    totals = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
+    assert totals["| pgd"].startswith(
+        "| pgd | practical | 2 | 1.000 | 1.000 | 1.000 | 0.500 | 1.000 | 2 / 0 / 0 |"
+    )
+    assert totals["| vote"].startswith(
+        "| vote | vote_adaptive | 2 | 0.500 | 0.000 | 0.000 | 0.000 |"
+    )
+    assert "vote worse for the defence than pgd on 2 images, better on 0:" in lines
+    assert "- mask missed the patch (no_change): 1" in lines
+    assert "vote worse for the defence than adaptive on 1 images, better on 0:" in lines
+    assert script.main([str(tmp_path / "pgd")]) == 2  # one run: nothing to compare
+    with pytest.raises(ValueError, match="share no test image"):
+        script.compare(
+            {"a": runs["pgd"][1][2:], "b": runs["vote"][1]},
+            {"a": "practical", "b": "vote_adaptive"}, [0.0],
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="not an attacked mode"):
+        script.compare(
+            {"a": runs["pgd"][1], "b": runs["vote"][1]},
+            {"a": "clean", "b": "vote_adaptive"}, [0.0],
+        )  # fmt: skip
