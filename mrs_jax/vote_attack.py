@@ -315,7 +315,12 @@ def _search_one(classify, image, target, key, step_size, coefs, settings):
 
     def objectives(chunk_patches, chunk_corners, chunk_decoys, chunk_keys):  # [c]
         images, weights = per_location(
-            image, chunk_patches, chunk_corners, chunk_decoys, chunk_keys, offsets,
+            image,
+            chunk_patches,
+            chunk_corners,
+            chunk_decoys,
+            chunk_keys,
+            offsets,
             settings,
         )  # [c, V, H, W, C], [c, V - 1]
         # One model batch of every (location, variant): each patch's gradient is
@@ -361,9 +366,7 @@ def _best_wrong(classify, images, labels) -> jax.Array:
     """[B] int32: each image's best-scoring class other than its label."""
     logits = classify(images).astype(jnp.float32)
     is_label = jnp.arange(logits.shape[-1])[None, :] == labels[:, None]
-    return jnp.argmax(jnp.where(is_label, -jnp.inf, logits), axis=-1).astype(
-        jnp.int32
-    )
+    return jnp.argmax(jnp.where(is_label, -jnp.inf, logits), axis=-1).astype(jnp.int32)
 
 
 # ------------------------------------------------------------- judge and drive
@@ -602,7 +605,11 @@ def _targets(classify, images, labels, target, single, num_classes) -> np.ndarra
     """[B] int32 attacked classes, each != its label."""
     if target is None:
         return np.asarray(_best_wrong(classify, jnp.asarray(images), labels))
-    targets = _checks.label_or_labels(target, len(images), single, num_classes, "target")
+    targets = _checks.label_or_labels(
+        target, len(images), single, num_classes, "target"
+    )
     if np.any(targets == labels):
-        raise ValueError(f"target must differ from y, got target {targets} for y {labels}")
+        raise ValueError(
+            f"target must differ from y, got target {targets} for y {labels}"
+        )
     return targets

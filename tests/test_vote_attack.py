@@ -282,3 +282,23 @@ def test_the_three_way_comparison_reads_run_dirs_image_by_image(tmp_path, capsys
             {"a": runs["pgd"][1], "b": runs["vote"][1]},
             {"a": "clean", "b": "vote_adaptive"}, [0.0],
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("size, stride, m", [(4, 1, 2), (5, 2, 3), (3, 1, 1)])
+def test_the_sampled_template_is_the_votes_template(size, stride, m):
+    # The search estimates the soft score at a position from template cells
+    # drawn uniformly, outside-the-map cells counting 0: summed over every
+    # offset, that estimate must be the vote's score exactly.
+    from mrs_jax import localize as localize_module
+    from mrs_jax import vote_attack
+
+    vote, _ = localize_module.vote_settings(size, stride=stride, m=m)
+    offsets = vote_attack._template_offsets(vote)
+    assert len(offsets) == localize_module.template_size(size, stride, m)
+    changed = np.random.default_rng(0).uniform(size=(7, 9)).astype(np.float32)
+    score = np.asarray(localize_module._scores(jnp.asarray(changed), vote))
+    for centre in [(0, 0), (3, 4), (6, 8), (2, 8)]:
+        cells = np.asarray(centre) + offsets
+        inside = np.all((cells >= 0) & (cells < changed.shape), axis=1)
+        total = changed[cells[inside, 0], cells[inside, 1]].sum()
+        np.testing.assert_allclose(total, score[centre], rtol=1e-5)
