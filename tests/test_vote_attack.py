@@ -113,6 +113,25 @@ def test_the_vote_attack_misses_where_the_adaptive_attack_is_located(
     assert (np.argmax(context_classifier(x_adv), -1) == 2).all()
 
 
+def test_the_patch_term_keeps_the_patchs_own_blocks_unremarkable(attacked):
+    # Same starts without the patch term: the patch's blocks change the label
+    # more often when filled (soft score at the patch, from soft_vote).
+    images, keys, result = attacked
+    plain = vote_patch_attack(
+        context_classifier, images, np.zeros(3, np.int32), SIZE, key=keys,
+        patch_weight=0.0, return_details=True, **BUDGET, **LOCALIZE,
+    )  # fmt: skip
+
+    def score_at_patch(attack):
+        return np.mean([
+            float(soft_vote(context_classifier, jnp.asarray(x), 1, SIZE).score[
+                tuple(top_left)])
+            for x, top_left in zip(attack.image, attack.top_left, strict=True)
+        ])  # fmt: skip
+
+    assert score_at_patch(result) < 0.8 * score_at_patch(plain)
+
+
 def test_a_batch_equals_one_image_calls(attacked):
     images, keys, batch = attacked
     one = vote_patch_attack(
