@@ -517,7 +517,7 @@ def vote_patch_attack(
         batch_size,
     ).reshape(count, q)
     # lexsort: last key first; candidates come sorted by J, so ties keep J order.
-    best = np.array([np.lexsort((-objective[b], outcomes[b]))[0] for b in range(count)])
+    best = np.lexsort((-objective, outcomes), axis=-1)[:, 0]
     rows = np.arange(count)
     result = VoteAttackResult(
         candidates[rows, best].astype(np.float32),

@@ -113,6 +113,19 @@ def test_the_vote_attack_misses_where_the_adaptive_attack_is_located(
     assert (np.argmax(context_classifier(x_adv), -1) == 2).all()
 
 
+def test_aimed_at_the_local_class_the_attack_is_located_and_says_so(attacked):
+    # Class 2 needs no context: every candidate is found by the vote, and the
+    # reported outcome is what the real localiser makes of the kept image.
+    images, keys, _ = attacked
+    result = vote_patch_attack(
+        context_classifier, images, np.zeros(3, np.int32), SIZE, key=keys,
+        target=np.full(3, 2), return_details=True, **BUDGET, **LOCALIZE,
+    )  # fmt: skip
+    fooled, covered, _ = _defence(result.image, result.top_left)
+    assert fooled.all() and covered.all()
+    assert list(result.outcome) == [OUTCOMES.index("fooled_covered")] * 3
+
+
 def test_the_patch_term_keeps_the_patchs_own_blocks_unremarkable(attacked):
     # Same starts without the patch term: the patch's blocks change the label
     # more often when filled (soft score at the patch, from soft_vote).
