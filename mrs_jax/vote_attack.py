@@ -110,6 +110,9 @@ class VoteAttackResult(NamedTuple):
         as the real localiser judged it.
       objective: [] (or [B]) float32 surrogate J of the kept candidate.
       target: [] (or [B]) int32 attacked class t.
+      candidate_outcomes: [Q] (or [B, Q]) int32 outcomes of all judged
+        candidates, greatest J first (Q = num_candidates).
+      candidate_objectives: [Q] (or [B, Q]) float32 their J, decreasing.
     """
 
     image: np.ndarray
@@ -117,6 +120,8 @@ class VoteAttackResult(NamedTuple):
     outcome: np.ndarray
     objective: np.ndarray
     target: np.ndarray
+    candidate_outcomes: np.ndarray
+    candidate_objectives: np.ndarray
 
 
 class _Settings(NamedTuple):
@@ -525,6 +530,8 @@ def vote_patch_attack(
         outcomes[rows, best],
         objective[rows, best].astype(np.float32),
         targets,
+        outcomes,
+        objective.astype(np.float32),
     )
     if single:
         result = VoteAttackResult(*(field[0] for field in result))

@@ -126,6 +126,23 @@ def test_aimed_at_the_local_class_the_attack_is_located_and_says_so(attacked):
     assert list(result.outcome) == [OUTCOMES.index("fooled_covered")] * 3
 
 
+def test_the_kept_candidate_is_the_worst_for_the_defence_then_the_greatest_j():
+    # Random patches (no step): some fool f, some do not; the kept one has the
+    # best outcome for the attacker and, among those, the greatest J.
+    result = vote_patch_attack(
+        context_classifier, context_image(), 0, SIZE, key=jax.random.key(3),
+        num_locations=8, steps=0, step_size=0.1, return_details=True, **LOCALIZE,
+    )  # fmt: skip
+    outcomes, objectives = result.candidate_outcomes, result.candidate_objectives
+    assert len(set(outcomes.tolist())) >= 2, outcomes  # a real choice was made
+    assert np.all(np.diff(objectives) <= 0)
+    assert result.outcome == outcomes.min()
+    assert result.objective == objectives[outcomes == outcomes.min()].max()
+    fooled, covered, located = _defence(result.image[None], result.top_left[None])
+    rank = 3 if not fooled[0] else 1 if located[0].abstain else 2 if covered[0] else 0
+    assert result.outcome == rank
+
+
 def test_the_patch_term_keeps_the_patchs_own_blocks_unremarkable(attacked):
     # Same starts without the patch term: the patch's blocks change the label
     # more often when filled (soft score at the patch, from soft_vote).
