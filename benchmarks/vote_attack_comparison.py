@@ -76,13 +76,14 @@ def per_image(runs, modes, radii) -> list[str]:
         "|---:|---:|" + "---|" * (len(names) + 1),
     ]
     for index in shared:
-        rows = [by_index[name][index] for name in names]
-        standing = [_standing(r, modes[n], radii) for n, r in zip(names, rows)]
-        worst = [n for n, s in zip(names, standing) if s == min(standing)]
-        cells = [_cell(r, modes[n], radii) for n, r in zip(names, rows)]
+        pairs = [(name, by_index[name][index]) for name in names]
+        standing = [_standing(r, modes[n], radii) for n, r in pairs]
+        lowest = min(standing)
+        worst = [n for (n, _), s in zip(pairs, standing, strict=True) if s == lowest]
+        cells = [_cell(r, modes[n], radii) for n, r in pairs]
         worst_text = "tie" if len(worst) == len(names) else ", ".join(worst)
         lines.append(
-            f"| {index} | {rows[0]['label']} | " + " | ".join(cells)
+            f"| {index} | {pairs[0][1]['label']} | " + " | ".join(cells)
             + f" | {worst_text} |"
         )  # fmt: skip
     return lines
