@@ -6,7 +6,17 @@ line (exit 2), ``main`` raises them.
 
 import sys
 
-from mrs_jax.commands.train import INTERRUPTED, main, run
+if __name__ == "__main__":  # a Ctrl-C while JAX loads is raised by main_guard
+    import signal
+
+    class _HeldInterrupts(list):  # as mrs_jax.cli.HeldInterrupts
+        def __call__(self, signum, frame):
+            self.append(signum)
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _HeldInterrupts())
+
+from mrs_jax.commands.train import INTERRUPTED, main, run  # noqa: E402
 
 __all__ = ["INTERRUPTED", "main", "run"]
 

@@ -155,7 +155,7 @@ def run(argv: list[str] | None = None) -> int:
         process_index=processes.index,
         process_count=processes.count,
         progress=not args.no_progress,
-        barrier=processes.barrier,
+        barrier=distributed.run_barrier(args.out, processes),
     )
     print(f"rows written to {args.out}")
     return 0
