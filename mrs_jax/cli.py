@@ -15,6 +15,7 @@ user errors too.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -75,7 +76,12 @@ def main_guard(
     """Runs ``main(argv)`` and turns user errors into one line and an exit code.
 
     Ctrl-C ends ``main`` with one line and 130, every time (see
-    :class:`InterruptGuard`): never inside an import, never swallowed.
+    :class:`InterruptGuard`): never inside an import, never swallowed. With
+    ``argv=None`` (the process's own command line: a console script or
+    ``python -m``) an interrupted program then ends at once, ``os._exit(130)``
+    after its threads, logs and streams are flushed (rows and checkpoints are
+    written synchronously): JAX may still be compiling in a worker thread, and
+    the interpreter's teardown would free the runtime under it (SIGSEGV).
 
     Args:
       main: the entry point; it may return an exit code (None means 0).
@@ -106,6 +112,11 @@ def main_guard(
                 code = guard.report()
         if code != 0:
             join_worker_threads()
+        if code == INTERRUPT_EXIT and argv is None:
+            # JAX compiles in worker threads: one still running when the
+            # interpreter tears the runtime down dies with SIGSEGV.
+            logging.shutdown()
+            flush_and_exit(INTERRUPT_EXIT)
     return code
 
 
@@ -287,8 +298,6 @@ def quiet_checkpoint_logs() -> None:
 
     Only those notes are dropped; other warnings still print.
     """
-    import logging
-
     note_filter = _DropReadOnlyNotes()
     for name in ("absl", ""):
         logger = logging.getLogger(name)

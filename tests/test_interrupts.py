@@ -192,10 +192,16 @@ def get_config(smoke=False):
     )
 """
 
-# (command, event, seconds after it): "launch" lands in Python's imports,
-# "started" (the work dir or run directory is held) in the first compile, and
-# a second later in the first steps or images.
-_MOMENTS = [("launch", 0.5), ("launch", 2.0), ("started", 0.0), ("started", 1.0)]
+# (event, seconds after it): "launch" lands in Python's imports, "started" (the
+# work dir or run directory is held) in the first compiles (JAX compiles in
+# worker threads), and later in the first steps or images.
+_MOMENTS = [
+    ("launch", 0.5),
+    ("launch", 2.0),
+    ("started", 0.0),
+    ("started", 1.0),
+    ("started", 2.5),
+]
 
 
 def _commands(tmp_path):
