@@ -119,6 +119,12 @@ if TYPE_CHECKING:
         smoothed_double_masking_certify,
     )
     from mrs_jax.training import TrainConfig, train
+    from mrs_jax.vote_attack import (
+        SoftVote,
+        VoteAttackResult,
+        soft_vote,
+        vote_patch_attack,
+    )
 
 # Public name -> the module that defines it, imported when first asked for.
 _LAZY = {
@@ -160,6 +166,10 @@ _LAZY = {
     "certify_at": "mrs_jax.sequential",
     "TargetCertificate": "mrs_jax.sequential",
     "use_cpu_cores": "mrs_jax.sharding",
+    "vote_patch_attack": "mrs_jax.vote_attack",
+    "soft_vote": "mrs_jax.vote_attack",
+    "VoteAttackResult": "mrs_jax.vote_attack",
+    "SoftVote": "mrs_jax.vote_attack",
 }
 
 
@@ -187,8 +197,10 @@ __all__ = [
     "PatchAttackResult",
     "PatchCleanserResult",
     "Prediction",
+    "SoftVote",
     "TargetCertificate",
     "TrainConfig",
+    "VoteAttackResult",
     "accuracy_curve",
     "adaptive_patch_attack",
     "as_classifier",
@@ -226,6 +238,7 @@ __all__ = [
     "run_job",
     "sample_counts",
     "sliding_inpaint",
+    "soft_vote",
     "smoothed_double_masking",
     "smoothed_double_masking_certify",
     "square_mask",
@@ -233,4 +246,5 @@ __all__ = [
     "two_mask_predictions",
     "unrestricted_radius",
     "use_cpu_cores",
+    "vote_patch_attack",
 ]

@@ -58,16 +58,7 @@ from mrs_jax.tables import certified_name
 
 # The job's modes (``mrs_jax.job.MODES``); "clean" rows carry no patch, so their
 # certified accuracy, like center/gradcam, needs no coverage.
-MODES = (
-    "practical",
-    "adaptive",
-    "vote_adaptive",
-    "center",
-    "gradcam",
-    "clean",
-    "double_masking",
-    "smoothed_double_masking",
-)
+MODES = metrics.MODES
 _ATTACKED = metrics.ATTACKED_MODES
 
 

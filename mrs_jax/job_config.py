@@ -22,19 +22,9 @@ from mrs_jax import _checks, sequential
 from mrs_jax.adaptive import OBJECTIVES
 from mrs_jax.localize import vote_settings
 from mrs_jax.masks import patch_l2_bound
+from mrs_jax.metrics import MODES
 
 INPAINT_METHODS = ("telea", "harmonic")
-# Each mode is one row builder in ``mrs_jax.pipeline`` (its ``_MODE_ROWS``).
-MODES = (
-    "practical",
-    "adaptive",
-    "vote_adaptive",
-    "center",
-    "gradcam",
-    "clean",
-    "double_masking",
-    "smoothed_double_masking",
-)
 UNRESTRICTED = "unrestricted"
 # The made-up data set of tests and smoke runs: at most this many pixels.
 MAX_SYNTHETIC_VALUES = 2**27

@@ -49,6 +49,19 @@ import numpy as np
 
 ABSTAIN = -1
 # Modes whose rows attack a patch, so each must say whether its mask covers it.
+# Every job mode, as rows and run.json name them; each is one row builder in
+# ``mrs_jax.pipeline`` (``mrs_jax.job_config`` and ``mrs_jax.analysis`` read
+# this tuple).
+MODES = (
+    "practical",
+    "adaptive",
+    "vote_adaptive",
+    "center",
+    "gradcam",
+    "clean",
+    "double_masking",
+    "smoothed_double_masking",
+)
 ATTACKED_MODES = ("practical", "adaptive", "vote_adaptive")
 
 
