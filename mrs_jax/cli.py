@@ -78,10 +78,12 @@ def main_guard(
     Ctrl-C ends ``main`` with one line and 130, every time (see
     :class:`InterruptGuard`): never inside an import, never swallowed. With
     ``argv=None`` (the process's own command line: a console script or
-    ``python -m``) an interrupted program then ends at once, ``os._exit(130)``
-    after its threads, logs and streams are flushed (rows and checkpoints are
-    written synchronously): JAX may still be compiling in a worker thread, and
-    the interpreter's teardown would free the runtime under it (SIGSEGV).
+    ``python -m``) a failed or interrupted program first waits for its worker
+    threads (:func:`join_worker_threads`), and an interrupted one then ends at
+    once, ``os._exit(130)`` once logs and streams are flushed (rows and
+    checkpoints are written synchronously): JAX may still be compiling in a
+    worker thread, and the interpreter's teardown would free the runtime under
+    it (SIGSEGV).
 
     Args:
       main: the entry point; it may return an exit code (None means 0).
@@ -110,13 +112,13 @@ def main_guard(
                 guard.reported = True
             elif guard.requested:  # swallowed in ``main``
                 code = guard.report()
-        if code != 0:
+        if argv is None and code != 0:  # the process ends with this code
             join_worker_threads()
-        if code == INTERRUPT_EXIT and argv is None:
-            # JAX compiles in worker threads: one still running when the
-            # interpreter tears the runtime down dies with SIGSEGV.
-            logging.shutdown()
-            flush_and_exit(INTERRUPT_EXIT)
+            if code == INTERRUPT_EXIT:
+                # JAX compiles in worker threads: one still running when the
+                # interpreter tears the runtime down dies with SIGSEGV.
+                logging.shutdown()
+                flush_and_exit(INTERRUPT_EXIT)
     return code
 
 
