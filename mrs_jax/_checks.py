@@ -289,9 +289,16 @@ def callable_(fn: Any, name: str) -> None:
 
 
 def _real(value: Any, name: str) -> float:
+    """A real number: a Python or numpy scalar, or a concrete 0-d numpy or jax
+    array (``jnp.float32(0.5)``); bools, tracers and other types are refused."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{name} must be a concrete number here, not a traced value")
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        if not (isinstance(value, np.ndarray) and value.ndim == 0):
+        array = isinstance(value, (np.ndarray, jax.Array))
+        if not (array and value.ndim == 0 and value.dtype != bool):
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+        if not np.issubdtype(value.dtype, np.number):
+            raise TypeError(f"{name} must be a real number, got dtype {value.dtype}")
     return float(value)
 
 

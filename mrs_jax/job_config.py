@@ -113,11 +113,14 @@ class JobConfig:
             _checks.positive_int(getattr(self, name), name)
         for name in ("attack_steps", "dilation", "seed", "image_seed"):
             _checks.positive_int(getattr(self, name), name, minimum=0)
-        _checks.positive_float(self.sigma, "sigma")
-        _checks.positive_float(self.attack_step_size, "attack_step_size")
-        _checks.probability_level(self.alpha)
+        # Stored as Python floats (a numpy or jax scalar is accepted), so that
+        # run.json records plain numbers.
+        _set(self, "sigma", _checks.positive_float(self.sigma, "sigma"))
+        step = _checks.positive_float(self.attack_step_size, "attack_step_size")
+        _set(self, "attack_step_size", step)
+        _set(self, "alpha", _checks.probability_level(self.alpha))
         _checks.one_of(self.adaptive_objective, OBJECTIVES, "adaptive_objective")
-        _checks.unit_float(self.pc_fill, "pc_fill")
+        _set(self, "pc_fill", _checks.unit_float(self.pc_fill, "pc_fill"))
         _checks.number_or_word(
             self.target_radius, UNRESTRICTED, "target_radius"
         )
@@ -149,6 +152,10 @@ class JobConfig:
 
 
 MAX_DRAWS = 2**31 - 1
+
+
+def _set(config: JobConfig, name: str, value) -> None:
+    object.__setattr__(config, name, value)  # a frozen dataclass's own checks
 
 
 def _check_synthetic(config: JobConfig) -> None:
