@@ -263,11 +263,14 @@ def measure(classify, x, mask, chunk, args, forward) -> dict:
     import numpy as np
 
     import mrs_jax
+    from mrs_jax import counting, sharding
 
     def counts(seed):
+        # The host drivers' program: every device, the mask's noise window.
         return mrs_jax.sample_counts(
             classify, x, mask, 0.5, key=jax.random.key(seed), num=args.n,
-            num_classes=10, batch_size=chunk,
+            num_classes=10, batch_size=chunk, mesh=sharding.sample_mesh(),
+            window=counting.noise_window(mask)[1],
         )  # fmt: skip
 
     start = time.perf_counter()

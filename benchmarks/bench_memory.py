@@ -1,4 +1,4 @@
-"""Peak memory of ``sample_counts`` as the number of samples n grows.
+"""Peak memory of the host drivers' counting (``predict``) as the number of samples n grows.
 
 Each n runs in a fresh subprocess (one host device) so that peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) belongs to that n alone. The
@@ -112,42 +112,43 @@ def worker(n: int, model: str, batch_size: int, side: int) -> dict:
     classify = as_classifier(get_model(model, num_classes=10, seed=0))
     x = np.random.default_rng(0).uniform(size=(side, side, 3)).astype(np.float32)
     mask = mrs_jax.square_mask(x.shape, side // 4, side // 4, max(1, side // 4))
-    common = dict(num_classes=10, batch_size=batch_size)
+    # The host drivers' counting (``predict``: every device, the mask's noise
+    # window, the number of draws an argument of one program).
+    common = dict(alpha=0.001, num_classes=10, batch_size=batch_size)
     rss_setup = _max_rss_mib()
-    mrs_jax.sample_counts(
-        classify, x, mask, 0.5, key=jax.random.key(0), num=batch_size, **common
-    )
+    mrs_jax.predict(classify, x, mask, 0.5, key=jax.random.key(0), n=batch_size,
+                    **common)
     rss_warm = _max_rss_mib()
     compiles.clear()
     start = time.perf_counter()
-    counts = mrs_jax.sample_counts(
-        classify, x, mask, 0.5, key=jax.random.key(1), num=n, **common
-    )
+    counts = mrs_jax.predict(
+        classify, x, mask, 0.5, key=jax.random.key(1), n=n, **common
+    ).counts
     seconds = time.perf_counter() - start
+    compiles_during_call = len(compiles)
     rss_peak = _max_rss_mib()
     if int(counts.sum()) != n:
         raise RuntimeError(f"counts sum to {counts.sum()}, expected {n}")
-    compiles_during_call = len(compiles)
 
     # XLA's view of the same program, lowered with this n, from the counting
     # module's program factory (the public API does not expose compiled objects).
     mesh = sharding.sample_mesh()
-    chunk = sharding.round_up_to_devices(min(batch_size, n), mesh)
+    chunk = counting.device_chunk(counting.chunk_for(n, batch_size, mesh), mesh)
     (top, left), window = counting.noise_window(mask)
     key = jax.random.key(1)
-    program = counting.counts_program(
-        mesh, chunk, 10, jax.random.key_impl(key), window
+    program = counting.pairs_program(
+        mesh, chunk, 10, jax.random.key_impl(key), window, 1
     )
     window_mask = mask[top : top + window[0], left : left + window[1]]
     compiled = program.lower(
         counting.as_pytree(classify),
-        x,
-        window_mask.astype(np.float32),
-        np.array([top, left], np.int32),
+        x[None],
+        window_mask.astype(np.float32)[None],
+        np.array([[top, left]], np.int32),
         np.float32(0.5),
-        np.asarray(jax.random.key_data(key)),
-        np.int32(0),
-        np.int32(n),
+        np.asarray(jax.random.key_data(key[None])),
+        np.zeros(1, np.int32),
+        np.array([n], np.int32),
     ).compile()
     analysis = compiled.memory_analysis()
     temp = getattr(analysis, "temp_size_in_bytes", None) if analysis else None

@@ -83,9 +83,11 @@ def measure_jax(depth: int, batch: int, n: int, repeats: int, variant: str) -> d
         out.block_until_ready()
 
     def run_counts():
+        # The host drivers' program: every device, the mask's noise window.
         mrs_jax.sample_counts(
             classify, x, mask, 0.5, key=jax.random.key(0), num=n,
-            num_classes=10, batch_size=batch,
+            num_classes=10, batch_size=batch, mesh=mrs_jax.sharding.sample_mesh(),
+            window=mrs_jax.counting.noise_window(mask)[1],
         )  # fmt: skip
 
     run_counts()  # compile

@@ -48,6 +48,7 @@ def worker(devices: int, model: str, batch_size: int, reps: int, side: int) -> d
             num_classes=10,
             batch_size=batch_size,
             mesh=mesh,
+            window=mrs_jax.counting.noise_window(mask)[1],
         )
 
     count(0)  # compile

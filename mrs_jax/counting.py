@@ -233,12 +233,17 @@ def sample_counts(
     if mesh is not None:
         _checks.mesh_with_axis(mesh, sharding.SAMPLES)
     chunk = min(batch_size, num)
+    classify = as_pytree(classify)
     if mesh is not None:
         chunk = sharding.round_up_to_devices(chunk, mesh)
+        leaves = jax.tree.leaves(classify)
+        if not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            # Weights restored from a checkpoint are committed to one device.
+            classify = jax.device_put(classify, sharding.replicated(mesh))
     # ``num`` is an argument of the program, not a constant: other counts of
     # draws with the same step size reuse the compiled program.
     return _sample_counts_program(chunk, num_classes, window, mesh)(
-        as_pytree(classify), x, mask, sigma, key, jnp.int32(num)
+        classify, x, mask, sigma, key, jnp.int32(num)
     )
 
 
@@ -300,7 +305,7 @@ def _sample_counts_program(chunk, num_classes, window, mesh):
 
 
 @functools.cache
-def _pairs_program(mesh: Mesh, chunk: int, num_classes: int, key_impl, window, count):
+def pairs_program(mesh: Mesh, chunk: int, num_classes: int, key_impl, window, count):
     """The host drivers' jitted program for ``count`` images, one chunk size,
     class count, key type and window shape (:func:`_count_pairs`)."""
 
@@ -408,7 +413,7 @@ class Counter:
             group_nums = np.where(members, nums, 0).astype(np.int32)
             if not group_nums.any():
                 continue
-            program = _pairs_program(
+            program = pairs_program(
                 self.mesh, chunk, self.num_classes, key_impl, window, self.num_images
             )
             # Dispatch is asynchronous: every group's program is queued first.

@@ -40,7 +40,7 @@ def _assert_same(one, other):
 def test_certify_at_on_a_batch_equals_certify_at_per_image(monkeypatch):
     radius, sigma, max_n = 0.1, 0.25, 512
     steps = []  # one entry per Counter.count: the programs it dispatched
-    program = counting._pairs_program
+    program = counting.pairs_program
 
     def counted(*args):
         compiled = program(*args)
@@ -52,7 +52,7 @@ def test_certify_at_on_a_batch_equals_certify_at_per_image(monkeypatch):
         return run
 
     count = counting.Counter.count
-    monkeypatch.setattr(counting, "_pairs_program", counted)
+    monkeypatch.setattr(counting, "pairs_program", counted)
     monkeypatch.setattr(
         counting.Counter,
         "count",
