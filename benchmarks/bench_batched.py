@@ -92,7 +92,9 @@ def defend(config, classify, num_classes, images, keys, group: int) -> list[dict
     (0: the image-by-image loop)."""
     if group == 0:
         return [
-            pipeline.defend(config, classify, num_classes, images[i : i + 1], keys[i : i + 1])[0]
+            pipeline.defend(
+                config, classify, num_classes, images[i : i + 1], keys[i : i + 1]
+            )[0]
             for i in range(len(images))
         ]
     out = []

@@ -1,4 +1,4 @@
-"""Peak memory of the host drivers' counting (``predict``) as the number of samples n grows.
+"""Peak memory of the host drivers' counting (``predict``) as n grows.
 
 Each n runs in a fresh subprocess (one host device) so that peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) belongs to that n alone. The

@@ -100,7 +100,9 @@ def defence(args) -> list[dict]:
     for group in (1, 8):
         with tempfile.TemporaryDirectory() as tmp:
             run = dict(classify=classify, num_classes=10, meta=None, progress=False)
-            first = dataclasses.replace(config, num_images=group, images_per_batch=group)
+            first = dataclasses.replace(
+                config, num_images=group, images_per_batch=group
+            )
             job.run(first, tmp, **run)  # compiles
             total = group + args.images
             rest = dataclasses.replace(config, num_images=total, images_per_batch=group)

@@ -273,7 +273,9 @@ def _static_settings(x, mask, num, num_classes, batch_size, window):
     if len(window) != 2 or not all(
         1 <= int(w) <= e for w, e in zip(window, x.shape[:2], strict=True)
     ):
-        raise ValueError(f"window must be (h, w) within {tuple(x.shape[:2])}, got {window}")
+        raise ValueError(
+            f"window must be (h, w) within {tuple(x.shape[:2])}, got {window}"
+        )
     return num, num_classes, batch_size, (int(window[0]), int(window[1]))
 
 
@@ -364,7 +366,8 @@ class Counter:
             window_masks = np.zeros((self.num_images, *window), np.float32)
             for b in np.flatnonzero(members):
                 (top, left) = corners[b]
-                window_masks[b] = masks[b][top : top + window[0], left : left + window[1]]
+                rows, cols = slice(top, top + window[0]), slice(left, left + window[1])
+                window_masks[b] = masks[b][rows, cols]
             placed = (*fixed, put(window_masks), put(np.array(corners, np.int32)))
             self.groups.append((window, members, placed))
         self.sigma = put(np.float32(sigma))

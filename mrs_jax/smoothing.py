@@ -88,7 +88,8 @@ class Batch(NamedTuple):
         """``[B, K]`` counts of every image's draws ``0 .. num - 1``."""
         count = len(self.images)
         chunk = counting.chunk_for(count * num, self.batch_size, self.mesh)
-        return counter.count(keys, np.zeros(count, np.int64), np.full(count, num), chunk)
+        starts = np.zeros(count, np.int64)
+        return counter.count(keys, starts, np.full(count, num), chunk)
 
     def result(self, results: list):
         return results[0] if self.single else results
@@ -112,7 +113,9 @@ def batch_inputs(classify, x, mask, sigma, key, num_classes, batch_size, mesh) -
     if single or (mask_array is not None and mask_array.ndim == 2):
         one = _checks.mask(mask, images.shape[1:])
         if not one.any():
-            raise ValueError("mask is all False: there is no pixel to smooth or certify")
+            raise ValueError(
+                "mask is all False: there is no pixel to smooth or certify"
+            )
         masks = np.broadcast_to(one, (count, *one.shape))
     else:
         masks = _checks.masks(mask, images.shape, name="mask")

@@ -375,5 +375,6 @@ def test_a_few_non_finite_samples_are_counted_and_refused():
     )
     assert 0 < int(counts.sum()) < 200
     # The same classifier on a mask it cannot break counts normally.
-    pred = mrs_jax.predict(_nan_on_noise, x, mrs_jax.square_mask(SHAPE, 4, 4, 1), 0.5, **args)
+    other_mask = mrs_jax.square_mask(SHAPE, 4, 4, 1)
+    pred = mrs_jax.predict(_nan_on_noise, x, other_mask, 0.5, **args)
     assert pred.counts.sum() == 200
