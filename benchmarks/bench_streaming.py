@@ -8,8 +8,9 @@ number of threads, from a warm page cache:
   to ``--resize`` (``INTER_AREA``) and the centre ``--crop``, and keeps nothing.
 - **source**: :class:`mrs_jax.image_folder.FolderSource` with the ImageNet
   transform (:func:`mrs_jax.data.resize_center_crop`) and ``num_workers=threads``,
-  read through ``iter_batches(order, --batch-size, prefetch=--prefetch)``: what
-  training reads, RGB float32 batches in [0, 1].
+  read through ``iter_batches(order, --batch-size, prefetch=--prefetch,
+  dtype=--dtype)``: RGB float32 batches in [0, 1] (what training reads) or uint8
+  (decoded and cropped, the bare loop's work plus batching).
 
 Runs alternate (bare, source, bare, ...) ``--repeats`` times; the best run of
 each counts. ``cv2.setNumThreads(--cv2-threads)`` applies to both, so with the
@@ -102,7 +103,7 @@ def through_source(
     count = 0
     with source:
         for images, _ in source.iter_batches(
-            order, args.batch_size, prefetch=args.prefetch
+            order, args.batch_size, prefetch=args.prefetch, dtype=args.dtype
         ):
             count += len(images)
     finished = time.perf_counter()
@@ -135,6 +136,7 @@ def measure(split_dir: Path, args: argparse.Namespace) -> dict:
         "cv2_threads": args.cv2_threads,
         "batch_size": args.batch_size,
         "prefetch": args.prefetch,
+        "dtype": args.dtype,
         "resize": args.resize,
         "crop": args.crop,
         "bare_images_per_s": bare_rate,
@@ -162,7 +164,7 @@ def markdown(result: dict) -> str:
             "|---|---:|",
             f"| bare OpenCV read-decode-resize-crop | "
             f"{result['bare_images_per_s']:,.0f} |",
-            f"| FolderSource.iter_batches (RGB float32) | "
+            f"| FolderSource.iter_batches (RGB {result['dtype']}) | "
             f"{result['source_images_per_s']:,.0f} |",
             "",
             f"Source / bare: {ratio:.1%} (target >= 90%: "
@@ -190,6 +192,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--resize", type=int, default=256)
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--dtype", choices=["float32", "uint8"], default="float32",
+        help="the source's batches: float32 in [0, 1] (training's) or uint8 "
+        "(decoded and cropped, as the bare loop keeps them)",
+    )
     args = parser.parse_args(argv)
     if min(args.threads, args.batch_size, args.repeats, args.classes) < 1:
         parser.error("--threads, --batch-size, --repeats and --classes must be >= 1")

@@ -111,7 +111,12 @@ class StreamedSource:
         return self._start(self._indices(indices), np.uint8).wait()
 
     def iter_batches(
-        self, indices: Any, batch_size: int, *, prefetch: int = DEFAULT_PREFETCH
+        self,
+        indices: Any,
+        batch_size: int,
+        *,
+        prefetch: int = DEFAULT_PREFETCH,
+        dtype: Any = np.float32,
     ) -> Iterator[Batch]:
         """Yields :meth:`get_batch` of consecutive ``batch_size`` slices of ``indices``.
 
@@ -122,15 +127,20 @@ class StreamedSource:
             indices: ``[n]`` integers in [0, len(self)).
             batch_size: examples per batch (the last one may be smaller).
             prefetch: batches decoded ahead (0: none).
+            dtype: ``np.float32`` (default: values in [0, 1]) or ``np.uint8``
+                (0..255 as decoded, e.g. to convert on the accelerator).
 
         Returns:
-            An iterator of ``(images [b, H, W, C] float32 in [0, 1], labels [b]
-            int32)``; ``indices`` and the settings are checked at once.
+            An iterator of ``(images [b, H, W, C] dtype, labels [b] int32)``;
+            ``indices`` and the settings are checked at once.
         """
         indices = self._indices(indices)
         batch_size = _checks.positive_int(batch_size, "batch_size")
         prefetch = _checks.positive_int(prefetch, "prefetch", minimum=0)
-        return self._stream(indices, batch_size, prefetch)
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.uint8)):
+            raise ValueError(f"dtype must be float32 or uint8, got {dtype}")
+        return self._stream(indices, batch_size, prefetch, dtype.type)
 
     def close(self) -> None:
         """Stops the decode threads (a later read starts them again)."""
@@ -146,13 +156,13 @@ class StreamedSource:
         self.close()
 
     def _stream(
-        self, indices: np.ndarray, batch_size: int, prefetch: int
+        self, indices: np.ndarray, batch_size: int, prefetch: int, dtype: type
     ) -> Iterator[Batch]:
         pending: collections.deque[_Pending] = collections.deque()
         try:
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                pending.append(self._start(chunk, np.float32))
+                pending.append(self._start(chunk, dtype))
                 if len(pending) > prefetch:
                     yield pending.popleft().wait()
             while pending:

@@ -305,3 +305,17 @@ def test_training_reads_a_folder_through_the_prefetching_iterator(
     assert len(seen) == 1 and seen[0][0] == 64 and seen[0][2] == 16
     np.testing.assert_array_equal(seen[0][1], order)
     assert np.isfinite(streamed["loss"]) and 0 <= streamed["clean_accuracy"] <= 1
+
+
+def test_uint8_batches_are_the_decoded_pixels_and_float32_their_scaling(tmp_path):
+    _write_jpegs(tmp_path / "train", 12)
+    with FolderSource(tmp_path / "train", num_workers=2) as source:
+        order = np.arange(12)[::-1]
+        as_uint8 = list(source.iter_batches(order, 5, dtype=np.uint8))
+        as_float = list(source.iter_batches(order, 5))
+        with pytest.raises(ValueError, match="dtype must be float32 or uint8"):
+            source.iter_batches(order, 5, dtype=np.int16)
+    assert [b[0].dtype for b in as_uint8] == [np.uint8] * 3
+    for (pixels, labels), (scaled, same_labels) in zip(as_uint8, as_float, strict=True):
+        np.testing.assert_array_equal(labels, same_labels)
+        np.testing.assert_array_equal(pixels.astype(np.float32) / 255.0, scaled)
