@@ -1,8 +1,8 @@
-"""``python -m certify.demo``: ``mrs-demo`` in a checkout (see :mod:`mrs_jax.demo`)."""
+"""``python -m certify.demo``: ``mrs-demo`` in a checkout (see :mod:`mrs_jax.commands.demo`)."""
 
 import sys
 
-from mrs_jax.demo import main
+from mrs_jax.commands.demo import main
 
 __all__ = ["main"]
 

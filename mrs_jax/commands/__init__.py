@@ -2,7 +2,7 @@
 
 ``mrs-train`` (:mod:`mrs_jax.commands.train`), ``mrs-certify``
 (:mod:`mrs_jax.commands.certify`), ``mrs-analyze``
-(:mod:`mrs_jax.commands.analyze`) and ``mrs-demo`` (:mod:`mrs_jax.demo`). In a
+(:mod:`mrs_jax.commands.analyze`) and ``mrs-demo`` (:mod:`mrs_jax.commands.demo`). In a
 checkout the same programs run as ``python -m train``, ``python -m certify``,
 ``python -m certify.analyze`` and ``python -m certify.demo``, whose modules only
 call these. The helpers below give train and certify the same ``--config``
