@@ -266,11 +266,6 @@ def validate(
     return source
 
 
-def _as_json(record: dict[str, Any]) -> dict[str, Any]:
-    """``record`` as ``run.json`` reads back (tuples become lists)."""
-    return json.loads(json.dumps(record))
-
-
 def _run_record(config, source, num_classes, classify, meta) -> dict[str, Any]:
     shape = [int(v) for v in source.image_shape]
     model = run_dir.model_record(classify, meta)
@@ -306,8 +301,8 @@ def _certify_images(
     progress,
     row_stamp=(),
 ) -> None:
-    selection = np.random.default_rng(config.image_seed).permutation(len(source))
-    selection = selection[: config.num_images]
+    # The one definition of a run's images, shared with the row checks.
+    selection = rows.selection(config.image_seed, len(source), config.num_images)
     on_disk = rows.all_rows(out_dir)
     done = {row["index"] for row in on_disk}
     mine = [i for i in range(config.num_images) if i % process_count == process_index]
