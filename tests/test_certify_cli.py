@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 from _job_helpers import (
     SHAPE,
@@ -20,6 +22,7 @@ from certify.__main__ import main as certify_main
 from certify.analyze import main as analyze_main
 from certify.demo import main as demo_main
 from mrs_jax import configfile, job, run_dir
+from mrs_jax.commands.certify import stored_fingerprint
 from mrs_jax.models import as_classifier, get_model
 from mrs_jax.training import TrainConfig, train
 
@@ -255,11 +258,14 @@ def test_certify_folds_batchnorm_and_a_resume_keeps_the_choice(
     assert certify_main(args) == 0
     record = json.loads((out / "run.json").read_text())
     assert record["meta"]["batchnorm_folded"] is True
-    # The fingerprint is the folded weights': the classifier that was certified.
+    # The fingerprint names the stored weights and the fold, not the folded
+    # weights (their last bits depend on the CPU), so it differs from the plain
+    # model's and from the folded weights' digest.
     model, _ = load_model(checkpoint)
     folded = run_dir.weights_fingerprint(folded_classifier(model))
     plain = run_dir.weights_fingerprint(load_classifier(checkpoint, fold=False)[0])
-    assert record["model"]["weights_sha256"] == folded != plain
+    assert record["model"]["weights_sha256"] == stored_fingerprint(model, True)
+    assert len({record["model"]["weights_sha256"], folded, plain}) == 3
     capsys.readouterr()
     # Resuming with the model as trained would mix two classifiers: refused.
     _one_line_error(capsys, certify_main([*args, "--no_fold"]), "another classifier")
@@ -268,3 +274,39 @@ def test_certify_folds_batchnorm_and_a_resume_keeps_the_choice(
     record = json.loads((unfolded / "run.json").read_text())
     assert record["meta"]["batchnorm_folded"] is False
     assert record["model"]["weights_sha256"] == plain
+    assert stored_fingerprint(model, False) == plain
+
+
+def test_the_fingerprint_does_not_depend_on_how_the_fold_rounds(
+    tmp_path, checkpoint, monkeypatch
+):
+    """Another CPU rounds the folded weights differently; a run started there
+    must resume here. Perturbing the folded weights by one ulp stands in."""
+    from mrs_jax.fold import folded_classifier
+
+    from mrs_jax.checkpoint import load_model
+
+    out = tmp_path / "run"
+    args = ["--config", "certify/configs/digits.py", "--smoke", "--no_progress"]
+    args += ["--checkpoint", str(checkpoint), "--out", str(out)]
+
+    def run_json():
+        assert certify_main(args) == 0
+        return json.loads((out / "run.json").read_text())
+
+    first = run_json()
+
+    def rounded_otherwise(model):
+        classify = folded_classifier(model)
+        return jax.tree.map(
+            lambda w: np.nextafter(w, np.inf).astype(w.dtype)
+            if np.issubdtype(np.asarray(w).dtype, np.floating)
+            else w,
+            classify,
+        )
+
+    monkeypatch.setattr("mrs_jax.fold.folded_classifier", rounded_otherwise)
+    before = run_dir.weights_fingerprint(folded_classifier(load_model(checkpoint)[0]))
+    after = run_dir.weights_fingerprint(rounded_otherwise(load_model(checkpoint)[0]))
+    assert before != after  # the stand-in does change the folded weights
+    assert run_json()["model"] == first["model"]  # resumed, not refused

@@ -28,6 +28,7 @@ set ``MRS_COORDINATOR_ADDRESS``, ``MRS_NUM_PROCESSES``, ``MRS_PROCESS_ID``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 
 from mrs_jax import cli, commands, distributed, job, run_dir, sharding
@@ -55,8 +56,11 @@ def inference_classifier(model, *, fold: bool):
     up to float rounding, ~10-25% more samples/s on a CPU), else as trained.
 
     The folded classifier is the base classifier f that is smoothed and
-    certified; its weights are what ``run.json`` fingerprints, so a run resumes
-    only with the same choice.
+    certified. ``run.json`` fingerprints the checkpoint's stored weights and
+    the choice (:func:`stored_fingerprint`), not the folded weights: folding rounds
+    differently on different CPUs (an AMD and an Intel VM gave two digests for
+    one checkpoint), and a run must resume on any machine. ``run.json``'s
+    ``meta.batchnorm_folded`` says which was certified.
     """
     from mrs_jax.fold import folded_classifier
     from mrs_jax.models import as_classifier
@@ -67,6 +71,24 @@ def inference_classifier(model, *, fold: bool):
         except TypeError as error:  # a family fold does not cover
             print(f"note: BatchNorm not folded: {error}", flush=True)
     return as_classifier(model), False
+
+
+def stored_fingerprint(model, folded: bool) -> str:
+    """The run directory's ``weights_sha256``, the same on every machine.
+
+    A SHA-256 of the model's weights as the checkpoint stores them (BatchNorm
+    not folded), and, where ``folded``, a SHA-256 of that digest and the word
+    ``batchnorm_folded``: the folded and the unfolded classifier are two
+    classifiers (a resume with the other is refused), but neither digest
+    depends on how a CPU rounds the fold.
+    """
+    from mrs_jax.models import as_classifier
+    from mrs_jax.run_dir import weights_fingerprint
+
+    digest = weights_fingerprint(as_classifier(model))
+    if not folded:
+        return digest
+    return hashlib.sha256(f"{digest}:batchnorm_folded".encode()).hexdigest()
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -149,6 +171,7 @@ def run(argv: list[str] | None = None) -> int:
         config,
         args.out,
         classify=classify,
+        fingerprint=stored_fingerprint(model, folded),
         num_classes=int(meta["num_classes"]),
         features_and_head=split,
         meta={"checkpoint": str(args.checkpoint), **meta, "batchnorm_folded": folded},
