@@ -108,6 +108,7 @@ if TYPE_CHECKING:
     from mrs_jax.models import as_classifier, get_model, model_names
     from mrs_jax.noise import (
         masked_noise_augment,
+        noise_squares_augment,
         occlusion_augment,
         random_square_masks,
     )
@@ -152,6 +153,7 @@ _LAZY = {
     "masked_noise_augment": "mrs_jax.noise",
     "random_square_masks": "mrs_jax.noise",
     "occlusion_augment": "mrs_jax.noise",
+    "noise_squares_augment": "mrs_jax.noise",
     "patchcleanser_masks": "mrs_jax.double_masking",
     "double_masking_certify": "mrs_jax.double_masking",
     "two_mask_predictions": "mrs_jax.double_masking",
@@ -228,6 +230,7 @@ __all__ = [
     "masked_noise_augment",
     "model_names",
     "occlusion_augment",
+    "noise_squares_augment",
     "patch_attack",
     "patch_l2_bound",
     "patchcleanser",

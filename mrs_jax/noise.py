@@ -170,17 +170,8 @@ def occlusion_augment(
         ``[B, H, W, C]`` images, equal to ``images`` outside the squares.
     """
     _check_images(images)
-    if isinstance(num_squares, bool) or not isinstance(num_squares, int):
-        raise TypeError(f"num_squares must be an int; got {num_squares!r}")
-    if num_squares < 1:
-        raise ValueError(f"num_squares must be >= 1; got {num_squares}")
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise TypeError(f"size must be an int; got {size!r}")
-    batch, height, width, channels = images.shape
-    if not 1 <= size <= min(height, width):
-        raise ValueError(
-            f"size must be in [1, min(H, W)] = [1, {min(height, width)}]; got {size}"
-        )
+    _check_squares(images.shape, size, num_squares)
+    channels = images.shape[-1]
     if not isinstance(fill, jax.core.Tracer):
         values = np.asarray(fill, dtype=np.float32)
         if values.shape not in ((), (channels,)):
@@ -190,9 +181,69 @@ def occlusion_augment(
             )
         if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
             raise ValueError(f"fill must lie in [0, 1]; got {fill!r}")
+    hidden = _square_unions(key, images.shape, size, num_squares)[..., None]
+    fill = jnp.asarray(fill, images.dtype)
+    return jnp.where(hidden, fill, images)
+
+
+def noise_squares_augment(
+    key: jax.Array,
+    images: jax.Array,
+    sigma: float,
+    size: int,
+    num_squares: int = 2,
+) -> jax.Array:
+    """Adds ``N(0, sigma^2)`` noise inside ``num_squares`` random squares per image.
+
+    Training for masked-noise double masking (:mod:`mrs_jax.smoothed_double_masking`):
+    its smoothed classifiers see noise in the union of one or two PatchCleanser
+    masks, so the base model is trained on noise in the union of two random
+    ``size x size`` squares (the mask width, 9 for CIFAR-10 with ``s = 5``,
+    ``k = 6``). The squares are placed as :func:`occlusion_augment` places them
+    (independent uniform corners, overlaps allowed, so one square now and then);
+    the noise is :func:`masked_noise_augment`'s, on every channel, not clipped.
+
+    Args:
+        key: typed PRNG key.
+        images: ``[B, H, W, C]`` float in [0, 1] (values not read); may be
+            traced (jittable with ``size`` and ``num_squares`` static).
+        sigma: noise standard deviation in [0, 1] pixel units, >= 0 (checked
+            when it is a Python number).
+        size: the squares' side, ``1 <= size <= min(H, W)``.
+        num_squares: squares per image, >= 1.
+
+    Returns:
+        ``[B, H, W, C]`` images, equal to ``images`` outside the squares.
+    """
+    _check_images(images)
+    _check_squares(images.shape, size, num_squares)
+    if not isinstance(sigma, jax.Array) and float(sigma) < 0:
+        raise ValueError(f"sigma must be >= 0; got {sigma}")
+    square_key, noise_key = jax.random.split(key)
+    hidden = _square_unions(square_key, images.shape, size, num_squares)
+    noise = sigma * jax.random.normal(noise_key, images.shape, images.dtype)
+    return images + noise * hidden[..., None].astype(images.dtype)
+
+
+def _check_squares(shape: tuple[int, ...], size, num_squares) -> None:
+    """Trace-time checks of ``size`` and ``num_squares`` against ``[B, H, W, C]``."""
+    if isinstance(num_squares, bool) or not isinstance(num_squares, int):
+        raise TypeError(f"num_squares must be an int; got {num_squares!r}")
+    if num_squares < 1:
+        raise ValueError(f"num_squares must be >= 1; got {num_squares}")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"size must be an int; got {size!r}")
+    _, height, width, _ = shape
+    if not 1 <= size <= min(height, width):
+        raise ValueError(
+            f"size must be in [1, min(H, W)] = [1, {min(height, width)}]; got {size}"
+        )
+
+
+def _square_unions(key, shape: tuple[int, ...], size: int, num_squares: int):
+    """``[B, H, W]`` bool: the union of ``num_squares`` random squares per image."""
+    batch, height, width, _ = shape
     squares = random_square_masks(
         key, batch * num_squares, (height, width), size, size
     ).reshape(batch, num_squares, height, width)
-    hidden = jnp.any(squares, axis=1)[..., None]
-    fill = jnp.asarray(fill, images.dtype)
-    return jnp.where(hidden, fill, images)
+    return jnp.any(squares, axis=1)

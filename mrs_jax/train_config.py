@@ -25,9 +25,13 @@ import numpy as np
 from mrs_jax import _checks
 from mrs_jax.data import dataset_source
 from mrs_jax.models import model_names
-from mrs_jax.noise import masked_noise_augment, occlusion_augment
+from mrs_jax.noise import (
+    masked_noise_augment,
+    noise_squares_augment,
+    occlusion_augment,
+)
 
-AUGMENTATIONS = ("masked_noise", "occlusion")
+AUGMENTATIONS = ("masked_noise", "occlusion", "noise_squares")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +61,15 @@ class TrainConfig:
             :func:`square_augment`): ``masked_noise`` (MRS: ``sigma`` noise in one
             square of width ``w_min..w_max``) or ``occlusion`` (PatchCleanser:
             ``occlusion_squares`` squares of side ``occlusion_size`` filled with
-            ``occlusion_fill``, no noise; ``sigma`` and the widths are unused).
+            ``occlusion_fill``, no noise; ``sigma`` and the widths are unused)
+            or ``noise_squares`` (masked-noise double masking: ``sigma`` noise
+            in the union of ``occlusion_squares`` squares of side
+            ``occlusion_size``; the widths and ``occlusion_fill`` are unused).
         sigma: noise standard deviation in [0, 1] pixel units.
         w_min, w_max: inclusive range of square widths.
         full_image_noise: noise on the whole image instead of a square
             (``masked_noise`` only).
-        occlusion_size: side of the occlusion squares: the PatchCleanser mask
+        occlusion_size: side of the occlusion (or noise) squares: the PatchCleanser mask
             width (9 for 32x32 images, patch 5, k = 6), at most the image side.
         occlusion_squares: occlusion squares per image (2: double masking).
         occlusion_fill: value of occluded pixels, a number or ``[C]`` numbers in
@@ -203,7 +210,10 @@ def square_augment(
     one square of width ``w_min..w_max`` (clamped to the image) or the whole image;
     not clipped. ``occlusion``: :func:`mrs_jax.occlusion_augment`, the pixels of
     ``occlusion_squares`` squares of side ``occlusion_size`` set to
-    ``occlusion_fill``, no noise. Jittable (``config`` static).
+    ``occlusion_fill``, no noise. ``noise_squares``:
+    :func:`mrs_jax.noise_squares_augment`, ``sigma`` noise in the union of
+    ``occlusion_squares`` squares of side ``occlusion_size``, not clipped.
+    Jittable (``config`` static).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
@@ -214,6 +224,10 @@ def square_augment(
             config.occlusion_size,
             config.occlusion_squares,
             config.occlusion_fill,
+        )
+    if config.augmentation == "noise_squares":
+        return noise_squares_augment(
+            key, images, config.sigma, config.occlusion_size, config.occlusion_squares
         )
     w_max = min(config.w_max, *images.shape[1:3])
     w_min = min(config.w_min, w_max)
@@ -282,7 +296,7 @@ def data_sources(config: TrainConfig):
     )
     for split, source in (("train", train), (test_split, test)):
         _check_labels(source, f"{config.dataset} {split}", config.num_classes)
-    if config.augmentation == "occlusion":
+    if config.augmentation in ("occlusion", "noise_squares"):
         _check_occlusion(config, tuple(train.image_shape))
     return train, test
 
