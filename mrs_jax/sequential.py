@@ -94,14 +94,18 @@ class TargetCertificate(NamedTuple):
         :func:`certify_at`), so ``bounds.certified_radius(sigma, p_lower)`` is a
         valid certified radius too.
       num_samples: every draw made, the ``n0`` selection draws included.
-      selected_label: the top class of the ``n0`` selection draws (the class
-        whose probability was estimated), certified or not.
+      selected_label: the top class of the ``n0`` selection draws, or the
+        given ``label`` (the class whose probability was estimated), certified
+        or not.
       rounds: estimation rounds drawn.
       stop_reason: ``"certified"``; ``"out_of_reach"``: no later round could
         certify even if every remaining draw were the selected class (also the
         reason after the last round); or ``"upper_bound"``: the
-        ``futility_alpha`` upper bound fell below the threshold.
-      selection_counts: ``[K]`` counts of the ``n0`` selection draws.
+        ``futility_alpha`` upper bound fell below the threshold; or
+        ``"abandoned"``: undecided when another image of an ``all_or_nothing``
+        batch failed.
+      selection_counts: ``[K]`` counts of the ``n0`` selection draws (zeros
+        where ``label`` was given).
       estimate_counts: ``[K]`` counts of the estimation draws made.
     """
 
@@ -157,6 +161,8 @@ def certify_at(
     num_classes: int,
     batch_size: int,
     futility_alpha: float | None = None,
+    label=None,
+    all_or_nothing: bool = False,
     mesh: Mesh | None = None,
 ) -> TargetCertificate | list[TargetCertificate]:
     """Host driver: decides whether the mask-smoothed prediction is certified
@@ -216,6 +222,17 @@ def certify_at(
         impossible; a level in (0, 1) also stops once the selected class's
         probability is below the threshold at that confidence, which saves
         most draws on images that will not certify.
+      label: None (default): the ``n0`` selection draws choose the class. A
+        class (or ``[B]`` classes for a batch) in ``[0, num_classes)`` fixed
+        without these draws (a true label, or a prediction from another key):
+        that class is tested directly and no selection draws are made, so
+        ``n0`` must be 0. The guarantee is the same, for that class.
+      all_or_nothing: False (default): each image of a batch stops on its own.
+        True: the whole batch stops as soon as one image stops without a
+        certificate, the images still undecided reporting ``"abandoned"``
+        (not certified). For a caller that needs every image certified (an
+        intersection of certificates, :mod:`mrs_jax.smoothed_double_masking`):
+        stopping draws never adds a certificate, so the guarantee is unchanged.
 
     Returns:
       A :class:`TargetCertificate` (a list of them for a batch).
@@ -227,21 +244,52 @@ def certify_at(
     batch = smoothing.batch_inputs(
         classify, x, mask, sigma, key, num_classes, batch_size, mesh
     )
-    n0 = smoothing.draws(n0, "n0")
+    labels = _fixed_labels(label, n0, batch)
+    n0 = 0 if labels is not None else smoothing.draws(n0, "n0")
     max_n = smoothing.draws(max_n, "max_n")
     if futility_alpha is not None:
         futility_alpha = _checks.probability_level(futility_alpha, "futility_alpha")
+    all_or_nothing = _checks.boolean(all_or_nothing, "all_or_nothing")
     plan = schedule(radius, sigma, alpha, max_n)
     alpha = _checks.probability_level(alpha)
     select_keys, estimate_keys = jax.vmap(jax.random.split, out_axes=1)(batch.keys)
     counter = batch.counter()
-    selection = batch.count(counter, select_keys, n0)
-    tops = np.argmax(selection, axis=1)
+    if labels is None:
+        selection = batch.count(counter, select_keys, n0)
+        tops = np.argmax(selection, axis=1)
+    else:
+        selection = np.zeros((len(labels), batch.num_classes), np.int64)
+        tops = labels
     rounds = _Rounds(plan, alpha, futility_alpha, tops)
-    _draw_rounds(rounds, counter, estimate_keys, batch)
+    _draw_rounds(rounds, counter, estimate_keys, batch, all_or_nothing)
     return batch.result(
         [rounds.certificate(b, n0, selection[b]) for b in range(len(tops))]
     )
+
+
+def _fixed_labels(label, n0, batch) -> np.ndarray | None:
+    """``label`` as ``[B]`` ints (None: the selection draws choose), with n0 = 0."""
+    if label is None:
+        return None
+    count = len(batch.keys)
+    values = np.asarray(label)
+    if values.ndim == 0:
+        values = np.full(count, values)
+    if values.shape != (count,) or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(
+            f"label must be an int class or {count} int classes (one per image), "
+            f"got {label!r}"
+        )
+    if values.min() < 0 or values.max() >= batch.num_classes:
+        raise ValueError(
+            f"label must lie in [0, num_classes = {batch.num_classes}), got {label!r}"
+        )
+    if isinstance(n0, bool) or n0 != 0:
+        raise ValueError(
+            f"n0 must be 0 when label is given (no selection draws are made), "
+            f"got {n0!r}"
+        )
+    return values.astype(np.int64)
 
 
 class _Rounds:
@@ -253,6 +301,7 @@ class _Rounds:
         self.tops = tops
         self.estimate: np.ndarray | None = None
         self.decided: dict[int, tuple[str, int, float]] = {}
+        self.last: dict[int, tuple[int, float]] = {}  # undecided: round, bound
 
     def active(self) -> np.ndarray:
         return np.array([b not in self.decided for b in range(len(self.tops))])
@@ -265,6 +314,17 @@ class _Rounds:
             )
             if reason is not None:
                 self.decided[int(b)] = (reason, r, p_lower)
+            else:
+                self.last[int(b)] = (r, p_lower)
+
+    def failed(self) -> bool:
+        return any(reason != "certified" for reason, _, _ in self.decided.values())
+
+    def abandon(self) -> None:
+        """Decides every undecided image as ``"abandoned"`` at its last round."""
+        for b in np.flatnonzero(self.active()):
+            r, p_lower = self.last[int(b)]
+            self.decided[int(b)] = ("abandoned", r, p_lower)
 
     def certificate(self, b: int, n0: int, selection) -> TargetCertificate:
         reason, r, p_lower = self.decided[b]
@@ -283,8 +343,11 @@ class _Rounds:
         )
 
 
-def _draw_rounds(rounds: _Rounds, counter, estimate_keys, batch) -> None:
-    """Draws the rounds of :func:`schedule` until every image has decided.
+def _draw_rounds(
+    rounds: _Rounds, counter, estimate_keys, batch, all_or_nothing: bool
+) -> None:
+    """Draws the rounds of :func:`schedule` until every image has decided (with
+    ``all_or_nothing``, until one has failed: the rest are abandoned).
 
     Two chunk sizes, so at most two compiled programs whatever the rounds:
     ``batch_size`` pairs for rounds drawing at least that many in all, and
@@ -307,6 +370,9 @@ def _draw_rounds(rounds: _Rounds, counter, estimate_keys, batch) -> None:
         drawn = size
         rounds.test(r, active)
         if len(rounds.decided) == count:
+            return
+        if all_or_nothing and rounds.failed():
+            rounds.abandon()
             return
 
 

@@ -348,3 +348,73 @@ def test_schedule_answers_at_once_where_the_target_is_far_beyond_max_n():
         n = sequential._fewest_draws(threshold, level)
         assert sequential._certifies(n, n, level, threshold)
         assert n == 1 or not sequential._certifies(n - 1, n - 1, level, threshold)
+
+
+# --- a fixed label, and a batch that stops at its first failure ----------------------
+
+
+def test_a_given_label_is_tested_with_the_same_estimation_draws():
+    """label= skips the n0 selection draws; the estimation draws are the ones
+    the selecting call makes with the same key, so where the selection chose
+    that class every decision is equal and only n0 draws are saved."""
+    for seed in range(4):
+        classify, x, label, _ = linear_case(seed, 1.5)
+        selected = run(classify, x, 1.0, seed)
+        assert selected.selected_label == label
+        given = run(classify, x, 1.0, seed, n0=0, label=label)
+        assert given.selected_label == label and given.certified == selected.certified
+        assert given.p_lower == selected.p_lower
+        assert given.num_samples == selected.num_samples - 20
+        np.testing.assert_array_equal(given.estimate_counts, selected.estimate_counts)
+        assert not given.selection_counts.any()
+    # The other class is tested too, and does not certify.
+    wrong = run(classify, x, 1.0, 0, n0=0, label=1 - label)
+    assert wrong.selected_label == 1 - label and not wrong.certified
+
+
+def test_a_given_label_is_checked():
+    classify, x, label, _ = linear_case(0, 1.5)
+    with pytest.raises(ValueError, match="n0 must be 0 when label is given"):
+        run(classify, x, 1.0, 0, label=label)
+    with pytest.raises(ValueError, match=r"label must lie in \[0, num_classes = 2\)"):
+        run(classify, x, 1.0, 0, n0=0, label=2)
+    with pytest.raises(ValueError, match="label must be an int class or 2 int"):
+        run(classify, np.stack([x, x]), 1.0, 0, n0=0, label=[0, 1, 0])
+    with pytest.raises(ValueError, match="label must be an int class"):
+        run(classify, x, 1.0, 0, n0=0, label=0.5)
+    with pytest.raises(TypeError, match="all_or_nothing"):
+        run(classify, x, 1.0, 0, all_or_nothing="yes")
+
+
+def _coin_or_likely_logits(centre, images):
+    """Class 1 iff the noise on masked pixel (3, 4) exceeds -t: t = 0 (a fair
+    coin) where pixel (0, 0), outside the mask, is dark, t = 1.5 (p = 0.933)
+    where it is bright."""
+    shift = jnp.where(images[:, 0, 0, 0] < 0.5, 0.0, 1.5)
+    v = images[:, 3, 4, 0] - centre + shift
+    return jnp.stack([-v, v], axis=-1)
+
+
+def test_all_or_nothing_stops_the_batch_at_the_first_failure():
+    """A coin beside two likely images: alone, the coin fails in the first
+    rounds and the likely ones certify later; with all_or_nothing the coin
+    decides as alone and the likely ones stop with it, abandoned, having
+    drawn fewer."""
+    x = np.full(SHAPE, 0.5, np.float32)
+    dark, bright = x.copy(), x.copy()
+    dark[0, 0], bright[0, 0] = 0.0, 1.0
+    classify = Partial(_coin_or_likely_logits, jnp.float32(0.5))
+    images = np.stack([dark, bright, bright])
+    settings = dict(key=jnp.stack([jax.random.key(s) for s in range(3)]), n0=0)
+    settings.update(label=1, futility_alpha=0.1, max_n=4000)
+    alone = run(classify, images, 1.0, 0, **settings)
+    joint = run(classify, images, 1.0, 0, all_or_nothing=True, **settings)
+    assert alone[0].stop_reason != "certified"
+    assert alone[1].certified and alone[2].certified
+    assert joint[0].num_samples == alone[0].num_samples
+    assert joint[0].stop_reason == alone[0].stop_reason
+    np.testing.assert_array_equal(joint[0].estimate_counts, alone[0].estimate_counts)
+    for one, by_itself in zip(joint[1:], alone[1:], strict=True):
+        assert one.stop_reason == "abandoned" and not one.certified
+        assert one.label == mrs_jax.ABSTAIN
+        assert one.num_samples < by_itself.num_samples

@@ -244,6 +244,41 @@ def test_each_combination_is_certify_at_with_its_own_key():
     assert result.num_samples == result.pair_num_samples.sum()
 
 
+def test_with_n0_0_each_combination_tests_the_label_and_the_first_failure_stops():
+    """n0 = 0: combination c is certify_at(label=..., n0=0) with fold_in(key, c),
+    no selection draws. A grey corner fails some one-mask combinations; the
+    stage then stops, and no abandoned combination counts as certified."""
+    x = _image(4, 1.0)
+    key = jax.random.key(7)
+    settings = {**CERTIFY, "n0": 0}
+    result = smoothed_double_masking_certify(
+        TRIGGER, x, 1, MASKS, SIGMA, RADIUS, key=key, **settings
+    )
+    assert result.certified
+    i, j = PAIRS.T
+    reference = sequential.certify_at(
+        TRIGGER, np.stack([x] * len(PAIRS)), MASKS[i] | MASKS[j], SIGMA, RADIUS,
+        key=jnp.stack([jax.random.fold_in(key, c) for c in range(len(PAIRS))]),
+        label=1, **settings,
+    )  # fmt: skip
+    for c, one in enumerate(reference):
+        assert result.pair_num_samples[c] == one.num_samples
+        assert result.pair_p_lower[c] == one.p_lower and one.certified
+    with_selection = smoothed_double_masking_certify(
+        TRIGGER, x, 1, MASKS, SIGMA, RADIUS, key=key, **CERTIFY
+    )
+    assert result.num_samples == with_selection.num_samples - len(PAIRS) * 16
+    grey = smoothed_double_masking_certify(
+        TRIGGER, _image(2, 0.5), 0, MASKS, SIGMA, RADIUS, key=key, **settings
+    )
+    assert not grey.certified
+    one_mask = PAIRS[:, 0] == PAIRS[:, 1]
+    reasons = grey.pair_stop_reason[one_mask]
+    assert set(reasons) <= {"certified", "out_of_reach", "upper_bound", "abandoned"}
+    assert not grey.pair_certified[grey.pair_stop_reason == "abandoned"].any()
+    assert (grey.pair_stop_reason[~one_mask] == "").all()
+
+
 def _reference_defence(matrix):
     """``(label, case)``: PatchCleanser's three cases on a full [M, M] label
     matrix."""
@@ -326,8 +361,8 @@ def test_row_fields_are_the_prediction_and_its_certificate():
         num_classes=2, batch_size=BATCH,
     )  # fmt: skip
     certificate = smoothed_double_masking_certify(
-        TRIGGER, x, label, MASKS, SIGMA, RADIUS, key=certify_key, n0=64, max_n=512,
-        alpha=0.01, num_classes=2, batch_size=BATCH,
+        TRIGGER, x, label, MASKS, SIGMA, RADIUS, key=certify_key, n0=0, max_n=512,
+        alpha=0.01, num_classes=2, batch_size=BATCH, futility_alpha=0.01,
     )  # fmt: skip
     assert fields["prediction"] == label == 1
     assert fields["certified"] is certificate.certified is True
@@ -371,7 +406,7 @@ GOOD_X = _image(6, 1.0)
         (dict(label=-1), ValueError, "label must be >= 0"),
         (dict(label=1.0), TypeError, "label must be an int"),
         (dict(radius=-1.0), ValueError, "radius"),
-        (dict(n0=0), ValueError, "n0"),
+        (dict(n0=-1), ValueError, "n0"),
         (dict(max_n=5), ValueError, "max_n = 5 draws cannot certify"),
         (dict(alpha=1.0), ValueError, "alpha"),
         (dict(num_classes=1), ValueError, "num_classes"),

@@ -1,21 +1,30 @@
 """Masked-noise double masking on CIFAR-10 (5x5 patch), beside MRS and
 PatchCleanser (issue 22).
 
-Run on the model trained with masked noise (the model this defence is meant
-for), on the first images of ``cifar10_cpu.py``'s order (same ``image_seed``)::
+Run on the model fine-tuned with noise in two 9x9 squares
+(``train/configs/cifar10_cpu_noise_squares.py``: the distribution each smoothed
+classifier draws), on the first images of ``cifar10_cpu.py``'s order (same
+``image_seed``)::
 
     python -m certify --config certify/configs/cifar10_cpu_sdm.py \
-        --checkpoint benchmarks/checkpoints/cifar10_cpu --out runs/cifar10_sdm
+        --checkpoint benchmarks/checkpoints/cifar10_cpu_noise_squares \
+        --out benchmarks/runs/cifar10_sdm
+
+The masked-noise model (``benchmarks/checkpoints/cifar10_cpu``, noise in one
+square of width 5..10) runs too, but certifies almost nothing: under two 9x9
+noise squares over the object its label's share of draws falls to about 0
+(``benchmarks/sdm_combination_shares.py``).
 
 The certificate (``mrs_jax.smoothed_double_masking``) holds for every 5x5 patch
 position and every patch content of l2 norm below the target radius, here
 ``"unrestricted"`` = 5 * sqrt(3) = 8.66, which is every content: PatchCleanser's
 k = 6 covering set (36 masks of 9x9 pixels), the grey fill replaced by Gaussian
 noise of sigma 7 inside each one- and two-mask union, each of the 666 smoothed
-classifiers certified by ``certify_at`` (n0 = 100 selection draws, at most
-n = 10,000 estimation draws, alpha = 0.001 for the whole certificate). The
-defended label is PatchCleanser's three-case inference over PREDICTs of n0 = 100
-draws each. Data: CIFAR-10 JPEG class folders in ``data/cifar10``.
+classifiers certified for the defended label by ``certify_at`` (no selection
+draws, at most n = 10,000 estimation draws, alpha = 0.001 for the whole
+certificate; the first combination that fails stops the rest). The defended
+label is PatchCleanser's three-case inference over PREDICTs of n0 = 100 draws
+each, from an independent key. Data: CIFAR-10 JPEG class folders in ``data/cifar10``.
 """
 
 import dataclasses
