@@ -1,4 +1,7 @@
-"""``python -m certify.demo``: ``mrs-demo`` in a checkout (see :mod:`mrs_jax.commands.demo`)."""
+"""``python -m certify.demo``: ``mrs-demo`` in a checkout.
+
+See :mod:`mrs_jax.commands.demo`.
+"""
 
 import sys
 

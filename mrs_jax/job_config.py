@@ -21,11 +21,10 @@ from typing import Any
 from mrs_jax import _checks, sequential
 from mrs_jax.adaptive import OBJECTIVES
 from mrs_jax.localize import vote_settings
-from mrs_jax.masks import patch_l2_bound
+from mrs_jax.masks import UNRESTRICTED, resolve_target
 from mrs_jax.metrics import MODES
 
 INPAINT_METHODS = ("telea", "harmonic")
-UNRESTRICTED = "unrestricted"
 # The made-up data set of tests and smoke runs: at most this many pixels.
 MAX_SYNTHETIC_VALUES = 2**27
 
@@ -176,21 +175,6 @@ def _check_synthetic(config: JobConfig) -> None:
             f"synthetic_examples x synthetic_shape = {values:,} pixel values, "
             f"more than the {MAX_SYNTHETIC_VALUES:,} a made-up data set may hold"
         )
-
-
-def resolve_target(target: float | str | None, patch_size: int, channels: int):
-    """The target as an l2 radius: None, the number, or ``s * sqrt(C)``.
-
-    Args:
-      target: ``JobConfig.target_radius``.
-      patch_size: s.
-      channels: C.
-    """
-    if target is None:
-        return None
-    if target == UNRESTRICTED:
-        return patch_l2_bound(patch_size, channels)
-    return float(target)
 
 
 def check_reachable(config: JobConfig, channels: int) -> float | None:

@@ -13,6 +13,9 @@ import numpy as np
 
 from mrs_jax import _checks
 
+# A target radius's word for patch_l2_bound(s, C): every content of an s x s patch.
+UNRESTRICTED = "unrestricted"
+
 
 def square_mask(
     image_shape: Sequence[int], top: int, left: int, size: int
@@ -79,3 +82,20 @@ def patch_l2_bound(size: int, channels: int) -> float:
     size = _checks.positive_int(size, "size")
     channels = _checks.positive_int(channels, "channels")
     return size * math.sqrt(channels)
+
+
+def resolve_target(target: float | str | None, patch_size: int, channels: int):
+    """A target radius as an l2 radius: None, the number, or ``s * sqrt(C)``
+    for :data:`UNRESTRICTED`.
+
+    Args:
+      target: None, a radius >= 0, or ``"unrestricted"`` (e.g.
+        ``JobConfig.target_radius``, which checks it).
+      patch_size: s.
+      channels: C.
+    """
+    if target is None:
+        return None
+    if target == UNRESTRICTED:
+        return patch_l2_bound(patch_size, channels)
+    return float(target)

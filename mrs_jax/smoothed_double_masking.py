@@ -72,8 +72,9 @@ key. The certificate's stages stop as one (``certify_at``'s
 ``all_or_nothing``): once any combination fails, the whole certificate has
 failed and the combinations still drawing stop; with ``n0 = 0`` no selection
 draws are made and every combination tests ``label`` directly (at ``k = 36``
-that saves 666 x n0 draws, the most of an image that certifies). The batch repeats ``x`` once per combination on the device (666 copies
-for 36 masks: 8 MB for CIFAR-10, 400 MB at 224 x 224). These are host drivers
+that saves 666 x n0 draws, the most of an image that certifies). The batch
+repeats ``x`` once per combination on the device (666 copies for 36 masks:
+8 MB for CIFAR-10, 400 MB at 224 x 224). These are host drivers
 (scipy on the counts, loops over rounds), not jittable.
 """
 
@@ -90,14 +91,12 @@ from jax.sharding import Mesh
 
 from mrs_jax import _checks, sequential, sharding, smoothing
 from mrs_jax.double_masking import patchcleanser_masks
-from mrs_jax.masks import patch_l2_bound
+from mrs_jax.masks import UNRESTRICTED, resolve_target
 from mrs_jax.smoothing import ABSTAIN
 
 Classifier = Callable[[jax.Array], jax.Array]
 
 CERTIFICATE = "every_patch_position_l2"
-# JobConfig.target_radius's word for s * sqrt(C) (mrs_jax.target_radius).
-UNRESTRICTED = "unrestricted"
 
 
 class SmoothedDoubleMaskingCertificate(NamedTuple):
@@ -468,15 +467,6 @@ def _masks(height: int, width: int, patch_size: int, k: int) -> np.ndarray:
     return patchcleanser_masks((height, width), patch_size, k)
 
 
-def _target_radius(config: Any, channels: int) -> float:
-    """``config.target_radius`` as an l2 radius: None or ``"unrestricted"`` give
-    ``patch_l2_bound(patch_size, C) = s * sqrt(C)`` (every patch content)."""
-    target = config.target_radius
-    if target is None or target == UNRESTRICTED:
-        return patch_l2_bound(config.patch_size, channels)
-    return _checks.nonnegative_float(target, "target_radius")
-
-
 def row_fields(
     config: Any, classify: Classifier, num_classes: int, x, label: int, *, key
 ) -> dict[str, Any]:
@@ -514,7 +504,8 @@ def row_fields(
     start = time.perf_counter()
     x = _checks.image(x)
     masks = _masks(x.shape[0], x.shape[1], config.patch_size, config.pc_k)
-    radius = _target_radius(config, x.shape[-1])
+    target = UNRESTRICTED if config.target_radius is None else config.target_radius
+    radius = resolve_target(target, config.patch_size, x.shape[-1])
     predict_key, certify_key = jax.random.split(_checks.prng_key(key))
     problem = _prepare(
         classify, x, masks, config.sigma, num_classes, config.batch_size, None

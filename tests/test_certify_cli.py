@@ -282,9 +282,8 @@ def test_the_fingerprint_does_not_depend_on_how_the_fold_rounds(
 ):
     """Another CPU rounds the folded weights differently; a run started there
     must resume here. Perturbing the folded weights by one ulp stands in."""
-    from mrs_jax.fold import folded_classifier
-
     from mrs_jax.checkpoint import load_model
+    from mrs_jax.fold import folded_classifier
 
     out = tmp_path / "run"
     args = ["--config", "certify/configs/digits.py", "--smoke", "--no_progress"]

@@ -1,8 +1,9 @@
 """Re-exports the shipped config ``cifar10_cpu_noise_squares``; see its docstring.
 
-Its file is ``mrs_jax/configs/train/cifar10_cpu_noise_squares.py``. This one keeps the
-path ``train/configs/cifar10_cpu_noise_squares.py`` working in a checkout; installed from
-a wheel, pass the name: ``--config cifar10_cpu_noise_squares``.
+Its file is ``mrs_jax/configs/train/cifar10_cpu_noise_squares.py``. This one
+keeps the path ``train/configs/cifar10_cpu_noise_squares.py`` working in a
+checkout; installed from a wheel, pass the name:
+``--config cifar10_cpu_noise_squares``.
 """
 
 from mrs_jax.configs.train.cifar10_cpu_noise_squares import get_config
