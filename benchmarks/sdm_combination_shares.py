@@ -1,34 +1,77 @@
 """How often masked noise in one or two PatchCleanser masks keeps the label (issue 22).
 
-For the first 6 CIFAR-10 test images of the practical run's order and the
-committed masked-noise model (sigma 7): PREDICT with n = 100 draws for the 36
-one-mask combinations of the k = 6 covering set and 36 random two-mask unions;
-prints the share of draws on the true label (min, median, and the fraction above
-Phi(8.66 / 7) = 0.892, the share every combination needs for the
-smoothed-double-masking certificate at the unrestricted radius).
+For the first CIFAR-10 test images of the practical run's order (image_seed 0) and
+each checkpoint given: PREDICT with n = 100 draws (sigma 7) for the 36 one-mask
+combinations of the k = 6 covering set and 36 random two-mask unions; prints, per
+image, the share of draws on the true label (smallest, median, and the fraction
+of combinations above Phi(8.66 / 7) = 0.892, the share every one of the 666
+combinations needs for the smoothed-double-masking certificate at the
+unrestricted radius).
 
-Run: ``python benchmarks/sdm_combination_shares.py`` (data in data/cifar10; ~1 min).
+Run (data in data/cifar10; about 1 min per checkpoint here)::
+
+    python benchmarks/sdm_combination_shares.py benchmarks/checkpoints/cifar10_cpu \\
+        benchmarks/checkpoints/cifar10_cpu_noise_squares
 """
+
+import argparse
+
 import jax
-jax.config.update("jax_num_cpu_devices", 2)
-import numpy as np, mrs_jax
+import numpy as np
+
+import mrs_jax
 from mrs_jax.data import dataset_source
-classify, meta = mrs_jax.load_classifier("benchmarks/checkpoints/cifar10_cpu")
-src = dataset_source("cifar10", "test", data_dir="data/cifar10")
-sel = np.random.default_rng(0).permutation(len(src))[:6]
-images, labels = src.get_batch(sel)
-masks = mrs_jax.patchcleanser_masks((32, 32), 5, 6)
-pairs = np.stack(np.triu_indices(36), 1)
-rng = np.random.default_rng(0)
-for b in range(6):
-    x, y = images[b], int(labels[b])
-    one = np.stack([masks[i] for i in range(36)])
-    two_idx = pairs[pairs[:, 0] != pairs[:, 1]][rng.choice(630, 36, replace=False)]
-    two = masks[two_idx[:, 0]] | masks[two_idx[:, 1]]
-    res = []
-    for name, ms in (("one", one), ("two", two)):
-        preds = mrs_jax.predict(classify, np.broadcast_to(x, (36, *x.shape)), ms, 7.0,
-                                key=jax.random.key(b), n=100, alpha=0.001, num_classes=10, batch_size=400)
-        share = np.array([p.counts[y] / 100 for p in preds])
-        res.append(f"{name}: share of y min {share.min():.2f} median {np.median(share):.2f}, >0.892: {(share > 0.892).mean():.0%}")
-    print(b, y, "base", int(np.argmax(np.asarray(classify(x[None]))[0])), "|", " | ".join(res), flush=True)
+
+SIGMA, DRAWS, PATCH, K = 7.0, 100, 5, 6
+THRESHOLD = mrs_jax.bounds.normal_cdf(mrs_jax.patch_l2_bound(PATCH, 3) / SIGMA)
+
+
+def shares(classify, x, label, masks, key) -> np.ndarray:
+    """The share of DRAWS noisy draws on ``label`` for each ``[P, H, W]`` mask."""
+    predictions = mrs_jax.predict(
+        classify, np.broadcast_to(x, (len(masks), *x.shape)), masks, SIGMA,
+        key=jax.random.split(key, len(masks)), n=DRAWS, alpha=0.001,
+        num_classes=10, batch_size=400,
+    )  # fmt: skip
+    return np.array([p.counts[label] / DRAWS for p in predictions])
+
+
+def summary(name: str, values: np.ndarray) -> str:
+    return (
+        f"{name}: min {values.min():.2f} median {np.median(values):.2f} "
+        f"above {THRESHOLD:.3f}: {(values > THRESHOLD).mean():.0%}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--data_dir", default="data/cifar10")
+    args = parser.parse_args()
+    source = dataset_source("cifar10", "test", data_dir=args.data_dir)
+    order = np.random.default_rng(0).permutation(len(source))[: args.images]
+    images, labels = source.get_batch(order)
+    masks = mrs_jax.patchcleanser_masks((32, 32), PATCH, K)
+    pairs = np.stack(np.triu_indices(len(masks)), axis=1)
+    two = pairs[pairs[:, 0] != pairs[:, 1]]
+    two = two[np.random.default_rng(0).choice(len(two), len(masks), replace=False)]
+    for checkpoint in args.checkpoints:
+        classify, _ = mrs_jax.load_classifier(checkpoint)
+        print(f"# {checkpoint}", flush=True)
+        for b, (x, y) in enumerate(zip(images, labels, strict=True)):
+            key = jax.random.key(b)
+            one_key, two_key = jax.random.split(key)
+            one = shares(classify, x, int(y), masks, one_key)
+            unions = masks[two[:, 0]] | masks[two[:, 1]]
+            both = shares(classify, x, int(y), unions, two_key)
+            base = int(np.argmax(np.asarray(classify(x[None]))[0]))
+            print(
+                f"{b} label {int(y)} base {base} | {summary('one mask', one)} | "
+                f"{summary('two masks', both)}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
