@@ -241,16 +241,20 @@ def _smoothed_double_masking_rows(group: _Group, keys: _Keys) -> list[dict]:
     return rows
 
 
+def _budget(config: JobConfig) -> dict[str, Any]:
+    """The search budget every attack mode shares (``patch_attack``'s names)."""
+    return {
+        "num_locations": config.num_locations,
+        "steps": config.attack_steps,
+        "step_size": config.attack_step_size,
+    }
+
+
 def _standard_attack(group: _Group, keys: jax.Array):
-    config = group.config
     attack = functools.partial(
-        patch_attack,
-        group.classify,
-        size=config.patch_size,
-        num_locations=config.num_locations,
-        steps=config.attack_steps,
-        step_size=config.attack_step_size,
-    )
+        patch_attack, group.classify, size=group.config.patch_size,
+        **_budget(group.config),
+    )  # fmt: skip
     return _vmapped_attack(group, keys, attack)
 
 
@@ -261,14 +265,12 @@ def _adaptive_attack(group: _Group, keys: jax.Array):
         adaptive_patch_attack,
         group.classify,
         size=config.patch_size,
-        num_locations=config.num_locations,
-        steps=config.attack_steps,
-        step_size=config.attack_step_size,
         objective=config.adaptive_objective,
         sigma=config.sigma,
         dilation=config.dilation,
         num_occlusions=config.adaptive_occlusions,
         num_noise=config.adaptive_noise_draws,
+        **_budget(config),
     )
     return _vmapped_attack(group, keys, attack)
 
@@ -283,9 +285,7 @@ def _vote_attack(group: _Group, keys: jax.Array):
         np.asarray(group.labels, np.int32),
         config.patch_size,
         key=keys,
-        num_locations=config.num_locations,
-        steps=config.attack_steps,
-        step_size=config.attack_step_size,
+        **_budget(config),
         **localize_settings(config),
     )
     return np.asarray(x_adv), [[int(v) for v in p] for p in np.asarray(top_left)]
