@@ -36,10 +36,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mrs_jax import adaptive, attacks, metrics, smoothing  # noqa: E402
-from mrs_jax.checkpoint import load_classifier  # noqa: E402
+from mrs_jax import attacks  # noqa: E402
+from mrs_jax import attacks as adaptive  # noqa: E402
+from mrs_jax import certification as smoothing  # noqa: E402
+from mrs_jax import rows as metrics  # noqa: E402
 from mrs_jax.data import dataset_source  # noqa: E402
-from mrs_jax.localize import localize  # noqa: E402
+from mrs_jax.localization import localize  # noqa: E402
+from mrs_jax.models import load_classifier  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -43,7 +43,8 @@ import jax
 import numpy as np
 from machine_info import machine
 
-from mrs_jax import configfile, pipeline, sharding
+from mrs_jax import job as pipeline
+from mrs_jax.core import configfile, sharding
 from mrs_jax.job import JobConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def classifier(args, config: JobConfig):
     """``(classify, num_classes, description)``."""
-    from mrs_jax.checkpoint import load_classifier
-    from mrs_jax.models import as_classifier, get_model
+    from mrs_jax.models import as_classifier, get_model, load_classifier
 
     if args.smoke:
         model = get_model("tiny_cnn", num_classes=10, seed=0)

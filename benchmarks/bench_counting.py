@@ -201,9 +201,13 @@ def make_classifier(model: str, fold: int, dtype: str):
     from flax import nnx
     from jax.tree_util import Partial
 
-    from mrs_jax.fold import fold_batchnorm, folded_classifier
-    from mrs_jax.models import as_classifier, get_model
-    from mrs_jax.models.classifier import classifier_from_split
+    from mrs_jax.models import (
+        as_classifier,
+        classifier_from_split,
+        fold_batchnorm,
+        folded_classifier,
+        get_model,
+    )
 
     name, kwargs = MODELS[model]
     net = get_model(name, num_classes=10, seed=0, **kwargs)
@@ -235,7 +239,7 @@ def worker(args) -> list[dict]:
     import numpy as np
 
     import mrs_jax
-    from mrs_jax import counting
+    from mrs_jax import certification as counting
 
     # The chunk measured is the chunk run: no cap unless --cpu_chunk_cap asks.
     counting.CPU_CHUNK_PER_DEVICE = args.cpu_chunk_cap
@@ -263,7 +267,8 @@ def measure(classify, x, mask, chunk, args, forward) -> dict:
     import numpy as np
 
     import mrs_jax
-    from mrs_jax import counting, sharding
+    from mrs_jax import certification as counting
+    from mrs_jax.core import sharding
 
     def counts(seed):
         # The host drivers' program: every device, the mask's noise window.

@@ -32,7 +32,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mrs_jax import inpaint
+from mrs_jax import localization as inpaint
 from mrs_jax.job import JobConfig, image_row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def digits_classifier():
     from mrs_jax.models import as_classifier, get_model
 
     if (ROOT / "runs/digits/model.json").is_file():
-        from mrs_jax.checkpoint import load_classifier
+        from mrs_jax.models import load_classifier
 
         classify, meta = load_classifier(ROOT / "runs/digits")
         return (

@@ -42,11 +42,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mrs_jax import inpaint  # noqa: E402
+from mrs_jax import localization as inpaint  # noqa: E402
 
 # The package exports the function `localize`, which hides the module of that name.
-localize = importlib.import_module("mrs_jax.localize")
-prediction_maps = importlib.import_module("mrs_jax.prediction_maps")
+localize = importlib.import_module("mrs_jax.localization._localize")
+prediction_maps = importlib.import_module("mrs_jax.localization._prediction_maps")
 from mrs_jax.data import load_dataset  # noqa: E402
 
 PAPER_SECONDS_PER_CIFAR_IMAGE = 14.6
@@ -73,7 +73,7 @@ def _foolbox_images(prefix: str, side: int) -> np.ndarray:
 
 def _classifier():
     if (ROOT / "runs/digits/model.json").is_file():
-        from mrs_jax.checkpoint import load_classifier
+        from mrs_jax.models import load_classifier
 
         classify, meta = load_classifier(ROOT / "runs/digits")
         return classify, f"runs/digits ({meta['model']}, epoch {meta['epoch']})"

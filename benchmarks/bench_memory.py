@@ -98,7 +98,8 @@ def worker(n: int, model: str, batch_size: int, side: int) -> dict:
     import numpy as np
 
     import mrs_jax
-    from mrs_jax import counting, sharding
+    from mrs_jax import certification as counting
+    from mrs_jax.core import sharding
     from mrs_jax.models import as_classifier, get_model
 
     compiles = []

@@ -41,8 +41,7 @@ VARIANTS = {
 
 
 def make_classifier(depth: int, variant: str):
-    from mrs_jax.fold import folded_classifier
-    from mrs_jax.models import as_classifier, get_model
+    from mrs_jax.models import as_classifier, folded_classifier, get_model
 
     model = get_model(f"resnet{depth}", num_classes=10, seed=0)
     if variant == "plain":
@@ -62,9 +61,9 @@ def measure_jax(depth: int, batch: int, n: int, repeats: int, variant: str) -> d
     x = rng.uniform(size=(32, 32, 3)).astype(np.float32)
     mask = mrs_jax.square_mask(x.shape, 10, 10, 9)  # a 5x5 patch grown by 2
     # One batch shared out over the devices, as sample_counts shares its draws.
-    mesh = mrs_jax.sharding.sample_mesh()
+    mesh = mrs_jax.core.sharding.sample_mesh()
     images = rng.uniform(size=(batch, 32, 32, 3)).astype(np.float32)
-    images = jax.device_put(images, mrs_jax.sharding.along_samples(mesh, 4))
+    images = jax.device_put(images, mrs_jax.core.sharding.along_samples(mesh, 4))
     forward = jax.jit(lambda f, b: jnp.argmax(f(b), -1))
     forward(classify, images).block_until_ready()
     steps = max(1, n // batch)
@@ -86,8 +85,8 @@ def measure_jax(depth: int, batch: int, n: int, repeats: int, variant: str) -> d
         # The host drivers' program: every device, the mask's noise window.
         mrs_jax.sample_counts(
             classify, x, mask, 0.5, key=jax.random.key(0), num=n,
-            num_classes=10, batch_size=batch, mesh=mrs_jax.sharding.sample_mesh(),
-            window=mrs_jax.counting.noise_window(mask)[1],
+            num_classes=10, batch_size=batch, mesh=mrs_jax.core.sharding.sample_mesh(),
+            window=mrs_jax.certification.noise_window(mask)[1],
         )  # fmt: skip
 
     run_counts()  # compile
@@ -123,7 +122,7 @@ def main(argv=None) -> int:
                         "certify CLI; 1: one device over every core)")  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    from mrs_jax import sharding
+    from mrs_jax.core import sharding
 
     devices = sharding.use_cpu_cores(args.cpu_devices)
     # XLA's CPU backend uses one thread per core; match torch to the same count.

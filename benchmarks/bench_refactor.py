@@ -41,11 +41,10 @@ CHECKPOINT = HERE / "checkpoints" / "cifar10_cpu"
 
 
 def _classifier(name: str, fold: bool):
-    from mrs_jax.fold import folded_classifier
-    from mrs_jax.models import as_classifier, get_model
+    from mrs_jax.models import as_classifier, folded_classifier, get_model
 
     if name == "fast_cnn":
-        from mrs_jax.checkpoint import load_model
+        from mrs_jax.models import load_model
 
         model, _ = load_model(CHECKPOINT)
     else:
@@ -86,8 +85,9 @@ def defence(args) -> list[dict]:
     import dataclasses
     import tempfile
 
-    from mrs_jax import configfile, job
-    from mrs_jax.checkpoint import load_classifier
+    from mrs_jax import job
+    from mrs_jax.core import configfile
+    from mrs_jax.models import load_classifier
 
     config = configfile.load(
         str(Path(args.tree) / "certify/configs/cifar10_cpu.py"), False, job.JobConfig

@@ -1,7 +1,7 @@
 """Throughput of ``sample_counts`` on 1, 2 and 4 devices.
 
 Each device count runs in a fresh subprocess whose mesh is
-``mrs_jax.sharding.sample_mesh(k)``. On the CPU backend the subprocess gets ``k``
+``mrs_jax.core.sharding.sample_mesh(k)``. On the CPU backend the subprocess gets ``k``
 fake host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=k``): they
 share the same physical cores, so the figure is the sharding overhead (ideal
 ratio 1.0), not a speedup. On an accelerator backend the first ``k`` real
@@ -31,7 +31,7 @@ def worker(devices: int, model: str, batch_size: int, reps: int, side: int) -> d
     available = len(jax.local_devices())
     if devices > available:
         return {"devices": devices, "skipped": f"only {available} devices"}
-    mesh = mrs_jax.sharding.sample_mesh(devices)
+    mesh = mrs_jax.core.sharding.sample_mesh(devices)
     classify = as_classifier(get_model(model, num_classes=10, seed=0))
     x = np.random.default_rng(0).uniform(size=(side, side, 3)).astype(np.float32)
     mask = mrs_jax.square_mask(x.shape, side // 4, side // 4, max(1, side // 4))
@@ -48,7 +48,7 @@ def worker(devices: int, model: str, batch_size: int, reps: int, side: int) -> d
             num_classes=10,
             batch_size=batch_size,
             mesh=mesh,
-            window=mrs_jax.counting.noise_window(mask)[1],
+            window=mrs_jax.certification.noise_window(mask)[1],
         )
 
     count(0)  # compile

@@ -57,8 +57,8 @@ def measure(model_name: str, batch_size: int, *, shape=(32, 32, 3), reps=4,
         mrs_jax.sample_counts(
             classify, x, mask, 0.5, key=jax.random.key(0), num=num,
             num_classes=num_classes, batch_size=batch_size,
-            mesh=mrs_jax.sharding.sample_mesh(),
-            window=mrs_jax.counting.noise_window(mask)[1],
+            mesh=mrs_jax.core.sharding.sample_mesh(),
+            window=mrs_jax.certification.noise_window(mask)[1],
         )
 
     run_counts()  # compile

@@ -42,9 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mrs_jax.data import resize_center_crop
-from mrs_jax.image_folder import FolderSource
-from mrs_jax.streaming import default_workers
+from mrs_jax.data import FolderSource, default_workers, resize_center_crop
 
 
 def write_folder(split_dir: Path, count: int, size: tuple[int, int], classes: int):

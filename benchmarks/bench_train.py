@@ -29,9 +29,9 @@ import time
 import jax
 import numpy as np
 
-from mrs_jax.checkpoint import load_classifier
 from mrs_jax.data import load_dataset
-from mrs_jax.noise import masked_noise_augment
+from mrs_jax.models import load_classifier
+from mrs_jax.training import masked_noise_augment
 
 EVAL_BATCH = 1000
 

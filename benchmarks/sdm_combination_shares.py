@@ -23,7 +23,7 @@ import mrs_jax
 from mrs_jax.data import dataset_source
 
 SIGMA, DRAWS, PATCH, K = 7.0, 100, 5, 6
-THRESHOLD = mrs_jax.bounds.normal_cdf(mrs_jax.patch_l2_bound(PATCH, 3) / SIGMA)
+THRESHOLD = mrs_jax.certification.normal_cdf(mrs_jax.patch_l2_bound(PATCH, 3) / SIGMA)
 
 
 def shares(classify, x, label, masks, key) -> np.ndarray:

@@ -241,7 +241,7 @@ def _inpaint_rates(side, size, telea_subset, harmonic_subset) -> list[dict]:
     positions are a random subset when ``*_subset`` is set, the full-image time
     then extrapolated linearly from the rate.
     """
-    from mrs_jax import inpaint
+    from mrs_jax import localization as inpaint
 
     x = _smooth_image(side, seed=side)
     positions = inpaint.block_positions(side, side, size, 1)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from attack_comparison import why_worse
 
-from mrs_jax import metrics
+from mrs_jax import rows as metrics
 from mrs_jax import rows as row_files
 
 

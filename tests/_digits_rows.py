@@ -42,7 +42,8 @@ def template_classifier():
 
 
 def rows(case: str) -> list[dict]:
-    from mrs_jax import configfile, job
+    from mrs_jax.core import configfile
+    from mrs_jax.job import _run as job
 
     config = configfile.load("certify/configs/digits.py", False, job.JobConfig)
     config = dataclasses.replace(config, num_images=NUM_IMAGES, **CASES[case])

@@ -74,7 +74,7 @@ def write_checkpoint(
     """
     from flax import nnx
 
-    from mrs_jax import checkpoint
+    from mrs_jax.models import _checkpoint as checkpoint
     from mrs_jax.models import get_model
 
     Path(workdir).mkdir(parents=True, exist_ok=True)

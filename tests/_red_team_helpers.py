@@ -4,7 +4,7 @@ import json
 
 from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config
 
-from mrs_jax import job
+from mrs_jax.job import _run as job
 
 
 def center_run(out, *, num_images=2, classify=None, config_changes=None, **kwargs):

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 import mrs_jax
-from mrs_jax import adaptive, attacks, inpaint, metrics
-from mrs_jax.localize import localize
+from mrs_jax.attacks import _adaptive as adaptive
+from mrs_jax.attacks import _pgd as attacks
+from mrs_jax.localization import _inpaint as inpaint
+from mrs_jax.localization import localize
+from mrs_jax.rows import _metrics as metrics
 
 # Toy for the localiser: 20 x 20 grey images, 4 x 4 patches. Class 1 iff some 2 x 2
 # window is within squared distance 0.15 of PATTERN (hard max over windows, so

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from certify.analyze import main as analyze_main
-from mrs_jax import analysis
+from mrs_jax.report import _analysis as analysis
 
 PRACTICAL_ROWS = [
     # label, clean / undefended / defended predictions, radius, covered
@@ -414,7 +414,7 @@ def _text_boxes(fig):
 def test_plot_labels_of_several_patch_sizes_do_not_overlap(log_x):
     import matplotlib.pyplot as plt
 
-    from mrs_jax import plots
+    from mrs_jax.report import _plots as plots
 
     summaries = []
     for size, radius in ((3, 4.0), (5, 9.0), (9, 30.0)):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mrs_jax import attacks
+from mrs_jax.attacks import _pgd as attacks
 
 SIZE = 3
 # Non-periodic 0/1 pattern so shifted windows do not also match it.

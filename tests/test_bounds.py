@@ -5,7 +5,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 import mrs_jax
-from mrs_jax import bounds
+from mrs_jax.certification import _bounds as bounds
 
 
 @pytest.mark.parametrize("alpha", [0.001, 0.01, 0.05])

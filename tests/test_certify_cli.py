@@ -21,8 +21,10 @@ from _job_helpers import (
 from certify.__main__ import main as certify_main
 from certify.analyze import main as analyze_main
 from certify.demo import main as demo_main
-from mrs_jax import configfile, job, run_dir
 from mrs_jax.commands.certify import stored_fingerprint
+from mrs_jax.core import configfile
+from mrs_jax.job import _run as job
+from mrs_jax.job import _run_dir as run_dir
 from mrs_jax.models import as_classifier, get_model
 from mrs_jax.training import TrainConfig, train
 
@@ -249,8 +251,7 @@ def test_config_file_errors(tmp_path):
 def test_certify_folds_batchnorm_and_a_resume_keeps_the_choice(
     tmp_path, checkpoint, capsys
 ):
-    from mrs_jax.checkpoint import load_classifier, load_model
-    from mrs_jax.fold import folded_classifier
+    from mrs_jax.models import folded_classifier, load_classifier, load_model
 
     out = tmp_path / "folded"
     args = ["--config", "certify/configs/digits.py", "--smoke", "--no_progress"]
@@ -282,8 +283,7 @@ def test_the_fingerprint_does_not_depend_on_how_the_fold_rounds(
 ):
     """Another CPU rounds the folded weights differently; a run started there
     must resume here. Perturbing the folded weights by one ulp stands in."""
-    from mrs_jax.checkpoint import load_model
-    from mrs_jax.fold import folded_classifier
+    from mrs_jax.models import folded_classifier, load_model
 
     out = tmp_path / "run"
     args = ["--config", "certify/configs/digits.py", "--smoke", "--no_progress"]
@@ -304,7 +304,7 @@ def test_the_fingerprint_does_not_depend_on_how_the_fold_rounds(
             classify,
         )
 
-    monkeypatch.setattr("mrs_jax.fold.folded_classifier", rounded_otherwise)
+    monkeypatch.setattr("mrs_jax.models._fold.folded_classifier", rounded_otherwise)
     before = run_dir.weights_fingerprint(folded_classifier(load_model(checkpoint)[0]))
     after = run_dir.weights_fingerprint(rounded_otherwise(load_model(checkpoint)[0]))
     assert before != after  # the stand-in does change the folded weights

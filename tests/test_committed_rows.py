@@ -28,7 +28,8 @@ def test_digits_demo_rows_equal_the_rows_before_the_refactor(case):
 
 
 def test_the_grouped_job_writes_the_same_rows(tmp_path):
-    from mrs_jax import configfile, job
+    from mrs_jax.core import configfile
+    from mrs_jax.job import _run as job
 
     config = configfile.load("certify/configs/digits.py", False, job.JobConfig)
     config = dataclasses.replace(

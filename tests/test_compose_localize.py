@@ -15,8 +15,8 @@ from jax.tree_util import Partial
 
 import mrs_jax
 
-loc = importlib.import_module("mrs_jax.localize")
-dm = importlib.import_module("mrs_jax.double_masking")
+loc = importlib.import_module("mrs_jax.localization._localize")
+dm = importlib.import_module("mrs_jax.certification._patchcleanser")
 
 SIDE, SIZE, NUM_CLASSES = 8, 3, 3
 

@@ -11,7 +11,9 @@ import pytest
 from scipy import stats
 
 import mrs_jax
-from mrs_jax import attacks, bounds, noise
+from mrs_jax.attacks import _pgd as attacks
+from mrs_jax.certification import _bounds as bounds
+from mrs_jax.training import _augment as noise
 
 SIDE, CHANNELS, CLASSES, BATCH = 8, 3, 4, 3
 BUDGET = dict(num_locations=3, steps=2, step_size=0.1)  # tiny: compile-bound

@@ -8,9 +8,9 @@ import pytest
 from _job_helpers import NUM_CLASSES, SHAPE, write_checkpoint
 
 from certify.__main__ import main as certify_main
-from mrs_jax import checkpoint as ckpt
-from mrs_jax import configfile
+from mrs_jax.core import configfile
 from mrs_jax.job import JobConfig
+from mrs_jax.models import _checkpoint as ckpt
 from mrs_jax.training import TrainConfig
 from train.__main__ import run as train_cli
 

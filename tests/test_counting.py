@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import mrs_jax
-from mrs_jax import counting, sharding
+from mrs_jax.certification import _counting as counting
+from mrs_jax.core import sharding
 
 WEIGHTS = np.random.default_rng(0).normal(size=(8 * 8 * 3, 5)).astype(np.float32)
 

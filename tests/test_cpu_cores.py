@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from certify.__main__ import main as certify_main
-from mrs_jax import sharding
+from mrs_jax.core import sharding
 
 
 def _devices_after(code: str, xla_flags: str | None = None) -> str:

@@ -163,7 +163,7 @@ def test_image_folder_accepts_png_and_upper_case(tmp_path):
 
 
 def test_cifar10_folders_use_cifar_class_order(tmp_path):
-    from mrs_jax.image_folder import CIFAR10_CLASSES
+    from mrs_jax.data import CIFAR10_CLASSES
 
     written = _write_folder(tmp_path, "test", list(CIFAR10_CLASSES), 1)
     images, labels = load_dataset("cifar10", "test", data_dir=str(tmp_path))
@@ -177,7 +177,7 @@ def test_cifar10_folders_use_cifar_class_order(tmp_path):
 def test_image_folder_follows_a_given_class_order(tmp_path):
     # CIFAR-10's names happen to sort into its label order; the reader must use
     # the given order, not the sort, so test it on names that sort differently.
-    from mrs_jax.image_folder import read_image_folder
+    from mrs_jax.data import read_image_folder
 
     written = _write_folder(tmp_path, "train", ["a", "b", "c"], 1)
     images, labels, names = read_image_folder(

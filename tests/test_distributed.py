@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config
 
-from mrs_jax import distributed, job, rows
+from mrs_jax.commands import _distributed as distributed
+from mrs_jax.job import _run as job
+from mrs_jax.rows import _files as rows
 
 WORKER = Path(__file__).resolve().parent / "_distributed_worker.py"
 

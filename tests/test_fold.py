@@ -9,8 +9,7 @@ import pytest
 from flax import nnx
 
 import mrs_jax
-from mrs_jax.fold import fold_batchnorm, folded_classifier
-from mrs_jax.models import as_classifier, get_model
+from mrs_jax.models import as_classifier, fold_batchnorm, folded_classifier, get_model
 
 
 def _random_statistics(model, seed=0):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mrs_jax.gradcam import best_window, gradcam, input_gradient_saliency
+from mrs_jax.localization import best_window, gradcam, input_gradient_saliency
 
 
 def _identity(images):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from mrs_jax import inpaint
+from mrs_jax.localization import _inpaint as inpaint
 
 
 def _image(seed, height=16, width=18, channels=3):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from _job_helpers import ctrl_c_command, write_certify_config, write_checkpoint
 
-from mrs_jax import cli
+from mrs_jax.commands import _cli as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 

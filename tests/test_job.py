@@ -17,7 +17,9 @@ from _job_helpers import (
     tiny_features_and_head,
 )
 
-from mrs_jax import job, metrics, rows
+from mrs_jax.job import _run as job
+from mrs_jax.rows import _files as rows
+from mrs_jax.rows import _metrics as metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -204,7 +206,7 @@ _KILLABLE = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from _job_helpers import tiny_classifier, tiny_config
-from mrs_jax import job
+from mrs_jax.job import _run as job
 job.run(tiny_config(mode="center", num_images=8, n=20000), {out!r},
         classify=tiny_classifier(), num_classes=4, progress=False)
 """
@@ -248,7 +250,7 @@ def test_a_killed_job_resumes_without_losing_or_duplicating_rows(tmp_path):
 
 
 def test_every_mode_can_be_analysed(tmp_path):
-    from mrs_jax import analysis
+    from mrs_jax.report import _analysis as analysis
 
     for mode in job.MODES:
         sdm = mode == "smoothed_double_masking"

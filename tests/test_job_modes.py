@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config
 
-from mrs_jax import analysis, job, metrics, rows
-from mrs_jax.adaptive import adaptive_patch_attack
-from mrs_jax.double_masking import patchcleanser, patchcleanser_masks
-from mrs_jax.masks import square_mask
-from mrs_jax.sequential import certify_at
+from mrs_jax.attacks import adaptive_patch_attack
+from mrs_jax.certification import (
+    certify_at,
+    patchcleanser,
+    patchcleanser_masks,
+    square_mask,
+)
+from mrs_jax.job import _run as job
+from mrs_jax.report import _analysis as analysis
+from mrs_jax.rows import _files as rows
+from mrs_jax.rows import _metrics as metrics
 
 
 def _run(config, out):
@@ -247,7 +253,7 @@ def test_the_cifar10_patchcleanser_config_runs_through_the_cli(tmp_path, capsys)
 
     from certify.__main__ import main as certify_main
     from certify.analyze import main as analyze_main
-    from mrs_jax import configfile
+    from mrs_jax.core import configfile
 
     path = "certify/configs/cifar10_cpu_pc.py"
     full = configfile.load(path, False, job.JobConfig)
@@ -279,7 +285,7 @@ def test_the_cifar10_adaptive_config_is_the_practical_one_with_the_adaptive_atta
     from _job_helpers import write_checkpoint
 
     from certify.__main__ import main as certify_main
-    from mrs_jax import configfile
+    from mrs_jax.core import configfile
 
     path = "certify/configs/cifar10_cpu_adaptive.py"
     full = configfile.load(path, False, job.JobConfig)
@@ -312,7 +318,7 @@ def test_the_localise_phase_is_timed_until_its_result_is_on_the_host(monkeypatch
     # localize returns once its device work is queued; reading the result waits
     # for it. A result whose first read waits stands in for that: the wait must
     # count as localise time (it once counted in no phase at all).
-    from mrs_jax import pipeline
+    from mrs_jax.job import _pipeline as pipeline
 
     config, classify = tiny_config(), tiny_classifier()
     x = np.random.default_rng(0).uniform(size=(1, 16, 16, 3)).astype(np.float32)
@@ -336,7 +342,7 @@ def test_the_localise_phase_is_timed_until_its_result_is_on_the_host(monkeypatch
 
 
 def test_the_digits_adaptive_config_is_the_demo_one_with_the_adaptive_attack():
-    from mrs_jax import configfile
+    from mrs_jax.core import configfile
 
     for smoke in (False, True):
         full = configfile.load(

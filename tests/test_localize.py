@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from mrs_jax.masks import square_mask
+from mrs_jax.certification import square_mask
 
 # `mrs_jax.localize` the attribute is the exported function; fetch the module.
-loc = importlib.import_module("mrs_jax.localize")
-pm = importlib.import_module("mrs_jax.prediction_maps")
+loc = importlib.import_module("mrs_jax.localization._localize")
+pm = importlib.import_module("mrs_jax.localization._prediction_maps")
 
 SIZE = 5
 HEIGHT = WIDTH = 20

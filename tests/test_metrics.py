@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mrs_jax import metrics
+from mrs_jax.rows import _metrics as metrics
 
 # Practical-mode rows, written by hand. label / prediction / radius / covered:
 ROWS = [

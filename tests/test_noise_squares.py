@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mrs_jax import noise_squares_augment, occlusion_augment
-from mrs_jax.train_config import TrainConfig, square_augment
+from mrs_jax.training import TrainConfig, square_augment
 
 SIDE, SIZE, SIGMA = 8, 3, 7.0
 augment = jax.jit(noise_squares_augment, static_argnames=("size", "num_squares"))

@@ -18,19 +18,21 @@ import optax
 import pytest
 from flax import nnx
 
-from mrs_jax import checkpoint as ckpt
 from mrs_jax import patchcleanser_masks
-from mrs_jax.configfile import load as load_config
+from mrs_jax.core import configfile
 from mrs_jax.data import ArraySource
+from mrs_jax.models import _checkpoint as ckpt
 from mrs_jax.models import get_model
-from mrs_jax.noise import masked_noise_augment, occlusion_augment, random_flip_crop
-from mrs_jax.train_config import data_sources
 from mrs_jax.training import (
     TrainConfig,
     augment,
+    data_sources,
     evaluate,
     make_optimizer,
     make_train_step,
+    masked_noise_augment,
+    occlusion_augment,
+    random_flip_crop,
     train,
 )
 from train.__main__ import main as train_main
@@ -226,8 +228,10 @@ def test_occlusion_that_does_not_fit_the_data_is_refused_before_writing(tmp_path
 
 def test_cifar10_cpu_occlusion_config_is_cifar10_cpu_with_patchcleanser_masks():
     configs = REPO / "train" / "configs"
-    occlusion = load_config(configs / "cifar10_cpu_occlusion.py", False, TrainConfig)
-    base = load_config(configs / "cifar10_cpu.py", False, TrainConfig)
+    occlusion = configfile.load(
+        configs / "cifar10_cpu_occlusion.py", False, TrainConfig
+    )
+    base = configfile.load(configs / "cifar10_cpu.py", False, TrainConfig)
     assert occlusion.augmentation == "occlusion"
     changes = dict(augmentation="occlusion", occlusion_size=9, occlusion_squares=2)
     assert occlusion == dataclasses.replace(base, occlusion_fill=0.5, **changes)

@@ -1,10 +1,9 @@
 """The package surface: every public name resolves and is typed; import stays
-light; submodules stay modules; the library leaves the process's matplotlib alone."""
+light; names are plain imports; the library leaves the process's matplotlib alone."""
 
 import ast
 import configparser
 import importlib
-import inspect
 import subprocess
 import sys
 import types
@@ -15,7 +14,6 @@ import pytest
 import mrs_jax
 
 REPO = Path(__file__).resolve().parents[1]
-CALLABLE_MODULES = ("localize", "gradcam", "double_masking", "smoothed_double_masking")
 
 
 def test_every_public_name_resolves():
@@ -23,18 +21,18 @@ def test_every_public_name_resolves():
         assert getattr(mrs_jax, name) is not None, name
 
 
-def test_every_public_name_has_an_import_a_type_checker_sees():
+def test_every_public_name_is_a_plain_import():
+    # No string table and no module-level __getattr__: what a reader and a type
+    # checker see in mrs_jax/__init__.py is what there is.
     tree = ast.parse(Path(mrs_jax.__file__).read_text())
-    seen = {}  # name -> module it is imported from
-    for node in ast.walk(tree):
+    seen = {}  # name -> stage package it is imported from
+    for node in tree.body:
+        assert not isinstance(node, ast.FunctionDef), node.name
         if isinstance(node, ast.ImportFrom) and node.module.startswith("mrs_jax"):
             for alias in node.names:
                 seen[alias.asname or alias.name] = node.module
-    assert set(mrs_jax.__all__) <= set(seen), set(mrs_jax.__all__) - set(seen)
-    # The typed import names the module the lazy one resolves from.
-    for name, target in mrs_jax._LAZY.items():
-        module = target[0] if isinstance(target, tuple) else target
-        assert seen[name] == module, name
+    assert set(mrs_jax.__all__) == set(seen), set(mrs_jax.__all__) ^ set(seen)
+    assert all(module.count(".") == 1 for module in seen.values()), seen
 
 
 def test_removed_names_are_gone():
@@ -45,34 +43,33 @@ def test_removed_names_are_gone():
     assert "localize_batch" not in mrs_jax.__all__
 
 
-@pytest.mark.parametrize("name", CALLABLE_MODULES)
-def test_submodules_named_like_their_function_are_modules_that_call_it(
-    name, monkeypatch
-):
-    module = importlib.import_module(f"mrs_jax.{name}")
-    assert getattr(mrs_jax, name) is module
-    assert isinstance(module, types.ModuleType)
-    assert inspect.signature(module) == inspect.signature(getattr(module, name))
-    calls = []
-    monkeypatch.setattr(module, name, lambda *a, **k: calls.append((a, k)) or "out")
-    assert getattr(mrs_jax, name)(1, key=2) == "out"
-    assert calls == [((1,), {"key": 2})]
+@pytest.mark.parametrize(
+    "name, stage",
+    [
+        ("localize", "localization"),
+        ("gradcam", "localization"),
+        ("double_masking", "certification"),
+        ("smoothed_double_masking", "certification"),
+    ],
+)
+def test_names_once_shared_with_a_module_are_plain_functions(name, stage):
+    function = getattr(mrs_jax, name)
+    assert isinstance(function, types.FunctionType)
+    assert function is getattr(importlib.import_module(f"mrs_jax.{stage}"), name)
 
 
-def test_import_as_binds_the_module_whatever_was_imported_first():
-    code = (
-        "import types\n"
-        "import mrs_jax.smoothed_double_masking as S\n"
-        "import mrs_jax.localize as L\n"
-        "from mrs_jax.gradcam import gradcam\n"
-        "import mrs_jax\n"
-        "assert isinstance(L, types.ModuleType) and L.joint_vote\n"
-        "assert isinstance(mrs_jax.gradcam, types.ModuleType)\n"
-        "assert not isinstance(gradcam, types.ModuleType)\n"
-        "assert callable(S) and callable(L) and callable(mrs_jax.gradcam)\n"
-        "assert isinstance(mrs_jax.double_masking, types.ModuleType)\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+@pytest.mark.parametrize(
+    "stage",
+    ["core", "data", "models", "training", "localization", "certification",
+     "attacks", "rows", "job", "report"],
+)
+def test_every_stage_face_names_what_it_exports(stage):
+    face = importlib.import_module(f"mrs_jax.{stage}")
+    assert face.__all__ == sorted(face.__all__)
+    for name in face.__all__:
+        assert getattr(face, name) is not None, (stage, name)
+    public = {n for n in vars(face) if not n.startswith("_")}
+    assert public == set(face.__all__), public ^ set(face.__all__)
 
 
 def test_unknown_names_raise_attribute_error():
@@ -97,7 +94,7 @@ def test_import_does_not_pull_heavy_optional_modules():
     code = (
         "import sys, mrs_jax; "
         "heavy = [m for m in ('flax', 'cv2', 'matplotlib', 'tensorflow_datasets', "
-        "'tensorflow', 'scipy.stats', 'orbax') if m in sys.modules]; "
+        "'tensorflow', 'scipy.stats', 'orbax.checkpoint') if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run(
@@ -113,7 +110,7 @@ def test_plotting_leaves_the_backend_and_pyplot_alone(tmp_path):
 import sys
 import matplotlib
 matplotlib.use("svg")
-from mrs_jax import analysis, plots
+from mrs_jax.report import _analysis as analysis, _plots as plots
 rows = [
     dict(index=0, label=1, prediction=1, radius=5.0, certified=True, covered=True),
     dict(index=1, label=2, prediction=0, radius=7.0, certified=True, covered=True),

@@ -13,7 +13,11 @@ from _job_helpers import (
 )
 from jax.tree_util import Partial
 
-from mrs_jax import cli, job, rows, run_dir, runlock
+from mrs_jax.commands import _cli as cli
+from mrs_jax.core import runlock
+from mrs_jax.job import _run as job
+from mrs_jax.job import _run_dir as run_dir
+from mrs_jax.rows import _files as rows
 
 META = {"model": "tiny", "dataset": "synthetic", "image_shape": list(SHAPE)}
 

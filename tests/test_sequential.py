@@ -11,7 +11,8 @@ from jax.tree_util import Partial
 from scipy import stats
 
 import mrs_jax
-from mrs_jax import sequential, sharding
+from mrs_jax.certification import _sequential as sequential
+from mrs_jax.core import sharding
 
 SHAPE = (8, 8, 1)
 MASK = mrs_jax.square_mask(SHAPE, 2, 3, 4)

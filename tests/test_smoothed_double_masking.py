@@ -17,14 +17,16 @@ import pytest
 from jax.tree_util import Partial
 from scipy import stats
 
-from mrs_jax import bounds, sequential, smoothing
-from mrs_jax.double_masking import patchcleanser_masks
-from mrs_jax.smoothed_double_masking import (
+from mrs_jax.certification import (
     CERTIFICATE,
+    patchcleanser_masks,
     row_fields,
     smoothed_double_masking,
     smoothed_double_masking_certify,
 )
+from mrs_jax.certification import _bounds as bounds
+from mrs_jax.certification import _sequential as sequential
+from mrs_jax.certification import _smoothing as smoothing
 
 SHAPE = (6, 6, 1)
 PATCH = 2

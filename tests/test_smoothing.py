@@ -7,7 +7,7 @@ import pytest
 from jax.tree_util import Partial
 
 import mrs_jax
-from mrs_jax import sharding
+from mrs_jax.core import sharding
 
 SHAPE = (8, 8, 3)
 

@@ -15,9 +15,9 @@ from mrs_jax.data import (
     StreamedSource,
     dataset_source,
     iterate_batches,
+    read_image_folder,
     resize_center_crop,
 )
-from mrs_jax.image_folder import read_image_folder
 
 SIDE = 16  # the memory test's images: 16 x 16 x 3 = 768 uint8 bytes a file
 

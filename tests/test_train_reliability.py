@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from _job_helpers import ctrl_c_command
 
-from mrs_jax import checkpoint as ckpt
-from mrs_jax import runlock
+from mrs_jax.core import runlock
+from mrs_jax.models import _checkpoint as ckpt
 from mrs_jax.training import TrainConfig, train
 from train.__main__ import run as train_cli
 
@@ -393,8 +393,13 @@ def test_second_train_on_a_held_workdir_is_refused_and_ctrl_c_exits_130(tmp_path
 def test_public_training_functions_name_a_bad_argument():
     import jax
 
-    from mrs_jax.train_config import data_sources
-    from mrs_jax.training import augment, evaluate, make_optimizer, make_train_step
+    from mrs_jax.training import (
+        augment,
+        data_sources,
+        evaluate,
+        make_optimizer,
+        make_train_step,
+    )
 
     images = jax.numpy.zeros((2, 8, 8, 3))
     with pytest.raises(TypeError, match="config must be a TrainConfig"):
@@ -422,7 +427,7 @@ def test_public_training_functions_name_a_bad_argument():
 
 
 def test_configfile_load_names_the_file_that_fails(tmp_path):
-    from mrs_jax import configfile
+    from mrs_jax.core import configfile
 
     broken = _config_file(tmp_path, "x = (\n", "broken.py")
     with pytest.raises(ValueError, match=r"broken\.py: cannot import: syntax error"):
@@ -437,7 +442,7 @@ def test_configfile_load_names_the_file_that_fails(tmp_path):
 
 
 def test_configfile_derive_changes_only_the_named_fields():
-    from mrs_jax import configfile
+    from mrs_jax.core import configfile
 
     base = "train/configs/cifar10_cpu.py"
     derived = configfile.derive(base, True, TrainConfig, epochs=2, sigma=0.25)
@@ -474,7 +479,7 @@ def sigint_handler():
 def test_ctrl_c_during_a_checkpoint_save_waits_for_the_save(sigint_handler):
     # SIGINT arriving inside save_checkpoint is delivered only once the step is
     # fully written: the step is intact and KeyboardInterrupt still reaches us.
-    import mrs_jax.checkpoint as ckpt_module
+    from mrs_jax.models import _checkpoint as ckpt_module
 
     sigint_handler(signal.default_int_handler)
     manager = _InterruptedManager()
@@ -487,7 +492,7 @@ def test_ctrl_c_during_a_checkpoint_save_waits_for_the_save(sigint_handler):
 def test_an_ignored_sigint_stays_ignored_through_a_checkpoint_save(sigint_handler):
     # A job started with `nohup ... &` ignores SIGINT; deferring it during a save
     # must not turn it into a KeyboardInterrupt.
-    import mrs_jax.checkpoint as ckpt_module
+    from mrs_jax.models import _checkpoint as ckpt_module
 
     sigint_handler(signal.SIG_IGN)
     manager = _InterruptedManager()

@@ -14,9 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mrs_jax.checkpoint import load_classifier
-from mrs_jax.noise import masked_noise_augment, random_square_masks
-from mrs_jax.training import TrainConfig, train
+from mrs_jax.models import load_classifier
+from mrs_jax.training import (
+    TrainConfig,
+    masked_noise_augment,
+    random_square_masks,
+    train,
+)
 from train.__main__ import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,7 +231,7 @@ def test_sharded_step_matches_single_device():
 
 
 def test_random_flip_crop_shifts_or_mirrors():
-    from mrs_jax.noise import random_flip_crop
+    from mrs_jax.training import random_flip_crop
 
     image = jax.random.uniform(jax.random.key(0), (10, 10, 3))
     outs = jax.vmap(random_flip_crop, in_axes=(0, None))(

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from _job_helpers import tiny_config
 
-from mrs_jax import adaptive_patch_attack, job, joint_vote, localize, prediction_map
-from mrs_jax.vote_attack import OUTCOMES, soft_vote, vote_patch_attack
+from mrs_jax import adaptive_patch_attack, job, joint_vote, prediction_map
+from mrs_jax.attacks import OUTCOMES, soft_vote, vote_patch_attack
+from mrs_jax.localization import _localize as localize
 
 SIZE = 4
 DECOY = 11  # the context region: a 4 x 4 checkerboard at rows/cols 11..14
@@ -223,7 +224,8 @@ def test_bad_batch_keys_and_surrogate_inputs_raise():
 
 
 def test_a_tiny_job_runs_in_mode_vote_adaptive(tmp_path, attacked):
-    from mrs_jax import analysis, configfile
+    from mrs_jax.core import configfile
+    from mrs_jax.report import _analysis as analysis
 
     # The context classifier and the attack's budget above, so the job's
     # one-image groups reuse the compiled search of the one-image test.
@@ -250,7 +252,7 @@ def test_a_tiny_job_runs_in_mode_vote_adaptive(tmp_path, attacked):
 
 
 def test_vote_adaptive_rows_must_say_whether_the_mask_covers_the_patch():
-    from mrs_jax import metrics
+    from mrs_jax.rows import _metrics as metrics
 
     row = dict(label=1, prediction=1, radius=2.0, certified=True)
     with pytest.raises(ValueError, match="no 'covered'"):
@@ -338,8 +340,8 @@ def test_the_sampled_template_is_the_votes_template(size, stride, m):
     # The search estimates the soft score at a position from template cells
     # drawn uniformly, outside-the-map cells counting 0: summed over every
     # offset, that estimate must be the vote's score exactly.
-    from mrs_jax import localize as localize_module
-    from mrs_jax import vote_attack
+    from mrs_jax.attacks import _vote as vote_attack
+    from mrs_jax.localization import _localize as localize_module
 
     vote, _ = localize_module.vote_settings(size, stride=stride, m=m)
     offsets = vote_attack._template_offsets(vote)

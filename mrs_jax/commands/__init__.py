@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mrs_jax import configfile
+from mrs_jax.core import configfile
 
 OVERRIDES_HELP = (
     "Any config field can be changed with --config.FIELD=value (or --config.FIELD "

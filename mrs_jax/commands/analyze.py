@@ -14,7 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mrs_jax import analysis, cli, commands
+from mrs_jax import commands
+from mrs_jax import report as analysis
+from mrs_jax.commands import _cli as cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:

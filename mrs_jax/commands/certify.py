@@ -31,14 +31,18 @@ import argparse
 import hashlib
 import sys
 
-from mrs_jax import cli, commands, distributed, job, run_dir, sharding
+from mrs_jax import commands, job
+from mrs_jax import job as run_dir
+from mrs_jax.commands import _cli as cli
+from mrs_jax.commands import _distributed as distributed
+from mrs_jax.core import sharding
 
 INTERRUPTED = "interrupted: finished rows are kept; rerun the same command to continue"
 
 
 def load_checkpoint(path: str):
     """Loads ``(model, meta)``, turning a broken work dir into one UsageError."""
-    from mrs_jax.checkpoint import load_model
+    from mrs_jax.models import load_model
 
     cli.quiet_checkpoint_logs()
     try:
@@ -62,8 +66,7 @@ def inference_classifier(model, *, fold: bool):
     one checkpoint), and a run must resume on any machine. ``run.json``'s
     ``meta.batchnorm_folded`` says which was certified.
     """
-    from mrs_jax.fold import folded_classifier
-    from mrs_jax.models import as_classifier
+    from mrs_jax.models import as_classifier, folded_classifier
 
     if fold:
         try:
@@ -82,8 +85,8 @@ def stored_fingerprint(model, folded: bool) -> str:
     classifiers (a resume with the other is refused), but neither digest
     depends on how a CPU rounds the fold.
     """
+    from mrs_jax.job import weights_fingerprint
     from mrs_jax.models import as_classifier
-    from mrs_jax.run_dir import weights_fingerprint
 
     digest = weights_fingerprint(as_classifier(model))
     if not folded:

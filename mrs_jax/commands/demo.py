@@ -17,7 +17,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from mrs_jax import analysis, cli, configfile, job, run_dir
+from mrs_jax import job
+from mrs_jax import job as run_dir
+from mrs_jax import report as analysis
+from mrs_jax.commands import _cli as cli
+from mrs_jax.core import configfile
 
 INTERRUPTED = (
     "interrupted: finished epochs and rows are kept; rerun the same command to "
@@ -40,7 +44,7 @@ def _main(argv=None) -> int:
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     args = parser.parse_args(argv)
 
-    from mrs_jax.checkpoint import load_classifier
+    from mrs_jax.models import load_classifier
     from mrs_jax.training import TrainConfig, train
 
     workdir = Path(args.workdir)

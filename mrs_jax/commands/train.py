@@ -24,7 +24,9 @@ import json
 import sys
 from pathlib import Path
 
-from mrs_jax import cli, commands, distributed
+from mrs_jax import commands
+from mrs_jax.commands import _cli as cli
+from mrs_jax.commands import _distributed as distributed
 
 INTERRUPTED = "interrupted: finished epochs are kept; rerun with --resume to continue"
 
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interrupted(workdir: str) -> str:
-    from mrs_jax.checkpoint import latest_epoch
+    from mrs_jax.models import latest_epoch
 
     epoch = latest_epoch(workdir)
     kept = "no epoch had finished" if epoch is None else f"epoch {epoch} is kept"

@@ -23,7 +23,7 @@ folders (or ``cifar-10-batches-py``) in ``data/cifar10``. Smoke: add ``--smoke``
 
 from pathlib import Path
 
-from mrs_jax import configfile
+from mrs_jax.core import configfile
 from mrs_jax.job import JobConfig
 
 # Everything but the attack comes from cifar10_cpu.py: same defence, same images.

@@ -27,7 +27,7 @@ Smoke: add ``--smoke`` (synthetic 32x32 data, tiny network, two steps).
 
 from pathlib import Path
 
-from mrs_jax import configfile
+from mrs_jax.core import configfile
 from mrs_jax.training import TrainConfig
 
 BASE = Path(__file__).with_name("cifar10_cpu.py")

@@ -24,7 +24,7 @@ Smoke: add ``--smoke`` (synthetic 32x32 data, tiny network, two steps).
 
 from pathlib import Path
 
-from mrs_jax import configfile
+from mrs_jax.core import configfile
 from mrs_jax.training import TrainConfig
 
 # Everything but the augmentation comes from cifar10_cpu.py, so the two models

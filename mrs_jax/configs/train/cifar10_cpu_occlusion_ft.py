@@ -19,7 +19,7 @@ squares. Smoke: add ``--smoke``.
 
 from pathlib import Path
 
-from mrs_jax import configfile
+from mrs_jax.core import configfile
 from mrs_jax.training import TrainConfig
 
 TWIN = Path(__file__).with_name("cifar10_cpu_noise_squares.py")

@@ -1,0 +1,446 @@
+"""Certify a target radius with as few draws as the answer needs.
+
+:func:`certify_at` answers one question: is the mask-smoothed prediction at ``x``
+certified at l2 radius ``radius`` (``MRS_SPEC.md`` sections 2-3)? Fixed-n CERTIFY
+spends the paper's 100,000 estimation draws on every image; an image the
+classifier gets right under nearly every draw is decided after a few dozen
+(``sigma = 7``, ``radius = 5 * sqrt(3)``: the bound must exceed
+``Phi(8.66 / 7) = 0.892``, which ``k = n`` draws reach once
+``alpha^(1/n) > 0.892``, i.e. ``n >= 61`` at ``alpha = 0.001``).
+
+The estimation draws come in rounds whose sizes and confidence levels are fixed
+before any draw (:func:`schedule`); the estimate is tested after each round and
+the draws stop as soon as the decision is known. The union bound over the
+pre-set rounds keeps the probability of a false certificate at most ``alpha``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from mrs_jax.certification import _bounds as bounds
+from mrs_jax.certification import _counting as counting
+from mrs_jax.certification import _smoothing as smoothing
+from mrs_jax.certification._smoothing import ABSTAIN, Classifier
+from mrs_jax.core import checks as _checks
+from mrs_jax.core import sharding
+
+# Each round doubles the draws so far: at most twice the draws the decision
+# needed, in log2(max_n / first round) + 1 rounds (12 for 100,000 / 67).
+_GROWTH = 2
+
+
+class Schedule(NamedTuple):
+    """Estimation rounds fixed before any draw, from the target alone.
+
+    Attributes:
+      threshold: ``Phi(radius / sigma)``; round ``r`` certifies when its
+        Clopper-Pearson lower bound at ``alphas[r]`` exceeds it.
+      sizes: cumulative estimation draws ``N_1 < ... < N_R = max_n``.
+      alphas: each round's failure probability; they sum to at most ``alpha``.
+      hits_needed: the fewest top-class draws among ``sizes[r]`` that certify at
+        round ``r`` (``sizes[r] + 1`` where no count can).
+    """
+
+    threshold: float
+    sizes: tuple[int, ...]
+    alphas: tuple[float, ...]
+    hits_needed: tuple[int, ...]
+
+    def stop_reason(
+        self, r: int, hits: int, alpha: float, futility_alpha: float | None
+    ) -> tuple[str | None, float]:
+        """The decision after round ``r`` with ``hits`` of ``sizes[r]`` draws on
+        the selected class: ``(reason, p_lower)``, reason None to draw on.
+
+        ``"certified"`` when the lower bound at ``alphas[r]`` exceeds the
+        threshold; ``"out_of_reach"`` when the misses so far exceed what every
+        later round allows (so no later round can certify: also the reason after
+        the last round); ``"upper_bound"`` when, with ``futility_alpha``, the
+        upper bound at ``futility_alpha * alphas[r] / alpha`` is below it.
+        """
+        size, level = self.sizes[r], self.alphas[r]
+        p_lower = bounds.clopper_pearson_lower(hits, size, level)
+        # A later round can still certify iff the misses so far are at most the
+        # misses it allows.
+        later = zip(self.sizes[r + 1 :], self.hits_needed[r + 1 :], strict=True)
+        allowed_later = max((n - need for n, need in later), default=-1)
+        if p_lower > self.threshold:
+            return "certified", p_lower
+        if size - hits > allowed_later:
+            return "out_of_reach", p_lower
+        if futility_alpha is not None and (
+            bounds.clopper_pearson_upper(hits, size, futility_alpha * level / alpha)
+            < self.threshold
+        ):
+            return "upper_bound", p_lower
+        return None, p_lower
+
+
+class TargetCertificate(NamedTuple):
+    """The outcome of :func:`certify_at`.
+
+    Attributes:
+      label: the selected class when ``certified``, else ``ABSTAIN`` (-1), so
+        that ``label == y`` means "certified and correct" as for
+        :func:`mrs_jax.certify`.
+      certified: whether the smoothed prediction is certified at l2 radius
+        ``>= radius`` inside the mask.
+      p_lower: the Clopper-Pearson lower bound on the selected class's
+        probability at the last round, at that round's level. It is a valid
+        ``1 - alpha`` lower bound whatever round the draws stopped at (see
+        :func:`certify_at`), so ``bounds.certified_radius(sigma, p_lower)`` is a
+        valid certified radius too.
+      num_samples: every draw made, the ``n0`` selection draws included.
+      selected_label: the top class of the ``n0`` selection draws, or the
+        given ``label`` (the class whose probability was estimated), certified
+        or not.
+      rounds: estimation rounds drawn.
+      stop_reason: ``"certified"``; ``"out_of_reach"``: no later round could
+        certify even if every remaining draw were the selected class (also the
+        reason after the last round); or ``"upper_bound"``: the
+        ``futility_alpha`` upper bound fell below the threshold; or
+        ``"abandoned"``: undecided when another image of an ``all_or_nothing``
+        batch failed.
+      selection_counts: ``[K]`` counts of the ``n0`` selection draws (zeros
+        where ``label`` was given).
+      estimate_counts: ``[K]`` counts of the estimation draws made.
+    """
+
+    label: int
+    certified: bool
+    p_lower: float
+    num_samples: int
+    selected_label: int
+    rounds: int
+    stop_reason: str
+    selection_counts: np.ndarray
+    estimate_counts: np.ndarray
+
+
+def schedule(radius: float, sigma: float, alpha: float, max_n: int) -> Schedule:
+    """The rounds :func:`certify_at` draws in, fixed by the target alone.
+
+    Round 1 is the fewest draws that can certify at all at level ``alpha / 2``
+    (``(alpha / 2)^(1/N_1) > Phi(radius / sigma)``); it gets half of ``alpha``
+    because nearly every image the classifier gets right stops there. Each
+    later round doubles the draws, the last is ``max_n``, and they share the
+    other half equally. When ``N_1 >= max_n`` there is one round of ``max_n``
+    draws at the whole ``alpha``.
+
+    Raises:
+      ValueError: ``max_n`` draws cannot certify ``radius`` at ``alpha`` even if
+        every draw is the top class (the message gives the fewest that can).
+    """
+    radius = _checks.nonnegative_float(radius, "radius")
+    sigma = _checks.positive_float(sigma, "sigma")
+    alpha = _checks.probability_level(alpha)
+    max_n = _checks.positive_int(max_n, "max_n")
+    threshold = 0.5 if radius == 0 else bounds.normal_cdf(radius / sigma)
+    if threshold >= 1.0:
+        raise ValueError(
+            f"radius {radius} is beyond what any number of draws can certify at "
+            f"sigma {sigma}: Phi(radius / sigma) rounds to 1"
+        )
+    return _schedule(threshold, alpha, max_n)
+
+
+def certify_at(
+    classify: Classifier,
+    x,
+    mask,
+    sigma: float,
+    radius: float,
+    *,
+    key: jax.Array,
+    n0: int,
+    max_n: int,
+    alpha: float,
+    num_classes: int,
+    batch_size: int,
+    futility_alpha: float | None = None,
+    label=None,
+    all_or_nothing: bool = False,
+    mesh: Mesh | None = None,
+) -> TargetCertificate | list[TargetCertificate]:
+    """Host driver: decides whether the mask-smoothed prediction is certified
+    at ``radius``, for one image or a batch.
+
+    ``n0`` draws (from ``select_key``) select the top class ``c``, exactly as
+    :func:`mrs_jax.certify` does with the same key. Estimation draws (from
+    ``estimate_key``, independent of the selection) then come in the rounds of
+    :func:`schedule`: after round ``r`` with ``k_r`` of ``N_r`` draws equal to
+    ``c``, the prediction is certified when the Clopper-Pearson lower bound at
+    ``alpha_r`` exceeds ``Phi(radius / sigma)``, i.e. when CERTIFY would return a
+    radius above ``radius``. The draws stop at the first round that certifies,
+    or as soon as no later round can (even if every remaining draw were ``c``),
+    or, with ``futility_alpha``, when the upper bound at level
+    ``futility_alpha * alpha_r / alpha`` falls below the threshold.
+
+    Guarantee: with probability at least ``1 - alpha`` over the draws, if
+    ``certified`` then ``g_M(x + d) = selected_label`` for every ``d`` that is
+    zero outside the mask with ``||d||_2 <= radius``. Nothing is claimed for
+    perturbations outside the mask.
+
+    Why stopping keeps it: round ``r`` counts the first ``N_r`` draws of one
+    fixed i.i.d. sequence (draw ``i`` uses ``fold_in(estimate_key, i)``, so the
+    counts are cumulative and equal CERTIFY's estimate counts for ``n = N_r``).
+    The sizes and levels are fixed before any draw, so for each ``r`` on its
+    own the bound is an ordinary Clopper-Pearson bound:
+    ``P(L_r > p_c) <= alpha_r``. A false certificate at whichever round the
+    draws stop needs ``L_r > p_c`` for some ``r``, which by the union bound has
+    probability at most ``sum alpha_r <= alpha``, however the stopping depends
+    on the draws; rounds never reached only make it rarer. The same argument
+    makes the reported ``p_lower`` a valid ``1 - alpha`` bound. Stopping for
+    futility never certifies, so it cannot add false certificates;
+    ``futility_alpha`` only bounds how often it gives up on an image whose
+    ``p_c`` exceeds the threshold. Results are deterministic per ``key`` and do
+    not depend on ``batch_size`` or the number of devices.
+
+    A batch runs its rounds in lockstep, one counting program per round over
+    the images still undecided (decided ones draw nothing more). Each image
+    keeps its own stopping rule and alpha spending: the schedule depends only
+    on ``(radius, sigma, alpha, max_n)`` and image ``b``'s round ``r`` counts
+    its own first ``N_r`` estimation draws, so image ``b`` gets exactly the
+    one-image result with ``key=keys[b]`` and the guarantee above holds for
+    each image as it stands.
+
+    Args:
+      classify, x, mask, sigma, key, num_classes, batch_size, mesh: as in
+        :func:`mrs_jax.certify` (one image or a batch).
+      radius: the target l2 radius inside the mask, >= 0 (0: certified iff
+        the lower bound exceeds 1/2); e.g. ``masks.patch_l2_bound(s, C)`` to
+        cover every ``s x s`` patch inside the mask.
+      n0: selection draws, >= 1.
+      max_n: the most estimation draws, <= 2**31 - 1; ``certify_at`` decides as
+        :func:`mrs_jax.certify` with ``n = max_n`` would, up to the alpha spent
+        on earlier rounds.
+      alpha: the allowed probability of a false certificate, in (0, 1).
+      futility_alpha: None (default) stops early only when certifying has become
+        impossible; a level in (0, 1) also stops once the selected class's
+        probability is below the threshold at that confidence, which saves
+        most draws on images that will not certify.
+      label: None (default): the ``n0`` selection draws choose the class. A
+        class (or ``[B]`` classes for a batch) in ``[0, num_classes)`` fixed
+        without these draws (a true label, or a prediction from another key):
+        that class is tested directly and no selection draws are made, so
+        ``n0`` must be 0. The guarantee is the same, for that class.
+      all_or_nothing: False (default): each image of a batch stops on its own.
+        True: the whole batch stops as soon as one image stops without a
+        certificate, the images still undecided reporting ``"abandoned"``
+        (not certified). For a caller that needs every image certified (an
+        intersection of certificates, :mod:`mrs_jax.smoothed_double_masking`):
+        stopping draws never adds a certificate, so the guarantee is unchanged.
+
+    Returns:
+      A :class:`TargetCertificate` (a list of them for a batch).
+
+    Raises:
+      ValueError: as :func:`schedule`, for any invalid argument, or a broken
+        classifier (NaN or inf logits).
+    """
+    batch = smoothing.batch_inputs(
+        classify, x, mask, sigma, key, num_classes, batch_size, mesh
+    )
+    labels = _fixed_labels(label, n0, batch)
+    n0 = 0 if labels is not None else smoothing.draws(n0, "n0")
+    max_n = smoothing.draws(max_n, "max_n")
+    if futility_alpha is not None:
+        futility_alpha = _checks.probability_level(futility_alpha, "futility_alpha")
+    all_or_nothing = _checks.boolean(all_or_nothing, "all_or_nothing")
+    plan = schedule(radius, sigma, alpha, max_n)
+    alpha = _checks.probability_level(alpha)
+    select_keys, estimate_keys = jax.vmap(jax.random.split, out_axes=1)(batch.keys)
+    counter = batch.counter()
+    if labels is None:
+        selection = batch.count(counter, select_keys, n0)
+        tops = np.argmax(selection, axis=1)
+    else:
+        selection = np.zeros((len(labels), batch.num_classes), np.int64)
+        tops = labels
+    rounds = _Rounds(plan, alpha, futility_alpha, tops)
+    _draw_rounds(rounds, counter, estimate_keys, batch, all_or_nothing)
+    return batch.result(
+        [rounds.certificate(b, n0, selection[b]) for b in range(len(tops))]
+    )
+
+
+def _fixed_labels(label, n0, batch) -> np.ndarray | None:
+    """``label`` as ``[B]`` ints (None: the selection draws choose), with n0 = 0."""
+    if label is None:
+        return None
+    count = len(batch.keys)
+    values = np.asarray(label)
+    if values.ndim == 0:
+        values = np.full(count, values)
+    if values.shape != (count,) or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(
+            f"label must be an int class or {count} int classes (one per image), "
+            f"got {label!r}"
+        )
+    if values.min() < 0 or values.max() >= batch.num_classes:
+        raise ValueError(
+            f"label must lie in [0, num_classes = {batch.num_classes}), got {label!r}"
+        )
+    if isinstance(n0, bool) or n0 != 0:
+        raise ValueError(
+            f"n0 must be 0 when label is given (no selection draws are made), "
+            f"got {n0!r}"
+        )
+    return values.astype(np.int64)
+
+
+class _Rounds:
+    """The estimation rounds of a batch: counts so far and each image's
+    decision ``(reason, round, p_lower)`` once it stops."""
+
+    def __init__(self, plan: Schedule, alpha, futility_alpha, tops: np.ndarray):
+        self.plan, self.alpha, self.futility_alpha = plan, alpha, futility_alpha
+        self.tops = tops
+        self.estimate: np.ndarray | None = None
+        self.decided: dict[int, tuple[str, int, float]] = {}
+        self.last: dict[int, tuple[int, float]] = {}  # undecided: round, bound
+
+    def active(self) -> np.ndarray:
+        return np.array([b not in self.decided for b in range(len(self.tops))])
+
+    def test(self, r: int, active: np.ndarray) -> None:
+        for b in np.flatnonzero(active):
+            hits = int(self.estimate[b, self.tops[b]])
+            reason, p_lower = self.plan.stop_reason(
+                r, hits, self.alpha, self.futility_alpha
+            )
+            if reason is not None:
+                self.decided[int(b)] = (reason, r, p_lower)
+            else:
+                self.last[int(b)] = (r, p_lower)
+
+    def failed(self) -> bool:
+        return any(reason != "certified" for reason, _, _ in self.decided.values())
+
+    def abandon(self) -> None:
+        """Decides every undecided image as ``"abandoned"`` at its last round."""
+        for b in np.flatnonzero(self.active()):
+            r, p_lower = self.last[int(b)]
+            self.decided[int(b)] = ("abandoned", r, p_lower)
+
+    def certificate(self, b: int, n0: int, selection) -> TargetCertificate:
+        reason, r, p_lower = self.decided[b]
+        certified = reason == "certified"
+        top = int(self.tops[b])
+        return TargetCertificate(
+            label=top if certified else ABSTAIN,
+            certified=certified,
+            p_lower=p_lower,
+            num_samples=n0 + self.plan.sizes[r],
+            selected_label=top,
+            rounds=r + 1,
+            stop_reason=reason,
+            selection_counts=selection,
+            estimate_counts=self.estimate[b],
+        )
+
+
+def _draw_rounds(
+    rounds: _Rounds, counter, estimate_keys, batch, all_or_nothing: bool
+) -> None:
+    """Draws the rounds of :func:`schedule` until every image has decided (with
+    ``all_or_nothing``, until one has failed: the rest are abandoned).
+
+    Two chunk sizes, so at most two compiled programs whatever the rounds:
+    ``batch_size`` pairs for rounds drawing at least that many in all, and
+    ``min(batch_size, B * N_1)`` for the shorter early rounds (for one image:
+    the first round's size), which together waste less than one chunk each.
+    """
+    count = len(rounds.tops)
+    plan = rounds.plan
+    rounds.estimate = np.zeros((count, batch.num_classes), np.int64)
+    small = counting.chunk_for(count * plan.sizes[0], batch.batch_size, batch.mesh)
+    big = sharding.round_up_to_devices(batch.batch_size, batch.mesh)
+    drawn = 0
+    for r, size in enumerate(plan.sizes):
+        active = rounds.active()
+        nums = np.where(active, size - drawn, 0)
+        chunk = big if nums.sum() >= batch.batch_size else small
+        rounds.estimate += counter.count(
+            estimate_keys, np.full(count, drawn), nums, chunk
+        )
+        drawn = size
+        rounds.test(r, active)
+        if len(rounds.decided) == count:
+            return
+        if all_or_nothing and rounds.failed():
+            rounds.abandon()
+            return
+
+
+@functools.lru_cache(maxsize=128)
+def _schedule(threshold: float, alpha: float, max_n: int) -> Schedule:
+    # Reachability at max_n first: one bound, however far the target is.
+    if not _certifies(max_n, max_n, alpha, threshold):
+        raise ValueError(
+            f"max_n = {max_n} draws cannot certify a lower bound above "
+            f"{threshold:.12g} at alpha = {alpha}; it takes at least "
+            f"{_fewest_draws(threshold, alpha)}"
+        )
+    first = _fewest_draws(threshold, alpha / 2)
+    if first >= max_n:
+        sizes, alphas = [max_n], [alpha]
+    else:
+        sizes = [first]
+        while sizes[-1] * _GROWTH < max_n:
+            sizes.append(sizes[-1] * _GROWTH)
+        sizes.append(max_n)
+        later = alpha / 2 / (len(sizes) - 1)
+        alphas = [alpha / 2] + [later] * (len(sizes) - 1)
+    needed = tuple(
+        _hits_needed(threshold, n, a) for n, a in zip(sizes, alphas, strict=True)
+    )
+    return Schedule(threshold, tuple(sizes), tuple(alphas), needed)
+
+
+def _certifies(hits: int, n: int, level: float, threshold: float) -> bool:
+    return bounds.clopper_pearson_lower(hits, n, level) > threshold
+
+
+def _fewest_draws(threshold: float, level: float) -> int:
+    """The least ``n`` with ``level^(1/n) > threshold`` (all ``n`` draws hit),
+    exactly as :func:`bounds.clopper_pearson_lower` decides it.
+
+    The bound with every draw a hit grows with ``n``, so the answer is found by
+    doubling from the closed form and bisecting: a few dozen bound evaluations
+    even where the answer is ~1e12 (a target far beyond ``max_n``), where a
+    step of one from the closed form would never end.
+    """
+    guess = max(1, math.floor(math.log(level) / math.log(threshold)))
+    low, high = 0, guess  # _certifies(low) fails (n = 0 has no bound)
+    while not _certifies(high, high, level, threshold):
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        if _certifies(mid, mid, level, threshold):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _hits_needed(threshold: float, n: int, level: float) -> int:
+    """The least ``k`` in [1, n] whose lower bound exceeds ``threshold``, or
+    ``n + 1`` when none does (the bound grows with ``k``: binary search)."""
+    if not _certifies(n, n, level, threshold):
+        return n + 1
+    low, high = 0, n  # _certifies(high) holds; _certifies(low) does not (k = 0)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if _certifies(mid, n, level, threshold):
+            high = mid
+        else:
+            low = mid
+    return high

@@ -1,0 +1,551 @@
+"""Double masking with masked Gaussian noise: a certificate for every patch position.
+
+PatchCleanser (``mrs_jax.double_masking``) hides pixels under a grey fill; MRS
+smooths with Gaussian noise inside a mask (``MRS_SPEC.md`` section 2). Here the
+grey fill of every one- and two-mask image is replaced by noise: for a covering
+set ``M_1..M_k`` (:func:`mrs_jax.patchcleanser_masks`: every ``s x s`` patch
+region lies inside some ``M_i``) and ``S = M_i u M_j`` (``i = j`` included),
+``g_S(x) = argmax_c P(f(x + e) = c)`` with ``e ~ N(0, sigma^2)`` inside ``S``
+only (``MRS_SPEC.md`` section 9).
+
+Inference (:func:`smoothed_double_masking`) is PatchCleanser's three cases on
+the labels ``g_{M_i}`` (one-mask) and ``g_{M_i u M_j}`` (two-mask), each from
+PREDICT, an abstention counting as its own label ``ABSTAIN``: (I) all one-mask
+labels agree: return it; (II) else, in mask order, the first mask whose
+one-mask label ``c`` differs from the majority and whose two-mask labels all
+equal ``c``: return ``c``; (III) else the majority.
+
+Certificate (:func:`smoothed_double_masking_certify`): every ``g_S(x)`` is
+certified for the label ``y`` at l2 radius ``R`` by ``certify_at`` at level
+``alpha``.
+
+Guarantee. Let ``G`` be the three-case inference on the exact labels ``g_S``.
+If every ``g_S`` (all ``k(k+1)/2`` combinations) is robust for ``y`` at ``R``,
+i.e. ``g_S(x + d) = y`` for every ``d`` zero outside ``S`` with
+``||d||_2 <= R``, then ``G(x + d) = y`` for every patch region ``P`` inside some
+mask and every ``d`` zero outside ``P`` with ``||d||_2 <= R``; with
+``R >= s * sqrt(C)`` (:func:`mrs_jax.masks.patch_l2_bound`) that is every
+content of every such patch. Proof: take ``M_i`` containing ``P``. Every
+``S = M_i u M_j`` contains ``P``, so ``d`` is zero outside ``S`` and
+``g_S(x + d) = y`` for every ``j`` (``j = i``: the one-mask label of ``M_i``
+is ``y``). Case I: all one-mask labels agree with ``M_i``'s, ``y``. Case II
+returns a disagreer's label ``c`` only if all its two-mask labels equal ``c``;
+its pair with ``M_i`` is ``y``, so ``c = y``. Case III returns the majority
+``m`` only if no disagreer passes; were ``m != y``, ``M_i`` would be a
+disagreer whose two-mask labels are all ``y``, and it would pass. So ``y``.
+An abstention is a label other than ``y``: it fails its pair with ``M_i``
+exactly as a wrong class does, which is why it counts as its own label.
+
+Statistics: no split of alpha is needed. Each combination's test is
+``certify_at`` at level ``alpha`` (its own union bound over its pre-set rounds):
+if ``g_S`` is not certifiable for ``y`` at ``R`` (``p_y^S(x) <= Phi(R/sigma)``),
+it reports "certified" with probability at most ``alpha``. The conclusion above
+can be false only if some combination ``S0`` (fixed by ``x``, ``y`` and ``f``,
+not by the draws) has ``p_y^{S0}(x) <= Phi(R / sigma)``; the whole certificate
+needs every combination certified, ``S0`` included, so it is false with
+probability at most ``P(S0 certified) <= alpha``. This is the
+intersection-union test (Berger 1982): rejecting a union of nulls only when
+every level-``alpha`` test rejects has level ``alpha``. The union bound over
+the ``k(k+1)/2`` certificates (each at ``alpha / (k(k+1)/2)``) would make all
+of them hold simultaneously, which the guarantee never uses, and would cost
+about ``log(k(k+1)/2) / -log Phi(R / sigma)`` more draws per combination: the
+first round grows from 67 to 124 draws at ``R / sigma = 8.66 / 7``,
+``alpha = 0.001``, 666 combinations. The same argument
+makes the smallest lower bound a level-``alpha`` bound on
+``min_S p_y^S(x)``, so ``sigma * Phi^-1(p_lower)`` is a valid radius for the
+whole certificate. ``y`` must not depend on the certification draws (the
+true label, or the defended label from an independent key).
+
+PREDICT at an attacked image: ``smoothed_double_masking`` returns ``y`` on
+``x + d`` whenever the PREDICTs of the ``k`` combinations with ``M_i`` return
+``y``; the others may abstain or err without harm. Each of those has
+``p_y^S(x + d) >= Phi(Phi^-1(p_lower) - ||d||_2 / sigma) > 1/2``; PREDICT
+returns another class with probability at most ``alpha`` and abstains with a
+probability that falls with ``n`` and with that margin (near ``||d|| = R`` the
+margin is small and PREDICT may abstain, as for any smoothed classifier).
+
+Counting: the combinations of a stage go as one batch through the batched
+``predict`` / ``certify_at`` (one device program per round), combination ``c``
+with its own key ``fold_in(key, c)``, ``c`` its index in
+``np.triu_indices(k)`` order, so it gets exactly the one-image result with that
+key. The certificate's stages stop as one (``certify_at``'s
+``all_or_nothing``): once any combination fails, the whole certificate has
+failed and the combinations still drawing stop; with ``n0 = 0`` no selection
+draws are made and every combination tests ``label`` directly (at ``k = 36``
+that saves 666 x n0 draws, the most of an image that certifies). The batch
+repeats ``x`` once per combination on the device (666 copies for 36 masks:
+8 MB for CIFAR-10, 400 MB at 224 x 224). These are host drivers
+(scipy on the counts, loops over rounds), not jittable.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from mrs_jax.certification import _sequential as sequential
+from mrs_jax.certification import _smoothing as smoothing
+from mrs_jax.certification._masks import UNRESTRICTED, resolve_target
+from mrs_jax.certification._patchcleanser import patchcleanser_masks
+from mrs_jax.certification._smoothing import ABSTAIN
+from mrs_jax.core import checks as _checks
+from mrs_jax.core import sharding
+
+Classifier = Callable[[jax.Array], jax.Array]
+
+CERTIFICATE = "every_patch_position_l2"
+
+
+class SmoothedDoubleMaskingCertificate(NamedTuple):
+    """The outcome of :func:`smoothed_double_masking_certify`.
+
+    Combination ``c`` is the pair ``pairs[c] = (i, j)``, ``i <= j``, smoothed in
+    ``masks[i] | masks[j]``. The one-mask combinations are drawn first; the
+    two-mask ones only when every one-mask combination is certified (the
+    others could not change ``certified``: each combination's draws depend on
+    its own key alone). Within a stage, the first combination to fail stops
+    the others (``pair_stop_reason`` ``"abandoned"``).
+
+    Attributes:
+      certified: every combination is certified for ``label`` at ``radius``;
+        false with probability at most ``alpha`` (module docstring).
+      p_lower: the smallest lower bound on ``p_label`` over the combinations
+        drawn; where ``certified``, a level-``alpha`` lower bound on the
+        smallest ``p_label^S(x)``, so ``sigma * Phi^-1(p_lower)`` (>= radius)
+        is a radius of the whole certificate.
+      num_samples: every draw made, the selection draws included.
+      pairs: ``[P, 2]`` int mask indices, ``P = k (k + 1) / 2``.
+      pair_certified: ``[P]`` bool, combination certified for ``label``.
+      pair_p_lower: ``[P]`` float, ``certify_at``'s lower bound where its
+        selection chose ``label`` (or ``n0 = 0``), 0.0 where it chose another
+        class, NaN where the combination was not drawn. Each is valid at
+        ``alpha`` on its own, not simultaneously.
+      pair_num_samples: ``[P]`` int draws per combination (0: not drawn).
+      pair_stop_reason: ``[P]`` str, ``certify_at``'s ``stop_reason``
+        (``"abandoned"``: stopped when another combination failed), ``""``
+        where the combination was not drawn.
+    """
+
+    certified: bool
+    p_lower: float
+    num_samples: int
+    pairs: np.ndarray
+    pair_certified: np.ndarray
+    pair_p_lower: np.ndarray
+    pair_num_samples: np.ndarray
+    pair_stop_reason: np.ndarray
+
+
+class _Problem(NamedTuple):
+    """Validated inputs shared by every stage."""
+
+    classify: Classifier
+    x: np.ndarray
+    masks: np.ndarray
+    sigma: float
+    num_classes: int
+    batch_size: int
+    mesh: Mesh
+
+
+class _Inference(NamedTuple):
+    label: int
+    case: int
+    num_samples: int
+
+
+# ------------------------------------------------------------------- counting
+
+
+def _smoothed(problem: _Problem, pairs: np.ndarray, keys, *, alpha, **settings):
+    """``g_{M_i u M_j}(x)`` for each of the ``[P, 2]`` pairs, combination ``p``
+    with key ``keys[p]``, all in one batch: with ``settings`` ``n``, PREDICT's
+    ``Prediction`` per pair; with ``radius``, ``n0``, ``max_n`` and
+    ``futility_alpha`` (and ``label``, ``all_or_nothing``), ``certify_at``'s
+    ``TargetCertificate`` per pair.
+
+    The one place that calls the batched counting: pair ``p`` gets exactly the
+    one-image ``predict`` / ``certify_at`` with ``key=keys[p]`` (for
+    ``certify_at`` with ``all_or_nothing``, every pair that decided before
+    the first failure).
+    """
+    union = problem.masks[pairs[:, 0]] | problem.masks[pairs[:, 1]]
+    images = np.broadcast_to(problem.x, (len(pairs), *problem.x.shape))
+    run = smoothing.predict if "n" in settings else sequential.certify_at
+    arguments = (problem.classify, images, union, problem.sigma)
+    if run is sequential.certify_at:
+        arguments += (settings.pop("radius"),)
+    return run(
+        *arguments,
+        key=keys,
+        alpha=alpha,
+        num_classes=problem.num_classes,
+        batch_size=problem.batch_size,
+        mesh=problem.mesh,
+        **settings,
+    )
+
+
+# ------------------------------------------------------------------- shared
+
+
+def _prepare(classify, x, masks, sigma, num_classes, batch_size, mesh) -> _Problem:
+    _checks.callable_(classify, "classify")
+    x = _checks.image(x)
+    if masks is None:
+        raise TypeError("masks must be an [M, H, W] array, got None")
+    if np.ndim(masks) != 3:
+        raise ValueError(
+            f"masks must be [M, H, W] (e.g. patchcleanser_masks), got shape "
+            f"{np.shape(masks)}"
+        )
+    masks = _checks.masks(masks, (len(masks), *x.shape[:2]), "masks")
+    sigma = _checks.positive_float(sigma, "sigma")
+    num_classes = _checks.positive_int(num_classes, "num_classes", minimum=2)
+    batch_size = _checks.positive_int(batch_size, "batch_size")
+    mesh = sharding.sample_mesh() if mesh is None else mesh
+    _checks.mesh_with_axis(mesh, sharding.SAMPLES)
+    return _Problem(classify, x, masks, sigma, num_classes, batch_size, mesh)
+
+
+def _combinations(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``([P, 2] pairs i <= j in triu order, [M, M] their combination index)``."""
+    pairs = np.stack(np.triu_indices(count), axis=1)
+    index = np.empty((count, count), np.int64)
+    index[pairs[:, 0], pairs[:, 1]] = np.arange(len(pairs))
+    index[pairs[:, 1], pairs[:, 0]] = np.arange(len(pairs))
+    return pairs, index
+
+
+def _keys(key, combinations: np.ndarray) -> jax.Array:
+    """``[len(combinations)]`` keys ``fold_in(key, c)``: one stream per
+    combination, whichever stage draws it."""
+    return _fold_in_each(key, np.asarray(combinations, np.uint32))
+
+
+_fold_in_each = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
+
+
+# ------------------------------------------------------------------- inference
+
+
+def smoothed_double_masking(
+    classify: Classifier,
+    x,
+    masks,
+    sigma: float,
+    *,
+    key: jax.Array,
+    n: int,
+    alpha: float,
+    num_classes: int,
+    batch_size: int,
+    mesh: Mesh | None = None,
+) -> int:
+    """The defended label of ``x``: three-case inference on masked-noise PREDICTs.
+
+    Host driver. PREDICTs the ``k`` one-mask combinations in one batch and,
+    when they disagree, the two-mask combinations of the disagreeing masks in a
+    second one (module docstring). Combination ``c`` draws from
+    ``fold_in(key, c)``, so a label is the same in either stage.
+
+    Args:
+      classify: ``[B, H, W, C] -> [B, num_classes]`` logits, a function or a
+        ``jax.tree_util.Partial`` carrying weights.
+      x: ``[H, W, C]`` float32 image in [0, 1], clean or attacked.
+      masks: ``[k, H, W]`` bool or {0, 1}, none empty, e.g.
+        :func:`mrs_jax.patchcleanser_masks`.
+      sigma: noise standard deviation inside each combination, > 0.
+      key: typed PRNG key.
+      n: draws per PREDICT, >= 1.
+      alpha: each PREDICT's level in (0, 1): it returns a class other than
+        ``g_S(x)`` with probability at most ``alpha``.
+      num_classes: K >= 2.
+      batch_size: (combination, draw) pairs per device step.
+      mesh: a mesh with a ``"samples"`` axis; default every device.
+
+    Returns:
+      The defended label, or ``ABSTAIN`` (-1) where the abstentions carry the
+      vote. Ties for the one-mask majority go to the smallest class, ABSTAIN
+      last.
+    """
+    problem = _prepare(classify, x, masks, sigma, num_classes, batch_size, mesh)
+    n = _checks.positive_int(n, "n")
+    alpha = _checks.probability_level(alpha)
+    return _defend(problem, _checks.prng_key(key), n, alpha).label
+
+
+def _defend(problem: _Problem, key, n: int, alpha: float) -> _Inference:
+    """The three cases (module docstring): label, case and draws made."""
+    count = len(problem.masks)
+    labels = _PairLabels(problem, key, n, alpha)
+    one_mask = labels(labels.index[np.arange(count), np.arange(count)], pad=False)
+    majority = _majority(one_mask)
+    if np.all(one_mask == majority):
+        return _Inference(majority, 1, labels.num_samples)
+    disagreers = np.flatnonzero(one_mask != majority)
+    rows = labels(labels.index[disagreers].ravel(), pad=True).reshape(-1, count)
+    for mask_index, row in zip(disagreers, rows, strict=True):
+        if np.all(row == one_mask[mask_index]):
+            return _Inference(int(one_mask[mask_index]), 2, labels.num_samples)
+    return _Inference(majority, 3, labels.num_samples)
+
+
+class _PairLabels:
+    """PREDICT's label of each combination, drawn once with ``fold_in(key, c)``.
+
+    The program that counts a batch is compiled per batch size, so the second
+    stage, whose size varies with the image, is padded to a power of two (at
+    most every combination left) with combinations not yet drawn; their labels
+    are kept, never read unless needed.
+    """
+
+    def __init__(self, problem: _Problem, key, n: int, alpha: float):
+        self.problem, self.key, self.n, self.alpha = problem, key, n, alpha
+        self.pairs, self.index = _combinations(len(problem.masks))
+        self.labels: dict[int, int] = {}
+
+    @property
+    def num_samples(self) -> int:
+        return self.n * len(self.labels)
+
+    def __call__(self, combinations: np.ndarray, *, pad: bool) -> np.ndarray:
+        wanted = set(combinations.tolist()) - self.labels.keys()
+        if wanted:
+            needed = sorted(wanted)
+            undrawn = [c for c in range(len(self.pairs)) if c not in self.labels]
+            size = len(needed)
+            if pad:
+                size = min(len(undrawn), 1 << (size - 1).bit_length())
+            extra = [c for c in undrawn if c not in wanted]
+            todo = np.array(needed + extra[: size - len(needed)], np.int64)
+            results = _smoothed(
+                self.problem,
+                self.pairs[todo],
+                _keys(self.key, todo),
+                n=self.n,
+                alpha=self.alpha,
+            )
+            labels = [r.label for r in results]
+            self.labels.update(zip(todo.tolist(), labels, strict=True))
+        return np.array([self.labels[c] for c in combinations.tolist()], np.int64)
+
+
+def _majority(labels: np.ndarray) -> int:
+    """The most frequent label; ties to the smallest class, ABSTAIN last."""
+    values, counts = np.unique(labels, return_counts=True)
+    order = np.lexsort((values, values == ABSTAIN, -counts))  # last key first
+    return int(values[order[0]])
+
+
+# ------------------------------------------------------------------- certificate
+
+
+def smoothed_double_masking_certify(
+    classify: Classifier,
+    x,
+    label: int,
+    masks,
+    sigma: float,
+    radius: float,
+    *,
+    key: jax.Array,
+    n0: int,
+    max_n: int,
+    alpha: float,
+    num_classes: int,
+    batch_size: int,
+    futility_alpha: float | None = None,
+    mesh: Mesh | None = None,
+) -> SmoothedDoubleMaskingCertificate:
+    """Certifies ``label`` for every patch position at l2 radius ``radius``.
+
+    Host driver. Runs :func:`mrs_jax.certify_at` (``n0`` selection draws, then
+    the rounds of :func:`mrs_jax.sequential.schedule` at the full ``alpha``) for
+    every combination ``masks[i] | masks[j]``, ``i <= j``, all combinations of
+    a stage in one device program per round; combination ``c`` with key
+    ``fold_in(key, c)`` gets exactly what ``certify_at(..., key=fold_in(key,
+    c))`` returns, up to the first failure in its stage, which stops the
+    stage. A combination counts as certified when ``certify_at`` certifies it
+    and its selection chose ``label`` (``n0 = 0``: it tested ``label``).
+
+    Guarantee (module docstring): with probability at least ``1 - alpha``, if
+    ``certified`` then for every ``s x s`` patch region lying inside some mask
+    and every change ``d`` zero outside it with ``||d||_2 <= radius``, the
+    three-case inference on the exact smoothed labels returns ``label`` on
+    ``x + d``; ``radius >= s * sqrt(C)`` covers every patch content. Nothing is
+    claimed for patches that lie inside no mask.
+
+    Args:
+      classify, x, masks, sigma, num_classes, batch_size, mesh: as in
+        :func:`smoothed_double_masking`; ``x`` is the clean image.
+      label: the class to certify, in ``[0, num_classes)``, chosen without the
+        certification draws (the true label, or the defended label from an
+        independent key).
+      radius: target l2 radius >= 0 inside each combination.
+      key: typed PRNG key.
+      n0: selection draws per combination, >= 1; or 0: no selection, every
+        combination tests ``label`` itself (``certify_at``'s ``label``), which
+        a fixed ``label`` allows and which saves the selection's draws.
+      max_n: the most estimation draws per combination.
+      alpha: the probability of a false certificate, in (0, 1); every
+        combination is tested at it (intersection-union, module docstring).
+      futility_alpha: as in :func:`mrs_jax.certify_at`.
+
+    Returns:
+      A :class:`SmoothedDoubleMaskingCertificate`.
+
+    Raises:
+      ValueError: an invalid argument, or ``max_n`` draws cannot certify
+        ``radius`` at ``alpha`` (:func:`mrs_jax.sequential.schedule`).
+    """
+    problem = _prepare(classify, x, masks, sigma, num_classes, batch_size, mesh)
+    label = _checks.positive_int(label, "label", minimum=0)
+    if label >= problem.num_classes:
+        raise ValueError(f"label must be < num_classes = {num_classes}, got {label}")
+    settings = dict(
+        radius=_checks.nonnegative_float(radius, "radius"),
+        n0=_checks.positive_int(n0, "n0", minimum=0),
+        max_n=_checks.positive_int(max_n, "max_n"),
+        futility_alpha=None
+        if futility_alpha is None
+        else _checks.probability_level(futility_alpha, "futility_alpha"),
+    )
+    alpha = _checks.probability_level(alpha)
+    sequential.schedule(settings["radius"], problem.sigma, alpha, settings["max_n"])
+    key = _checks.prng_key(key)
+
+    count = len(problem.masks)
+    pairs, index = _combinations(count)
+    one_mask = index[np.arange(count), np.arange(count)]
+    stages = (one_mask, np.setdiff1d(np.arange(len(pairs)), one_mask))
+    certified = np.zeros(len(pairs), bool)
+    p_lower = np.full(len(pairs), np.nan)
+    draws = np.zeros(len(pairs), np.int64)
+    reasons = np.full(len(pairs), "", object)
+    for stage in stages:
+        if stage.size == 0:
+            break
+        results = _smoothed(
+            problem,
+            pairs[stage],
+            _keys(key, stage),
+            alpha=alpha,
+            label=label if settings["n0"] == 0 else None,
+            all_or_nothing=True,
+            **settings,
+        )
+        for c, result in zip(stage, results, strict=True):
+            chose = result.selected_label == label
+            certified[c] = result.certified and chose
+            p_lower[c] = result.p_lower if chose else 0.0
+            draws[c] = result.num_samples
+            reasons[c] = result.stop_reason
+        if not certified[stage].all():
+            break  # no later stage can certify the whole
+    return SmoothedDoubleMaskingCertificate(
+        certified=bool(certified.all()),
+        p_lower=float(np.nanmin(p_lower)),
+        num_samples=int(draws.sum()),
+        pairs=pairs,
+        pair_certified=certified,
+        pair_p_lower=p_lower,
+        pair_num_samples=draws,
+        pair_stop_reason=reasons,
+    )
+
+
+# ------------------------------------------------------------------- job row
+
+
+@functools.lru_cache(maxsize=4)
+def _masks(height: int, width: int, patch_size: int, k: int) -> np.ndarray:
+    # One mask set for every image of a run.
+    return patchcleanser_masks((height, width), patch_size, k)
+
+
+def row_fields(
+    config: Any, classify: Classifier, num_classes: int, x, label: int, *, key
+) -> dict[str, Any]:
+    """The row fields of one image for job mode ``smoothed_double_masking``.
+
+    Host driver. The defended label comes from :func:`smoothed_double_masking`
+    (``n0`` draws per PREDICT, at ``alpha``) with one half of ``key``; it is
+    certified by :func:`smoothed_double_masking_certify` (``n0 = 0``: every
+    combination tests that label, no selection draws; ``max_n = config.n``;
+    ``futility_alpha = alpha``: a combination stops once its upper bound is
+    below the threshold) with the other half, so the certified label does not
+    depend on the certification draws.
+
+    Args:
+      config: read by attribute: ``patch_size``, ``pc_k`` (masks per axis),
+        ``sigma``, ``n0``, ``n``, ``alpha``, ``batch_size``, ``target_radius``
+        (None or ``"unrestricted"``: ``s * sqrt(C)``; or an l2 radius).
+      classify: ``[B, H, W, C] -> [B, num_classes]`` logits.
+      num_classes: K >= 2.
+      x: ``[H, W, C]`` float32 clean image in [0, 1].
+      label: the true class. Not read: the row certifies its ``prediction``,
+        as every mode's row does (certified accuracy counts ``certified`` and
+        ``prediction == label``); it keeps the job's call the same for every
+        mode.
+      key: typed PRNG key for this image.
+
+    Returns:
+      ``prediction`` (the defended label, -1 if it abstains), ``certified``,
+      ``certificate`` (``"every_patch_position_l2"``), ``radius`` (the target),
+      ``p_lower`` (the smallest lower bound over the combinations drawn, None
+      when the prediction abstains and nothing is certified), ``num_samples``
+      (every draw, inference and certificate), ``case`` (1, 2 or 3),
+      ``covered`` (None: no attack was run) and ``seconds``.
+    """
+    start = time.perf_counter()
+    x = _checks.image(x)
+    masks = _masks(x.shape[0], x.shape[1], config.patch_size, config.pc_k)
+    target = UNRESTRICTED if config.target_radius is None else config.target_radius
+    radius = resolve_target(target, config.patch_size, x.shape[-1])
+    predict_key, certify_key = jax.random.split(_checks.prng_key(key))
+    problem = _prepare(
+        classify, x, masks, config.sigma, num_classes, config.batch_size, None
+    )
+    n0 = _checks.positive_int(config.n0, "n0")
+    alpha = _checks.probability_level(config.alpha)
+    inference = _defend(problem, predict_key, n0, alpha)
+    predicted = time.perf_counter()
+    certificate = None
+    if inference.label != ABSTAIN:
+        certificate = smoothed_double_masking_certify(
+            classify,
+            x,
+            inference.label,
+            masks,
+            config.sigma,
+            radius,
+            key=certify_key,
+            n0=0,  # the defended label is fixed: each combination tests it
+            max_n=config.n,
+            alpha=alpha,
+            num_classes=num_classes,
+            batch_size=config.batch_size,
+            # A combination whose upper bound falls below the threshold stops:
+            # it can no longer certify, and a stop never adds a certificate.
+            futility_alpha=alpha,
+        )
+    done = time.perf_counter()
+    return {
+        "prediction": inference.label,
+        "certified": certificate is not None and certificate.certified,
+        "certificate": CERTIFICATE,
+        "radius": radius,
+        "p_lower": None if certificate is None else certificate.p_lower,
+        "num_samples": inference.num_samples
+        + (0 if certificate is None else certificate.num_samples),
+        "case": inference.case,
+        "covered": None,
+        "seconds": {"predict": predicted - start, "certify": done - predicted},
+    }

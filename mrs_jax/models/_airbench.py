@@ -1,0 +1,157 @@
+"""A CIFAR network of airbench94's shape (Keller Jordan's fast CIFAR-10 recipe).
+
+A frozen 2x2 whitening convolution (``2 * C * 4`` channels: the eigenvectors of
+the covariance of 2x2 training patches, scaled by their inverse square roots,
+and their negatives; only its bias trains, for the first epochs), GELU, three
+groups ``conv 3x3 -> 2x2 max pool -> BN -> GELU -> conv 3x3 -> BN -> GELU`` of
+64, 256 and 256 channels, a 3x3 max pool and a bias-free linear head scaled by
+``1/9``. The convolutions start as identities on their first input channels
+(dirac initialisation); BatchNorm has no trained scale. The whitening weights
+come from data: :meth:`AirbenchNet.init_whitening` (the trainer calls it with
+``TrainConfig.whiten_examples`` training images). Facts and figures from the
+public airbench94 description; the code is this project's.
+"""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from mrs_jax.models._normalize import CIFAR10_MEAN, CIFAR10_STD, Normalize
+
+WHITEN_SIZE = 2
+BN_MOMENTUM = 0.6  # running = 0.6 * running + 0.4 * batch
+BN_EPSILON = 1e-12
+HEAD_SCALE = 1 / 9
+
+
+def _dirac(conv: nnx.Conv) -> None:
+    """Sets the first ``in_features`` output channels to the identity map."""
+    kernel = conv.kernel.value
+    height, width, c_in, c_out = kernel.shape
+    identity = min(c_in, c_out)
+    eye = jnp.zeros((height, width, c_in, identity), kernel.dtype)
+    centre = jnp.eye(c_in, identity, dtype=kernel.dtype)
+    eye = eye.at[height // 2, width // 2].set(centre)
+    conv.kernel.value = kernel.at[..., :identity].set(eye)
+
+
+def _norm(channels: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    return nnx.BatchNorm(
+        channels,
+        use_scale=False,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        rngs=rngs,
+    )
+
+
+class AirbenchGroup(nnx.Module):
+    """conv -> max pool -> BN -> GELU -> conv -> BN -> GELU; halves H and W."""
+
+    def __init__(self, c_in: int, c_out: int, *, rngs: nnx.Rngs):
+        self.conv1 = nnx.Conv(c_in, c_out, (3, 3), use_bias=False, rngs=rngs)
+        self.norm1 = _norm(c_out, rngs)
+        self.conv2 = nnx.Conv(c_out, c_out, (3, 3), use_bias=False, rngs=rngs)
+        self.norm2 = _norm(c_out, rngs)
+        _dirac(self.conv1)
+        _dirac(self.conv2)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nnx.max_pool(self.conv1(x), (2, 2), strides=(2, 2))
+        x = nnx.gelu(self.norm1(x), approximate=False)
+        return nnx.gelu(self.norm2(self.conv2(x)), approximate=False)
+
+
+class AirbenchNet(nnx.Module):
+    """Whitening conv, three groups, max pool and a scaled linear head.
+
+    Args:
+        num_classes: number of output logits K.
+        widths: channels of the three groups.
+        in_channels: C of the input images.
+        mean, std: per-channel normalisation applied first.
+        clamp: clip inputs to [0, 1] first (see :class:`Normalize`).
+        rngs: parameter initialisation.
+
+    ``features``/``head`` split the network for Grad-CAM.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        widths: Sequence[int] = (64, 256, 256),
+        in_channels: int = 3,
+        mean: Sequence[float] = CIFAR10_MEAN,
+        std: Sequence[float] = CIFAR10_STD,
+        clamp: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        widths = tuple(widths)
+        if len(widths) != 3 or min(widths) < 1:
+            raise ValueError(f"widths must be 3 positive ints; got {widths}")
+        self.normalize = Normalize(mean, std, clamp=clamp)
+        whiten_width = 2 * in_channels * WHITEN_SIZE**2
+        self.whiten = nnx.Conv(
+            in_channels,
+            whiten_width,
+            (WHITEN_SIZE, WHITEN_SIZE),
+            padding="VALID",
+            use_bias=True,
+            rngs=rngs,
+        )
+        self.groups = nnx.List(
+            [
+                AirbenchGroup(a, b, rngs=rngs)
+                for a, b in zip((whiten_width, *widths[:-1]), widths, strict=True)
+            ]
+        )
+        self.head = nnx.Linear(widths[-1], num_classes, use_bias=False, rngs=rngs)
+
+    def init_whitening(self, images: np.ndarray, epsilon: float = 5e-4) -> None:
+        """Sets the whitening kernel from ``images: [N, H, W, C]`` in [0, 1].
+
+        The kernel's filters are the eigenvectors of the covariance of all 2x2
+        patches of the normalised images, each divided by the square root of
+        its eigenvalue plus ``epsilon``, and then the same filters negated.
+        """
+        images = np.asarray(images, np.float32)
+        if images.ndim != 4 or images.shape[-1] * 2 * WHITEN_SIZE**2 != (
+            self.whiten.kernel.value.shape[-1]
+        ):
+            raise ValueError(
+                "images must be [N, H, W, C] with the model's channels; got "
+                f"{images.shape}"
+            )
+        x = np.asarray(self.normalize(jnp.asarray(images)))
+        s = WHITEN_SIZE
+        _, height, width, c = x.shape
+        rows, cols = height - s + 1, width - s + 1
+        patches = np.stack(
+            [x[:, i : rows + i, j : cols + j] for i in range(s) for j in range(s)],
+            axis=-2,
+        )  # [N, H', W', s*s, C], taps in (row, col) order
+        flat = patches.reshape(-1, s * s * c).astype(np.float64)
+        covariance = flat.T @ flat / len(flat)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        order = np.argsort(eigenvalues)[::-1]
+        scaled = eigenvectors[:, order] / np.sqrt(eigenvalues[order] + epsilon)
+        filters = scaled.reshape(s, s, c, -1)  # [kh, kw, C, s*s*C]
+        kernel = np.concatenate([filters, -filters], axis=-1).astype(np.float32)
+        self.whiten.kernel.value = jnp.asarray(kernel)
+
+    def features(self, images: jax.Array) -> jax.Array:
+        """The last feature map ``[B, h, w, F]`` (what Grad-CAM weighs)."""
+        x = nnx.gelu(self.whiten(self.normalize(images)), approximate=False)
+        for group in self.groups:
+            x = group(x)
+        return x
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        """Maps ``images: [B, H, W, C]`` in [0, 1] to logits ``[B, K]``."""
+        x = self.features(images)
+        x = nnx.max_pool(x, (3, 3), strides=(3, 3)).reshape(x.shape[0], -1)
+        return self.head(x) * HEAD_SCALE

@@ -1,0 +1,334 @@
+"""The static settings of a training run, checked field by field.
+
+:class:`TrainConfig` is what a ``train/configs/*.py`` file returns. Every field is
+validated when the config is built, with a message naming the field, so a mistake
+in a config file is reported before any data is loaded or anything is written.
+:func:`data_sources` loads the data a config names and refuses labels outside
+``num_classes`` (and occlusion squares that do not fit its images).
+:func:`square_augment` applies what ``augmentation`` names: MRS's masked noise, or
+PatchCleanser's occlusion squares. The whole config is recorded in the work dir's
+``model.json``, so that a resume with a different one is refused
+(:mod:`mrs_jax.training`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from mrs_jax.core import checks as _checks
+from mrs_jax.data import dataset_source
+from mrs_jax.models import model_names
+from mrs_jax.training._augment import (
+    masked_noise_augment,
+    noise_squares_augment,
+    occlusion_augment,
+)
+
+AUGMENTATIONS = ("masked_noise", "occlusion", "noise_squares")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Static training settings.
+
+    Attributes:
+        dataset: a :func:`mrs_jax.data.dataset_source` name.
+        data_dir: folder for cifar10 pickles or tensorflow-datasets data.
+        model: a :func:`mrs_jax.models.get_model` name.
+        model_kwargs: extra model arguments as ``((name, value), ...)``.
+        num_classes: K (also used for ``synthetic`` data).
+        image_shape: (H, W, C) of ``synthetic`` data.
+        synthetic_examples: train-split size of ``synthetic`` data (test: a quarter).
+        epochs: number of epochs.
+        batch_size: global batch; must divide by the device count.
+        learning_rate: peak learning rate.
+        momentum: SGD (Nesterov) momentum.
+        weight_decay: L2 weight decay added to the gradient.
+        schedule: ``cosine`` (with ``warmup_epochs`` linear warm-up) or ``step``
+            (x0.1 at 50% and 75% of training).
+        warmup_epochs: linear warm-up length for ``cosine``.
+        label_smoothing: weight in [0, 1) moved from the true label's one-hot
+            target to the uniform distribution over the K classes (0: plain
+            cross-entropy).
+        augmentation: what each training image gets after ``flip_crop`` (see
+            :func:`square_augment`): ``masked_noise`` (MRS: ``sigma`` noise in one
+            square of width ``w_min..w_max``) or ``occlusion`` (PatchCleanser:
+            ``occlusion_squares`` squares of side ``occlusion_size`` filled with
+            ``occlusion_fill``, no noise; ``sigma`` and the widths are unused)
+            or ``noise_squares`` (masked-noise double masking: ``sigma`` noise
+            in the union of ``occlusion_squares`` squares of side
+            ``occlusion_size``; the widths and ``occlusion_fill`` are unused).
+        sigma: noise standard deviation in [0, 1] pixel units.
+        w_min, w_max: inclusive range of square widths.
+        full_image_noise: noise on the whole image instead of a square
+            (``masked_noise`` only).
+        occlusion_size: side of the occlusion (or noise) squares: the PatchCleanser mask
+            width (9 for 32x32 images, patch 5, k = 6), at most the image side.
+        occlusion_squares: occlusion squares per image (2: double masking).
+        occlusion_fill: value of occluded pixels, a number or ``[C]`` numbers in
+            [0, 1]; the ``fill`` given to :func:`mrs_jax.double_masking`.
+        flip_crop: random horizontal flips and 4-pixel-padded random crops.
+        max_steps_per_epoch: cap on steps per epoch (smoke runs), or None.
+        max_eval_examples: cap on test examples evaluated, or None.
+        eval_batch_size: batch for evaluation (rounded up to the device count).
+        seed: seeds initialisation, data order and augmentation.
+        keep_checkpoints: how many epoch checkpoints orbax keeps.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    model: str = "small_cnn"
+    model_kwargs: tuple[tuple[str, Any], ...] = ()
+    num_classes: int = 10
+    image_shape: tuple[int, int, int] = (32, 32, 3)
+    synthetic_examples: int = 256
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    augmentation: str = "masked_noise"
+    sigma: float = 0.5
+    w_min: int = 5
+    w_max: int = 10
+    full_image_noise: bool = False
+    occlusion_size: int = 9
+    occlusion_squares: int = 2
+    occlusion_fill: float | tuple[float, ...] = 0.5
+    flip_crop: bool = False
+    max_steps_per_epoch: int | None = None
+    max_eval_examples: int | None = None
+    eval_batch_size: int = 256
+    seed: int = 0
+    keep_checkpoints: int = 2
+
+    def __post_init__(self):
+        # Normalised in place (frozen), so configs from files are hashable (the
+        # jitted step is cached on them) and JSON-recordable in model.json.
+        fix = functools.partial(object.__setattr__, self)
+        for name in ("dataset", "model", "schedule", "augmentation"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {value!r}")
+        if self.model not in model_names():
+            raise ValueError(
+                f"model must be one of {model_names()}; got {self.model!r}"
+            )
+        if self.schedule not in ("cosine", "step"):
+            raise ValueError(f"schedule must be cosine or step; got {self.schedule!r}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(
+                f"augmentation must be one of {AUGMENTATIONS}; got "
+                f"{self.augmentation!r}"
+            )
+        if self.data_dir is not None:
+            if not isinstance(self.data_dir, (str, os.PathLike)):
+                raise TypeError(
+                    f"data_dir must be a path or None, got {self.data_dir!r}"
+                )
+            fix("data_dir", str(self.data_dir))
+        fix("model_kwargs", _model_kwargs(self.model_kwargs))
+        shape = self.image_shape
+        if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+            raise ValueError(f"image_shape must be (H, W, C), got {shape!r}")
+        fix("image_shape", tuple(_checks.positive_int(d, "image_shape") for d in shape))
+        minimum = {"num_classes": 2, "seed": 0}
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if value is not None or name not in _OPTIONAL_FIELDS:
+                fix(name, _checks.positive_int(value, name, minimum.get(name, 1)))
+        if self.w_min > self.w_max:
+            raise ValueError(f"need w_min <= w_max; got {self.w_min}, {self.w_max}")
+        rate = _checks.positive_float(self.learning_rate, "learning_rate")
+        fix("learning_rate", rate)
+        for name in ("momentum", "weight_decay", "warmup_epochs", "sigma"):
+            fix(name, _checks.nonnegative_float(getattr(self, name), name))
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be < 1, got {self.momentum}")
+        smoothing = _checks.nonnegative_float(self.label_smoothing, "label_smoothing")
+        if smoothing >= 1:
+            raise ValueError(f"label_smoothing must be < 1, got {smoothing}")
+        fix("label_smoothing", smoothing)
+        for name in ("full_image_noise", "flip_crop"):
+            fix(name, _checks.boolean(getattr(self, name), name))
+        if self.full_image_noise and self.augmentation != "masked_noise":
+            raise ValueError(
+                "full_image_noise=True needs augmentation='masked_noise'; got "
+                f"augmentation={self.augmentation!r}"
+            )
+        fix("occlusion_fill", _occlusion_fill(self.occlusion_fill))
+
+
+_INT_FIELDS = (
+    "num_classes",
+    "synthetic_examples",
+    "epochs",
+    "batch_size",
+    "w_min",
+    "w_max",
+    "occlusion_size",
+    "occlusion_squares",
+    "max_steps_per_epoch",
+    "max_eval_examples",
+    "eval_batch_size",
+    "seed",
+    "keep_checkpoints",
+)
+_OPTIONAL_FIELDS = ("max_steps_per_epoch", "max_eval_examples")
+
+
+def _occlusion_fill(fill: Any) -> float | tuple[float, ...]:
+    """``occlusion_fill`` as a float or a tuple of floats, each in [0, 1]."""
+    name = "occlusion_fill"
+    if isinstance(fill, (tuple, list)):
+        if not fill:
+            raise ValueError(f"{name} must be a number or [C] numbers, got {fill!r}")
+        values = tuple(_checks.nonnegative_float(v, name) for v in fill)
+    else:
+        values = (_checks.nonnegative_float(fill, name),)
+    if max(values) > 1:
+        raise ValueError(f"{name} must lie in [0, 1], got {fill!r}")
+    return values if isinstance(fill, (tuple, list)) else values[0]
+
+
+def square_augment(
+    key: jax.Array, images: jax.Array, config: TrainConfig
+) -> jax.Array:
+    """The random squares ``config.augmentation`` names, on ``images: [B, H, W, C]``.
+
+    ``masked_noise``: :func:`mrs_jax.noise.masked_noise_augment` with ``sigma`` in
+    one square of width ``w_min..w_max`` (clamped to the image) or the whole image;
+    not clipped. ``occlusion``: :func:`mrs_jax.occlusion_augment`, the pixels of
+    ``occlusion_squares`` squares of side ``occlusion_size`` set to
+    ``occlusion_fill``, no noise. ``noise_squares``:
+    :func:`mrs_jax.noise_squares_augment`, ``sigma`` noise in the union of
+    ``occlusion_squares`` squares of side ``occlusion_size``, not clipped.
+    Jittable (``config`` static).
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    if config.augmentation == "occlusion":
+        return occlusion_augment(
+            key,
+            images,
+            config.occlusion_size,
+            config.occlusion_squares,
+            config.occlusion_fill,
+        )
+    if config.augmentation == "noise_squares":
+        return noise_squares_augment(
+            key, images, config.sigma, config.occlusion_size, config.occlusion_squares
+        )
+    w_max = min(config.w_max, *images.shape[1:3])
+    w_min = min(config.w_min, w_max)
+    return masked_noise_augment(
+        key, images, config.sigma, w_min, w_max, config.full_image_noise
+    )
+
+
+def _model_kwargs(kwargs: Any) -> tuple[tuple[str, Any], ...]:
+    """``model_kwargs`` as sorted-as-given ``((name, value), ...)``, lists as tuples."""
+    items = kwargs.items() if isinstance(kwargs, dict) else kwargs
+    try:
+        pairs = [(name, value) for name, value in items]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"model_kwargs must be ((name, value), ...) or a dict, got {kwargs!r}"
+        ) from None
+    for name, value in pairs:
+        if not isinstance(name, str):
+            raise TypeError(f"model_kwargs names must be str, got {name!r}")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"model_kwargs[{name!r}] must be JSON-serialisable, got {value!r}"
+            ) from None
+    return tuple((name, _as_tuples(value)) for name, value in pairs)
+
+
+def _as_tuples(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(v) for v in value)
+    return value
+
+
+def data_sources(config: TrainConfig):
+    """The train and test sources ``config`` names, with their labels checked.
+
+    Returns:
+        ``(train, test)`` from :func:`mrs_jax.data.dataset_source` (the test split
+        of ``imagenet2012`` is ``validation``).
+
+    Raises:
+        ValueError: a label outside [0, ``config.num_classes``) in either split
+            (training on it gives a NaN loss, not an error), or, for
+            ``augmentation="occlusion"``, an ``occlusion_size`` larger than the
+            images or an ``occlusion_fill`` with another channel count.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    kwargs = dict(
+        data_dir=config.data_dir,
+        image_shape=config.image_shape,
+        num_classes=config.num_classes,
+        seed=config.seed,
+    )
+    train = dataset_source(
+        config.dataset, "train", num_examples=config.synthetic_examples, **kwargs
+    )
+    test_split = "validation" if config.dataset == "imagenet2012" else "test"
+    test = dataset_source(
+        config.dataset,
+        test_split,
+        num_examples=max(1, config.synthetic_examples // 4),
+        **kwargs,
+    )
+    for split, source in (("train", train), (test_split, test)):
+        _check_labels(source, f"{config.dataset} {split}", config.num_classes)
+    if config.augmentation in ("occlusion", "noise_squares"):
+        _check_occlusion(config, tuple(train.image_shape))
+    return train, test
+
+
+def _check_occlusion(config: TrainConfig, image_shape: tuple[int, ...]) -> None:
+    """Refuses occlusion settings that do not fit ``image_shape`` (H, W, C)."""
+    height, width, channels = image_shape
+    if config.occlusion_size > min(height, width):
+        raise ValueError(
+            f"occlusion_size={config.occlusion_size} exceeds the {height}x{width} "
+            f"{config.dataset} images"
+        )
+    fill = config.occlusion_fill
+    if isinstance(fill, tuple) and len(fill) != channels:
+        raise ValueError(
+            f"occlusion_fill has {len(fill)} values; the {config.dataset} images "
+            f"have {channels} channels"
+        )
+
+
+def _check_labels(source, name: str, num_classes: int) -> None:
+    """Refuses labels outside [0, num_classes): training on them gives a NaN loss."""
+    labels = getattr(source, "labels", None)
+    if labels is None:  # a streamed source: the labels it declares
+        values = np.arange(source.num_classes)
+    else:
+        values = np.unique(np.asarray(labels))
+    bad = values[(values < 0) | (values >= num_classes)]
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
+        raise ValueError(
+            f"the {name} labels include {shown}, outside [0, num_classes="
+            f"{num_classes}); the data has labels {values.min()}..{values.max()}: "
+            "set num_classes to match the data"
+        )
