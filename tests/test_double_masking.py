@@ -16,12 +16,12 @@ from jax.tree_util import Partial
 import mrs_jax
 from mrs_jax import (
     PatchCleanserResult,
+    double_masking,
     double_masking_certify,
     patchcleanser,
     patchcleanser_masks,
     two_mask_predictions,
 )
-from mrs_jax.certification import _patchcleanser as double_masking
 
 SIDE = 16
 SHAPE = (SIDE, SIDE, 3)

@@ -67,7 +67,7 @@ def test_every_stage_face_names_what_it_exports(stage):
     face = importlib.import_module(f"mrs_jax.{stage}")
     assert face.__all__ == sorted(face.__all__)
     for name in face.__all__:
-        assert getattr(face, name) is not None, (stage, name)
+        assert name in vars(face), (stage, name)
     public = {n for n in vars(face) if not n.startswith("_")}
     assert public == set(face.__all__), public ^ set(face.__all__)
 
@@ -91,9 +91,12 @@ def test_version_has_one_source():
 
 
 def test_import_does_not_pull_heavy_optional_modules():
+    # Flax and optax load with the package: the models and the trainer are
+    # classes of theirs, re-exported by plain imports. OpenCV, matplotlib,
+    # tensorflow-datasets, scipy.stats and orbax load on first use.
     code = (
         "import sys, mrs_jax; "
-        "heavy = [m for m in ('flax', 'cv2', 'matplotlib', 'tensorflow_datasets', "
+        "heavy = [m for m in ('cv2', 'matplotlib', 'tensorflow_datasets', "
         "'tensorflow', 'scipy.stats', 'orbax.checkpoint') if m in sys.modules]; "
         "print(heavy)"
     )

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from _job_helpers import tiny_config
 
-from mrs_jax import adaptive_patch_attack, job, joint_vote, prediction_map
+from mrs_jax import adaptive_patch_attack, job, joint_vote, localize, prediction_map
 from mrs_jax.attacks import OUTCOMES, soft_vote, vote_patch_attack
-from mrs_jax.localization import _localize as localize
 
 SIZE = 4
 DECOY = 11  # the context region: a 4 x 4 checkerboard at rows/cols 11..14
@@ -347,7 +346,7 @@ def test_the_sampled_template_is_the_votes_template(size, stride, m):
     offsets = vote_attack._template_offsets(vote)
     assert len(offsets) == localize_module.template_size(size, stride, m)
     changed = np.random.default_rng(0).uniform(size=(7, 9)).astype(np.float32)
-    score = np.asarray(localize_module._scores(jnp.asarray(changed), vote))
+    score = np.asarray(localize_module.joint_vote_scores(jnp.asarray(changed), vote))
     for centre in [(0, 0), (3, 4), (6, 8), (2, 8)]:
         cells = np.asarray(centre) + offsets
         inside = np.all((cells >= 0) & (cells < changed.shape), axis=1)

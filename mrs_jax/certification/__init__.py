@@ -5,10 +5,8 @@ sequential certification, PatchCleanser and masked-noise double masking
 
 from ._bounds import certified_radius as certified_radius
 from ._bounds import clopper_pearson_lower as clopper_pearson_lower
-from ._bounds import clopper_pearson_upper as clopper_pearson_upper
 from ._bounds import normal_cdf as normal_cdf
 from ._counting import CPU_CHUNK_PER_DEVICE as CPU_CHUNK_PER_DEVICE
-from ._counting import Counter as Counter
 from ._counting import as_pytree as as_pytree
 from ._counting import chunk_for as chunk_for
 from ._counting import device_chunk as device_chunk
@@ -46,7 +44,6 @@ __all__ = [
     "CERTIFICATE",
     "CPU_CHUNK_PER_DEVICE",
     "Certificate",
-    "Counter",
     "PatchCleanserResult",
     "Prediction",
     "TargetCertificate",
@@ -57,7 +54,6 @@ __all__ = [
     "certify_at",
     "chunk_for",
     "clopper_pearson_lower",
-    "clopper_pearson_upper",
     "device_chunk",
     "double_masking",
     "double_masking_certify",

@@ -3,7 +3,6 @@ their checkpoints and BatchNorm folding.
 """
 
 from ._checkpoint import METRICS_JSONL as METRICS_JSONL
-from ._checkpoint import MODEL_JSON as MODEL_JSON
 from ._checkpoint import append_metrics_row as append_metrics_row
 from ._checkpoint import check_resume as check_resume
 from ._checkpoint import check_workdir as check_workdir
@@ -14,7 +13,6 @@ from ._checkpoint import load_classifier as load_classifier
 from ._checkpoint import load_model as load_model
 from ._checkpoint import load_warm_start as load_warm_start
 from ._checkpoint import read_metrics as read_metrics
-from ._checkpoint import read_model_meta as read_model_meta
 from ._checkpoint import restore_intact as restore_intact
 from ._checkpoint import save_checkpoint as save_checkpoint
 from ._checkpoint import set_aside as set_aside
@@ -36,7 +34,6 @@ __all__ = [
     "CifarResNet",
     "ImageNetResNet",
     "METRICS_JSONL",
-    "MODEL_JSON",
     "Normalize",
     "SmallCNN",
     "WideResNet",
@@ -57,7 +54,6 @@ __all__ = [
     "load_warm_start",
     "model_names",
     "read_metrics",
-    "read_model_meta",
     "restore_intact",
     "save_checkpoint",
     "set_aside",
