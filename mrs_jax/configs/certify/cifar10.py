@@ -11,6 +11,7 @@ CIFAR-shaped data.
 
 import dataclasses
 
+from mrs_jax.configs import _smoke
 from mrs_jax.job import JobConfig
 
 
@@ -33,15 +34,6 @@ def get_config(smoke: bool = False) -> JobConfig:
     )
     if smoke:
         config = dataclasses.replace(
-            config,
-            dataset="synthetic",
-            num_images=2,
-            num_locations=4,
-            attack_steps=2,
-            n0=10,
-            n=100,
-            batch_size=64,
-            synthetic_shape=(32, 32, 3),
-            synthetic_classes=10,
+            config, **_smoke.CERTIFY_FEW, **_smoke.CERTIFY_SYNTHETIC_CIFAR10
         )
     return config

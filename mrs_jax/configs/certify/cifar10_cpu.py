@@ -18,43 +18,23 @@ n > 38,000). Data: CIFAR-10 JPEG class folders (or
 ``cifar-10-batches-py``) in ``data/cifar10``.
 """
 
-import dataclasses
+from pathlib import Path
 
+from mrs_jax.core import configfile
 from mrs_jax.job import JobConfig
+
+# cifar10.py (the paper's protocol) with a CPU's attack budget, draws and batches.
+BASE = Path(__file__).with_name("cifar10.py")
+# A smoke run keeps the base's sizes (synthetic data, 2 steps, 100 draws).
+CPU_SCALE = dict(data_dir="data/cifar10", attack_steps=20, n=10_000, batch_size=400)
 
 
 def get_config(smoke: bool = False) -> JobConfig:
-    config = JobConfig(
-        mode="practical",
-        dataset="cifar10",
-        data_dir="data/cifar10",
-        split="test",
-        num_images=500,
-        patch_size=5,
-        num_locations=80,
-        attack_steps=20,
+    return configfile.derive(
+        BASE,
+        smoke,
+        JobConfig,
         attack_step_size=0.1,
-        dilation=3,
-        inpaint_method="telea",
-        sigma=7.0,
-        n0=100,
-        n=10_000,
-        alpha=0.001,
-        batch_size=400,
         localize_batch_size=392,
+        **({} if smoke else CPU_SCALE),
     )
-    if smoke:
-        config = dataclasses.replace(
-            config,
-            dataset="synthetic",
-            data_dir=None,
-            num_images=2,
-            num_locations=4,
-            attack_steps=2,
-            n0=10,
-            n=100,
-            batch_size=64,
-            synthetic_shape=(32, 32, 3),
-            synthetic_classes=10,
-        )
-    return config

@@ -28,16 +28,17 @@ from mrs_jax.job import JobConfig
 
 # Everything but the attack comes from cifar10_cpu.py: same defence, same images.
 BASE = Path(__file__).with_name("cifar10_cpu.py")
+# The attack, with the objective that was strongest on digits (digits_adaptive.py
+# runs it too).
+ATTACK = dict(
+    mode="adaptive",
+    adaptive_objective="eot_inpaint_noise",
+    adaptive_occlusions=4,
+    adaptive_noise_draws=2,
+)
 
 
 def get_config(smoke: bool = False) -> JobConfig:
     return configfile.derive(
-        BASE,
-        smoke,
-        JobConfig,
-        mode="adaptive",
-        num_images=2 if smoke else 50,
-        adaptive_objective="eot_inpaint_noise",
-        adaptive_occlusions=4,
-        adaptive_noise_draws=2,
+        BASE, smoke, JobConfig, num_images=2 if smoke else 50, **ATTACK
     )

@@ -23,34 +23,30 @@ class folders (or ``cifar-10-batches-py``) in ``data/cifar10``.
 """
 
 import dataclasses
+from pathlib import Path
 
+from mrs_jax.configs import _smoke
+from mrs_jax.core import configfile
 from mrs_jax.job import JobConfig
+
+# The paper's protocol (cifar10.py) with cifar10_cpu.py's data and n; its attack
+# fields are unused here. The smoke variant shrinks this config (not the base's
+# smoke variant): synthetic data, two images, smaller batches.
+BASE = Path(__file__).with_name("cifar10.py")
+SMOKE = dict(**_smoke.CERTIFY_SYNTHETIC_CIFAR10, num_images=2, pc_batch_size=64)
 
 
 def get_config(smoke: bool = False) -> JobConfig:
-    config = JobConfig(
+    config = configfile.derive(
+        BASE,
+        False,
+        JobConfig,
         mode="double_masking",
-        dataset="cifar10",
         data_dir="data/cifar10",
-        split="test",
         num_images=200,
-        patch_size=5,
+        n=10_000,
         pc_k=6,
         pc_fill=0.5,
         pc_batch_size=256,
-        sigma=7.0,
-        n0=100,
-        n=10_000,
-        alpha=0.001,
     )
-    if smoke:
-        config = dataclasses.replace(
-            config,
-            dataset="synthetic",
-            data_dir=None,
-            num_images=2,
-            pc_batch_size=64,
-            synthetic_shape=(32, 32, 3),
-            synthetic_classes=10,
-        )
-    return config
+    return dataclasses.replace(config, **SMOKE) if smoke else config

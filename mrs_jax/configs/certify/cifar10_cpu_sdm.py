@@ -28,37 +28,33 @@ each, from an independent key. Data: CIFAR-10 JPEG class folders in ``data/cifar
 """
 
 import dataclasses
+from pathlib import Path
 
+from mrs_jax.configs import _smoke
+from mrs_jax.core import configfile
 from mrs_jax.job import JobConfig
+
+# cifar10_cpu_pc.py's data, masks and protocol with noise in place of the grey
+# fill. The smoke variant shrinks this config (not the base's smoke variant).
+BASE = Path(__file__).with_name("cifar10_cpu_pc.py")
+SMOKE = dict(
+    **_smoke.CERTIFY_SYNTHETIC_CIFAR10,
+    num_images=2,
+    pc_k=3,
+    n0=20,
+    n=1000,
+    batch_size=64,
+)
 
 
 def get_config(smoke: bool = False) -> JobConfig:
-    config = JobConfig(
+    config = configfile.derive(
+        BASE,
+        False,
+        JobConfig,
         mode="smoothed_double_masking",
-        dataset="cifar10",
-        data_dir="data/cifar10",
-        split="test",
         num_images=100,
-        patch_size=5,
-        pc_k=6,
-        sigma=7.0,
-        n0=100,
-        n=10_000,
-        alpha=0.001,
         batch_size=400,
         target_radius="unrestricted",
     )
-    if smoke:
-        config = dataclasses.replace(
-            config,
-            dataset="synthetic",
-            data_dir=None,
-            num_images=2,
-            pc_k=3,
-            n0=20,
-            n=1000,
-            batch_size=64,
-            synthetic_shape=(32, 32, 3),
-            synthetic_classes=10,
-        )
-    return config
+    return dataclasses.replace(config, **SMOKE) if smoke else config

@@ -12,6 +12,7 @@ from the checkpoint).
 
 import dataclasses
 
+from mrs_jax.configs import _smoke
 from mrs_jax.job import JobConfig
 
 
@@ -34,13 +35,5 @@ def get_config(smoke: bool = False) -> JobConfig:
         batch_size=128,
     )
     if smoke:
-        config = dataclasses.replace(
-            config,
-            num_images=2,
-            num_locations=4,
-            attack_steps=2,
-            n0=10,
-            n=100,
-            batch_size=64,
-        )
+        config = dataclasses.replace(config, **_smoke.CERTIFY_FEW)
     return config

@@ -19,20 +19,14 @@ Smoke: add ``--smoke``.
 
 from pathlib import Path
 
+from mrs_jax.configs.certify import cifar10_cpu_adaptive
 from mrs_jax.core import configfile
 from mrs_jax.job import JobConfig
 
-# Everything but the attack comes from digits.py: same defence, same images.
+# Everything but the attack comes from digits.py: same defence, same images; the
+# attack is cifar10_cpu_adaptive.py's.
 BASE = Path(__file__).with_name("digits.py")
 
 
 def get_config(smoke: bool = False) -> JobConfig:
-    return configfile.derive(
-        BASE,
-        smoke,
-        JobConfig,
-        mode="adaptive",
-        adaptive_objective="eot_inpaint_noise",
-        adaptive_occlusions=4,
-        adaptive_noise_draws=2,
-    )
+    return configfile.derive(BASE, smoke, JobConfig, **cifar10_cpu_adaptive.ATTACK)

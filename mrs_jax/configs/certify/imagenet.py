@@ -11,7 +11,19 @@ data with an 8x8 patch.
 
 import dataclasses
 
+from mrs_jax.configs import _smoke
 from mrs_jax.job import JobConfig
+
+# The smoke run's synthetic 48x48 images, 8x8 patch and smaller batches.
+SMOKE = dict(
+    dataset="synthetic",
+    split="test",
+    patch_size=8,
+    batch_size=32,
+    localize_batch_size=64,
+    synthetic_shape=(48, 48, 3),
+    synthetic_classes=1000,
+)
 
 
 def get_config(smoke: bool = False) -> JobConfig:
@@ -33,19 +45,5 @@ def get_config(smoke: bool = False) -> JobConfig:
         batch_size=256,
     )
     if smoke:
-        config = dataclasses.replace(
-            config,
-            dataset="synthetic",
-            split="test",
-            num_images=2,
-            patch_size=8,
-            num_locations=4,
-            attack_steps=2,
-            n0=10,
-            n=100,
-            batch_size=32,
-            localize_batch_size=64,
-            synthetic_shape=(48, 48, 3),
-            synthetic_classes=1000,
-        )
+        config = dataclasses.replace(config, **(_smoke.CERTIFY_FEW | SMOKE))
     return config

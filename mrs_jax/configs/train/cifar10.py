@@ -12,6 +12,7 @@ step schedule.
 
 import dataclasses
 
+from mrs_jax.configs import _smoke
 from mrs_jax.training import TrainConfig
 
 
@@ -34,16 +35,6 @@ def get_config(smoke: bool = False) -> TrainConfig:
     )
     if smoke:
         config = dataclasses.replace(
-            config,
-            dataset="synthetic",
-            data_dir=None,
-            model="resnet_tiny",
-            image_shape=(32, 32, 3),
-            synthetic_examples=32,
-            epochs=1,
-            batch_size=8,
-            max_steps_per_epoch=2,
-            max_eval_examples=8,
-            eval_batch_size=8,
+            config, model="resnet_tiny", **_smoke.TRAIN_SYNTHETIC
         )
     return config

@@ -22,48 +22,39 @@ with a GPU.
 Smoke: add ``--smoke`` (synthetic 32x32 data, tiny network, two steps).
 """
 
-import dataclasses
+from pathlib import Path
 
+from mrs_jax.core import configfile
 from mrs_jax.training import TrainConfig
 
+# The data, noise, flips and crops of cifar10.py (the paper's); the network and
+# its schedule are the CPU's.
+BASE = Path(__file__).with_name("cifar10.py")
 WIDTHS = (32, 64, 128, 256)
+SCHEDULE = dict(
+    learning_rate=0.05,
+    weight_decay=5e-4,
+    schedule="cosine",
+    warmup_epochs=0.5,
+    label_smoothing=0.1,
+)
+# A smoke run keeps the base's sizes (one epoch, two steps of 8).
+CPU_SCALE = dict(
+    data_dir="data/cifar10",
+    model="fast_cnn",
+    model_kwargs=(("widths", WIDTHS), ("clamp", True)),
+    epochs=9,
+    batch_size=64,
+    max_eval_examples=2000,
+)
+SMOKE_MODEL = dict(model="fast_cnn_tiny", model_kwargs=(("clamp", True),))
 
 
 def get_config(smoke: bool = False) -> TrainConfig:
-    config = TrainConfig(
-        dataset="cifar10",
-        data_dir="data/cifar10",
-        model="fast_cnn",
-        model_kwargs=(("widths", WIDTHS), ("clamp", True)),
-        num_classes=10,
-        epochs=9,
-        batch_size=64,
-        learning_rate=0.05,
-        weight_decay=5e-4,
-        schedule="cosine",
-        warmup_epochs=0.5,
-        label_smoothing=0.1,
-        sigma=7.0,
-        w_min=5,
-        w_max=10,
-        flip_crop=True,
-        max_eval_examples=2000,
-        eval_batch_size=500,
-        keep_checkpoints=2,
+    return configfile.derive(
+        BASE,
+        smoke,
+        TrainConfig,
+        **SCHEDULE,
+        **(SMOKE_MODEL if smoke else CPU_SCALE),
     )
-    if smoke:
-        config = dataclasses.replace(
-            config,
-            dataset="synthetic",
-            data_dir=None,
-            model="fast_cnn_tiny",
-            model_kwargs=(("clamp", True),),
-            image_shape=(32, 32, 3),
-            synthetic_examples=32,
-            epochs=1,
-            batch_size=8,
-            max_steps_per_epoch=2,
-            max_eval_examples=8,
-            eval_batch_size=8,
-        )
-    return config

@@ -16,6 +16,7 @@ Smoke: add ``--smoke`` (synthetic 32x32 data, a tiny bottleneck ResNet, two step
 
 import dataclasses
 
+from mrs_jax.configs import _smoke
 from mrs_jax.training import TrainConfig
 
 
@@ -39,17 +40,6 @@ def get_config(smoke: bool = False) -> TrainConfig:
     )
     if smoke:
         config = dataclasses.replace(
-            config,
-            dataset="synthetic",
-            data_dir=None,
-            model="resnet50_tiny",
-            num_classes=5,
-            image_shape=(32, 32, 3),
-            synthetic_examples=32,
-            epochs=1,
-            batch_size=8,
-            max_steps_per_epoch=2,
-            max_eval_examples=8,
-            eval_batch_size=8,
+            config, model="resnet50_tiny", num_classes=5, **_smoke.TRAIN_SYNTHETIC
         )
     return config

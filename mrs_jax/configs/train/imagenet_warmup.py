@@ -4,20 +4,17 @@ Run: ``python -m train --config train/configs/imagenet_warmup.py --workdir runs/
 Smoke: add ``--smoke``.
 """
 
-import dataclasses
-import importlib.util
 from pathlib import Path
 
+from mrs_jax.core import configfile
 from mrs_jax.training import TrainConfig
 
-_spec = importlib.util.spec_from_file_location(
-    "_imagenet_config", Path(__file__).with_name("imagenet.py")
-)
-_imagenet = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_imagenet)
+BASE = Path(__file__).with_name("imagenet.py")
+# A smoke run keeps the base's one epoch.
+WARMUP_EPOCHS = dict(epochs=30)
 
 
 def get_config(smoke: bool = False) -> TrainConfig:
-    return dataclasses.replace(
-        _imagenet.get_config(smoke), sigma=8.0, epochs=30 if not smoke else 1
+    return configfile.derive(
+        BASE, smoke, TrainConfig, sigma=8.0, **({} if smoke else WARMUP_EPOCHS)
     )
