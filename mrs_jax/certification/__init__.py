@@ -1,6 +1,8 @@
 """Certificates: Clopper-Pearson bounds, masked counting, CERTIFY / PREDICT,
-sequential certification, PatchCleanser and masked-noise double masking
-(MRS_SPEC.md ss. 2, 3 and 9).
+sequential certification, PatchCleanser and masked-noise double masking.
+
+Derivations and proofs: ``docs/masked_smoothing.md``, ``docs/sequential.md``,
+``docs/patchcleanser.md``, ``docs/smoothed_double_masking.md``.
 """
 
 from ._bounds import certified_radius as certified_radius

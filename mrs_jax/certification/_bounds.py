@@ -1,9 +1,8 @@
-"""Confidence bounds and certified radii (Cohen et al. 2019, Algorithm 1;
-``MRS_SPEC.md`` section 3).
+"""Clopper-Pearson bounds and certified radii (Cohen et al. 2019, Algorithm 1).
 
-The Clopper-Pearson bounds are host steps with scipy: only the per-class counts
-come back from the device. ``certified_radius`` is a host step on numbers and a
-device function on tracers, so it also runs inside a user's jitted code.
+The bounds are host steps with scipy on the per-class counts;
+``certified_radius`` is a host step on numbers and a device function on
+tracers. Derivation: ``docs/masked_smoothing.md``.
 """
 
 from __future__ import annotations
@@ -44,6 +43,20 @@ def clopper_pearson_lower(k, n, alpha: float):
     Returns:
       The lower bound in [0, 1] (exactly 0 where ``k == 0``): a float for int
       ``k`` and ``n``, else a float64 array of their broadcast shape.
+
+    Raises:
+      ValueError, TypeError: naming the argument: ``k``, ``n`` or ``alpha`` out
+        of range or of the wrong type, or traced (not concrete) counts.
+
+    Examples:
+      >>> import numpy as np
+      >>> from mrs_jax.certification import clopper_pearson_lower
+      >>> round(clopper_pearson_lower(100, 100, 0.001), 4)  # 0.001 ** (1 / 100)
+      0.9333
+      >>> round(clopper_pearson_lower(90, 100, 0.001), 4)
+      0.7753
+      >>> clopper_pearson_lower(np.array([0, 50, 100]), 100, 0.001).round(3).tolist()
+      [0.0, 0.345, 0.933]
     """
     if _is_array(k) or _is_array(n):
         return _clopper_pearson_lower_array(k, n, alpha)
@@ -128,6 +141,23 @@ def certified_radius(
 
     Returns:
       The radius (>= 0): a float, or a jax array on the traced path.
+
+    Raises:
+      ValueError: on the host path, ``sigma`` not finite and > 0 or a bound
+        outside [0, 1].
+      TypeError: an argument that is not a real number or array.
+
+    Examples:
+      >>> import jax
+      >>> from mrs_jax.certification import certified_radius
+      >>> round(certified_radius(0.25, 0.99), 4)  # 0.25 * Phi^-1(0.99)
+      0.5816
+      >>> certified_radius(0.25, 0.4)  # no majority: nothing certified
+      0.0
+      >>> round(certified_radius(0.25, 0.9, 0.05), 4)  # two-sided, Eq. 6
+      0.3658
+      >>> round(float(jax.jit(certified_radius)(0.25, 0.99)), 4)  # device path
+      0.5816
     """
     if any(_checks.is_traced(v) for v in (sigma, p_lower, p_upper)):
         return _traced_radius(sigma, p_lower, p_upper)

@@ -1,30 +1,12 @@
 """Counting ``argmax classify(x + e)`` over masked noise draws, on the device.
 
-One program serves every caller. :func:`sample_counts` is the device function
-for one image (pure: a user can ``jax.jit`` and ``jax.vmap`` it inside their
-own code). The host drivers (``mrs_jax.smoothing.certify``/``predict``,
-``mrs_jax.sequential.certify_at``, ``mrs_jax.smoothed_double_masking``) count
-through :class:`Counter`, which runs the same per-draw computation
-(:func:`noisy_draw`) for a batch of B images in one jitted program: for image
-``b`` its own range of draws ``starts[b] .. starts[b] + nums[b] - 1``, the
-``sum(nums)`` (image, draw) pairs laid end to end and cut into chunks whose pair
-axis is sharded over every device. One image is the batch of one.
-
-Draws. Draw ``i`` of an image with key ``k`` takes its noise from
-``normal(fold_in(k, i), (h, w, C))`` over a window of static shape ``(h, w)``
-holding the mask (:func:`window_corner`), zero outside the mask, so the noise is
-exactly ``N(0, sigma^2 M)`` and the counts of a range of draws do not depend on
-the chunk size, on the number of devices, on which other images share the
-program or on how a run of draws is cut into ranges (the counts of consecutive
-ranges add up to the counts of their union). The host drivers take the window
-from the mask (:func:`noise_window`: its bounding box, sides rounded up to a
-multiple of 8, ~35 times fewer Gaussian draws per sample for a 5x5 patch mask on
-ImageNet); :func:`sample_counts` uses the whole image unless given a ``window``.
-The same ``(key, x, mask, sigma, window)`` give the same counts either way.
-
-Non-finite logits. A draw whose logits are not all finite is counted in no
-class, so the counts of ``num`` draws sum to less than ``num`` exactly when the
-classifier broke; the host drivers refuse such counts (:class:`Counter`).
+:func:`sample_counts` is the device function for one image; the host drivers
+count a batch of images through :class:`Counter`, which runs the same per-draw
+computation (:func:`noisy_draw`) in one jitted program sharded over the
+devices. Draw ``i`` of an image with key ``k`` uses ``fold_in(k, i)``, so the
+counts do not depend on the chunk size, the devices or the batch. A draw with
+non-finite logits is counted in no class. Design: ``docs/masked_smoothing.md``
+("Counting on the device").
 """
 
 from __future__ import annotations
@@ -51,10 +33,8 @@ MAX_DRAWS = 2**31 - 1
 
 # On a CPU backend, a program step takes at most this many samples per device,
 # whatever chunk the caller asks for (None: the chunk asked for is the chunk run).
-# Off by default: measured by ``benchmarks/bench_counting.py`` (2026-11-30, 2-core
-# Zen 4, BatchNorm folded, RESULTS.md section 10), a cap of 64 gained ResNet-110
-# at most 7% (within the run-to-run noise on two devices) and cost the small
-# models two to three times their speed. The counts never change.
+# Off by default: a cap helped large models by no more than the noise and slowed
+# small ones two- to threefold (docs/masked_smoothing.md). Counts never change.
 CPU_CHUNK_PER_DEVICE: int | None = None
 
 
@@ -195,7 +175,8 @@ def sample_counts(
     mesh: Mesh | None = None,
 ) -> jax.Array:
     """Device function: counts ``argmax classify(x + e)`` over ``num`` draws of
-    ``e ~ N(0, sigma^2 M)`` (noise only where the mask is 1, every channel).
+    ``e ~ N(0, sigma^2 M)`` (noise only where the mask is 1, every channel;
+    ``docs/masked_smoothing.md``).
 
     Pure and traceable: ``jax.jit``, ``jax.vmap`` (over ``x``, ``mask``,
     ``sigma``, ``key``) and use inside a user's own jitted code all work. Shapes,
@@ -226,6 +207,24 @@ def sample_counts(
 
     Returns:
       ``[num_classes]`` int32 counts (summing to ``num`` for a sound classifier).
+
+    Raises:
+      ValueError, TypeError: at trace time, a wrong shape, dtype or static
+        setting, naming the argument.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from mrs_jax.certification import sample_counts, square_mask
+      >>> def classify(images):  # [B, 4, 4, 1] -> [B, 2]
+      ...     score = jnp.sum(images, axis=(1, 2, 3)) - 4.0
+      ...     return jnp.stack([-score, score], axis=-1)
+      >>> x = np.full((4, 4, 1), 0.75, np.float32)
+      >>> mask = square_mask(x.shape, 1, 1, 2)
+      >>> count = lambda sigma: sample_counts(
+      ...     classify, x, mask, sigma, key=jax.random.key(0), num=64,
+      ...     num_classes=2, batch_size=32)
+      >>> count(0.25).tolist(), jax.jit(count)(0.25).tolist()
+      ([0, 64], [0, 64])
     """
     num, num_classes, batch_size, window = _static_settings(
         x, mask, num, num_classes, batch_size, window
@@ -334,7 +333,11 @@ def device_chunk(chunk: int, mesh: Mesh) -> int:
 
 class Counter:
     """Host driver: counts ranges of draws for every image of a batch, one
-    program per noise-window shape (module docstring).
+    program per noise-window shape.
+
+    For image ``b``, its draws ``starts[b] .. starts[b] + nums[b] - 1``; the
+    ``sum(nums)`` (image, draw) pairs are laid end to end and cut into chunks
+    whose pair axis is sharded over every device. One image is the batch of one.
 
     Arguments are taken as validated (the public host drivers check them). The
     images, masks and weights go to the devices once, however many ranges are

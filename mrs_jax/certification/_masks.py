@@ -1,7 +1,9 @@
 """Binary masks over the image plane and the l2 size of what a patch can do.
 
 Masks are ``[H, W]`` bool arrays; a masked pixel is masked in every channel. All
-norms are l2 norms in [0, 1] pixel units (``MRS_SPEC.md`` section 1).
+norms are l2 norms in [0, 1] pixel units. A certificate whose radius exceeds
+:func:`unrestricted_radius` covers every patch content inside its mask
+(``docs/masked_smoothing.md``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ def square_mask(
 
     Returns:
       ``[H, W]`` bool array.
+
+    Raises:
+      ValueError, TypeError: a bad shape or size, or a square leaving the image.
+
+    Examples:
+      >>> from mrs_jax.certification import square_mask
+      >>> print(square_mask((4, 4), 1, 1, 2).astype(int))
+      [[0 0 0 0]
+       [0 1 1 0]
+       [0 1 1 0]
+       [0 0 0 0]]
     """
     shape = tuple(image_shape)
     if len(shape) not in (2, 3) or not all(
@@ -66,6 +79,20 @@ def unrestricted_radius(x, mask) -> float:
 
     Returns:
       The radius as a Python float.
+
+    Raises:
+      ValueError, TypeError: ``x`` not an image in [0, 1], or ``mask`` not an
+        ``[H, W]`` bool or {0, 1} array matching it.
+
+    Examples:
+      >>> import numpy as np
+      >>> from mrs_jax.certification import square_mask, unrestricted_radius
+      >>> x = np.full((4, 4, 3), 0.5, np.float32)
+      >>> mask = square_mask(x.shape, 1, 1, 2)
+      >>> round(unrestricted_radius(x, mask), 4)  # sqrt(2 * 2 * 3 * 0.5 ** 2)
+      1.7321
+      >>> round(unrestricted_radius(np.zeros_like(x), mask), 4)  # 2 * sqrt(3)
+      3.4641
     """
     x = _checks.image(x)
     mask = _checks.mask(mask, x.shape)
@@ -76,8 +103,19 @@ def unrestricted_radius(x, mask) -> float:
 def patch_l2_bound(size: int, channels: int) -> float:
     """``size * sqrt(channels)``: the largest l2 norm of any ``size x size`` patch.
 
-    This bounds :func:`unrestricted_radius` over all images (8.66 for a 5x5 patch
-    on 3 channels, 55.4 for 32x32x3).
+    This bounds :func:`unrestricted_radius` over all images.
+
+    Args:
+      size: the patch side s, >= 1.
+      channels: C, >= 1.
+
+    Returns:
+      The bound as a Python float.
+
+    Examples:
+      >>> from mrs_jax.certification import patch_l2_bound
+      >>> round(patch_l2_bound(5, 3), 2), round(patch_l2_bound(32, 3), 1)
+      (8.66, 55.4)
     """
     size = _checks.positive_int(size, "size")
     channels = _checks.positive_int(channels, "channels")
@@ -93,6 +131,9 @@ def resolve_target(target: float | str | None, patch_size: int, channels: int):
         ``JobConfig.target_radius``, which checks it).
       patch_size: s.
       channels: C.
+
+    Returns:
+      None or the radius as a float.
     """
     if target is None:
         return None

@@ -1,33 +1,15 @@
 """PatchCleanser double masking (Xiang et al., USENIX Security 2022).
 
-A certified patch defence that holds for every patch position, as a baseline
-beside MRS's localised certificates. A set of rectangular masks is chosen so
-that every ``s x s`` patch lies inside at least one of them (an R-covering set,
-:func:`patchcleanser_masks`). The image is classified with each mask applied
-(one-mask predictions) and with each pair of masks applied (two-mask
-predictions); masked pixels are replaced by a constant ``fill``.
-
-- Inference (:func:`double_masking`): (1) if all one-mask predictions agree,
-  return that label; (2) else, for each mask whose one-mask prediction is a
-  minority label (in mask order), return that label if all of its two-mask
-  predictions agree with it; (3) else return the one-mask majority label.
-- Certification (:func:`double_masking_certify`): if every two-mask prediction
-  (all pairs, a mask with itself included) equals ``label``, then
-  :func:`double_masking` returns ``label`` on the image with any ``s x s`` patch,
-  anywhere, with any content (the paper's Theorem 1). No sampling, no alpha.
-
-Masked images are built, classified and reduced to labels on the device in
-chunks of ``batch_size`` pairs, one jitted program per chunk (a few chunk sizes,
-powers of two, so the program compiles a handful of times, not per image); the
-labels come to the host once per stage. Inference that finds the one-mask
-predictions unanimous stops after ``M`` images; the full matrix takes
-``M (M + 1) / 2`` (666 for 36 masks).
+Masks from an R-covering set (:func:`patchcleanser_masks`: every ``s x s``
+patch lies inside some mask) hide pixels under a constant ``fill``; the image
+is classified with each mask and each pair of masks applied. Guarantee: if
+every two-mask prediction of ``x`` equals ``label``, :func:`double_masking`
+returns ``label`` on ``x`` with any ``s x s`` patch, anywhere, with any content;
+deterministic, no ``alpha``. Proof: ``docs/patchcleanser.md``.
 
 Batches. The public functions are host drivers: ``x`` is one image
-``[H, W, C]`` or a batch ``[B, H, W, C]`` sharing one mask set. One image is the
-batch of one; for a batch each function returns the list of its per-image
-results, equal to the one-image calls, with each stage's masked images of all B
-images (as ``(image, mask, mask)`` triples) classified in the same chunks.
+``[H, W, C]`` or a batch ``[B, H, W, C]`` sharing one mask set; a batch returns
+the list of per-image results, equal to the one-image calls.
 """
 
 from __future__ import annotations
@@ -92,6 +74,22 @@ def patchcleanser_masks(image_hw: Sequence[int], patch_size: int, k: int) -> np.
       ``[M, H, W]`` bool, True where a mask hides the image, one rectangle per
       mask, row-major over (row position, column position); ``M = k * k`` in the
       usual case above.
+
+    Raises:
+      ValueError, TypeError: a bad shape, ``patch_size`` or ``k``.
+
+    Examples:
+      >>> from mrs_jax.certification import patchcleanser_masks
+      >>> patchcleanser_masks((32, 32), 5, 6).shape
+      (36, 32, 32)
+      >>> masks = patchcleanser_masks((6, 6), 2, 2)  # width 4 at rows/cols 0, 2
+      >>> print(masks[3].astype(int))
+      [[0 0 0 0 0 0]
+       [0 0 0 0 0 0]
+       [0 0 1 1 1 1]
+       [0 0 1 1 1 1]
+       [0 0 1 1 1 1]
+       [0 0 1 1 1 1]]
     """
     shape = tuple(image_hw)
     if len(shape) not in (2, 3) or not all(
@@ -302,7 +300,11 @@ def double_masking(
     fill=DEFAULT_FILL,
     batch_size: int = 256,
 ) -> int | list[int]:
-    """PatchCleanser's double-masking label for ``x`` (the three cases above).
+    """PatchCleanser's double-masking label for ``x``.
+
+    (1) If all one-mask predictions agree, that label; (2) else, for each mask
+    whose one-mask label is a minority (in mask order), that label if all of its
+    two-mask predictions agree with it; (3) else the one-mask majority.
 
     Host driver (see "Batches" in the module docstring): one image or a batch;
     shapes, dtypes and pixel values are checked on the host.
@@ -339,9 +341,10 @@ def double_masking_certify(
 
     If so, :func:`double_masking` returns ``label`` for ``x`` with any ``s x s``
     patch at any position with any content, provided ``masks`` covers every
-    ``s x s`` patch (as :func:`patchcleanser_masks` does). Pass the true label
-    to count certified accuracy. Stops after the ``M`` one-mask images when one
-    of them already differs from ``label``.
+    ``s x s`` patch (as :func:`patchcleanser_masks` does; proof:
+    ``docs/patchcleanser.md``). Pass the true label to count certified accuracy.
+    Stops after the ``M`` one-mask images when one of them already differs from
+    ``label``.
 
     Args:
       classify, x, masks, fill, batch_size: as in :func:`two_mask_predictions`.

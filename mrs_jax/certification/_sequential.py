@@ -1,17 +1,11 @@
 """Certify a target radius with as few draws as the answer needs.
 
-:func:`certify_at` answers one question: is the mask-smoothed prediction at ``x``
-certified at l2 radius ``radius`` (``MRS_SPEC.md`` sections 2-3)? Fixed-n CERTIFY
-spends the paper's 100,000 estimation draws on every image; an image the
-classifier gets right under nearly every draw is decided after a few dozen
-(``sigma = 7``, ``radius = 5 * sqrt(3)``: the bound must exceed
-``Phi(8.66 / 7) = 0.892``, which ``k = n`` draws reach once
-``alpha^(1/n) > 0.892``, i.e. ``n >= 61`` at ``alpha = 0.001``).
-
-The estimation draws come in rounds whose sizes and confidence levels are fixed
-before any draw (:func:`schedule`); the estimate is tested after each round and
-the draws stop as soon as the decision is known. The union bound over the
-pre-set rounds keeps the probability of a false certificate at most ``alpha``.
+:func:`certify_at` decides whether the mask-smoothed prediction at ``x`` is
+certified at l2 radius ``radius``. The estimation draws come in rounds whose
+sizes and levels are fixed before any draw (:func:`schedule`) and stop as soon
+as the decision is known; the union bound over the pre-set rounds keeps the
+probability of a false certificate at most ``alpha``. Derivation and proof:
+``docs/sequential.md``.
 """
 
 from __future__ import annotations
@@ -132,11 +126,21 @@ def schedule(radius: float, sigma: float, alpha: float, max_n: int) -> Schedule:
     because nearly every image the classifier gets right stops there. Each
     later round doubles the draws, the last is ``max_n``, and they share the
     other half equally. When ``N_1 >= max_n`` there is one round of ``max_n``
-    draws at the whole ``alpha``.
+    draws at the whole ``alpha`` (``docs/sequential.md``).
 
     Raises:
       ValueError: ``max_n`` draws cannot certify ``radius`` at ``alpha`` even if
         every draw is the top class (the message gives the fewest that can).
+
+    Examples:
+      >>> from mrs_jax.certification import schedule
+      >>> plan = schedule(0.3, 0.25, 0.001, 10_000)
+      >>> round(plan.threshold, 4)  # Phi(0.3 / 0.25)
+      0.8849
+      >>> plan.sizes
+      (63, 126, 252, 504, 1008, 2016, 4032, 8064, 10000)
+      >>> plan.alphas[0], round(sum(plan.alphas), 12)
+      (0.0005, 0.001)
     """
     radius = _checks.nonnegative_float(radius, "radius")
     sigma = _checks.positive_float(sigma, "sigma")
@@ -185,37 +189,21 @@ def certify_at(
 
     Guarantee: with probability at least ``1 - alpha`` over the draws, if
     ``certified`` then ``g_M(x + d) = selected_label`` for every ``d`` that is
-    zero outside the mask with ``||d||_2 <= radius``. Nothing is claimed for
-    perturbations outside the mask.
+    zero outside the mask with ``||d||_2 <= radius``, however early the draws
+    stopped (proof: ``docs/sequential.md``). Nothing is claimed for
+    perturbations outside the mask. The reported ``p_lower`` is a valid
+    ``1 - alpha`` bound too.
 
-    Why stopping keeps it: round ``r`` counts the first ``N_r`` draws of one
-    fixed i.i.d. sequence (draw ``i`` uses ``fold_in(estimate_key, i)``, so the
-    counts are cumulative and equal CERTIFY's estimate counts for ``n = N_r``).
-    The sizes and levels are fixed before any draw, so for each ``r`` on its
-    own the bound is an ordinary Clopper-Pearson bound:
-    ``P(L_r > p_c) <= alpha_r``. A false certificate at whichever round the
-    draws stop needs ``L_r > p_c`` for some ``r``, which by the union bound has
-    probability at most ``sum alpha_r <= alpha``, however the stopping depends
-    on the draws; rounds never reached only make it rarer. The same argument
-    makes the reported ``p_lower`` a valid ``1 - alpha`` bound. Stopping for
-    futility never certifies, so it cannot add false certificates;
-    ``futility_alpha`` only bounds how often it gives up on an image whose
-    ``p_c`` exceeds the threshold. Results are deterministic per ``key`` and do
+    A batch runs its rounds in lockstep over the images still undecided; image
+    ``b`` gets exactly the one-image result with ``key=keys[b]``, and the
+    guarantee holds for each image. Results are deterministic per ``key`` and do
     not depend on ``batch_size`` or the number of devices.
-
-    A batch runs its rounds in lockstep, one counting program per round over
-    the images still undecided (decided ones draw nothing more). Each image
-    keeps its own stopping rule and alpha spending: the schedule depends only
-    on ``(radius, sigma, alpha, max_n)`` and image ``b``'s round ``r`` counts
-    its own first ``N_r`` estimation draws, so image ``b`` gets exactly the
-    one-image result with ``key=keys[b]`` and the guarantee above holds for
-    each image as it stands.
 
     Args:
       classify, x, mask, sigma, key, num_classes, batch_size, mesh: as in
         :func:`mrs_jax.certify` (one image or a batch).
       radius: the target l2 radius inside the mask, >= 0 (0: certified iff
-        the lower bound exceeds 1/2); e.g. ``masks.patch_l2_bound(s, C)`` to
+        the lower bound exceeds 1/2); e.g. ``patch_l2_bound(s, C)`` to
         cover every ``s x s`` patch inside the mask.
       n0: selection draws, >= 1.
       max_n: the most estimation draws, <= 2**31 - 1; ``certify_at`` decides as
@@ -235,7 +223,7 @@ def certify_at(
         True: the whole batch stops as soon as one image stops without a
         certificate, the images still undecided reporting ``"abandoned"``
         (not certified). For a caller that needs every image certified (an
-        intersection of certificates, :mod:`mrs_jax.smoothed_double_masking`):
+        intersection of certificates, :func:`smoothed_double_masking_certify`):
         stopping draws never adds a certificate, so the guarantee is unchanged.
 
     Returns:
@@ -244,6 +232,21 @@ def certify_at(
     Raises:
       ValueError: as :func:`schedule`, for any invalid argument, or a broken
         classifier (NaN or inf logits).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from mrs_jax.certification import certify_at, square_mask
+      >>> def classify(images):  # [B, 4, 4, 1] -> [B, 2]
+      ...     score = jnp.sum(images, axis=(1, 2, 3)) - 4.0
+      ...     return jnp.stack([-score, score], axis=-1)
+      >>> x = np.full((4, 4, 1), 0.75, np.float32)
+      >>> result = certify_at(classify, x, square_mask(x.shape, 1, 1, 2), 0.25,
+      ...                     0.3, key=jax.random.key(0), n0=100, max_n=10_000,
+      ...                     alpha=0.001, num_classes=2, batch_size=100)
+      >>> print(result.certified, result.stop_reason, result.rounds)
+      True certified 1
+      >>> result.num_samples  # n0 + the first round's 63 draws, not 10,100
+      163
     """
     batch = smoothing.batch_inputs(
         classify, x, mask, sigma, key, num_classes, batch_size, mesh

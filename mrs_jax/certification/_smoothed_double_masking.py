@@ -1,81 +1,19 @@
 """Double masking with masked Gaussian noise: a certificate for every patch position.
 
-PatchCleanser (``mrs_jax.double_masking``) hides pixels under a grey fill; MRS
-smooths with Gaussian noise inside a mask (``MRS_SPEC.md`` section 2). Here the
-grey fill of every one- and two-mask image is replaced by noise: for a covering
-set ``M_1..M_k`` (:func:`mrs_jax.patchcleanser_masks`: every ``s x s`` patch
-region lies inside some ``M_i``) and ``S = M_i u M_j`` (``i = j`` included),
-``g_S(x) = argmax_c P(f(x + e) = c)`` with ``e ~ N(0, sigma^2)`` inside ``S``
-only (``MRS_SPEC.md`` section 9).
+PatchCleanser's grey fill is replaced by MRS's noise: for a covering mask set
+``M_1..M_k`` (:func:`patchcleanser_masks`) and every ``S = M_i u M_j``
+(``i = j`` included), ``g_S`` smooths with ``N(0, sigma^2)`` inside ``S`` only.
+:func:`smoothed_double_masking` runs PatchCleanser's three cases on PREDICTs of
+the ``g_S`` (an abstention is its own label);
+:func:`smoothed_double_masking_certify` certifies every ``g_S(x)`` for ``y`` at
+radius ``R`` with ``certify_at``.
 
-Inference (:func:`smoothed_double_masking`) is PatchCleanser's three cases on
-the labels ``g_{M_i}`` (one-mask) and ``g_{M_i u M_j}`` (two-mask), each from
-PREDICT, an abstention counting as its own label ``ABSTAIN``: (I) all one-mask
-labels agree: return it; (II) else, in mask order, the first mask whose
-one-mask label ``c`` differs from the majority and whose two-mask labels all
-equal ``c``: return ``c``; (III) else the majority.
-
-Certificate (:func:`smoothed_double_masking_certify`): every ``g_S(x)`` is
-certified for the label ``y`` at l2 radius ``R`` by ``certify_at`` at level
-``alpha``.
-
-Guarantee. Let ``G`` be the three-case inference on the exact labels ``g_S``.
-If every ``g_S`` (all ``k(k+1)/2`` combinations) is robust for ``y`` at ``R``,
-i.e. ``g_S(x + d) = y`` for every ``d`` zero outside ``S`` with
-``||d||_2 <= R``, then ``G(x + d) = y`` for every patch region ``P`` inside some
-mask and every ``d`` zero outside ``P`` with ``||d||_2 <= R``; with
-``R >= s * sqrt(C)`` (:func:`mrs_jax.masks.patch_l2_bound`) that is every
-content of every such patch. Proof: take ``M_i`` containing ``P``. Every
-``S = M_i u M_j`` contains ``P``, so ``d`` is zero outside ``S`` and
-``g_S(x + d) = y`` for every ``j`` (``j = i``: the one-mask label of ``M_i``
-is ``y``). Case I: all one-mask labels agree with ``M_i``'s, ``y``. Case II
-returns a disagreer's label ``c`` only if all its two-mask labels equal ``c``;
-its pair with ``M_i`` is ``y``, so ``c = y``. Case III returns the majority
-``m`` only if no disagreer passes; were ``m != y``, ``M_i`` would be a
-disagreer whose two-mask labels are all ``y``, and it would pass. So ``y``.
-An abstention is a label other than ``y``: it fails its pair with ``M_i``
-exactly as a wrong class does, which is why it counts as its own label.
-
-Statistics: no split of alpha is needed. Each combination's test is
-``certify_at`` at level ``alpha`` (its own union bound over its pre-set rounds):
-if ``g_S`` is not certifiable for ``y`` at ``R`` (``p_y^S(x) <= Phi(R/sigma)``),
-it reports "certified" with probability at most ``alpha``. The conclusion above
-can be false only if some combination ``S0`` (fixed by ``x``, ``y`` and ``f``,
-not by the draws) has ``p_y^{S0}(x) <= Phi(R / sigma)``; the whole certificate
-needs every combination certified, ``S0`` included, so it is false with
-probability at most ``P(S0 certified) <= alpha``. This is the
-intersection-union test (Berger 1982): rejecting a union of nulls only when
-every level-``alpha`` test rejects has level ``alpha``. The union bound over
-the ``k(k+1)/2`` certificates (each at ``alpha / (k(k+1)/2)``) would make all
-of them hold simultaneously, which the guarantee never uses, and would cost
-about ``log(k(k+1)/2) / -log Phi(R / sigma)`` more draws per combination: the
-first round grows from 67 to 124 draws at ``R / sigma = 8.66 / 7``,
-``alpha = 0.001``, 666 combinations. The same argument
-makes the smallest lower bound a level-``alpha`` bound on
-``min_S p_y^S(x)``, so ``sigma * Phi^-1(p_lower)`` is a valid radius for the
-whole certificate. ``y`` must not depend on the certification draws (the
-true label, or the defended label from an independent key).
-
-PREDICT at an attacked image: ``smoothed_double_masking`` returns ``y`` on
-``x + d`` whenever the PREDICTs of the ``k`` combinations with ``M_i`` return
-``y``; the others may abstain or err without harm. Each of those has
-``p_y^S(x + d) >= Phi(Phi^-1(p_lower) - ||d||_2 / sigma) > 1/2``; PREDICT
-returns another class with probability at most ``alpha`` and abstains with a
-probability that falls with ``n`` and with that margin (near ``||d|| = R`` the
-margin is small and PREDICT may abstain, as for any smoothed classifier).
-
-Counting: the combinations of a stage go as one batch through the batched
-``predict`` / ``certify_at`` (one device program per round), combination ``c``
-with its own key ``fold_in(key, c)``, ``c`` its index in
-``np.triu_indices(k)`` order, so it gets exactly the one-image result with that
-key. The certificate's stages stop as one (``certify_at``'s
-``all_or_nothing``): once any combination fails, the whole certificate has
-failed and the combinations still drawing stop; with ``n0 = 0`` no selection
-draws are made and every combination tests ``label`` directly (at ``k = 36``
-that saves 666 x n0 draws, the most of an image that certifies). The batch
-repeats ``x`` once per combination on the device (666 copies for 36 masks:
-8 MB for CIFAR-10, 400 MB at 224 x 224). These are host drivers
-(scipy on the counts, loops over rounds), not jittable.
+Guarantee: with probability at least ``1 - alpha``, if certified, the three-case
+inference on the exact ``g_S`` returns ``y`` on ``x + d`` for every patch region
+inside some mask and every ``d`` zero outside it with ``||d||_2 <= R``; every
+combination is tested at the full ``alpha`` (an intersection-union test, no
+split). Proof, statistics and what the deployed inference guarantees:
+``docs/smoothed_double_masking.md``. These are host drivers, not jittable.
 """
 
 from __future__ import annotations
@@ -106,15 +44,15 @@ class SmoothedDoubleMaskingCertificate(NamedTuple):
     """The outcome of :func:`smoothed_double_masking_certify`.
 
     Combination ``c`` is the pair ``pairs[c] = (i, j)``, ``i <= j``, smoothed in
-    ``masks[i] | masks[j]``. The one-mask combinations are drawn first; the
-    two-mask ones only when every one-mask combination is certified (the
-    others could not change ``certified``: each combination's draws depend on
-    its own key alone). Within a stage, the first combination to fail stops
-    the others (``pair_stop_reason`` ``"abandoned"``).
+    ``masks[i] | masks[j]``. The two-mask combinations are drawn only when
+    every one-mask combination is certified; within a stage, the first
+    combination to fail stops the others (``pair_stop_reason``
+    ``"abandoned"``).
 
     Attributes:
       certified: every combination is certified for ``label`` at ``radius``;
-        false with probability at most ``alpha`` (module docstring).
+        false with probability at most ``alpha``
+        (``docs/smoothed_double_masking.md``).
       p_lower: the smallest lower bound on ``p_label`` over the combinations
         drawn; where ``certified``, a level-``alpha`` lower bound on the
         smallest ``p_label^S(x)``, so ``sigma * Phi^-1(p_lower)`` (>= radius)
@@ -252,8 +190,8 @@ def smoothed_double_masking(
 
     Host driver. PREDICTs the ``k`` one-mask combinations in one batch and,
     when they disagree, the two-mask combinations of the disagreeing masks in a
-    second one (module docstring). Combination ``c`` draws from
-    ``fold_in(key, c)``, so a label is the same in either stage.
+    second one. Combination ``c`` draws from ``fold_in(key, c)``, so a label is
+    the same in either stage.
 
     Args:
       classify: ``[B, H, W, C] -> [B, num_classes]`` logits, a function or a
@@ -282,7 +220,7 @@ def smoothed_double_masking(
 
 
 def _defend(problem: _Problem, key, n: int, alpha: float) -> _Inference:
-    """The three cases (module docstring): label, case and draws made."""
+    """PatchCleanser's three cases on PREDICT labels: label, case and draws made."""
     count = len(problem.masks)
     labels = _PairLabels(problem, key, n, alpha)
     one_mask = labels(labels.index[np.arange(count), np.arange(count)], pad=False)
@@ -367,20 +305,22 @@ def smoothed_double_masking_certify(
     """Certifies ``label`` for every patch position at l2 radius ``radius``.
 
     Host driver. Runs :func:`mrs_jax.certify_at` (``n0`` selection draws, then
-    the rounds of :func:`mrs_jax.sequential.schedule` at the full ``alpha``) for
-    every combination ``masks[i] | masks[j]``, ``i <= j``, all combinations of
-    a stage in one device program per round; combination ``c`` with key
-    ``fold_in(key, c)`` gets exactly what ``certify_at(..., key=fold_in(key,
-    c))`` returns, up to the first failure in its stage, which stops the
-    stage. A combination counts as certified when ``certify_at`` certifies it
-    and its selection chose ``label`` (``n0 = 0``: it tested ``label``).
+    the rounds of :func:`mrs_jax.certification.schedule` at the full
+    ``alpha``) for every combination ``masks[i] | masks[j]``, ``i <= j``, all
+    combinations of a stage in one device program per round; combination ``c``
+    with key ``fold_in(key, c)`` gets exactly what ``certify_at(...,
+    key=fold_in(key, c))`` returns, up to the first failure in its stage, which
+    stops the stage. A combination counts as certified when ``certify_at``
+    certifies it and its selection chose ``label`` (``n0 = 0``: it tested
+    ``label``).
 
-    Guarantee (module docstring): with probability at least ``1 - alpha``, if
-    ``certified`` then for every ``s x s`` patch region lying inside some mask
-    and every change ``d`` zero outside it with ``||d||_2 <= radius``, the
-    three-case inference on the exact smoothed labels returns ``label`` on
-    ``x + d``; ``radius >= s * sqrt(C)`` covers every patch content. Nothing is
-    claimed for patches that lie inside no mask.
+    Guarantee (proof: ``docs/smoothed_double_masking.md``): with probability
+    at least ``1 - alpha``, if ``certified`` then for every ``s x s`` patch
+    region lying inside some mask and every change ``d`` zero outside it with
+    ``||d||_2 <= radius``, the three-case inference on the exact smoothed
+    labels returns ``label`` on ``x + d``; ``radius >= s * sqrt(C)`` covers
+    every patch content. Nothing is claimed for patches that lie inside no
+    mask.
 
     Args:
       classify, x, masks, sigma, num_classes, batch_size, mesh: as in
@@ -395,7 +335,7 @@ def smoothed_double_masking_certify(
         a fixed ``label`` allows and which saves the selection's draws.
       max_n: the most estimation draws per combination.
       alpha: the probability of a false certificate, in (0, 1); every
-        combination is tested at it (intersection-union, module docstring).
+        combination is tested at it (an intersection-union test).
       futility_alpha: as in :func:`mrs_jax.certify_at`.
 
     Returns:
@@ -403,7 +343,7 @@ def smoothed_double_masking_certify(
 
     Raises:
       ValueError: an invalid argument, or ``max_n`` draws cannot certify
-        ``radius`` at ``alpha`` (:func:`mrs_jax.sequential.schedule`).
+        ``radius`` at ``alpha`` (:func:`mrs_jax.certification.schedule`).
     """
     problem = _prepare(classify, x, masks, sigma, num_classes, batch_size, mesh)
     label = _checks.positive_int(label, "label", minimum=0)

@@ -1,19 +1,15 @@
-"""Monte Carlo counts, CERTIFY and PREDICT for a mask-smoothed classifier.
+"""CERTIFY and PREDICT for a classifier smoothed with Gaussian noise inside a mask.
 
-The smoothed classifier is ``g_M(x) = argmax_c P(f(x + e) = c)`` with
-``e ~ N(0, sigma^2 M)``: Gaussian noise only where the ``[H, W]`` mask is 1, in
-every channel. CERTIFY's guarantee (Theorem 1 of the paper) is that
-``g_M(x + d) = g_M(x)`` for every ``d`` that is zero outside ``M`` and has
-``||d||_2 < R``; nothing is claimed for perturbations outside the mask. Radii
-and ``sigma`` are l2 norms in [0, 1] pixel units (``MRS_SPEC.md`` sections 1-3).
+``g_M(x) = argmax_c P(f(x + e) = c)`` with ``e ~ N(0, sigma^2 M)``: noise only
+where the ``[H, W]`` mask is 1, in every channel. Guarantee (Theorem 1): a label
+certified at radius R satisfies ``g_M(x + d) = g_M(x)`` for every ``d`` that is
+zero outside ``M`` with ``||d||_2 < R``, with probability at least
+``1 - alpha``; nothing is claimed outside the mask. Radii and ``sigma`` are l2
+norms in [0, 1] pixel units.
 
-:func:`certify` and :func:`predict` are host drivers: they take one image or a
-batch, check every input (values included) and count on the device through
-``mrs_jax.counting`` (noise, forward pass, argmax and counts in one jitted
-program for the whole batch, the draws sharded over every device). Draw ``i``
-always takes its noise from ``fold_in(key, i)``, so the counts do not depend on
-the chunk size, on how many devices share the work or on the batch.
-``sample_counts`` (re-exported from ``mrs_jax.counting``) is the device function.
+:func:`certify` and :func:`predict` are host drivers over one image or a batch;
+they count on the device through ``_counting`` (:func:`sample_counts` is the
+device function). Derivation: ``docs/masked_smoothing.md``.
 """
 
 from __future__ import annotations
@@ -165,7 +161,7 @@ def certify(
     mesh: Mesh | None = None,
 ) -> Certificate | list[Certificate]:
     """Host driver: Cohen et al.'s CERTIFY for the classifier smoothed inside
-    ``mask``, for one image or a batch.
+    ``mask``, for one image or a batch (``docs/masked_smoothing.md``).
 
     ``n0`` draws select the top class; ``n`` fresh, independent draws (a key split
     from the selection key) estimate its probability. With probability at least
@@ -173,10 +169,9 @@ def certify(
     ``g_M(x + d) = c`` for every ``d`` that is zero outside the mask with
     ``||d||_2 < radius``. Nothing is claimed outside the mask.
 
-    A batch runs through one counting program per step (``mrs_jax.counting``):
-    image ``b`` gets exactly what the one-image call with ``key=keys[b]`` gets
-    (the same draws and the same decision rule), so its guarantee is the
-    one-image guarantee. Every input is checked here, values included.
+    Image ``b`` of a batch gets exactly what the one-image call with
+    ``key=keys[b]`` gets, so its guarantee is the one-image guarantee. Every
+    input is checked here, values included.
 
     Args:
       classify: ``[B, H, W, C] -> [B, num_classes]`` logits (a plain function or
@@ -204,6 +199,25 @@ def certify(
     Raises:
       ValueError, TypeError: a bad input, or ``classify`` returned NaN or inf
         logits for some draw (a broken classifier).
+
+    Examples:
+      A two-class linear classifier, noise on a 2 x 2 square of a 4 x 4 image:
+
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from mrs_jax.certification import certify, square_mask
+      >>> def classify(images):  # [B, 4, 4, 1] -> [B, 2]
+      ...     score = jnp.sum(images, axis=(1, 2, 3)) - 4.0
+      ...     return jnp.stack([-score, score], axis=-1)
+      >>> x = np.full((4, 4, 1), 0.75, np.float32)
+      >>> mask = square_mask(x.shape, 1, 1, 2)
+      >>> cert = certify(classify, x, mask, 0.25, key=jax.random.key(0), n0=100,
+      ...                n=100, alpha=0.001, num_classes=2, batch_size=100)
+      >>> print(cert.label, round(cert.radius, 3), cert.estimate_counts.tolist())
+      1 0.375 [0, 100]
+
+      The score 8 lies 16 noise deviations from 0, so every draw votes 1 and
+      ``p_lower = 0.001 ** (1 / 100)``; the exact radius (Corollary 1) is
+      ``8 / ||M * w||_2 = 4``.
     """
     batch = batch_inputs(classify, x, mask, sigma, key, num_classes, batch_size, mesh)
     n0 = draws(n0, "n0")
@@ -258,6 +272,25 @@ def predict(
     for the top two counts ``nA >= nB``; the probability of returning a class
     other than ``g_M(x)`` is then at most ``alpha``. Image ``b`` of a batch gets
     the one-image result with ``key=keys[b]``.
+
+    Returns:
+      A :class:`Prediction` (a list of them for a batch).
+
+    Raises:
+      ValueError, TypeError: as :func:`certify`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from mrs_jax.certification import predict, square_mask
+      >>> def classify(images):  # [B, 4, 4, 1] -> [B, 2]
+      ...     score = jnp.sum(images, axis=(1, 2, 3)) - 4.0
+      ...     return jnp.stack([-score, score], axis=-1)
+      >>> x = np.full((4, 4, 1), 0.75, np.float32)
+      >>> pred = predict(classify, x, square_mask(x.shape, 1, 1, 2), 0.25,
+      ...                key=jax.random.key(1), n=100, alpha=0.001,
+      ...                num_classes=2, batch_size=100)
+      >>> print(pred.label, pred.counts.tolist(), pred.p_value < 0.001)
+      1 [0, 100] True
     """
     batch = batch_inputs(classify, x, mask, sigma, key, num_classes, batch_size, mesh)
     n = draws(n, "n")

@@ -1,8 +1,9 @@
 """Meshes and placement for spreading the sample axis over every device.
 
 A 1-D mesh with a single ``"samples"`` axis spans the devices of this process,
-so the same code runs on a laptop CPU, one GPU, or each host of a multi-host pod
+so the same code runs on one CPU, one GPU, or each host of a multi-host run
 after ``jax.distributed.initialize`` (where processes share out the images).
+Counts never depend on the mesh (``docs/devices.md``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,9 @@ def use_cpu_cores(count: int | None = None) -> int:
     XLA runs one CPU device's convolutions across all cores with its intra-op
     threads, which for the small images and channels of CIFAR models leaves the
     cores idle much of the time; with one device per core the sample axis is
-    sharded over them (``sample_mesh``) and each core runs its own share.
-    Measured on 2 cores (RESULTS.md section 10): ResNet-110 counting 179 ->
-    252 samples/s, the CIFAR-10 ``fast_cnn`` 778 -> 1,008 at batch 128 (930 ->
-    983 at 400); a small model such as the digits ``small_cnn`` at batch 128 is
-    faster on one device. Counts are those of one device (draw ``i`` always
+    sharded over them (``sample_mesh``) and each core runs its own share. CIFAR
+    models count faster this way, very small models may not
+    (``docs/devices.md``). Counts are those of one device (draw ``i`` always
     uses ``fold_in(key, i)``).
 
     Call it right after ``import jax``, before anything runs on a device. A
@@ -74,10 +73,11 @@ def use_cpu_cores(count: int | None = None) -> int:
 def sample_mesh(num_devices: int | None = None) -> Mesh:
     """A 1-D mesh named ``"samples"`` over every device of this process.
 
-    Certification is parallel over images across processes (``mrs_jax.distributed``),
-    so within one process the samples of one image are sharded over its own
-    devices; in a single process that is every device. ``num_devices`` restricts
-    it to the first devices (for comparisons and tests).
+    Certification is parallel over images across processes (the certify
+    command's multi-process mode), so within one process the samples of one
+    image are sharded over its own devices; in a single process that is every
+    device. ``num_devices`` restricts it to the first devices (for comparisons
+    and tests).
 
     The axis is ``Auto`` so that XLA's partitioner propagates the sample
     sharding through any classifier without the classifier knowing of it.

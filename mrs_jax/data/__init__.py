@@ -1,5 +1,5 @@
 """Data sources: the embedded digits, CIFAR-10 / ImageNet through tfds or image
-folders, and streamed batches.
+folders, and streamed batches (``docs/data.md``).
 """
 
 from ._datasets import ArraySource as ArraySource

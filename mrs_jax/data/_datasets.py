@@ -1,37 +1,11 @@
 """Datasets as ``[N, H, W, C]`` float32 images in [0, 1] with int32 labels.
 
-Names (see :func:`load_dataset` and :func:`dataset_source`):
-
-- ``digits``: scikit-learn's bundled 8x8 digits (1797 images, values 0..16), scaled to
-  [0, 1], upsampled to 32x32 with bilinear interpolation (``cv2.INTER_LINEAR``) and
-  repeated to 3 channels. Fixed split: a permutation of the 1797 indices drawn with
-  ``numpy.random.default_rng(0)``; its first 300 are ``test``, the other 1497
-  ``train``. Embedded, needs no network.
-- ``cifar10``: from ``data_dir`` holding a ``cifar-10-batches-py`` folder (the python
-  pickles) or JPEG/PNG class folders ``train/<class>/`` and ``test/<class>/`` (labels in
-  CIFAR-10's own order, airplane .. truck = 0..9, whatever the folder sort says), else
-  through tensorflow-datasets (``train`` / ``test``).
-- ``imagenet2012``: from ``data_dir`` in the usual folder layout (``train/<wnid>/``,
-  ``val/<wnid>/``; classes in sorted wnid order) or through tensorflow-datasets
-  (``train`` / ``validation``); each image is resized so its shorter side is 256
-  (``cv2.INTER_AREA``) and centre-cropped to 224x224.
-- ``image_folder``: any ``data_dir/<split>/<class>/*`` (jpg, jpeg, png), classes in
-  sorted folder order, any split name.
-- ``synthetic``: seeded random images of any shape; each class adds its own fixed
-  random template, so a model can learn it.
-
-Class folders and tensorflow-datasets splits are streamed
-(:class:`mrs_jax.image_folder.FolderSource`, :class:`TfdsSource`): opening lists the
-files or records, and each batch is decoded and resized by worker threads when it is
-read, so memory is bounded by a batch whatever the split's size (see
-:mod:`mrs_jax.streaming`; :func:`iterate_batches` prefetches). digits, synthetic and
-the CIFAR-10 pickles are small and held in memory (:class:`ArraySource`).
-:func:`load_dataset` reads a whole split (or its first ``max_examples``) into memory.
-
-tensorflow-datasets is imported lazily and never downloads: data must be prepared
-beforehand in a random-access format, which needs no TensorFlow, e.g.
-``tfds build cifar10 --file_format=array_record`` (ImageNet also needs the manual
-tarballs in ``<data_dir>/downloads/manual``).
+:func:`dataset_source` opens a split by name (``digits``, ``cifar10``,
+``imagenet2012``, ``image_folder``, ``synthetic``): small sets are held in
+memory (:class:`ArraySource`), class folders and tensorflow-datasets splits are
+streamed (:class:`FolderSource`, :class:`TfdsSource`) so memory is bounded by a
+batch. :func:`load_dataset` reads a whole split into memory. tensorflow-datasets
+never downloads unless asked. Names, splits and layouts: ``docs/data.md``.
 """
 
 import dataclasses
@@ -112,8 +86,7 @@ class TfdsSource(StreamedSource):
 
     Each example is read and decoded (``imagenet2012``: resized so its shorter
     side is 256 and centre-cropped to 224) in worker threads when a batch asks
-    for it: ``get_batch`` / ``iter_batches`` of
-    :class:`mrs_jax.streaming.StreamedSource`.
+    for it: ``get_batch`` / ``iter_batches`` of :class:`StreamedSource`.
 
     Args:
         name: tfds name (``cifar10`` or ``imagenet2012``).
@@ -289,7 +262,9 @@ def dataset_source(
     Args:
         name: ``digits``, ``cifar10``, ``imagenet2012``, ``image_folder`` or
             ``synthetic``.
-        split: see the module docstring for each name's splits.
+        split: ``train`` or ``test`` (``imagenet2012``: ``train`` or
+            ``validation``; ``image_folder``: any folder name), see
+            ``docs/data.md``.
         data_dir: a folder holding ``cifar-10-batches-py`` or class folders
             (cifar10), ImageNet's ``train``/``val`` class folders, an
             ``image_folder`` root, or the tensorflow-datasets data directory.

@@ -2,13 +2,10 @@
 
 Classes are numbered in sorted folder order unless a class order is given (CIFAR-10
 uses its own: airplane .. truck = 0..9). :class:`FolderSource` lists the files when
-it opens (one ``os.scandir`` per class folder, no image read but one) and decodes
-images on demand with OpenCV in worker threads (see :mod:`mrs_jax.streaming`), so a
-folder of any size opens in seconds and reads in memory bounded by a batch. Images
-are decoded straight to RGB. For ImageNet (``train/<wnid>/*.JPEG``,
-``val/<wnid>/*.JPEG``) each image is resized so its shorter side is 256 and
-centre-cropped to 224 as it is read, as the tensorflow-datasets path does.
-:func:`read_image_folder` reads a whole (small) folder into memory.
+it opens and decodes images to RGB on demand in worker threads, so a folder of any
+size opens quickly and reads in memory bounded by a batch.
+:func:`read_image_folder` reads a whole (small) folder into memory
+(``docs/data.md``).
 """
 
 from __future__ import annotations
@@ -108,9 +105,8 @@ class FolderSource(StreamedSource):
     Opening lists the files and reads one image (the first, for its shape, unless
     ``image_shape`` is given); it keeps the file names as one compact bytes array
     (about 30 bytes a file) and the labels. ``get_batch`` and ``iter_batches``
-    (:class:`mrs_jax.streaming.StreamedSource`) decode, transform and scale in
-    ``num_workers`` threads. An unreadable image or one of another shape raises
-    when it is read.
+    (:class:`StreamedSource`) decode, transform and scale in ``num_workers``
+    threads. An unreadable image or one of another shape raises when it is read.
 
     Args:
       split_dir: ``ROOT/<split>`` holding one folder per class.

@@ -2,14 +2,11 @@
 
 A :class:`StreamedSource` keeps only what finds each example (a file list, a record
 index), never the decoded images. ``get_batch(indices)`` decodes those examples in a
-thread pool (OpenCV, PIL and NumPy release the GIL while they work), so it is the
-random-access contract the certification job reads (``len(source)``,
-``source.image_shape``, ``source.num_classes``). ``iter_batches`` keeps the next
-``prefetch`` batches decoding while the caller uses one, which is what training
-reads through :func:`iterate_batches`. Memory is bounded by ``prefetch + 2``
-batches, whatever the data set's size.
-
-Both are host drivers (threads, files); nothing here touches a device.
+thread pool: the random-access contract the certification job reads.
+``iter_batches`` (and :func:`iterate_batches`) keep the next ``prefetch`` batches
+decoding while the caller uses one, so memory is bounded by ``prefetch + 2``
+batches. Host drivers (threads, files); nothing here touches a device
+(``docs/data.md``).
 """
 
 from __future__ import annotations

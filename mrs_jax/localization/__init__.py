@@ -1,5 +1,5 @@
 """Localising a patch: inpainting, prediction maps, joint voting and Grad-CAM
-(MRS_SPEC.md s. 4).
+(``docs/localization.md``).
 """
 
 from ._gradcam import best_window as best_window

@@ -6,7 +6,8 @@ extractor and a head; `input_gradient_saliency` is a fallback for classifiers th
 offer no such split. `best_window` turns either map into a window position.
 
 All three are device functions written for one image: `jax.jit` them and
-`jax.vmap` them over images and class indices inside your own code.
+`jax.vmap` them over images and class indices inside your own code
+(``docs/localization.md``, "The Grad-CAM setting").
 """
 
 from __future__ import annotations
@@ -172,6 +173,18 @@ def best_window(heatmap: Any, size: int) -> tuple[Any, Any]:
       (top, left): the window covers rows top..top+s-1, columns left..left+s-1.
       Python ints for a concrete heatmap (an eager call); int32 scalars [] when
       the heatmap is traced (under jit/vmap).
+
+    Raises:
+      ValueError, TypeError: a heatmap that is not a real [H, W] array (or, when
+        concrete, not finite), or a bad ``size``.
+
+    Examples:
+      >>> import numpy as np
+      >>> from mrs_jax.localization import best_window
+      >>> heatmap = np.zeros((6, 6))
+      >>> heatmap[3:5, 1:3] = 1.0
+      >>> best_window(heatmap, 2)
+      (3, 1)
     """
     traced = _checks.is_traced(heatmap)
     heat = heatmap if traced else np.asarray(heatmap)

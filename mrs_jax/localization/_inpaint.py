@@ -1,20 +1,11 @@
 """Sliding-block inpainting: OpenCV Telea (reference) and a harmonic fill on device.
 
-Localisation (spec section 4, step 1) hides every s x s block of an image in turn,
-fills it in, and classifies the result. Two fill methods are provided:
-
-- ``"telea"``: ``cv2.inpaint(x_uint8, block_mask, 3, cv2.INPAINT_TELEA)`` on the image
-  rounded to uint8, the faithful reference. It runs on host CPU threads (OpenCV drops
-  the GIL). Telea only reads pixels within its radius of the hole, so each block is
-  filled from a crop of the image around it; the crop margin (``_TELEA_MARGIN``) is
-  wide enough that the result is bit-identical to inpainting the whole image (checked
-  in the tests).
-- ``"harmonic"``: the exact discrete harmonic (Laplace) fill of the block, whose
-  boundary values are the 4-neighbour ring of pixels around the block. Sides of the
-  block that lie on the image border get a zero-flux (Neumann) condition instead.
-  The fill is a fixed linear map of the ring, precomputed once per block size (one
-  matrix per combination of available sides), so filling a block is one small matmul:
-  it runs under ``jit`` and ``vmap`` over all positions at once on the accelerator.
+Localisation hides every s x s block of an image in turn, fills it in, and
+classifies the result. ``"telea"`` is OpenCV's Telea on the uint8 image, on host
+threads, filled from a crop that gives bit-identical results; ``"harmonic"`` is
+the exact discrete Laplace fill of the block from its ring of neighbours, a
+precomputed linear map that runs under ``jit`` and ``vmap``
+(``docs/localization.md``).
 
 Positions are the top-left corners ``(i, j)`` in pixels of the blocks,
 ``i = 0, stride, 2 * stride, ... <= H - size`` (likewise j), in row-major order.
@@ -307,7 +298,7 @@ def sliding_inpaint(
     """All inpainted variants of an image, one per s x s block position.
 
     Materialises [P, H, W, C]: meant for small images and inspection. Localisation
-    streams blocks instead (see ``mrs_jax.prediction_maps.prediction_map``).
+    streams blocks instead (see ``prediction_map``).
 
     Args:
       x: [H, W, C] float32 image in [0, 1]. Telea needs C in {1, 3}.

@@ -1,42 +1,17 @@
-"""Patch localisation by joint voting (paper section 3.2, spec section 4).
+"""Patch localisation by joint voting (paper section 3.2).
 
-Every s x s block of the image is inpainted in turn and classified (the prediction
-map); the attacked class c_t is the most frequent label; C is the set of positions
-whose label differs; each candidate position scores the number of C positions in a
-cross-shaped template around it; the best-scoring block, grown by ``dilation``
-pixels, is the mask.
+Every s x s block is inpainted in turn and classified (the prediction map); the
+attacked class c_t is the most frequent label; each candidate position scores the
+positions with another label inside a cross-shaped template around it; the
+best-scoring block, grown by ``dilation`` pixels, is the mask. Abstains when the
+positions scoring above tau form two or more 8-connected regions; when no block
+changes the prediction the reason is ``no_change`` and the mask is the central
+block the tie-break picks. The certificate at this mask covers only the mask:
+it is conditional on localisation. Template, defaults and evidence:
+``docs/localization.md``.
 
-Positions and stride. A position is the top-left pixel (i, j) of a block, with
-``i = r * stride`` for map row r (likewise j and column c), so the prediction and
-score maps are [rows, cols] = [(H - s) // stride + 1, (W - s) // stride + 1]. The
-template is defined in pixels exactly as in the spec: horizontal arm
-``|i' - i| <= s - m`` and ``|j' - j| <= s - 1``, vertical arm ``|i' - i| <= s - 1`` and
-``|j' - j| <= s - m``. In map indices that is ``|r' - r| <= (s - m) // stride`` and
-``|c' - c| <= (s - 1) // stride`` (and the transpose). With stride 1 it is the spec's
-template verbatim.
-
-Location. The located block is the maximum of the score. Scores have plateaus
-(a patch whose changed region is smaller than the template ties over a square of
-positions, and at an image border the clipped template ties over a wider area), so
-among all maxima the one nearest their centroid is taken rather than the first in
-row-major order, which would sit at a plateau's corner. Templates are clipped at the
-map border (only existing positions vote, as in the spec). Measured consequence
-(tests, and a planted patch broken by any overlap): with s = 5 the mask always
-covers the patch, borders included; for larger s a patch in a corner can be located
-up to about s / 2 pixels off, so use dilation >= s / 2 when that matters. A clipped
-template also scores lower, so a patch at a corner may stay below tau and not count
-towards abstention.
-
-Batches. ``localize`` is a host driver that takes one image or a batch; one
-image is the batch of one. The harmonic path is one device program for the whole
-batch (fill, classify, vote, mask), the Telea path fills on host threads and
-votes in one vmapped program; a batch returns the list of the per-image results.
-``joint_vote`` (and ``mrs_jax.prediction_map`` with the harmonic fill) are device
-functions for one map (image): ``jax.vmap`` them over a batch.
-
-No change. When no block changes the prediction (C is empty) there is nothing to
-locate: the result has ``reason == "no_change"``, ``abstain == False``, an all-False
-mask and ``top_left == (-1, -1)``. Callers decide what an empty mask means for them.
+``localize`` is a host driver (one image or a batch); ``joint_vote`` is a device
+function for one map: ``jax.vmap`` it over a batch.
 """
 
 from __future__ import annotations
@@ -325,7 +300,11 @@ def _check_tau_array(tau) -> jax.Array:
 
 
 def joint_vote(prediction_map, size, *, stride=1, m=None, tau=None) -> VoteResult:
-    """Joint voting over a prediction map (spec section 4, steps 2 to 6).
+    """Joint voting over a prediction map (``docs/localization.md``).
+
+    Finds the attacked class (the most frequent label), scores each position
+    by the changed positions in its cross-shaped template, locates the maximum
+    nearest the centroid of all maxima and decides abstention.
 
     Device function: pure, works under ``jax.jit`` and ``jax.vmap`` (e.g. over
     a batch of prediction maps, or of ``tau`` values) and inside a caller's
@@ -335,25 +314,12 @@ def joint_vote(prediction_map, size, *, stride=1, m=None, tau=None) -> VoteResul
     trace time (TypeError/ValueError naming the argument); tau's value (finite,
     >= 0) only when it is concrete.
 
-    Defaults and why:
-      m = ceil(s / 2): a template cell votes when its block hides at least half of
-        the candidate's rows (or columns) and any of its columns (rows). m = 1 (the
-        full square) also collects votes from blocks that only graze the candidate,
-        so sparse clean-area misclassifications weigh more; m = s (a plus one
-        position wide) comes closest to the template shrunk to the central block
-        that the paper says "can be easily defeated". Half is the middle.
-      tau = TAU_FRACTION * template_size = half of the full template. An isolated
-        misclassified position adds at most one vote anywhere, so passing tau
-        needs half of a template footprint misclassified, which clean regions
-        rarely produce (paper section 3.3); a patch broken by any overlap gives the
-        whole template at its position, so two such patches far apart give two
-        components. A weaker patch that survives until half its rows and columns
-        are hidden scores about a third of the template: it is still located (the
-        location does not depend on tau) but two of them do not cause abstention.
-      Measured (benchmarks/RESULTS.md section 4, PGD patches on digits, s = 5, 16
-        fooled images): m in {1, 3} with tau = T / 2 covered 88% of the patches
-        with no abstention on clean images; m = s only 50-69%; T / 4 and T / 2
-        were within noise of each other, so tau follows the argument above.
+    Defaults: ``m = ceil(s / 2)``, the middle between the full square (which
+    weighs sparse misclassifications in clean areas more) and a one-block plus
+    (which the paper says "can be easily defeated"); ``tau`` = half of the full
+    template, which an isolated misclassified position cannot reach but a patch
+    broken by any overlap exceeds. Their justification and the measurements
+    behind them are in ``docs/localization.md``.
 
     Args:
       prediction_map: [rows, cols] int labels of the inpainted variants, row r and
@@ -367,6 +333,22 @@ def joint_vote(prediction_map, size, *, stride=1, m=None, tau=None) -> VoteResul
     Returns:
       VoteResult; the location is the maximum nearest the centroid of all maxima
       (first in row-major order among equally near ones).
+
+    Raises:
+      TypeError, ValueError: naming the argument, for a wrong map rank or dtype,
+        a bad static setting, or a concrete tau that is negative or not finite.
+
+    Examples:
+      A 2 x 2 patch at pixel (3, 4) fools the classifier into class 7 except
+      where the inpainted block touches it:
+
+      >>> import numpy as np
+      >>> from mrs_jax.localization import joint_vote
+      >>> prediction_map = np.full((8, 8), 7, np.int32)
+      >>> prediction_map[2:5, 3:6] = 2  # the blocks overlapping the patch
+      >>> vote = joint_vote(prediction_map, 2)
+      >>> print(int(vote.attacked_class), vote.top_left.tolist(), bool(vote.abstain))
+      7 [3, 4] False
     """
     _check_map(prediction_map)
     if isinstance(tau, (jax.Array, np.ndarray)):
@@ -409,19 +391,14 @@ def localize(
     workers=None,
     mesh=None,
 ) -> LocalizeResult | list[LocalizeResult]:
-    """Locates a patch by joint voting (spec section 4) and returns its mask.
+    """Locates a patch by joint voting and returns its mask
+    (``docs/localization.md``).
 
     Host driver: takes one image or a batch, checks pixel values, and runs
     Telea on host threads. One image is the batch of one: a batch gives, for
-    each image, the result of calling ``localize`` on that image alone.
-
-    With ``method="harmonic"`` the whole localisation of the batch (inpaint,
-    classify, vote, mask) is one jitted device program: the (image, position)
-    pairs of all images are classified in chunks of ``batch_size`` with
-    ``lax.map``, and voting is vmapped over the images. With ``method="telea"``
-    the prediction maps are built by host threads overlapped with device
-    classification (consecutive images share classify calls), then voting
-    runs as one vmapped program.
+    each image, the result of calling ``localize`` on that image alone. With
+    ``method="harmonic"`` the whole localisation of the batch is one jitted
+    device program.
 
     Args:
       classify: pure function [N, H, W, C] -> logits [N, K] (the base classifier

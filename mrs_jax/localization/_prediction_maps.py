@@ -1,20 +1,11 @@
 """Prediction maps: classify the image with every s x s block inpainted.
 
-Step 1 of joint voting (``MRS_SPEC.md`` section 4): for each block position, in
-row-major order, inpaint the block and record the base classifier's label.
-
-- ``"harmonic"``: the on-device fill, classified in the same device program.
-  :func:`prediction_map` is then a device function: it runs under ``jax.jit``
-  and ``jax.vmap`` (over images) and inside a caller's own jitted code.
-  :func:`harmonic_maps` is its pure core for B images at once: the B x P
-  (image, position) pairs are laid end to end and cut into chunks of
-  ``batch_size`` pairs (``lax.map``), so memory does not grow with B.
-- ``"telea"``: OpenCV on host threads (a host step by design), overlapped with
-  asynchronous device classification; :func:`telea_maps` fills the blocks of a
-  batch of images image after image and lets consecutive images share classify
-  calls of ``batch_size`` variants.
-
-The voting itself lives in ``mrs_jax.localize``.
+Step 1 of joint voting: for each block position, in row-major order, inpaint the
+block and record the base classifier's label. With ``"harmonic"`` the fill and
+the classification are one device program (:func:`harmonic_maps`, chunked over
+(image, position) pairs so memory does not grow with the batch); with
+``"telea"`` OpenCV fills on host threads while the device classifies
+(:func:`telea_maps`). The voting lives in ``_localize`` (``docs/localization.md``).
 """
 
 from __future__ import annotations
@@ -113,9 +104,9 @@ def harmonic_maps(classify, xs, chunks, size, grid):
     """On-device prediction maps of B images: harmonic fill + classify by chunks.
 
     Device function, pure and with no jit of its own, so a caller can fuse it
-    into a larger program (``mrs_jax.localize`` votes in the same program). It
-    checks nothing but the logits' shape (at trace time); :func:`prediction_map`
-    and ``mrs_jax.localize`` check their inputs before calling it.
+    into a larger program (``localize`` votes in the same program). It checks
+    nothing but the logits' shape (at trace time); :func:`prediction_map` and
+    ``localize`` check their inputs before calling it.
 
     Args:
       classify: ``[N, H, W, C] -> [N, K]`` logits (a ``Partial`` under jit).
@@ -264,7 +255,7 @@ def prediction_map(
     caller's jitted code. Shapes, dtypes and the static settings are checked at
     trace time; pixel values (finite, in [0, 1]) only when ``x`` is concrete.
     With ``method="telea"`` it is a host step (OpenCV) and ``x`` must be
-    concrete. For many images on the host, ``mrs_jax.localize`` takes a batch.
+    concrete. For many images on the host, ``localize`` takes a batch.
 
     Args:
       classify: pure function [N, H, W, C] -> logits [N, K]; a plain function or a

@@ -3,8 +3,8 @@
 A 3x3 stem, then three blocks of ``conv 3x3 -> 2x2 max pool -> BN -> GELU -> conv
 3x3 -> BN -> GELU``, global average pooling and a linear head. Max pooling right
 after the first conv of a block keeps three quarters of the block's arithmetic at
-the lower resolution, which is what makes it cheap enough to train to >85% clean
-accuracy on a 2-core CPU within an hour (``train/configs/cifar10_cpu.py``).
+the lower resolution, which makes it cheap enough to train on a CPU
+(``train/configs/cifar10_cpu.py``; ``docs/models.md``).
 """
 
 from collections.abc import Sequence

@@ -1,20 +1,11 @@
 """Inference-time BatchNorm folding: each eval-mode BatchNorm goes into its conv.
 
-In eval mode a BatchNorm after a convolution is a per-channel affine map,
-``bn(y) = s * y + (beta - s * mean)`` with ``s = gamma / sqrt(var + eps)``, so
-the convolution ``y = conv(x, W)`` followed by it equals one convolution with
-kernel ``W * s`` (scaled along the output channels) and bias
-``beta - s * mean``. The folded model computes the same logits up to float
-rounding, with one fewer elementwise pass per layer and no ``rsqrt`` at run
-time.
-
-A BatchNorm that follows a max pool (``FastCNN``'s ``conv -> pool -> bn``)
-cannot go into the conv when some ``s < 0`` (a max pool does not commute with a
-negative scale); it becomes a precomputed per-channel :class:`ChannelAffine`.
-
-Supported families: ``CifarResNet``, ``ImageNetResNet``, ``FastCNN`` and
-``SmallCNN`` (every conv there is followed by its BatchNorm). ``WideResNet`` is
-pre-activation (BN before conv) and is refused.
+An eval-mode BatchNorm after a convolution is a per-channel affine map, so the
+pair equals one convolution with a scaled kernel and a bias; the folded model
+computes the same logits up to float rounding, with less work per layer. A
+BatchNorm after a max pool becomes a precomputed :class:`ChannelAffine`.
+Supported: ``CifarResNet``, ``ImageNetResNet``, ``FastCNN`` and ``SmallCNN``;
+``WideResNet`` (pre-activation) is refused. Derivation: ``docs/models.md``.
 """
 
 from __future__ import annotations
