@@ -3,13 +3,40 @@
 Four namespaces, each one idea: ``checks`` (argument checks that name the
 argument), ``sharding`` (devices, meshes and batch placement), ``runlock`` (the
 OS lock of a run directory) and ``configfile`` (Python config files and their
-``--config.FIELD=value`` overrides).
+``--config.FIELD=value`` overrides); and the result-row schema (``ROW_FIELDS``
+and the constants every stage shares).
 """
 
 from . import _checks as checks
 from . import _configfile as configfile
 from . import _runlock as runlock
 from . import _sharding as sharding
+from ._schema import ABSTAIN as ABSTAIN
+from ._schema import ATTACKED_MODES as ATTACKED_MODES
+from ._schema import EVERY_PATCH_POSITION as EVERY_PATCH_POSITION
+from ._schema import LOCALIZATION_OUTCOMES as LOCALIZATION_OUTCOMES
+from ._schema import MAX_DRAWS as MAX_DRAWS
+from ._schema import MODES as MODES
+from ._schema import ROW_FIELDS as ROW_FIELDS
+from ._schema import RowField as RowField
+from ._schema import describe as describe_rows
+from ._schema import field_names as row_field_names
 from ._sharding import use_cpu_cores as use_cpu_cores
 
-__all__ = ["checks", "configfile", "runlock", "sharding", "use_cpu_cores"]
+__all__ = [
+    "ABSTAIN",
+    "ATTACKED_MODES",
+    "EVERY_PATCH_POSITION",
+    "LOCALIZATION_OUTCOMES",
+    "MAX_DRAWS",
+    "MODES",
+    "ROW_FIELDS",
+    "RowField",
+    "checks",
+    "configfile",
+    "describe_rows",
+    "row_field_names",
+    "runlock",
+    "sharding",
+    "use_cpu_cores",
+]

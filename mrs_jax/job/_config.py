@@ -21,9 +21,9 @@ from typing import Any
 from mrs_jax import certification as sequential
 from mrs_jax.attacks import OBJECTIVES
 from mrs_jax.certification import UNRESTRICTED, resolve_target
+from mrs_jax.core import MAX_DRAWS, MODES
 from mrs_jax.core import checks as _checks
 from mrs_jax.localization import vote_settings
-from mrs_jax.rows import MODES
 
 INPAINT_METHODS = ("telea", "harmonic")
 # The made-up data set of tests and smoke runs: at most this many pixels.
@@ -151,7 +151,6 @@ class JobConfig:
             raise ValueError(f"tau must be >= 0, got {self.tau}")
 
 
-MAX_DRAWS = 2**31 - 1
 
 
 def _set(config: JobConfig, name: str, value) -> None:

@@ -8,8 +8,8 @@ labels and keys; localisation, CERTIFY, ``certify_at``, PatchCleanser and the
 smoothed double masking are host drivers that take the batch and run one device
 program per step. Every image gets exactly the row it would get alone (same
 keys, same draws, same decision rules; ``seconds`` excepted, which is each
-phase's time for the group divided by its size). The fields are described in
-``mrs_jax.job``'s docstring and read by ``mrs_jax.metrics``.
+phase's time for the group divided by its size). Every field is described
+once, in ``mrs_jax.core.ROW_FIELDS``; ``mrs_jax.rows`` reads them.
 
 Localisation and ``no_change``. When no block changes the base classifier's
 prediction, the joint-voting score map is all zero. The paper's algorithm takes
@@ -42,25 +42,26 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from mrs_jax import certification as bounds
-from mrs_jax import certification as sequential
-from mrs_jax import certification as smoothing
+from mrs_jax import certification
 from mrs_jax.attacks import adaptive_patch_attack, patch_attack, vote_patch_attack
 from mrs_jax.certification import patchcleanser, patchcleanser_masks, square_mask
-from mrs_jax.core import sharding
+from mrs_jax.core import (
+    ABSTAIN,
+    EVERY_PATCH_POSITION,
+    LOCALIZATION_OUTCOMES,
+    sharding,
+)
 from mrs_jax.job._config import JobConfig, resolve_target
 from mrs_jax.localization import best_window, gradcam, localize
 
 Classify = Callable[[jax.Array], jax.Array]
 # Row values of ``localization``: the localiser's reasons, "ok" said plainly.
-LOCALIZATION = {
-    "ok": "located",
-    "no_change": "no_change",
-    "multiple_regions": "multiple_regions",
-}
+LOCALIZATION = dict(
+    zip(("ok", "no_change", "multiple_regions"), LOCALIZATION_OUTCOMES, strict=True)
+)
 # What a mode's ``certified`` holds for, where it is not the localised
 # l2 certificate inside the located mask.
-PATCHCLEANSER_CERTIFICATE = "every_patch_position"
+PATCHCLEANSER_CERTIFICATE = EVERY_PATCH_POSITION
 
 
 def group_rows(
@@ -379,7 +380,7 @@ def _located_fields(config: JobConfig, located, channels: int):
     if outcome == "multiple_regions":
         return result | _skipped_target_fields(config, channels) | {
             "located_top_left": None,
-            "prediction": smoothing.ABSTAIN,
+            "prediction": ABSTAIN,
             "radius": 0.0,
             "p_lower": None,
             "certified": False,
@@ -405,12 +406,12 @@ def _certify_fields(group: _Group, images, masks, keys) -> list[dict[str, Any]]:
     channels = images.shape[-1]
     target = resolve_target(config.target_radius, config.patch_size, channels)
     if target is None:
-        certs = smoothing.certify(
+        certs = certification.certify(
             group.classify, images, masks, config.sigma, n=config.n, **common
         )
         fields = [_certificate_fields(c) for c in certs]
     else:
-        certs = sequential.certify_at(
+        certs = certification.certify_at(
             group.classify, images, masks, config.sigma, target,
             max_n=config.n, **common,
         )
@@ -418,8 +419,8 @@ def _certify_fields(group: _Group, images, masks, keys) -> list[dict[str, Any]]:
     return [f | {"mask_box": _box(m)} for f, m in zip(fields, masks, strict=True)]
 
 
-def _certificate_fields(cert: smoothing.Certificate) -> dict[str, Any]:
-    abstained = cert.label == smoothing.ABSTAIN
+def _certificate_fields(cert: certification.Certificate) -> dict[str, Any]:
+    abstained = cert.label == ABSTAIN
     return {
         "prediction": cert.label,
         "radius": cert.radius,
@@ -433,8 +434,8 @@ def _target_fields(config: JobConfig, cert, target: float) -> dict[str, Any]:
     """The row fields of one ``certify_at`` outcome (module docstring)."""
     returned = cert.p_lower > 0.5
     return {
-        "prediction": cert.selected_label if returned else smoothing.ABSTAIN,
-        "radius": bounds.certified_radius(config.sigma, cert.p_lower),
+        "prediction": cert.selected_label if returned else ABSTAIN,
+        "radius": certification.certified_radius(config.sigma, cert.p_lower),
         "p_lower": float(cert.p_lower),
         "certified": bool(returned),
         "abstain_reason": None if returned else "certify_abstain",

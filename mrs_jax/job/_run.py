@@ -31,16 +31,8 @@ Modes (``MRS_SPEC.md`` sections 5 and 6):
 ``certify_at`` whether the prediction is certified at that radius, with at
 most ``n`` estimation draws (``mrs_jax.pipeline``).
 
-Localisation outcome, per row (``localization``; ``clean_localization`` for the
-clean pipeline of a practical row): ``located`` (a block changed the
-prediction and one region was found), ``no_change`` (no block changed it: the
-score map is all zero and its arg max, the tie-break's block, is where CERTIFY
-runs, as the paper's algorithm does) or ``multiple_regions`` (abstain, no
-CERTIFY). ``prediction`` / ``clean_prediction`` are always the defended
-(smoothed) output or ``ABSTAIN`` (-1); ``certified`` / ``clean_certified`` say
-that CERTIFY ran and returned that label. The base classifier's own labels are
-``base_clean_prediction`` and, under attack, ``undefended_adv_prediction``.
-Abstentions count as wrong.
+Row fields: one line each in ``mrs_jax.core.ROW_FIELDS`` (which modes write
+them, and what they mean); abstentions (``ABSTAIN``, -1) count as wrong.
 
 Batches: every mode runs groups of ``images_per_batch`` images through one
 device program per step (``mrs_jax.pipeline``); the rows are the same as image

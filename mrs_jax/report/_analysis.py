@@ -54,14 +54,14 @@ import numpy as np
 
 from mrs_jax import rows as metrics
 from mrs_jax import rows as row_files
+from mrs_jax.core import ATTACKED_MODES, MODES
 from mrs_jax.report import _plots as plots
 from mrs_jax.report import _tables as tables
 from mrs_jax.report._tables import certified_name
 
 # The job's modes (``mrs_jax.job.MODES``); "clean" rows carry no patch, so their
 # certified accuracy, like center/gradcam, needs no coverage.
-MODES = metrics.MODES
-_ATTACKED = metrics.ATTACKED_MODES
+_ATTACKED = ATTACKED_MODES
 
 
 @dataclasses.dataclass(frozen=True)

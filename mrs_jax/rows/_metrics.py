@@ -1,6 +1,7 @@
 """Accuracy metrics over certification result rows (paper Section 4, spec s. 6).
 
-A result row is a dict for one test image. Fields read here:
+A result row is a dict for one test image; its fields are described once, in
+``mrs_jax.core.ROW_FIELDS``. What these metrics read, and how:
 
 - `label` (int >= 0): true class.
 - `prediction` (int, -1 = abstain): the defended prediction (on x_adv for the
@@ -47,25 +48,15 @@ from typing import Any
 
 import numpy as np
 
-ABSTAIN = -1
-# Modes whose rows attack a patch, so each must say whether its mask covers it.
-# Every job mode, as rows and run.json name them; each is one row builder in
-# ``mrs_jax.pipeline`` (``mrs_jax.job_config`` and ``mrs_jax.analysis`` read
-# this tuple).
-MODES = (
-    "practical",
-    "adaptive",
-    "vote_adaptive",
-    "center",
-    "gradcam",
-    "clean",
-    "double_masking",
-    "smoothed_double_masking",
+from mrs_jax.core import (
+    ABSTAIN,
+    ATTACKED_MODES,
+    EVERY_PATCH_POSITION,
+    LOCALIZATION_OUTCOMES,
+    MODES,
 )
-ATTACKED_MODES = ("practical", "adaptive", "vote_adaptive")
 
-
-LOCALIZATION_OUTCOMES = ("located", "no_change", "multiple_regions")
+__all__ = ["ABSTAIN", "ATTACKED_MODES", "MODES"]  # re-exported by the face
 
 
 def _rows(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -117,9 +108,6 @@ def _label(row: Mapping[str, Any], i: int) -> int:
     if label < 0:
         raise ValueError(f"rows[{i}]['label'] must be >= 0, got {label}")
     return label
-
-
-EVERY_PATCH_POSITION = "every_patch_position"
 
 
 def _radius(row: Mapping[str, Any], i: int) -> float:
