@@ -9,22 +9,16 @@ import sys
 if __name__ == "__main__":  # a Ctrl-C while JAX loads is raised by main_guard
     import signal
 
-    class _HeldInterrupts(list):  # as mrs_jax.cli.HeldInterrupts
+    class _HeldInterrupts(list):  # as mrs_jax.commands._cli.HeldInterrupts
         def __call__(self, signum, frame):
             self.append(signum)
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _HeldInterrupts())
 
-from mrs_jax.commands.certify import (  # noqa: E402
-    INTERRUPTED,
-    inference_classifier,
-    load_checkpoint,
-    main,
-    run,
-)
+from mrs_jax.commands.certify import main, run  # noqa: E402
 
-__all__ = ["INTERRUPTED", "inference_classifier", "load_checkpoint", "main", "run"]
+__all__ = ["main", "run"]
 
 if __name__ == "__main__":
     sys.exit(main())

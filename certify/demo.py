@@ -5,9 +5,9 @@ See :mod:`mrs_jax.commands.demo`.
 
 import sys
 
-from mrs_jax.commands.demo import main
+from mrs_jax.commands.demo import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,7 @@
 """The command-line entry points on a real (tiny) trained checkpoint."""
 
+import configparser
+import importlib
 import json
 import logging
 import os
@@ -18,15 +20,24 @@ from _job_helpers import (
     write_checkpoint,
 )
 
+import mrs_jax
 from certify.__main__ import main as certify_main
 from certify.analyze import main as analyze_main
 from certify.demo import main as demo_main
-from mrs_jax.commands.certify import stored_fingerprint
 from mrs_jax.core import configfile
 from mrs_jax.job import _run as job
-from mrs_jax.job import _run_dir as run_dir
-from mrs_jax.models import as_classifier, get_model
+from mrs_jax.models import (
+    as_classifier,
+    checkpoint_fingerprint,
+    classifier_fingerprint,
+    get_model,
+    load_classifier,
+    load_model,
+    weights_fingerprint,
+)
 from mrs_jax.training import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +248,37 @@ def test_class_count_mismatch_is_refused(tmp_path):
         job.run(config, tmp_path, classify=classify, num_classes=10)
 
 
+@pytest.mark.parametrize(
+    "program, argv",
+    [
+        ("train", ["--config", "missing.py", "--workdir", "w"]),
+        ("certify", ["--config", "missing.py", "--checkpoint", "c", "--out", "o"]),
+        ("analyze", ["missing_run"]),
+        ("demo", ["--num_images", "0", "--workdir", "w"]),
+    ],
+)
+def test_every_program_has_a_console_main_and_a_run_that_raises(
+    program, argv, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    module = importlib.import_module(f"mrs_jax.commands.{program}")
+    with pytest.raises((FileNotFoundError, ValueError)):
+        module.run(argv)
+    capsys.readouterr()
+    assert module.main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: ")
+    assert not any(tmp_path.iterdir())  # nothing written
+    # The checkout's thin entry points and the console scripts are these mains.
+    thin = {"train": "train.__main__", "certify": "certify.__main__"}
+    entry = importlib.import_module(thin.get(program, f"certify.{program}"))
+    assert (entry.main, entry.run) == (module.main, module.run)
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    scripts = setup["options.entry_points"]["console_scripts"]
+    assert f"mrs-{program} = mrs_jax.commands.{program}:main" in scripts
+
+
 def test_config_file_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         configfile.load(str(tmp_path / "none.py"), False, job.JobConfig)
@@ -251,7 +293,7 @@ def test_config_file_errors(tmp_path):
 def test_certify_folds_batchnorm_and_a_resume_keeps_the_choice(
     tmp_path, checkpoint, capsys
 ):
-    from mrs_jax.models import folded_classifier, load_classifier, load_model
+    from mrs_jax.models import folded_classifier
 
     out = tmp_path / "folded"
     args = ["--config", "certify/configs/digits.py", "--smoke", "--no_progress"]
@@ -263,9 +305,10 @@ def test_certify_folds_batchnorm_and_a_resume_keeps_the_choice(
     # weights (their last bits depend on the CPU), so it differs from the plain
     # model's and from the folded weights' digest.
     model, _ = load_model(checkpoint)
-    folded = run_dir.weights_fingerprint(folded_classifier(model))
-    plain = run_dir.weights_fingerprint(load_classifier(checkpoint, fold=False)[0])
-    assert record["model"]["weights_sha256"] == stored_fingerprint(model, True)
+    folded = weights_fingerprint(folded_classifier(model))
+    plain = weights_fingerprint(load_classifier(checkpoint, fold=False)[0])
+    stored = checkpoint_fingerprint(model, folded=True)
+    assert record["model"]["weights_sha256"] == stored
     assert len({record["model"]["weights_sha256"], folded, plain}) == 3
     capsys.readouterr()
     # Resuming with the model as trained would mix two classifiers: refused.
@@ -275,7 +318,7 @@ def test_certify_folds_batchnorm_and_a_resume_keeps_the_choice(
     record = json.loads((unfolded / "run.json").read_text())
     assert record["meta"]["batchnorm_folded"] is False
     assert record["model"]["weights_sha256"] == plain
-    assert stored_fingerprint(model, False) == plain
+    assert checkpoint_fingerprint(model, folded=False) == plain
 
 
 def test_the_fingerprint_does_not_depend_on_how_the_fold_rounds(
@@ -283,7 +326,7 @@ def test_the_fingerprint_does_not_depend_on_how_the_fold_rounds(
 ):
     """Another CPU rounds the folded weights differently; a run started there
     must resume here. Perturbing the folded weights by one ulp stands in."""
-    from mrs_jax.models import folded_classifier, load_model
+    from mrs_jax.models import folded_classifier
 
     out = tmp_path / "run"
     args = ["--config", "certify/configs/digits.py", "--smoke", "--no_progress"]
@@ -295,7 +338,10 @@ def test_the_fingerprint_does_not_depend_on_how_the_fold_rounds(
 
     first = run_json()
 
+    folds = []
+
     def rounded_otherwise(model):
+        folds.append(model)
         classify = folded_classifier(model)
         return jax.tree.map(
             lambda w: np.nextafter(w, np.inf).astype(w.dtype)
@@ -305,7 +351,52 @@ def test_the_fingerprint_does_not_depend_on_how_the_fold_rounds(
         )
 
     monkeypatch.setattr("mrs_jax.models._fold.folded_classifier", rounded_otherwise)
-    before = run_dir.weights_fingerprint(folded_classifier(load_model(checkpoint)[0]))
-    after = run_dir.weights_fingerprint(rounded_otherwise(load_model(checkpoint)[0]))
+    before = weights_fingerprint(folded_classifier(load_model(checkpoint)[0]))
+    after = weights_fingerprint(rounded_otherwise(load_model(checkpoint)[0]))
     assert before != after  # the stand-in does change the folded weights
+    folds.clear()
     assert run_json()["model"] == first["model"]  # resumed, not refused
+    assert len(folds) == 1  # the command certified the stand-in's weights
+
+
+def test_a_library_run_records_the_fingerprint_mrs_certify_records(
+    tmp_path, checkpoint
+):
+    """load_classifier + run_job and mrs-certify name one checkpoint alike, so
+    either resumes the other's run directory."""
+    config = configfile.load("certify/configs/digits.py", True, job.JobConfig)
+    args = ["--config", "certify/configs/digits.py", "--smoke", "--no_progress"]
+    args += ["--checkpoint", str(checkpoint), "--out"]
+    model, _ = load_model(checkpoint)
+
+    def library_run(out, fold):
+        classify, meta = load_classifier(checkpoint, fold=fold)
+        assert meta["folded"] is fold
+        assert classifier_fingerprint(classify) == checkpoint_fingerprint(
+            model, folded=fold
+        )
+        return mrs_jax.run_job(
+            config,
+            out,
+            classify=classify,
+            num_classes=int(meta["num_classes"]),
+            meta=meta,
+            progress=False,
+        )
+
+    for fold in (True, False):
+        by_command, by_library = tmp_path / f"command{fold}", tmp_path / f"lib{fold}"
+        flags = [] if fold else ["--no_fold"]
+        assert certify_main([*args, str(by_command), *flags]) == 0
+        library_run(by_library, fold)
+        command_model, library_model = (
+            json.loads((out / "run.json").read_text())["model"]
+            for out in (by_command, by_library)
+        )
+        assert library_model == command_model
+        # The library resumes the command's run (every row is there already).
+        assert len(library_run(by_command, fold)) == config.num_images
+    # The plain classifier on the folded run is refused: the two fingerprints
+    # tell the classifiers apart.
+    with pytest.raises(ValueError, match="another classifier"):
+        library_run(tmp_path / "commandTrue", False)

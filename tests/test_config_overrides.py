@@ -12,7 +12,7 @@ from mrs_jax.core import configfile
 from mrs_jax.job import JobConfig
 from mrs_jax.models import _checkpoint as ckpt
 from mrs_jax.training import TrainConfig
-from train.__main__ import run as train_cli
+from train.__main__ import main as train_cli
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = {"train": TrainConfig, "certify": JobConfig}

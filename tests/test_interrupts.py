@@ -3,8 +3,8 @@
 Python's default handler raises KeyboardInterrupt wherever the main thread is.
 Inside an import of a jaxlib extension that tore the module and the process
 died with SIGSEGV; inside JAX's garbage-collector callback it was printed and
-dropped, and the run went on. ``mrs_jax.cli.main_guard`` holds a Ctrl-C until
-the import is done and raises a dropped one again.
+dropped, and the run went on. ``mrs_jax.commands._cli.main_guard`` holds a
+Ctrl-C until the import is done and raises a dropped one again.
 """
 
 import gc
@@ -150,7 +150,7 @@ def test_an_ignored_sigint_stays_ignored(capsys):
 _STUBBORN_CLEANUP = """
 import signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
-from mrs_jax import cli
+from mrs_jax.commands import _cli as cli
 
 def main(argv):
     try:

@@ -35,7 +35,7 @@ from mrs_jax.training import (
     random_flip_crop,
     train,
 )
-from train.__main__ import main as train_main
+from train.__main__ import run as train_main
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE, SIZE = 8, 3

@@ -1,6 +1,7 @@
 """The run directory: one writer, no mixed models or runs, checks before writes."""
 
 import json
+from pathlib import Path
 
 import jax.numpy as jnp
 import pytest
@@ -17,8 +18,10 @@ from mrs_jax.commands import _cli as cli
 from mrs_jax.core import runlock
 from mrs_jax.job import _run as job
 from mrs_jax.job import _run_dir as run_dir
+from mrs_jax.models import load_classifier, weights_fingerprint
 from mrs_jax.rows import _files as rows
 
+REPO = Path(__file__).resolve().parents[1]
 META = {"model": "tiny", "dataset": "synthetic", "image_shape": list(SHAPE)}
 
 
@@ -61,7 +64,7 @@ def test_single_and_multi_process_runs_exclude_each_other(tmp_path):
 def test_run_json_records_the_weights_and_refuses_another_model(tmp_path):
     _run(tmp_path, meta=dict(META, sigma=0.25))
     record = json.loads((tmp_path / "run.json").read_text())
-    expected = run_dir.weights_fingerprint(tiny_classifier())
+    expected = weights_fingerprint(tiny_classifier())
     assert record["model"] == {
         "weights_sha256": expected,
         "model": "tiny",
@@ -85,11 +88,46 @@ def test_run_json_records_the_weights_and_refuses_another_model(tmp_path):
 def test_fingerprint_sees_every_weight():
     base = tiny_classifier()
     changed = Partial(base.func, base.args[0].at[3, 4, 1, 2].add(1e-6))
-    assert run_dir.weights_fingerprint(base) == run_dir.weights_fingerprint(
-        tiny_classifier()
-    )
-    assert run_dir.weights_fingerprint(base) != run_dir.weights_fingerprint(changed)
-    assert run_dir.weights_fingerprint(lambda b: b) is None
+    assert weights_fingerprint(base) == weights_fingerprint(tiny_classifier())
+    assert weights_fingerprint(base) != weights_fingerprint(changed)
+    assert weights_fingerprint(lambda b: b) is None
+
+
+
+def _committed_runs() -> dict[str, list[Path]]:
+    """The run directories under benchmarks/runs by the committed checkpoint
+    (benchmarks/checkpoints) that ``mrs-certify`` certified in them."""
+    runs = {}
+    for path in sorted((REPO / "benchmarks" / "runs").glob("*/run.json")):
+        checkpoint = json.loads(path.read_text())["meta"]["checkpoint"]
+        if (REPO / checkpoint / "model.json").is_file():
+            runs.setdefault(checkpoint, []).append(path.parent)
+    return runs
+
+
+COMMITTED_RUNS = _committed_runs()
+
+
+@pytest.mark.parametrize("checkpoint", sorted(COMMITTED_RUNS))
+def test_committed_runs_resume_with_their_checkpoint_loaded_by_the_library(
+    checkpoint,
+):
+    """mrs-certify wrote these runs; load_classifier's classifier is accepted
+    on resume, and the folded weights' own digest (what a library run recorded
+    before the fingerprint moved to the models) is not."""
+    classify, meta = load_classifier(REPO / checkpoint)
+    model = run_dir.model_record(classify, meta)
+    own_digest = dict(model, weights_sha256=weights_fingerprint(classify))
+    for out in COMMITTED_RUNS[checkpoint]:
+        config = run_dir.read_run_file(out)["config"]
+        run_dir.check_resume(out, {"config": config, "model": model})
+        with pytest.raises(ValueError, match="another classifier: weights_sha256"):
+            run_dir.check_resume(out, {"config": config, "model": own_digest})
+
+
+def test_there_are_committed_runs_to_resume():
+    assert len(COMMITTED_RUNS) >= 4
+    assert sum(len(runs) for runs in COMMITTED_RUNS.values()) >= 10
 
 
 def test_a_run_without_a_recorded_model_is_not_resumed(tmp_path):

@@ -21,7 +21,7 @@ from _job_helpers import ctrl_c_command
 from mrs_jax.core import runlock
 from mrs_jax.models import _checkpoint as ckpt
 from mrs_jax.training import TrainConfig, train
-from train.__main__ import run as train_cli
+from train.__main__ import main as train_cli
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from mrs_jax.training import (
     random_square_masks,
     train,
 )
-from train.__main__ import main as train_main
+from train.__main__ import run as train_main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -115,7 +115,9 @@ def test_the_wheel_holds_only_mrs_jax_with_its_configs_and_scripts(installed):
     assert "chex" not in metadata
     scripts = wheel.read(f"{dist_info}/entry_points.txt").decode()
     for script in SCRIPTS:
-        assert f"{script} = mrs_jax." in scripts
+        # Every program's console entry point is its main (run raises).
+        command = script.removeprefix("mrs-")
+        assert f"{script} = mrs_jax.commands.{command}:main\n" in scripts
 
 
 PROBE = """

@@ -5,7 +5,12 @@
 (:mod:`mrs_jax.commands.analyze`) and ``mrs-demo`` (:mod:`mrs_jax.commands.demo`). In a
 checkout the same programs run as ``python -m train``, ``python -m certify``,
 ``python -m certify.analyze`` and ``python -m certify.demo``, whose modules only
-call these. The helpers below give train and certify the same ``--config``
+call these.
+
+Each program has the same two functions: ``main(argv=None)`` is the console
+entry point (a user's mistake is one line ``error: ...`` and exit status 2,
+Ctrl-C exit 130; see ``_cli.main_guard``), and ``run(argv)`` does the work and
+raises. The helpers below give train and certify the same ``--config``
 handling: a file or a shipped name, ``:smoke``, and ``--config.FIELD=value``.
 """
 
@@ -33,6 +38,20 @@ def prog(module: str) -> str:
     when run as one, else ``python -m <module>``."""
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     return script if script.startswith("mrs-") else f"python -m {module}"
+
+
+def config_parser(module: str, kind: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of a program that runs a ``kind`` config: named for
+    ``module`` (:func:`prog`), ``doc`` as its description, the overrides'
+    help as its epilog, and ``--config`` (:func:`add_config_flag`)."""
+    parser = argparse.ArgumentParser(
+        prog=prog(module),
+        description=doc,
+        epilog=OVERRIDES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_flag(parser, kind)
+    return parser
 
 
 def add_config_flag(parser: argparse.ArgumentParser, kind: str) -> None:

@@ -28,11 +28,9 @@ set ``MRS_COORDINATOR_ADDRESS``, ``MRS_NUM_PROCESSES``, ``MRS_PROCESS_ID``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 
 from mrs_jax import commands, job
-from mrs_jax import job as run_dir
 from mrs_jax.commands import _cli as cli
 from mrs_jax.commands import _distributed as distributed
 from mrs_jax.core import sharding
@@ -40,69 +38,46 @@ from mrs_jax.core import sharding
 INTERRUPTED = "interrupted: finished rows are kept; rerun the same command to continue"
 
 
-def load_checkpoint(path: str):
-    """Loads ``(model, meta)``, turning a broken work dir into one UsageError."""
-    from mrs_jax.models import load_model
-
-    cli.quiet_checkpoint_logs()
-    try:
-        return load_model(path)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, KeyError) as error:  # a damaged work dir
-        detail = " ".join(str(error).split()) or type(error).__name__
-        raise cli.UsageError(f"cannot load checkpoint {path}: {detail}") from error
-
-
-def inference_classifier(model, *, fold: bool):
-    """``(classify, folded)``: the model with BatchNorm folded into its convs
-    where ``fold`` and its family supports it (``mrs_jax.fold``: the same logits
-    up to float rounding, ~10-25% more samples/s on a CPU), else as trained.
-
-    The folded classifier is the base classifier f that is smoothed and
-    certified. ``run.json`` fingerprints the checkpoint's stored weights and
-    the choice (:func:`stored_fingerprint`), not the folded weights: folding rounds
-    differently on different CPUs (an AMD and an Intel VM gave two digests for
-    one checkpoint), and a run must resume on any machine. ``run.json``'s
-    ``meta.batchnorm_folded`` says which was certified.
-    """
-    from mrs_jax.models import as_classifier, folded_classifier
-
-    if fold:
-        try:
-            return folded_classifier(model), True
-        except TypeError as error:  # a family fold does not cover
-            print(f"note: BatchNorm not folded: {error}", flush=True)
-    return as_classifier(model), False
-
-
-def stored_fingerprint(model, folded: bool) -> str:
-    """The run directory's ``weights_sha256``, the same on every machine.
-
-    A SHA-256 of the model's weights as the checkpoint stores them (BatchNorm
-    not folded), and, where ``folded``, a SHA-256 of that digest and the word
-    ``batchnorm_folded``: the folded and the unfolded classifier are two
-    classifiers (a resume with the other is refused), but neither digest
-    depends on how a CPU rounds the fold.
-    """
-    from mrs_jax.job import weights_fingerprint
-    from mrs_jax.models import as_classifier
-
-    digest = weights_fingerprint(as_classifier(model))
-    if not folded:
-        return digest
-    return hashlib.sha256(f"{digest}:batchnorm_folded".encode()).hexdigest()
+def main(argv: list[str] | None = None) -> int:
+    """``mrs-certify``: :func:`run` with user errors as one line (exit 2) and
+    Ctrl-C as exit 130."""
+    return cli.main_guard(run, argv, interrupted=INTERRUPTED)
 
 
 def run(argv: list[str] | None = None) -> int:
     """Certifies as the command line asks; user errors raise (see :func:`main`)."""
-    parser = argparse.ArgumentParser(
-        prog=commands.prog("certify"),
-        description=__doc__,
-        epilog=commands.OVERRIDES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    args, overrides = commands.parse_args(_parser(), argv)
+    _use_cpu_cores(args.cpu_devices)
+    config = _config(args, overrides)
+    # Everything that needs no model is checked before the checkpoint loads.
+    job.validate(config, args.out)
+    processes = distributed.initialize_from(args)
+    # A run directory held by another process is refused before the model loads.
+    job.check_free(args.out, processes.index, processes.count)
+    model, meta = _load_checkpoint(args.checkpoint)
+    split = _features_and_head(model) if config.mode == "gradcam" else None
+    _note_sigma(config, meta)
+    # The classifier carries the checkpoint's fingerprint, which run.json records
+    # (the one a library run of load_classifier records too).
+    classify, folded = _classifier(model, fold=not args.no_fold)
+    job.run(
+        config,
+        args.out,
+        classify=classify,
+        num_classes=int(meta["num_classes"]),
+        features_and_head=split,
+        meta={"checkpoint": str(args.checkpoint), **meta, "batchnorm_folded": folded},
+        process_index=processes.index,
+        process_count=processes.count,
+        progress=not args.no_progress,
+        barrier=distributed.run_barrier(args.out, processes),
     )
-    commands.add_config_flag(parser, "certify")
+    print(f"rows written to {args.out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = commands.config_parser("certify", "certify", __doc__)
     parser.add_argument("--checkpoint", required=True, help="a training workdir")
     parser.add_argument("--out", required=True, help="the run directory")
     parser.add_argument("--smoke", action="store_true", help="the tiny variant")
@@ -130,11 +105,16 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     distributed.add_flags(parser)
-    args, overrides = commands.parse_args(parser, argv)
-    if args.cpu_devices is not None and args.cpu_devices < 1:
-        raise cli.UsageError(f"--cpu_devices must be >= 1, got {args.cpu_devices}")
-    sharding.use_cpu_cores(args.cpu_devices)
+    return parser
 
+
+def _use_cpu_cores(cpu_devices: int | None) -> None:
+    if cpu_devices is not None and cpu_devices < 1:
+        raise cli.UsageError(f"--cpu_devices must be >= 1, got {cpu_devices}")
+    sharding.use_cpu_cores(cpu_devices)
+
+
+def _config(args: argparse.Namespace, overrides) -> job.JobConfig:
     # configfile names the file or the field in every error (missing, broken,
     # bad value).
     config, _ = commands.load_config(
@@ -146,22 +126,35 @@ def run(argv: list[str] | None = None) -> int:
         num_images=args.num_images,
         images_per_batch=args.images_per_batch,
     )
-    # Everything that needs no model is checked before the checkpoint loads.
-    job.validate(config, args.out)
-    processes = distributed.initialize_from(args)
-    # A run directory held by another process is refused before the model loads.
-    run_dir.check_free(args.out, processes.index, processes.count)
+    return config
+
+
+def _load_checkpoint(path: str):
+    """Loads ``(model, meta)``, turning a broken work dir into one UsageError."""
+    from mrs_jax.models import load_model
+
+    cli.quiet_checkpoint_logs()
+    try:
+        return load_model(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError) as error:  # a damaged work dir
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise cli.UsageError(f"cannot load checkpoint {path}: {detail}") from error
+
+
+def _features_and_head(model):
     from mrs_jax.models import features_and_head
 
-    model, meta = load_checkpoint(args.checkpoint)
-    split = None
-    if config.mode == "gradcam":
-        try:
-            split = features_and_head(model)
-        except TypeError as error:
-            raise cli.UsageError(
-                f"mode 'gradcam' needs a model with a features/head split: {error}"
-            ) from None
+    try:
+        return features_and_head(model)
+    except TypeError as error:
+        raise cli.UsageError(
+            f"mode 'gradcam' needs a model with a features/head split: {error}"
+        ) from None
+
+
+def _note_sigma(config: job.JobConfig, meta: dict) -> None:
     train_sigma = meta.get("sigma")
     if train_sigma is not None and float(train_sigma) != config.sigma:
         print(
@@ -169,27 +162,27 @@ def run(argv: list[str] | None = None) -> int:
             f"at sigma {float(train_sigma):g} (both recorded in run.json)",
             flush=True,
         )
-    classify, folded = inference_classifier(model, fold=not args.no_fold)
-    job.run(
-        config,
-        args.out,
-        classify=classify,
-        fingerprint=stored_fingerprint(model, folded),
-        num_classes=int(meta["num_classes"]),
-        features_and_head=split,
-        meta={"checkpoint": str(args.checkpoint), **meta, "batchnorm_folded": folded},
-        process_index=processes.index,
-        process_count=processes.count,
-        progress=not args.no_progress,
-        barrier=distributed.run_barrier(args.out, processes),
-    )
-    print(f"rows written to {args.out}")
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``mrs-certify``: one-line errors (exit 2), Ctrl-C exit 130."""
-    return cli.main_guard(run, argv, interrupted=INTERRUPTED)
+def _classifier(model, *, fold: bool):
+    """``(classify, folded)``: the model with BatchNorm folded into its convs
+    where ``fold`` and its family supports it (``mrs_jax.fold``: the same logits
+    up to float rounding, ~10-25% more samples/s on a CPU), else as trained.
+
+    The folded classifier is the base classifier f that is smoothed and
+    certified. Either carries ``mrs_jax.models.checkpoint_fingerprint``: the
+    checkpoint's stored weights and the choice, not the folded weights (folding
+    rounds differently on different CPUs, and a run must resume on any
+    machine). ``run.json``'s ``meta.batchnorm_folded`` says which was certified.
+    """
+    from mrs_jax.models import checkpoint_classifier
+
+    if fold:
+        try:
+            return checkpoint_classifier(model, fold=True), True
+        except TypeError as error:  # a family fold does not cover
+            print(f"note: BatchNorm not folded: {error}", flush=True)
+    return checkpoint_classifier(model, fold=False), False
 
 
 if __name__ == "__main__":

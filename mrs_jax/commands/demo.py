@@ -15,60 +15,77 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
-from mrs_jax import job
-from mrs_jax import job as run_dir
+from mrs_jax import commands, job
 from mrs_jax import report as analysis
 from mrs_jax.commands import _cli as cli
 from mrs_jax.core import configfile
 
 INTERRUPTED = (
-    "interrupted: finished epochs and rows are kept; rerun the same command to "
-    "continue"
+    "interrupted: finished epochs and rows are kept; rerun the same command to continue"
 )
 
 
-def main(argv=None) -> int:
-    """``python -m certify.demo``: one-line errors (exit 2), Ctrl-C exit 130."""
-    return cli.main_guard(_main, argv, interrupted=INTERRUPTED)
+def main(argv: list[str] | None = None) -> int:
+    """``mrs-demo``: :func:`run` with user errors as one line (exit 2) and
+    Ctrl-C as exit 130."""
+    return cli.main_guard(run, argv, interrupted=INTERRUPTED)
 
 
-def _main(argv=None) -> int:
-    from mrs_jax.commands import prog
-
-    parser = argparse.ArgumentParser(prog=prog("certify.demo"), description=__doc__)
+def run(argv: list[str] | None = None) -> int:
+    """Runs the demo as the command line asks; user errors raise (see
+    :func:`main`)."""
+    parser = argparse.ArgumentParser(
+        prog=commands.prog("certify.demo"), description=__doc__
+    )
     parser.add_argument("--workdir", default="runs", help="where runs are written")
     parser.add_argument("--num_images", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny, for tests")
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     args = parser.parse_args(argv)
 
-    from mrs_jax.models import load_classifier
-    from mrs_jax.training import TrainConfig, train
-
     workdir = Path(args.workdir)
     model_dir = workdir / ("digits_smoke" if args.smoke else "digits")
     out = workdir / ("demo_smoke" if args.smoke else "demo")
-    # The shipped configs, by name: the demo runs from an installed wheel too.
-    config = configfile.load(
-        configfile.shipped("digits", "certify"), args.smoke, job.JobConfig
-    )
-    if args.num_images is not None:
-        if args.num_images < 1:
-            raise cli.UsageError(f"--num_images must be >= 1, got {args.num_images}")
-        config = dataclasses.replace(config, num_images=args.num_images)
-    train_config = configfile.load(
-        configfile.shipped("digits", "train"), args.smoke, TrainConfig
-    )
+    config, train_config = _configs(args.smoke, args.num_images)
     # Everything is checked before the (long) training starts.
-    run_dir.check_out_dir(model_dir)
+    job.check_out_dir(model_dir)
     job.validate(
         dataclasses.replace(config, sigma=float(train_config.sigma)),
         out,
         num_classes=train_config.num_classes,
         meta={"dataset": train_config.dataset},
     )
+    config = _train_and_certify(config, train_config, model_dir, out)
+    _report(out, config)
+    return 0
+
+
+def _configs(smoke: bool, num_images: int | None):
+    """``(config, train_config)``: the shipped digits configs, by name (the demo
+    runs from an installed wheel too)."""
+    from mrs_jax.training import TrainConfig
+
+    config = configfile.load(
+        configfile.shipped("digits", "certify"), smoke, job.JobConfig
+    )
+    if num_images is not None:
+        if num_images < 1:
+            raise cli.UsageError(f"--num_images must be >= 1, got {num_images}")
+        config = dataclasses.replace(config, num_images=num_images)
+    train_config = configfile.load(
+        configfile.shipped("digits", "train"), smoke, TrainConfig
+    )
+    return config, train_config
+
+
+def _train_and_certify(config, train_config, model_dir: Path, out: Path):
+    """Trains (or reuses) the model and certifies with it; returns the config
+    at the model's training sigma."""
+    from mrs_jax.models import load_classifier
+    from mrs_jax.training import train
 
     cli.quiet_checkpoint_logs()
     # A finished run returns at once; a killed one resumes from its checkpoint.
@@ -89,7 +106,11 @@ def _main(argv=None) -> int:
         num_classes=int(meta["num_classes"]),
         meta={"checkpoint": str(model_dir), **meta},
     )
+    return config
 
+
+def _report(out: Path, config) -> None:
+    """Prints the results table; writes it, the curves plot and CSV."""
     summary = analysis.summarize_run(out)
     radii = [0.0, config.sigma / 2, config.sigma, 2 * config.sigma]
     report = out / "analysis"
@@ -103,4 +124,7 @@ def _main(argv=None) -> int:
     print()
     print(f"plot: {report / 'curves.png'}\ncurves: {report / 'curves.csv'}")
     print(f"rows: {out / 'rows.jsonl'}")
-    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,22 +32,14 @@ INTERRUPTED = "interrupted: finished epochs are kept; rerun with --resume to con
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Trains as the command line asks; user errors raise (see :func:`run`)."""
-    parser = argparse.ArgumentParser(
-        prog=commands.prog("train"),
-        description=__doc__,
-        epilog=commands.OVERRIDES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands.add_config_flag(parser, "train")
-    parser.add_argument("--workdir", default=None, help="default: runs/<config name>")
-    parser.add_argument("--resume", action="store_true", help="continue a run")
-    parser.add_argument("--smoke", action="store_true", help="the tiny variant")
-    parser.add_argument("--init_from", default=None, help="warm-start checkpoint")
-    parser.add_argument("--no_progress", action="store_true", help="no tqdm bar")
-    parser.add_argument("--debug", action="store_true", help="tracebacks of errors")
-    distributed.add_flags(parser)
-    args, overrides = commands.parse_args(parser, argv)
+    """``mrs-train``: :func:`run` with user errors as one line (exit 2) and
+    Ctrl-C as exit 130."""
+    return cli.main_guard(run, argv, interrupted=INTERRUPTED)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Trains as the command line asks; user errors raise (see :func:`main`)."""
+    args, overrides = commands.parse_args(_parser(), argv)
     from mrs_jax.training import TrainConfig, train
 
     config, path = commands.load_config(args, overrides, "train", TrainConfig)
@@ -77,6 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = commands.config_parser("train", "train", __doc__)
+    parser.add_argument("--workdir", default=None, help="default: runs/<config name>")
+    parser.add_argument("--resume", action="store_true", help="continue a run")
+    parser.add_argument("--smoke", action="store_true", help="the tiny variant")
+    parser.add_argument("--init_from", default=None, help="warm-start checkpoint")
+    parser.add_argument("--no_progress", action="store_true", help="no tqdm bar")
+    parser.add_argument("--debug", action="store_true", help="tracebacks of errors")
+    distributed.add_flags(parser)
+    return parser
+
+
 def _interrupted(workdir: str) -> str:
     from mrs_jax.models import latest_epoch
 
@@ -85,11 +89,5 @@ def _interrupted(workdir: str) -> str:
     return f"interrupted: {kept} in {workdir}; rerun with --resume to continue"
 
 
-def run(argv: list[str] | None = None) -> int:
-    """``mrs-train``: ``main`` with user errors as one line (exit 2) and Ctrl-C as
-    exit 130."""
-    return cli.main_guard(main, argv, interrupted=INTERRUPTED)
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())

@@ -7,8 +7,10 @@ file. This module:
 - holds the directory's OS lock for the life of a job (:func:`hold`), so a second
   process on the same directory is refused at once, naming the holder; the
   processes of one multi-process run each lock their own shard;
-- records the classifier in ``run.json``: a SHA-256 fingerprint of its weights
-  (or the caller's ``fingerprint`` for a plain function), the model name,
+- records the classifier in ``run.json``: its weights fingerprint
+  (``mrs_jax.models.classifier_fingerprint``: the checkpoint's, attached by
+  ``load_classifier``, the same that ``mrs-certify`` records; else a SHA-256 of
+  its weights; or the caller's ``fingerprint`` for a plain function), the model name,
   training data set, image shape and training sigma (:func:`model_record`),
   and refuses a resume whose config or model differs, naming what differs, a
   resume by a classifier with no fingerprint, and rows with no ``run.json``
@@ -31,11 +33,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
-
 from mrs_jax import rows
 from mrs_jax.core import runlock
+from mrs_jax.models import classifier_fingerprint
+from mrs_jax.models import weights_fingerprint as weights_fingerprint
 
 RUN_FILE = "run.json"
 # Config fields that set speed and memory, not the draws: CERTIFY's noise for draw
@@ -53,55 +54,22 @@ GROWING_FIELD = "num_images"
 MODEL_FIELDS = ("weights_sha256", "model", "dataset", "image_shape", "train_sigma")
 
 
-def weights_fingerprint(classify: Any) -> str | None:
-    """SHA-256 over a classifier's array leaves (names, dtypes, shapes, bytes).
-
-    Args:
-      classify: a pytree classifier, e.g. a ``jax.tree_util.Partial`` from
-        ``mrs_jax.models.as_classifier`` whose leaves are the model's weights.
-
-    Returns:
-      The hex digest, or None when ``classify`` has no leaves (a plain function:
-      its weights, if any, are invisible constants).
-    """
-    flat, _ = jax.tree_util.tree_flatten_with_path(classify)
-    # A plain function is a leaf itself; only arrays (and numbers) are weights.
-    flat = [
-        (path, leaf)
-        for path, leaf in flat
-        if isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float))
-    ]
-    if not flat:
-        return None
-    digest = hashlib.sha256()
-    for path, leaf in flat:
-        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(
-            leaf.dtype, jax.dtypes.prng_key
-        ):
-            leaf = jax.random.key_data(leaf)
-        array = np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
-        header = f"{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}|"
-        digest.update(header.encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
 def model_record(
     classify: Any, meta: Mapping[str, Any] | None, fingerprint: str | None = None
 ) -> dict[str, Any]:
     """The classifier's identity for ``run.json``: fingerprint and checkpoint facts.
 
     Args:
-      classify: the base classifier (see :func:`weights_fingerprint`).
+      classify: the base classifier (see ``mrs_jax.models.classifier_fingerprint``).
       meta: the checkpoint's ``model.json`` facts (``model``, ``dataset``,
         ``image_shape``, ``sigma`` = training sigma); missing ones are None.
       fingerprint: the caller's name for the weights (:func:`check_fingerprint`);
-        recorded in place of :func:`weights_fingerprint` when given.
+        recorded in place of the classifier's own when given.
     """
     meta = dict(meta or {})
     shape = meta.get("image_shape")
     if fingerprint is None:
-        fingerprint = weights_fingerprint(classify)
+        fingerprint = classifier_fingerprint(classify)
     return {
         "weights_sha256": fingerprint,
         "model": meta.get("model"),

@@ -6,6 +6,7 @@ from ._checkpoint import METRICS_JSONL as METRICS_JSONL
 from ._checkpoint import append_metrics_row as append_metrics_row
 from ._checkpoint import check_resume as check_resume
 from ._checkpoint import check_workdir as check_workdir
+from ._checkpoint import checkpoint_classifier as checkpoint_classifier
 from ._checkpoint import checkpoint_manager as checkpoint_manager
 from ._checkpoint import json_normal as json_normal
 from ._checkpoint import latest_epoch as latest_epoch
@@ -20,6 +21,9 @@ from ._checkpoint import write_model_meta as write_model_meta
 from ._classifier import as_classifier as as_classifier
 from ._classifier import classifier_from_split as classifier_from_split
 from ._classifier import features_and_head as features_and_head
+from ._fingerprint import checkpoint_fingerprint as checkpoint_fingerprint
+from ._fingerprint import classifier_fingerprint as classifier_fingerprint
+from ._fingerprint import weights_fingerprint as weights_fingerprint
 from ._fold import fold_batchnorm as fold_batchnorm
 from ._fold import folded_classifier as folded_classifier
 from ._normalize import Normalize as Normalize
@@ -41,7 +45,10 @@ __all__ = [
     "as_classifier",
     "check_resume",
     "check_workdir",
+    "checkpoint_classifier",
+    "checkpoint_fingerprint",
     "checkpoint_manager",
+    "classifier_fingerprint",
     "classifier_from_split",
     "features_and_head",
     "fold_batchnorm",
@@ -57,5 +64,6 @@ __all__ = [
     "restore_intact",
     "save_checkpoint",
     "set_aside",
+    "weights_fingerprint",
     "write_model_meta",
 ]

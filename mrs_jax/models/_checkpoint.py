@@ -31,6 +31,7 @@ from flax import nnx
 
 from mrs_jax.core import checks as _checks
 from mrs_jax.models._classifier import as_classifier
+from mrs_jax.models._fingerprint import checkpoint_fingerprint, with_fingerprint
 from mrs_jax.models._registry import get_model
 
 if TYPE_CHECKING:  # orbax loads with the first checkpoint, not with the package
@@ -448,14 +449,16 @@ def load_classifier(
             model's family allows it (:func:`mrs_jax.fold.folded_classifier`):
             the same logits up to float rounding, ~10-25% more samples/s on a
             CPU, as ``python -m certify`` runs it. False: the model as trained
-            (its weights, so its fingerprint in a run directory, differ from the
-            folded ones). ``meta["folded"]`` says which was returned.
+            (another classifier, so another fingerprint in a run directory).
+            ``meta["folded"]`` says which was returned.
 
     Returns:
         ``(classify, meta)``: ``classify(images [B, H, W, C] in [0, 1]) -> logits
-        [B, K]`` as from :func:`mrs_jax.models.as_classifier` (eval mode, weights are
-        pytree leaves), and ``meta`` with ``model``, ``num_classes``, ``image_shape``,
-        ``model_kwargs``, training noise settings, ``epoch`` and ``folded``.
+        [B, K]`` as from :func:`checkpoint_classifier` (eval mode, weights are
+        pytree leaves, the checkpoint's fingerprint attached: a run directory
+        records the one ``mrs-certify`` records), and ``meta`` with ``model``,
+        ``num_classes``, ``image_shape``, ``model_kwargs``, training noise
+        settings, ``epoch`` and ``folded``.
 
     An unreadable latest checkpoint is named in a warning and the newest intact
     one is loaded instead (``meta["epoch"]`` says which).
@@ -467,10 +470,30 @@ def load_classifier(
     fold = _checks.boolean(fold, "fold")
     model, meta = load_model(checkpoint_path)
     if fold:
-        from mrs_jax.models._fold import folded_classifier
-
         try:
-            return folded_classifier(model), dict(meta, folded=True)
+            return checkpoint_classifier(model, fold=True), dict(meta, folded=True)
         except TypeError:  # a model family that fold does not cover
             pass
-    return as_classifier(model), dict(meta, folded=False)
+    return checkpoint_classifier(model, fold=False), dict(meta, folded=False)
+
+
+def checkpoint_classifier(model: nnx.Module, *, fold: bool) -> Any:
+    """The classifier that certification runs for a loaded checkpoint's model.
+
+    ``classify(images [B, H, W, C] in [0, 1]) -> logits [B, K]``: BatchNorm
+    folded into the convolutions where ``fold``
+    (:func:`mrs_jax.fold.folded_classifier`), else the model as trained
+    (:func:`as_classifier`), with :func:`checkpoint_fingerprint` attached, which
+    does not depend on how a CPU rounds the fold (read it with
+    :func:`classifier_fingerprint`).
+
+    Raises:
+        TypeError: ``fold`` and the model's family is one fold does not cover.
+    """
+    if fold:
+        from mrs_jax.models._fold import folded_classifier
+
+        classify = folded_classifier(model)
+    else:
+        classify = as_classifier(model)
+    return with_fingerprint(classify, checkpoint_fingerprint(model, folded=fold))
