@@ -20,8 +20,8 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.tree_util import Partial
 
+from mrs_jax.core import MAX_DRAWS, sharding
 from mrs_jax.core import checks as _checks
-from mrs_jax.core import sharding
 
 Classifier = Callable[[jax.Array], jax.Array]
 
@@ -29,7 +29,7 @@ Classifier = Callable[[jax.Array], jax.Array]
 # counts at most this many (image, draw) pairs, and draw indices stay below
 # 2**31. Host drivers split longer runs into calls of at most this many pairs.
 MAX_PAIRS_PER_CALL = 2**30
-MAX_DRAWS = 2**31 - 1
+
 
 # On a CPU backend, a program step takes at most this many samples per device,
 # whatever chunk the caller asks for (None: the chunk asked for is the chunk run).

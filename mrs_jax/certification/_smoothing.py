@@ -23,10 +23,8 @@ from jax.sharding import Mesh
 
 from mrs_jax.certification import _bounds as bounds
 from mrs_jax.certification import _counting as counting
+from mrs_jax.core import ABSTAIN, sharding
 from mrs_jax.core import checks as _checks
-from mrs_jax.core import sharding
-
-ABSTAIN = -1
 
 Classifier = Callable[[jax.Array], jax.Array]
 
