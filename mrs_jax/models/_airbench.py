@@ -4,7 +4,8 @@ A frozen 2x2 whitening convolution (``2 * C * 4`` channels: the eigenvectors of
 the covariance of 2x2 training patches, scaled by their inverse square roots,
 and their negatives; only its bias trains, for the first epochs), GELU, three
 groups ``conv 3x3 -> 2x2 max pool -> BN -> GELU -> conv 3x3 -> BN -> GELU`` of
-64, 256 and 256 channels, a 3x3 max pool and a bias-free linear head scaled by
+64, 256 and 256 channels, a global max pool (airbench's 3x3 pool of the 3x3
+map of a 32x32 image) and a bias-free linear head scaled by
 ``1/9``. The convolutions start as identities on their first input channels
 (dirac initialisation); BatchNorm has no trained scale. The whitening weights
 come from data: :meth:`AirbenchNet.init_whitening` (the trainer calls it with
@@ -29,20 +30,20 @@ HEAD_SCALE = 1 / 9
 
 def _dirac(conv: nnx.Conv) -> None:
     """Sets the first ``in_features`` output channels to the identity map."""
-    kernel = conv.kernel.value
+    kernel = conv.kernel[...]
     height, width, c_in, c_out = kernel.shape
     identity = min(c_in, c_out)
     eye = jnp.zeros((height, width, c_in, identity), kernel.dtype)
     centre = jnp.eye(c_in, identity, dtype=kernel.dtype)
     eye = eye.at[height // 2, width // 2].set(centre)
-    conv.kernel.value = kernel.at[..., :identity].set(eye)
+    conv.kernel[...] = kernel.at[..., :identity].set(eye)
 
 
-def _norm(channels: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+def _norm(channels: int, momentum: float, rngs: nnx.Rngs) -> nnx.BatchNorm:
     return nnx.BatchNorm(
         channels,
         use_scale=False,
-        momentum=BN_MOMENTUM,
+        momentum=momentum,
         epsilon=BN_EPSILON,
         rngs=rngs,
     )
@@ -51,11 +52,13 @@ def _norm(channels: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
 class AirbenchGroup(nnx.Module):
     """conv -> max pool -> BN -> GELU -> conv -> BN -> GELU; halves H and W."""
 
-    def __init__(self, c_in: int, c_out: int, *, rngs: nnx.Rngs):
+    def __init__(
+        self, c_in: int, c_out: int, *, bn_momentum: float, rngs: nnx.Rngs
+    ):
         self.conv1 = nnx.Conv(c_in, c_out, (3, 3), use_bias=False, rngs=rngs)
-        self.norm1 = _norm(c_out, rngs)
+        self.norm1 = _norm(c_out, bn_momentum, rngs)
         self.conv2 = nnx.Conv(c_out, c_out, (3, 3), use_bias=False, rngs=rngs)
-        self.norm2 = _norm(c_out, rngs)
+        self.norm2 = _norm(c_out, bn_momentum, rngs)
         _dirac(self.conv1)
         _dirac(self.conv2)
 
@@ -74,6 +77,8 @@ class AirbenchNet(nnx.Module):
         in_channels: C of the input images.
         mean, std: per-channel normalisation applied first.
         clamp: clip inputs to [0, 1] first (see :class:`Normalize`).
+        bn_momentum: BatchNorm's running-statistics momentum (airbench: 0.6 at
+            batch 1024; a smaller batch wants a larger one).
         rngs: parameter initialisation.
 
     ``features``/``head`` split the network for Grad-CAM.
@@ -88,9 +93,12 @@ class AirbenchNet(nnx.Module):
         mean: Sequence[float] = CIFAR10_MEAN,
         std: Sequence[float] = CIFAR10_STD,
         clamp: bool = False,
+        bn_momentum: float = BN_MOMENTUM,
         rngs: nnx.Rngs,
     ):
         widths = tuple(widths)
+        if not 0 <= bn_momentum < 1:
+            raise ValueError(f"bn_momentum must be in [0, 1); got {bn_momentum}")
         if len(widths) != 3 or min(widths) < 1:
             raise ValueError(f"widths must be 3 positive ints; got {widths}")
         self.normalize = Normalize(mean, std, clamp=clamp)
@@ -105,7 +113,7 @@ class AirbenchNet(nnx.Module):
         )
         self.groups = nnx.List(
             [
-                AirbenchGroup(a, b, rngs=rngs)
+                AirbenchGroup(a, b, bn_momentum=bn_momentum, rngs=rngs)
                 for a, b in zip((whiten_width, *widths[:-1]), widths, strict=True)
             ]
         )
@@ -120,7 +128,7 @@ class AirbenchNet(nnx.Module):
         """
         images = np.asarray(images, np.float32)
         if images.ndim != 4 or images.shape[-1] * 2 * WHITEN_SIZE**2 != (
-            self.whiten.kernel.value.shape[-1]
+            self.whiten.kernel[...].shape[-1]
         ):
             raise ValueError(
                 "images must be [N, H, W, C] with the model's channels; got "
@@ -141,7 +149,7 @@ class AirbenchNet(nnx.Module):
         scaled = eigenvectors[:, order] / np.sqrt(eigenvalues[order] + epsilon)
         filters = scaled.reshape(s, s, c, -1)  # [kh, kw, C, s*s*C]
         kernel = np.concatenate([filters, -filters], axis=-1).astype(np.float32)
-        self.whiten.kernel.value = jnp.asarray(kernel)
+        self.whiten.kernel[...] = jnp.asarray(kernel)
 
     def features(self, images: jax.Array) -> jax.Array:
         """The last feature map ``[B, h, w, F]`` (what Grad-CAM weighs)."""
@@ -150,8 +158,10 @@ class AirbenchNet(nnx.Module):
             x = group(x)
         return x
 
+    def logits_from_features(self, features: jax.Array) -> jax.Array:
+        """Global max pool, the linear head and its ``1/9`` scale."""
+        return self.head(features.max(axis=(1, 2))) * HEAD_SCALE
+
     def __call__(self, images: jax.Array) -> jax.Array:
         """Maps ``images: [B, H, W, C]`` in [0, 1] to logits ``[B, K]``."""
-        x = self.features(images)
-        x = nnx.max_pool(x, (3, 3), strides=(3, 3)).reshape(x.shape[0], -1)
-        return self.head(x) * HEAD_SCALE
+        return self.logits_from_features(self.features(images))

@@ -32,7 +32,10 @@ def _features(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array):
 
 
 def _head(graphdef: nnx.GraphDef, state: nnx.State, features: jax.Array):
-    return nnx.merge(graphdef, state).head(features.mean(axis=(1, 2)))
+    model = nnx.merge(graphdef, state)
+    if hasattr(model, "logits_from_features"):  # a pooling other than the mean
+        return model.logits_from_features(features)
+    return model.head(features.mean(axis=(1, 2)))
 
 
 def features_and_head(model: nnx.Module) -> tuple[Partial, Partial]:

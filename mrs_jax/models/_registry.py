@@ -5,11 +5,13 @@ Variants are ``functools.partial`` of four families (flax ``examples/imagenet``)
 | name | family | notes |
 |---|---|---|
 | ``small_cnn`` | SmallCNN | 32/64/128 channels; the digits default |
-| ``fast_cnn`` | FastCNN | airbench-style; the CIFAR-10 CPU model |
+| ``fast_cnn`` | FastCNN | airbench-style; the first CIFAR-10 CPU model |
+| ``airbench`` | AirbenchNet | airbench94's shape: whitening, 64/256/256 |
 | ``resnet20`` / ``resnet56`` / ``resnet110`` | CifarResNet | Cohen et al. |
 | ``wrn28_10`` | WideResNet | WRN-28-10 |
 | ``resnet50`` | ImageNetResNet | bottleneck, (3, 4, 6, 3) |
-| ``tiny_cnn`` / ``fast_cnn_tiny`` / ``resnet_tiny`` / | | tests only |
+| ``tiny_cnn`` / ``fast_cnn_tiny`` / ``airbench_tiny`` / | | tests only |
+| ``resnet_tiny`` | | tests only |
 | ``wrn_tiny`` / ``resnet50_tiny`` | | tests only |
 """
 
@@ -19,6 +21,7 @@ from collections.abc import Callable
 import jax
 from flax import nnx
 
+from mrs_jax.models._airbench import AirbenchNet
 from mrs_jax.models._fast_cnn import FastCNN
 from mrs_jax.models._resnet_cifar import CifarResNet
 from mrs_jax.models._resnet_imagenet import ImageNetResNet
@@ -29,6 +32,8 @@ _MODELS: dict[str, Callable[..., nnx.Module]] = {
     "small_cnn": SmallCNN,
     "fast_cnn": FastCNN,
     "fast_cnn_tiny": functools.partial(FastCNN, widths=(4, 8, 8, 8)),
+    "airbench": AirbenchNet,
+    "airbench_tiny": functools.partial(AirbenchNet, widths=(8, 8, 8)),
     "tiny_cnn": functools.partial(SmallCNN, widths=(8, 16)),
     "resnet20": functools.partial(CifarResNet, depth=20),
     "resnet56": functools.partial(CifarResNet, depth=56),

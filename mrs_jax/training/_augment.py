@@ -120,21 +120,32 @@ def masked_noise_augment(
     return images + noise * masks[..., None].astype(images.dtype)
 
 
-def random_flip_crop(key: jax.Array, image: jax.Array, pad: int = 4) -> jax.Array:
-    """Random horizontal flip, then a random crop of the zero-padded image.
+def random_flip_crop(
+    key: jax.Array,
+    image: jax.Array,
+    pad: int = 4,
+    *,
+    flip: bool = True,
+    pad_mode: str = "constant",
+) -> jax.Array:
+    """Random horizontal flip, then a random crop of the padded image.
 
     Args:
         key: typed PRNG key.
         image: ``[H, W, C]``.
-        pad: zero padding on each side before cropping back to ``[H, W]``.
+        pad: padding on each side before cropping back to ``[H, W]``.
+        flip: flip with probability 1/2 (False: crop only; the crop draws the
+            same offsets either way).
+        pad_mode: ``constant`` (zeros) or ``reflect``.
 
     Returns:
         ``[H, W, C]``: shifted by up to ``pad`` pixels each way, maybe mirrored.
     """
     flip_key, row_key, col_key = jax.random.split(key, 3)
-    image = jnp.where(jax.random.bernoulli(flip_key), image[:, ::-1], image)
+    if flip:
+        image = jnp.where(jax.random.bernoulli(flip_key), image[:, ::-1], image)
     height, width, channels = image.shape
-    padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+    padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode=pad_mode)
     top = jax.random.randint(row_key, (), 0, 2 * pad + 1)
     left = jax.random.randint(col_key, (), 0, 2 * pad + 1)
     return jax.lax.dynamic_slice(padded, (top, left, 0), (height, width, channels))

@@ -74,7 +74,34 @@ class TrainConfig:
         occlusion_squares: occlusion squares per image (2: double masking).
         occlusion_fill: value of occluded pixels, a number or ``[C]`` numbers in
             [0, 1]; the ``fill`` given to :func:`mrs_jax.double_masking`.
-        flip_crop: random horizontal flips and 4-pixel-padded random crops.
+        flip_crop: random horizontal flips and random crops of the image padded
+            by ``crop_pad`` pixels.
+        crop_pad: padding on each side before the random crop (``flip_crop``).
+        crop_pad_mode: ``constant`` (zeros) or ``reflect`` padding.
+        flip_mode: ``random`` (each image flipped with probability 1/2 every
+            step) or ``alternating`` (each image flipped in every other epoch,
+            starting from a random half: every image is seen both ways every
+            two epochs).
+        bias_lr_scale: learning rate multiplier for BatchNorm biases (their
+            weight decay is divided by it, so the decay per step is unchanged).
+        whiten_examples: training images whose 2x2 patches set the whitening
+            layer of a model that has one (``init_whitening``); that layer's
+            kernel is then frozen. 0: no whitening from data.
+        whiten_bias_epochs: epochs in which the whitening layer's bias trains
+            (None: all).
+        ema_start_epoch: from this epoch on, every ``ema_every`` steps the
+            weights are replaced by an exponential moving average of themselves
+            (lookahead), with decay ``ema_decay ** ema_every * (t / T) **
+            ema_power`` at step t of T. None: no averaging.
+        ema_every, ema_decay, ema_power: see ``ema_start_epoch``.
+        triangle: ``(start, peak, end)`` of the ``triangle`` schedule: the rate
+            rises linearly from ``start * learning_rate`` to ``learning_rate``
+            at fraction ``peak`` of training, then falls to ``end *
+            learning_rate``.
+        tta: test-time augmentation reported beside the single-view accuracy
+            at evaluation (``tta_accuracy``): ``none``, ``mirror`` (2 views) or
+            ``mirror_translate`` (6 views). Evaluation only: never part of a
+            classifier that is smoothed.
         max_steps_per_epoch: cap on steps per epoch (smoke runs), or None.
         max_eval_examples: cap on test examples evaluated, or None.
         eval_batch_size: batch for evaluation (rounded up to the device count).
@@ -106,6 +133,18 @@ class TrainConfig:
     occlusion_squares: int = 2
     occlusion_fill: float | tuple[float, ...] = 0.5
     flip_crop: bool = False
+    crop_pad: int = 4
+    crop_pad_mode: str = "constant"
+    flip_mode: str = "random"
+    bias_lr_scale: float = 1.0
+    whiten_examples: int = 0
+    whiten_bias_epochs: int | None = None
+    ema_start_epoch: int | None = None
+    ema_every: int = 5
+    ema_decay: float = 0.95
+    ema_power: float = 3.0
+    triangle: tuple[float, float, float] = (0.2, 0.23, 0.07)
+    tta: str = "none"
     max_steps_per_epoch: int | None = None
     max_eval_examples: int | None = None
     eval_batch_size: int = 256
@@ -116,7 +155,10 @@ class TrainConfig:
         # Normalised in place (frozen), so configs from files are hashable (the
         # jitted step is cached on them) and JSON-recordable in model.json.
         fix = functools.partial(object.__setattr__, self)
-        for name in ("dataset", "model", "schedule", "augmentation"):
+        for name in (
+            "dataset", "model", "schedule", "augmentation", "crop_pad_mode",
+            "flip_mode", "tta",
+        ):
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, got {value!r}")
@@ -124,8 +166,11 @@ class TrainConfig:
             raise ValueError(
                 f"model must be one of {model_names()}; got {self.model!r}"
             )
-        if self.schedule not in ("cosine", "step"):
-            raise ValueError(f"schedule must be cosine or step; got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"
+            )
+        _check_recipe(self)
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(
                 f"augmentation must be one of {AUGMENTATIONS}; got "
@@ -142,7 +187,10 @@ class TrainConfig:
         if not isinstance(shape, (tuple, list)) or len(shape) != 3:
             raise ValueError(f"image_shape must be (H, W, C), got {shape!r}")
         fix("image_shape", tuple(_checks.positive_int(d, "image_shape") for d in shape))
-        minimum = {"num_classes": 2, "seed": 0}
+        minimum = {
+            "num_classes": 2, "seed": 0, "crop_pad": 0, "whiten_examples": 0,
+            "whiten_bias_epochs": 0, "ema_start_epoch": 0,
+        }
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if value is not None or name not in _OPTIONAL_FIELDS:
@@ -169,6 +217,36 @@ class TrainConfig:
         fix("occlusion_fill", _occlusion_fill(self.occlusion_fill))
 
 
+SCHEDULES = ("cosine", "step", "triangle")
+CHOICES = {
+    "crop_pad_mode": ("constant", "reflect"),
+    "flip_mode": ("random", "alternating"),
+    "tta": ("none", "mirror", "mirror_translate"),
+}
+
+
+def _check_recipe(config: TrainConfig) -> None:
+    """Checks (and normalises) the fields of the fast-training recipe."""
+    fix = functools.partial(object.__setattr__, config)
+    for name, allowed in CHOICES.items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(
+                f"{name} must be one of {allowed}; got {getattr(config, name)!r}"
+            )
+    fix("bias_lr_scale", _checks.positive_float(config.bias_lr_scale, "bias_lr_scale"))
+    for name in ("ema_decay", "ema_power"):
+        fix(name, _checks.nonnegative_float(getattr(config, name), name))
+    if config.ema_decay >= 1:
+        raise ValueError(f"ema_decay must be < 1, got {config.ema_decay}")
+    triangle = config.triangle
+    if not isinstance(triangle, (tuple, list)) or len(triangle) != 3:
+        raise ValueError(f"triangle must be (start, peak, end); got {triangle!r}")
+    triangle = tuple(_checks.nonnegative_float(v, "triangle") for v in triangle)
+    if not 0 < triangle[1] < 1:
+        raise ValueError(f"triangle's peak must be in (0, 1); got {triangle[1]}")
+    fix("triangle", triangle)
+
+
 _INT_FIELDS = (
     "num_classes",
     "synthetic_examples",
@@ -183,8 +261,18 @@ _INT_FIELDS = (
     "eval_batch_size",
     "seed",
     "keep_checkpoints",
+    "crop_pad",
+    "whiten_examples",
+    "whiten_bias_epochs",
+    "ema_start_epoch",
+    "ema_every",
 )
-_OPTIONAL_FIELDS = ("max_steps_per_epoch", "max_eval_examples")
+_OPTIONAL_FIELDS = (
+    "max_steps_per_epoch",
+    "max_eval_examples",
+    "whiten_bias_epochs",
+    "ema_start_epoch",
+)
 
 
 def _occlusion_fill(fill: Any) -> float | tuple[float, ...]:
