@@ -87,6 +87,8 @@ class TrainConfig:
         whiten_examples: training images whose 2x2 patches set the whitening
             layer of a model that has one (``init_whitening``); that layer's
             kernel is then frozen. 0: no whitening from data.
+        whiten_augmented: compute the whitening from the training images after
+            the training augmentation (noise squares included), not clean.
         whiten_bias_epochs: epochs in which the whitening layer's bias trains
             (None: all).
         ema_start_epoch: from this epoch on, every ``ema_every`` steps the
@@ -138,6 +140,7 @@ class TrainConfig:
     flip_mode: str = "random"
     bias_lr_scale: float = 1.0
     whiten_examples: int = 0
+    whiten_augmented: bool = False
     whiten_bias_epochs: int | None = None
     ema_start_epoch: int | None = None
     ema_every: int = 5
@@ -207,7 +210,7 @@ class TrainConfig:
         if smoothing >= 1:
             raise ValueError(f"label_smoothing must be < 1, got {smoothing}")
         fix("label_smoothing", smoothing)
-        for name in ("full_image_noise", "flip_crop"):
+        for name in ("full_image_noise", "flip_crop", "whiten_augmented"):
             fix(name, _checks.boolean(getattr(self, name), name))
         if self.full_image_noise and self.augmentation != "masked_noise":
             raise ValueError(

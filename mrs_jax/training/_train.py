@@ -482,7 +482,12 @@ def _build_state(config: TrainConfig, init_from: str | Path | None) -> _Run:
 
 
 def _init_whitening(model: nnx.Module, config: TrainConfig, source) -> None:
-    """Sets the model's whitening layer from ``whiten_examples`` training images."""
+    """Sets the model's whitening layer from ``whiten_examples`` training images.
+
+    With ``whiten_augmented`` the images first get the training augmentation
+    (flips, crops and noise, with a fixed key): the layer whitens what the
+    network sees in training, noise squares included.
+    """
     if not hasattr(model, "init_whitening"):
         raise ValueError(
             f"whiten_examples={config.whiten_examples} needs a model with a "
@@ -491,6 +496,9 @@ def _init_whitening(model: nnx.Module, config: TrainConfig, source) -> None:
     count = min(config.whiten_examples, len(source))
     order = np.random.default_rng([config.seed, 2]).permutation(len(source))
     images, _ = source.get_batch(np.sort(order[:count]))
+    if config.whiten_augmented:
+        key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 1)
+        images = np.asarray(augment(key, jnp.asarray(images), config))
     model.init_whitening(images)
 
 
