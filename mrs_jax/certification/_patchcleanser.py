@@ -24,7 +24,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from mrs_jax.core import checks as _checks
-from mrs_jax.localization import predicted_labels
+from mrs_jax.localization import predicted_labels, refuse_non_finite
 
 Classifier = Callable[[jax.Array], jax.Array]
 
@@ -168,7 +168,8 @@ def _triple_labels(problem: _Problem, triples: np.ndarray) -> np.ndarray:
         _classify_pairs(problem.classify, problem.xs, problem.masks, problem.fill, part)
         for part in triples.astype(np.int32).reshape(-1, chunk, 3)
     ]
-    return np.asarray(jnp.concatenate(labels))[:total].astype(np.int64)
+    labels = np.asarray(jnp.concatenate(labels))[:total].astype(np.int64)
+    return refuse_non_finite(labels, "an occluded image")
 
 
 def _pair_labels(problem: _Problem, requests: list) -> list:

@@ -486,7 +486,13 @@ _CLEAN_FIELDS = (
 
 
 def _base_predictions(classify, images) -> list[int]:
-    return [int(v) for v in np.argmax(np.asarray(classify(images)), -1)]
+    logits = np.asarray(classify(images))
+    if not np.all(np.isfinite(logits)):
+        raise ValueError(
+            "classify returned non-finite logits (NaN or inf) for a test image; "
+            "no label can be taken from them"
+        )
+    return [int(v) for v in np.argmax(logits, -1)]
 
 
 def _theoretical_windows(group: _Group, predicted: list[int]) -> list[tuple]:

@@ -23,6 +23,7 @@ from ._localize import vote_settings as vote_settings
 from ._prediction_maps import check_map_settings as check_map_settings
 from ._prediction_maps import predicted_labels as predicted_labels
 from ._prediction_maps import prediction_map as prediction_map
+from ._prediction_maps import refuse_non_finite as refuse_non_finite
 
 __all__ = [
     "LocalizeResult",
@@ -41,6 +42,7 @@ __all__ = [
     "joint_vote_scores",
     "localize",
     "predicted_labels",
+    "refuse_non_finite",
     "prediction_map",
     "sliding_inpaint",
     "telea_blocks",

@@ -31,6 +31,7 @@ from mrs_jax.localization._prediction_maps import (
     harmonic_maps,
     pair_chunks,
     place_pairs,
+    refuse_non_finite,
     telea_maps,
 )
 
@@ -447,6 +448,7 @@ def localize(
         batch_size = min(batch_size, len(xs) * len(positions))
         pmaps = telea_maps(classify, xs, positions, size, batch_size, grid, workers)
         masks, votes = _vote_all_jit(pmaps, tau, settings, dilation, (height, width))
+    refuse_non_finite(pmaps, "an inpainted image")
     batched = localize_result(masks, pmaps, votes)
     if single:
         return LocalizeResult(*(field[0] for field in batched))

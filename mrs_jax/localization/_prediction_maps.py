@@ -27,14 +27,38 @@ def _as_partial(classify):
 
 
 def predicted_labels(classify, images: jax.Array) -> jax.Array:
-    """[B] int32 argmax labels of classify(images), checking the logits' shape."""
+    """[B] int32 argmax labels of classify(images), checking the logits' shape.
+
+    A row of logits that is not all finite has no label: it gets -1, which
+    host drivers refuse (:func:`refuse_non_finite`).
+    """
     logits = classify(images)
     if logits.ndim != 2 or logits.shape[0] != images.shape[0]:
         raise ValueError(
             f"classify must return logits [B, K] for B={images.shape[0]} images, "
             f"got shape {logits.shape}"
         )
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    finite = jnp.all(jnp.isfinite(logits), axis=-1)
+    return jnp.where(finite, jnp.argmax(logits, axis=-1), -1).astype(jnp.int32)
+
+
+def refuse_non_finite(labels, what: str):
+    """Host check: ``labels`` from :func:`predicted_labels` hold no -1.
+
+    Returns ``labels``; under tracing, unchecked (the caller's host driver
+    checks what comes back).
+
+    Raises:
+      ValueError: ``classify`` returned non-finite logits for some image.
+    """
+    if isinstance(labels, jax.core.Tracer):
+        return labels
+    if np.any(np.asarray(labels) < 0):
+        raise ValueError(
+            f"classify returned non-finite logits (NaN or inf) for {what}; no "
+            "label can be taken from them"
+        )
+    return labels
 
 
 # ----------------------------------------------------------------------- chunks
@@ -290,10 +314,13 @@ def prediction_map(
     positions = inpaint.block_positions(height, width, size, stride)
     if method == "telea":
         batch_size = min(batch_size, len(positions))
-        return telea_maps(
+        maps = telea_maps(
             classify, arr[None], positions, size, batch_size, grid, workers
-        )[0]
+        )
+        return refuse_non_finite(maps, "an inpainted image")[0]
     batch_size = harmonic_batch_size(batch_size, len(positions), mesh)
     chunks = pair_chunks(1, positions, batch_size)
     placed = place_pairs(classify, arr[None], chunks, mesh)
-    return _harmonic_maps_jit(*placed, size, grid)[0]
+    return refuse_non_finite(
+        _harmonic_maps_jit(*placed, size, grid)[0], "an inpainted image"
+    )
