@@ -85,17 +85,48 @@ def image_files(folder: Path) -> list[Path]:
     return [folder / os.fsdecode(name) for name in _image_names(Path(folder))]
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as text for a message, undecodable bytes escaped."""
+    raw = os.fsencode(os.fspath(path))
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def _check_complete(data: bytes, path: str | os.PathLike) -> None:
+    """Refuses a JPEG without its end marker or a PNG without its end chunk.
+
+    Decoders fill the missing rows of a truncated file with grey and warn on
+    stderr; a truncated image would be certified as if it were whole.
+    """
+    tail = data[-64:]
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+        raise ValueError(f"damaged image: {shown_path(path)} (JPEG truncated)")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        raise ValueError(f"damaged image: {shown_path(path)} (PNG truncated)")
+
+
 def decode_rgb(path: str | os.PathLike) -> np.ndarray:
     """Decodes one image file to uint8 ``[H, W, 3]`` RGB (host function).
 
+    The file's bytes are read by Python (any file name, UTF-8 or not) and
+    decoded by OpenCV; a truncated JPEG or PNG is refused.
+
     Raises:
-      ValueError: the file is missing or not a readable image.
+      ValueError: the file is missing, unreadable (permission denied), damaged
+        or not an image; the message names the file.
     """
     import cv2  # OpenCV loads on first use, not with the package
 
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR_RGB)
+    try:
+        data = Path(os.fsdecode(os.fspath(path))).read_bytes()
+    except PermissionError:
+        raise ValueError(f"cannot read {shown_path(path)}: permission denied") from None
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"cannot read {shown_path(path)}: {reason}") from None
+    _check_complete(data, path)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
     if image is None:
-        raise ValueError(f"unreadable image: {path}")
+        raise ValueError(f"unreadable image: {shown_path(path)}")
     return image
 
 
