@@ -31,7 +31,11 @@ from flax import nnx
 
 from mrs_jax.core import checks as _checks
 from mrs_jax.models._classifier import as_classifier
-from mrs_jax.models._fingerprint import checkpoint_fingerprint, with_fingerprint
+from mrs_jax.models._fingerprint import (
+    checkpoint_fingerprint,
+    weights_fingerprint,
+    with_fingerprint,
+)
 from mrs_jax.models._registry import get_model
 
 if TYPE_CHECKING:  # orbax loads with the first checkpoint, not with the package
@@ -231,9 +235,11 @@ def save_checkpoint(
 ) -> None:
     """Saves the model state (params and batch stats), optimiser state and progress.
 
-    Ctrl-C during the save is held back until the save has finished, so an
-    interrupt never leaves a half-written step (or a traceback from orbax's
-    writer threads) behind.
+    ``progress`` also records a SHA-256 of the model state
+    (``weights_sha256``), checked when the step is restored, so a damaged
+    file is found rather than loaded. Ctrl-C during the save is held back until
+    the save has finished, so an interrupt never leaves a half-written step (or
+    a traceback from orbax's writer threads) behind.
     """
     import orbax.checkpoint as ocp
 
@@ -243,7 +249,9 @@ def save_checkpoint(
             args=ocp.args.Composite(
                 model=ocp.args.StandardSave(model_state),
                 opt_state=ocp.args.StandardSave(opt_state),
-                progress=ocp.args.JsonSave(progress),
+                progress=ocp.args.JsonSave(
+                    dict(progress, weights_sha256=weights_fingerprint(model_state))
+                ),
             ),
         )
         manager.wait_until_finished()
@@ -304,7 +312,22 @@ def restore_checkpoint(
     }
     if opt_state is not None:
         items["opt_state"] = ocp.args.StandardRestore(_abstract(opt_state))
-    restored = manager.restore(epoch, args=ocp.args.Composite(**items))
+    where = f"{Path(manager.directory) / str(epoch)}"
+    try:
+        restored = manager.restore(epoch, args=ocp.args.Composite(**items))
+    except ValueError as error:
+        if "tree structure" not in str(error) and "shape" not in str(error):
+            raise
+        raise ValueError(
+            f"{MODEL_JSON} and the weights in {where} disagree (another "
+            "architecture, or an edited model, num_classes or model_kwargs)"
+        ) from None
+    saved = restored["progress"].get("weights_sha256")
+    if saved is not None and saved != weights_fingerprint(restored["model"]):
+        raise ValueError(
+            f"damaged checkpoint: {where} (its weights differ from the digest "
+            "saved with them)"
+        )
     return (
         restored["model"],
         restored["opt_state"] if opt_state is not None else None,
