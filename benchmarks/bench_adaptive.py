@@ -26,12 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import timed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -187,9 +187,8 @@ def main(argv=None) -> list[dict]:
     print("|---|---|---|---|---|---|---|")
     results = []
     for name, run in runs.items():
-        start = time.perf_counter()
-        x_adv, top_left = jax.block_until_ready(run())
-        seconds = (time.perf_counter() - start) / len(images)
+        (x_adv, top_left), seconds = timed(run)
+        seconds /= len(images)
         base = np.asarray(jnp.argmax(classify(x_adv), 1)) == labels
         rows = [
             defend(

@@ -36,11 +36,11 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from _timing import timed
 from machine_info import machine
 
 from mrs_jax import job as pipeline
@@ -134,9 +134,9 @@ def run(args) -> dict:
     for name, (method_config, group) in methods.items():
         warm = max(group, 1)
         defend(method_config, classify, num_classes, images[:warm], keys[:warm], group)
-        start = time.perf_counter()
-        fields = defend(method_config, classify, num_classes, images, keys, group)
-        seconds = time.perf_counter() - start
+        fields, seconds = timed(
+            defend, method_config, classify, num_classes, images, keys, group
+        )
         reference = fields if reference is None else reference
         results[name] = {
             "images_per_batch": group or 1,

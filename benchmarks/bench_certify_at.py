@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from _timing import timed
 from machine_info import machine
 
 import mrs_jax
@@ -99,13 +99,14 @@ def run(args) -> dict:
         key = jax.random.fold_in(base_key, index)
         row = {"index": index, "label": int(y)}
         for method in METHODS:
-            start = time.perf_counter()
-            certified, label, draws = decide(method, classify, x, mask, key, settings)
+            (certified, label, draws), seconds = timed(
+                decide, method, classify, x, mask, key, settings
+            )
             row[method] = {
                 "certified": bool(certified),
                 "label": int(label),
                 "draws": int(draws),
-                "seconds": time.perf_counter() - start,
+                "seconds": seconds,
             }
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -1,20 +1,30 @@
-"""Counting throughput of mrs-jax (samples/s, as ``sample_counts`` runs it) across
-options: BatchNorm folded or not (``--fold 0 1``; ``2`` and ``4`` add Winograd
-F(2x2, 3x3) or F(4x4, 3x3) convolutions), chunk size, XLA CPU flags, float32 or
-bfloat16.
+"""Counting throughput (samples/s, as ``sample_counts`` runs it): the question
+"how fast does mrs-jax count noisy samples", in two forms.
 
-Each XLA flag set runs in its own subprocess (``XLA_FLAGS`` is read once, when
-the backend starts); inside it every (model, fold, dtype, chunk) combination is
-measured: ``counting`` is ``mrs_jax.sample_counts`` for ``n`` draws of masked noise
-(best of ``repeats`` after one compiling call), ``forward`` is ``argmax
-classify(batch)`` on a device-resident batch of ``chunk`` images (the forward pass
-alone, for comparison). Random weights: speed does not depend on them.
+Options (the default): counting across BatchNorm folded or not (``--fold 0 1``;
+``2`` and ``4`` add Winograd F(2x2, 3x3) or F(4x4, 3x3) convolutions), chunk
+size, XLA CPU flags, float32 or bfloat16. Each XLA flag set runs in its own
+subprocess (``XLA_FLAGS`` is read once, when the backend starts); inside it every
+(model, fold, dtype, chunk) combination is measured: ``counting`` is
+``mrs_jax.sample_counts`` for ``n`` draws of masked noise (best of ``repeats``
+after one compiling call), ``forward`` is ``argmax classify(batch)`` on a
+device-resident batch of ``chunk`` images (the forward pass alone, for
+comparison). Random weights: speed does not depend on them.
+
+Overhead (``--overhead``, and the suite's smoothing section): in this process,
+``sample_counts`` samples/s against the same model's jitted forward pass (logits)
+at the same batch, the two interleaved, best of ``repeats``; overhead =
+1 - counting rate / forward rate.
+
+Every timed call blocks until its result is computed (``_timing``).
 
 Run (one line per option; ``--json`` also writes command, machine, date, rows)::
 
     python benchmarks/bench_counting.py --models resnet20 resnet110 \
         --chunks 64 128 400 --fold 0 1 --flags default ynn_conv --n 2000 \
         --json benchmarks/results/counting.json
+    python benchmarks/bench_counting.py --overhead --models small_cnn resnet20 \
+        --chunks 128 512
 
 Flag sets are names from ``FLAG_SETS`` or ``name=--xla_flag=value ...``. Take it on
 a quiet machine: the load average before each subprocess is recorded.
@@ -27,14 +37,14 @@ import functools
 import itertools
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from _timing import best_of, seconds, timed
+from machine_info import machine
 
 FLAG_SETS = {
     "default": "",
@@ -57,6 +67,7 @@ MODELS = {
     "fast_cnn": ("fast_cnn", {"widths": (32, 64, 128, 256), "clamp": True}),
     "small_cnn": ("small_cnn", {}),  # the digits demo's model
     "resnet_tiny": ("resnet_tiny", {}),  # smoke runs only
+    "tiny_cnn": ("tiny_cnn", {}),  # smoke runs only
 }
 
 
@@ -278,32 +289,96 @@ def measure(classify, x, mask, chunk, args, forward) -> dict:
             window=counting.noise_window(mask)[1],
         )  # fmt: skip
 
-    start = time.perf_counter()
-    counts(0)
-    compile_s = time.perf_counter() - start
-    count_times = []
-    for seed in range(1, args.repeats + 1):
-        start = time.perf_counter()
-        counts(seed)
-        count_times.append(time.perf_counter() - start)
+    _, compile_s = timed(counts, 0)
+    count_times = [timed(counts, seed)[1] for seed in range(1, args.repeats + 1)]
     images = jnp.asarray(
         np.random.default_rng(1).uniform(size=(chunk, *x.shape)), jnp.float32
     )
     forward(classify, images).block_until_ready()
     steps = max(1, args.n // chunk)
-    forward_times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            out = forward(classify, images)
-        out.block_until_ready()
-        forward_times.append(time.perf_counter() - start)
+
+    def run_forward():
+        return [forward(classify, images) for _ in range(steps)]
+
     return {
         "counting_samples_per_s": args.n / min(count_times),
         "counting_median_samples_per_s": args.n / float(np.median(count_times)),
-        "forward_samples_per_s": steps * chunk / min(forward_times),
+        "forward_samples_per_s": steps * chunk / best_of(run_forward, args.repeats),
         "first_call_s": compile_s,
     }
+
+
+def overhead(
+    model: str, batch_size: int, *, shape=(32, 32, 3), reps=4, repeats=3,
+    num_classes=10,
+) -> dict:  # fmt: skip
+    """``sample_counts`` samples/s against the plain forward pass, same batch.
+
+    Times the jitted forward pass of ``model`` (random weights) on a
+    device-resident batch of ``batch_size`` images ``reps`` times, and
+    ``sample_counts`` drawing ``reps * batch_size`` samples in steps of
+    ``batch_size`` (noise, forward, argmax and counts on the device), the two
+    interleaved so that a change in machine load hits both alike.
+    """
+    import numpy as np
+
+    import mrs_jax
+    from mrs_jax import certification as counting
+    from mrs_jax.core import sharding
+    from mrs_jax.models import as_classifier, get_model
+
+    classify = as_classifier(get_model(model, num_classes=num_classes, seed=0))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=shape).astype(np.float32)
+    mask = mrs_jax.square_mask(shape, 4, 4, 8)
+    images = jnp.asarray(rng.uniform(size=(batch_size, *shape)).astype(np.float32))
+    forward = jax.jit(lambda f, b: f(b))
+    num = reps * batch_size
+
+    def run_forward():
+        return [forward(classify, images) for _ in range(reps)]
+
+    def run_counts():
+        # The host drivers' program: every device, the mask's noise window.
+        return mrs_jax.sample_counts(
+            classify, x, mask, 0.5, key=jax.random.key(0), num=num,
+            num_classes=num_classes, batch_size=batch_size,
+            mesh=sharding.sample_mesh(), window=counting.noise_window(mask)[1],
+        )  # fmt: skip
+
+    seconds(run_forward)  # compile both
+    seconds(run_counts)
+    t_forward = t_counts = float("inf")
+    for _ in range(repeats):
+        t_forward = min(t_forward, seconds(run_forward))
+        t_counts = min(t_counts, seconds(run_counts))
+    forward_rate, counts_rate = num / t_forward, num / t_counts
+    return {
+        "model": model,
+        "batch_size": batch_size,
+        "num": num,
+        "forward_images_per_s": forward_rate,
+        "sample_counts_samples_per_s": counts_rate,
+        "overhead": 1.0 - counts_rate / forward_rate,
+    }
+
+
+def overhead_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| model | batch | forward img/s | sample_counts samples/s | overhead |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['batch_size']} | {r['forward_images_per_s']:,.0f} "
+            f"| {r['sample_counts_samples_per_s']:,.0f} | {100 * r['overhead']:+.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def _calls(fn, steps: int, *args) -> list:
+    """``steps`` calls of ``fn(*args)``: the outputs, for the timer to block on."""
+    return [fn(*args) for _ in range(steps)]
 
 
 def layers(args) -> list[dict]:
@@ -340,14 +415,8 @@ def layers(args) -> list[dict]:
             x = jnp.asarray(rng.uniform(size=(chunk, side, side, c_in)), jnp.float32)
             fn(x, w, b, stride, winograd).block_until_ready()
             steps = max(1, args.n // chunk)
-            times = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                for _ in range(steps):
-                    out = fn(x, w, b, stride, winograd)
-                out.block_until_ready()
-                times.append(time.perf_counter() - start)
-            per_sample = min(times) / (steps * chunk)
+            run = functools.partial(_calls, fn, steps, x, w, b, stride, winograd)
+            per_sample = best_of(run, args.repeats) / (steps * chunk)
             # Direct-convolution FLOPs, also for Winograd (an effective rate).
             flops = 2 * 9 * c_in * c_out * (side // stride) ** 2
             label = name + (f" winograd F({winograd}x{winograd})" if winograd else "")
@@ -365,18 +434,6 @@ def flag_set(spec: str) -> tuple[str, str]:
     if spec not in FLAG_SETS:
         raise SystemExit(f"unknown flag set {spec!r}; known: {sorted(FLAG_SETS)}")
     return spec, FLAG_SETS[spec]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def main(argv=None) -> int:
@@ -401,13 +458,32 @@ def main(argv=None) -> int:
         action="store_true",
         help="time one conv layer of each ResNet stage instead",
     )
+    parser.add_argument(
+        "--overhead",
+        action="store_true",
+        help="counting against the forward pass, in this process (the module doc)",
+    )
+    parser.add_argument("--reps", type=int, default=4,
+                        help="--overhead: forward batches per timing")  # fmt: skip
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(layers(args) if args.layers else worker(args)))
         return 0
-    command = " ".join([Path(sys.executable).name, *sys.argv])
-    print(f"{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    command = " ".join(["python benchmarks/bench_counting.py", *(argv or sys.argv[1:])])
+    where = machine()
+    print(f"{where['cpu_model']}, {where['cpu_count']} cores; {where['date']}")
+    if args.overhead:
+        rows = [
+            overhead(model, chunk, reps=args.reps, repeats=args.repeats)
+            for model in args.models
+            for chunk in args.chunks
+        ]
+        print(overhead_markdown(rows))
+        if args.json:
+            out = {"command": command, "machine": where, "rows": rows}
+            Path(args.json).write_text(json.dumps(out, indent=2))
+        return 0
     if args.layers:
         print("| flags | layer | chunk | time | rate |\n|---|---|---:|---:|---:|")
     else:
@@ -449,12 +525,7 @@ def main(argv=None) -> int:
                 flush=True,
             )
     if args.json:
-        out = {
-            "command": command,
-            "machine": machine(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "rows": rows,
-        }
+        out = {"command": command, "machine": where, "rows": rows}
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
 

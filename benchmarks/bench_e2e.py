@@ -26,11 +26,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from _timing import timed
 
 from mrs_jax import localization as inpaint
 from mrs_jax.job import JobConfig, image_row
@@ -63,15 +63,16 @@ def measure(name, classify, num_classes, images, labels, config, description):
     rows = []
     for k, (x, y) in enumerate(zip(images, labels, strict=True)):
         key = jax.random.fold_in(jax.random.key(config.seed), k)
-        start = time.perf_counter()
-        row = image_row(config, classify, num_classes, x, int(y), key=key)
-        row["seconds"]["total"] = time.perf_counter() - start
+        row, row_seconds = timed(
+            image_row, config, classify, num_classes, x, int(y), key=key
+        )
+        row["seconds"]["total"] = row_seconds
         rows.append(row)
-    timed = rows[1:] or rows
+    warm = rows[1:] or rows  # the first image compiles
     phases = ("attack", "localize", "certify", "clean", "total")
     seconds = {}
     for phase in phases:
-        values = [r["seconds"][phase] for r in timed if phase in r["seconds"]]
+        values = [r["seconds"][phase] for r in warm if phase in r["seconds"]]
         if values:
             seconds[phase] = float(np.mean(values))
     certify_source = "practical rows"
@@ -103,7 +104,7 @@ def measure(name, classify, num_classes, images, labels, config, description):
     return {
         "name": name,
         "model": description,
-        "images_timed": len(timed),
+        "images_timed": len(warm),
         "first_image_seconds": rows[0]["seconds"]["total"],
         "config": {
             f: getattr(config, f)

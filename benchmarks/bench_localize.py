@@ -42,6 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _timing import best_of, seconds  # noqa: E402
+
 from mrs_jax import localization as inpaint  # noqa: E402
 
 # The package exports the function `localize`, which hides the module of that name.
@@ -140,13 +142,9 @@ def psnr_table(name, images, size, stride, max_positions, rng):
 
 
 def timeit(fn, repeat=2):
-    fn()  # warm-up / compile
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    """Best of ``repeat`` blocking calls of ``fn()`` after one warm-up call."""
+    seconds(fn)  # warm-up / compile
+    return best_of(fn, repeat)
 
 
 def throughput(images32, images224, subset224, rng):

@@ -2,9 +2,9 @@
 
 Each n runs in a fresh subprocess (one host device) so that peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) belongs to that n alone. The
-worker builds the model, calls ``sample_counts`` once with ``num = batch_size``
+worker builds the model, calls ``predict`` once with ``n = batch_size``
 (compiles the program, runs one chunk) and reads the peak RSS, then calls it
-with ``num = n`` and reads it again. The growth between the two is what n costs;
+with ``n`` draws and reads it again. The growth between the two is what n costs;
 it should be ~0 because the counts program loops over chunks on the device.
 
 It also reports what XLA says: the counts program's ``num`` is a traced scalar,
@@ -14,7 +14,7 @@ grow) and lowers the program with its n to read the compiled memory analysis
 (temp bytes) and a hash of the compiled HLO text, which must agree across n.
 
 Run: ``python benchmarks/bench_memory.py [--ns 1000 10000 100000 1000000]
-[--model tiny_cnn]``
+[--model tiny_cnn] [--batch-size 1000] [--side 16]``
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import re
 import resource
 import subprocess
 import sys
-import time
+
+from _timing import timed
 
 FLAT_TOLERANCE_MIB = 32.0  # RSS noise (allocator, thread stacks) allowed as "flat"
 
@@ -121,11 +122,11 @@ def worker(n: int, model: str, batch_size: int, side: int) -> dict:
                     **common)
     rss_warm = _max_rss_mib()
     compiles.clear()
-    start = time.perf_counter()
-    counts = mrs_jax.predict(
-        classify, x, mask, 0.5, key=jax.random.key(1), n=n, **common
-    ).counts
-    seconds = time.perf_counter() - start
+    prediction, seconds = timed(
+        mrs_jax.predict, classify, x, mask, 0.5, key=jax.random.key(1), n=n,
+        **common,
+    )  # fmt: skip
+    counts = prediction.counts
     compiles_during_call = len(compiles)
     rss_peak = _max_rss_mib()
     if int(counts.sum()) != n:

@@ -13,6 +13,8 @@ Run (two CPU threads each; give a Python that has torch)::
     python benchmarks/bench_peer.py --torch_python /path/to/torch-env/bin/python \
         --depths 20 110 --batches 128 400 --n 4000
 
+Without ``--torch_python`` only the mrs-jax side runs (its columns alone).
+
 Each mrs-jax classifier of ``--jax_classifiers`` (``VARIANTS``) gets its own row
 beside the same torch figures. mrs-jax splits the CPU into one device per core
 (``--cpu_devices``, as ``python -m certify`` does) and shares the forward batch and
@@ -31,6 +33,9 @@ import sys
 import time
 from pathlib import Path
 
+from _timing import best_of, seconds
+from machine_info import machine
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -43,7 +48,8 @@ VARIANTS = {
 def make_classifier(depth: int, variant: str):
     from mrs_jax.models import as_classifier, folded_classifier, get_model
 
-    model = get_model(f"resnet{depth}", num_classes=10, seed=0)
+    # Any CIFAR ResNet depth 6n + 2, as peer_torch_certify.py builds it.
+    model = get_model("resnet20", num_classes=10, seed=0, depth=depth)
     if variant == "plain":
         return as_classifier(model)
     return folded_classifier(model)
@@ -68,34 +74,24 @@ def measure_jax(depth: int, batch: int, n: int, repeats: int, variant: str) -> d
     forward(classify, images).block_until_ready()
     steps = max(1, n // batch)
 
-    def best(fn) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
     def run_forward():
-        for _ in range(steps):
-            out = forward(classify, images)
-        out.block_until_ready()
+        return [forward(classify, images) for _ in range(steps)]
 
     def run_counts():
         # The host drivers' program: every device, the mask's noise window.
-        mrs_jax.sample_counts(
+        return mrs_jax.sample_counts(
             classify, x, mask, 0.5, key=jax.random.key(0), num=n,
             num_classes=10, batch_size=batch, mesh=mrs_jax.core.sharding.sample_mesh(),
             window=mrs_jax.certification.noise_window(mask)[1],
         )  # fmt: skip
 
-    run_counts()  # compile
+    seconds(run_counts)  # compile
     return {
         "framework": f"mrs-jax (jax {jax.__version__})",
         "classifier": VARIANTS[variant],
         "depth": depth, "batch": batch, "n": n, "devices": mesh.size,
-        "forward_samples_per_s": steps * batch / best(run_forward),
-        "counting_samples_per_s": n / best(run_counts),
+        "forward_samples_per_s": steps * batch / best_of(run_forward, repeats),
+        "counting_samples_per_s": n / best_of(run_counts, repeats),
     }  # fmt: skip
 
 
@@ -108,7 +104,8 @@ def measure_torch(python: str, depth: int, batch: int, n: int, threads: int) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--torch_python", required=True, help="a Python with torch")
+    parser.add_argument("--torch_python", default=None,
+                        help="a Python with torch; none: mrs-jax alone")  # fmt: skip
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 110])
     parser.add_argument("--batches", type=int, nargs="+", default=[128, 400])
     parser.add_argument("--n", type=int, default=4000)
@@ -139,26 +136,40 @@ def main(argv=None) -> int:
     rows = []
     for depth in args.depths:
         for batch in args.batches:
-            peer = measure_torch(args.torch_python, depth, batch, args.n, args.threads)
+            peer = None
+            if args.torch_python:
+                peer = measure_torch(
+                    args.torch_python, depth, batch, args.n, args.threads
+                )
             for variant in args.jax_classifiers:
                 ours = measure_jax(depth, batch, args.n, args.repeats, variant)
-                fwd = ours["forward_samples_per_s"] / peer["forward_samples_per_s"]
-                ratio = ours["counting_samples_per_s"] / peer["counting_samples_per_s"]
-                rows.append({"torch": peer, "jax": ours, "count_ratio": ratio,
-                             "forward_ratio": fwd})  # fmt: skip
+                row = {"torch": peer, "jax": ours}
+                cells = ["-"] * 6
+                cells[1], cells[4] = (
+                    f"{ours['forward_samples_per_s']:.0f}",
+                    f"{ours['counting_samples_per_s']:.0f}",
+                )
+                if peer is not None:
+                    row["forward_ratio"] = (
+                        ours["forward_samples_per_s"] / peer["forward_samples_per_s"]
+                    )
+                    row["count_ratio"] = (
+                        ours["counting_samples_per_s"] / peer["counting_samples_per_s"]
+                    )
+                    cells[0] = f"{peer['forward_samples_per_s']:.0f}"
+                    cells[2] = f"{row['forward_ratio']:.2f}x"
+                    cells[3] = f"{peer['counting_samples_per_s']:.0f}"
+                    cells[5] = f"{row['count_ratio']:.2f}x"
+                rows.append(row)
                 print(
                     f"| {depth} | {batch} | {args.n} | {variant} | "
-                    f"{peer['forward_samples_per_s']:.0f} | "
-                    f"{ours['forward_samples_per_s']:.0f} | {fwd:.2f}x | "
-                    f"{peer['counting_samples_per_s']:.0f} | "
-                    f"{ours['counting_samples_per_s']:.0f} | {ratio:.2f}x |",
+                    + " | ".join(cells) + " |",
                     flush=True,
-                )
+                )  # fmt: skip
     if args.json:
         out = {
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": machine(),
             "threads": args.threads,
             "jax_cpu_devices": devices,
             "rows": rows,

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
+from _timing import best_of, timed
 from bench_memory import run_workers
 
 
@@ -51,12 +51,9 @@ def worker(devices: int, model: str, batch_size: int, reps: int, side: int) -> d
             window=mrs_jax.certification.noise_window(mask)[1],
         )
 
-    count(0)  # compile
-    best = float("inf")
-    for seed in (1, 2):
-        start = time.perf_counter()
-        count(seed)
-        best = min(best, time.perf_counter() - start)
+    timed(count, 0)  # compile
+    seeds = iter((1, 2))
+    best = best_of(lambda: count(next(seeds)), 2)
     return {
         "devices": devices,
         "device_kind": jax.local_devices()[0].device_kind,

@@ -20,30 +20,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import jax
 import numpy as np
+from _timing import timed
+from machine_info import machine
 
 from mrs_jax.data import load_dataset
 from mrs_jax.models import load_classifier
 from mrs_jax.training import masked_noise_augment
 
 EVAL_BATCH = 1000
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train(workdir: str, config: str) -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
     command = [sys.executable, "-m", "train", "--config", config]
-    command += ["--workdir", workdir, "--no_progress"]
+    command += ["--workdir", str(Path(workdir).resolve()), "--no_progress"]
     load_before = os.getloadavg()
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    seconds = time.perf_counter() - started
+    _, seconds = timed(subprocess.run, command, cwd=ROOT, check=True)
     return {
         "train_seconds": round(seconds, 1),
         "loadavg_before": load_before,
@@ -94,23 +94,20 @@ def _evaluate(workdir: str, draws: int, data_dir: str | None) -> dict:
     }
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default="runs/bench_digits")
     parser.add_argument("--config", default="train/configs/digits.py")
     parser.add_argument("--data_dir", default=None, help="for cifar10 / folders")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--draws", type=int, default=20)
-    args = parser.parse_args()
-    result = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, jax {jax.__version__}",
-    }
+    args = parser.parse_args(argv)
+    result = {"machine": machine()}
     if not args.no_train:
         result.update(_train(args.workdir, args.config))
     result.update(_evaluate(args.workdir, args.draws, args.data_dir))
     print(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

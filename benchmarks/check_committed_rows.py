@@ -62,17 +62,17 @@ def differences(committed: list[dict], rerun: list[dict]) -> list[str]:
     return found
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--num_images", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     committed = rows_of(ROOT / args.run / "rows.jsonl")[: args.num_images]
     status = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for group in (1, args.num_images):
+        for group in sorted({1, args.num_images}):
             out = Path(tmp) / f"group_{group}"
             seconds = certify(args, out, group)
             rerun = rows_of(out / "rows.jsonl")

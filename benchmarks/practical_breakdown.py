@@ -5,7 +5,7 @@ Splits the images by what the attack did to the undefended base classifier
 each group counts the localisation outcomes, how often the mask covers the patch,
 and the defence's empirical and localised certified (R = 0) accuracy; then the
 clean-image defence against the base classifier. Read-only; used for the
-explanations in RESULTS.md section 8.
+explanations in RESULTS.md, "CIFAR-10 protocol".
 
 Run::
 

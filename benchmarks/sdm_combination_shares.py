@@ -26,12 +26,12 @@ SIGMA, DRAWS, PATCH, K = 7.0, 100, 5, 6
 THRESHOLD = mrs_jax.certification.normal_cdf(mrs_jax.patch_l2_bound(PATCH, 3) / SIGMA)
 
 
-def shares(classify, x, label, masks, key) -> np.ndarray:
+def shares(classify, x, label, masks, key, num_classes=10) -> np.ndarray:
     """The share of DRAWS noisy draws on ``label`` for each ``[P, H, W]`` mask."""
     predictions = mrs_jax.predict(
         classify, np.broadcast_to(x, (len(masks), *x.shape)), masks, SIGMA,
         key=jax.random.split(key, len(masks)), n=DRAWS, alpha=0.001,
-        num_classes=10, batch_size=400,
+        num_classes=num_classes, batch_size=400,
     )  # fmt: skip
     return np.array([p.counts[label] / DRAWS for p in predictions])
 
@@ -43,28 +43,30 @@ def summary(name: str, values: np.ndarray) -> str:
     )
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--data_dir", default="data/cifar10")
-    args = parser.parse_args()
-    source = dataset_source("cifar10", "test", data_dir=args.data_dir)
+    args = parser.parse_args(argv)
+    source = dataset_source(args.dataset, "test", data_dir=args.data_dir)
     order = np.random.default_rng(0).permutation(len(source))[: args.images]
     images, labels = source.get_batch(order)
-    masks = mrs_jax.patchcleanser_masks((32, 32), PATCH, K)
+    masks = mrs_jax.patchcleanser_masks(images.shape[1:3], PATCH, K)
     pairs = np.stack(np.triu_indices(len(masks)), axis=1)
     two = pairs[pairs[:, 0] != pairs[:, 1]]
     two = two[np.random.default_rng(0).choice(len(two), len(masks), replace=False)]
     for checkpoint in args.checkpoints:
-        classify, _ = mrs_jax.load_classifier(checkpoint)
+        classify, meta = mrs_jax.load_classifier(checkpoint)
+        num_classes = int(meta["num_classes"])
         print(f"# {checkpoint}", flush=True)
         for b, (x, y) in enumerate(zip(images, labels, strict=True)):
             key = jax.random.key(b)
             one_key, two_key = jax.random.split(key)
-            one = shares(classify, x, int(y), masks, one_key)
+            one = shares(classify, x, int(y), masks, one_key, num_classes)
             unions = masks[two[:, 0]] | masks[two[:, 1]]
-            both = shares(classify, x, int(y), unions, two_key)
+            both = shares(classify, x, int(y), unions, two_key, num_classes)
             base = int(np.argmax(np.asarray(classify(x[None]))[0]))
             print(
                 f"{b} label {int(y)} base {base} | {summary('one mask', one)} | "

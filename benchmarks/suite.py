@@ -10,7 +10,8 @@ machine (CPU model, cores, jax version, backend, devices, date, load average).
 
 Sections:
   1. smoothing: ``sample_counts`` samples/s next to the plain forward pass's
-     images/s of the same model and batch (overhead; target <= 10%).
+     images/s of the same model and batch (overhead; target <= 10%;
+     ``bench_counting.overhead``).
   2. memory: peak RSS of ``sample_counts`` for n = 10^3 .. 10^6, one fresh process
      per n, and XLA's compiled memory analysis (target: flat in n).
   3. localisation: inpainting variants/s for Telea and harmonic, 32x32 / s = 5 and
@@ -30,7 +31,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import math
 import os
 import sys
 import time
@@ -40,14 +40,15 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+import bench_counting  # noqa: E402
 import bench_e2e  # noqa: E402
 import bench_localize  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_scaling  # noqa: E402
-import bench_smoothing  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import best_of  # noqa: E402
 from machine_info import machine  # noqa: E402
 
 SECTIONS = (
@@ -129,12 +130,7 @@ def matmul_rates(side: int) -> dict:
         b = jnp.ones((side, side), dtype)
         matmul = jax.jit(jnp.matmul)
         matmul(a, b).block_until_ready()
-        best = math.inf
-        for _ in range(3):
-            start = time.perf_counter()
-            matmul(a, b).block_until_ready()
-            best = min(best, time.perf_counter() - start)
-        rates[dtype] = 2 * side**3 / best
+        rates[dtype] = 2 * side**3 / best_of(lambda m=matmul, a=a, b=b: m(a, b), 3)
     return rates
 
 
@@ -204,7 +200,7 @@ def smoothing(plan) -> list[dict]:
     rows = []
     for model, batch_sizes, reps, repeats in plan["smoothing"]:
         for batch in batch_sizes:
-            row = bench_smoothing.measure(
+            row = bench_counting.overhead(
                 model, batch, shape=plan["shape"], reps=reps, repeats=repeats
             )
             row["meets_overhead_target"] = row["overhead"] <= OVERHEAD_TARGET
@@ -214,7 +210,7 @@ def smoothing(plan) -> list[dict]:
 
 def smoothing_markdown(rows) -> str:
     return (
-        bench_smoothing.markdown(rows)
+        bench_counting.overhead_markdown(rows)
         + f"\n\nTarget: overhead <= {OVERHEAD_TARGET:.0%} (1 - sample_counts rate / "
         "forward rate; negative = sample_counts faster, i.e. noise)."
         f" Met in {sum(r['meets_overhead_target'] for r in rows)} of {len(rows)}."
@@ -237,7 +233,7 @@ def _smooth_image(side: int, seed: int) -> np.ndarray:
 def _inpaint_rates(side, size, telea_subset, harmonic_subset) -> list[dict]:
     """Variants/s of both inpainting methods (block fill only) on one image.
 
-    Reuses ``bench_localize``'s timing helper and jitted harmonic block filler;
+    Reuses ``bench_localize``'s timer and jitted harmonic block filler;
     positions are a random subset when ``*_subset`` is set, the full-image time
     then extrapolated linearly from the rate.
     """
@@ -270,8 +266,7 @@ def _inpaint_rates(side, size, telea_subset, harmonic_subset) -> list[dict]:
     chunks = [jnp.asarray(c) for c in np.split(timed, len(timed) // chunk)]
 
     def harmonic():
-        out = [bench_localize.harmonic_blocks(xd, c, size) for c in chunks]
-        jax.block_until_ready(out)
+        return [bench_localize.harmonic_blocks(xd, c, size) for c in chunks]
 
     seconds = bench_localize.timeit(harmonic, repeat=2)
     rows.append(("harmonic", f"jit, chunks of {chunk}", len(timed), seconds))

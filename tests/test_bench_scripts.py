@@ -1,6 +1,11 @@
-"""The small benchmark scripts behind RESULTS.md section 8, on rows and
-classifiers written here."""
+"""A smoke form of every benchmark script that RESULTS.md quotes (the suite's parts
+run in tests/test_benchmarks.py, bench_streaming.py in tests/test_streaming.py),
+on rows and classifiers written here or on the committed run rows."""
 
+import argparse
+import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,11 +13,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _job_helpers import write_checkpoint
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+RUNS = BENCHMARKS / "runs"
+
+sys.path.insert(0, str(BENCHMARKS))
 import attack_comparison  # noqa: E402
+import bench_adaptive  # noqa: E402
+import bench_batched  # noqa: E402
+import bench_certify_at  # noqa: E402
+import bench_counting  # noqa: E402
+import bench_localize  # noqa: E402
 import bench_mask_width  # noqa: E402
+import bench_peer  # noqa: E402
+import bench_train  # noqa: E402
+import check_committed_rows  # noqa: E402
 import practical_breakdown  # noqa: E402
+import sdm_combination_shares  # noqa: E402
 
 sys.path.pop(0)
 
@@ -24,6 +43,19 @@ def _row(label, base, undefended, prediction, certified, covered, loc, clean_loc
         certified=certified, covered=covered, localization=loc,
         clean_localization=clean_loc, clean_prediction=label,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory):
+    """An untrained ``tiny_cnn`` work dir for digits (32x32x3, 10 classes, sigma
+    3): the scripts read it as a trained one."""
+    workdir = tmp_path_factory.mktemp("checkpoint") / "digits"
+    write_checkpoint(workdir, dataset="digits", shape=(32, 32, 3), num_classes=10,
+                     sigma=3.0)  # fmt: skip
+    return workdir
+
+
+# ----------------------------------------------------------- rows and tables
 
 
 def test_the_breakdown_counts_each_group():
@@ -45,7 +77,15 @@ def test_the_breakdown_counts_each_group():
     assert lines[10] == "| no_change | 2 | 0 | 0 | 0 |"
 
 
-def test_the_attack_comparison_pairs_images_and_says_why_the_adaptive_one_won():
+def test_the_breakdown_of_the_committed_run_is_the_one_results_quotes(capsys):
+    assert practical_breakdown.main([str(RUNS / "cifar10_practical")]) == 0
+    out = capsys.readouterr().out
+    assert "| all images | 500 | 376 | 106 | 18 | 332 | 313 | 254 |" in out
+    fooled = "| base right, fooled by the attack | 322 | 300 | 12 | 10 | 292 | 247 |"
+    assert fooled in out
+
+
+def test_the_paired_table_says_why_the_second_attack_won():
     def row(index, undefended, prediction, certified, covered, loc="located"):
         return dict(
             _row(1, 1, undefended, prediction, certified, covered, loc, loc),
@@ -65,7 +105,7 @@ def test_the_attack_comparison_pairs_images_and_says_why_the_adaptive_one_won():
         row(2, 1, 0, True, False),  # wrong: the base was not fooled
         row(3, 0, 1, True, True),  # certified: better than the standard attack
     ]
-    text = attack_comparison.compare(standard, adaptive)
+    text = attack_comparison.paired(standard, adaptive)
     lines = text.split("\n")
     assert lines[0].startswith("4 images in both runs")
     assert lines[4] == "| certified | 0 | 1 | 1 | 2 |"
@@ -78,8 +118,39 @@ def test_the_attack_comparison_pairs_images_and_says_why_the_adaptive_one_won():
     assert "- mask missed the patch (no_change): 1" in lines
     assert lines[-2].endswith("both attacks 3, standard only 0, adaptive only 0, "
                               "neither 1")  # fmt: skip
+    named = attack_comparison.paired(standard, adaptive, ("pgd", "vote"))
+    assert "vote worse on 3 images, better on 1:" in named.split("\n")
     with pytest.raises(ValueError, match="share no test image"):
-        attack_comparison.compare(standard[:1], adaptive[1:])
+        attack_comparison.paired(standard[:1], adaptive[1:])
+
+
+def test_the_attack_comparison_of_the_committed_runs_gives_results_tables(capsys):
+    runs = [RUNS / name for name in ("cifar10_practical", "cifar10_adaptive",
+                                     "cifar10_vote")]  # fmt: skip
+    assert attack_comparison.main([str(r) for r in runs]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("50 images in all 3 runs")
+    # RESULTS.md, Attacks: the 50 images all three hold (the table's percentages
+    # as fractions) and the paired PGD / adaptive table.
+    assert ("| cifar10_vote | vote_adaptive | 50 | 0.660 | 0.300 | 0.200 | 0.180 "
+            "| 0.700 | 28 / 20 / 2 |") in out  # fmt: skip
+    assert ("| cifar10_adaptive | adaptive | 50 | 0.540 | 0.620 | 0.420 | 0.280 "
+            "| 0.840 | 37 / 10 / 3 |") in out  # fmt: skip
+    paired = out[out.index("columns: cifar10_adaptive attack") :]
+    assert "| certified | 18 | 1 | 4 | 23 |" in paired
+    assert "| total | 21 | 6 | 23 | 50 |" in paired
+    assert "100 images in both runs; rows: cifar10_practical attack, " in out
+
+
+def test_the_attack_comparison_refuses_a_clean_mode_and_one_run(capsys):
+    assert attack_comparison.main([str(RUNS / "cifar10_practical"),
+                                   str(RUNS / "cifar10_center")]) == 2  # fmt: skip
+    assert "not an attacked mode" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="at least two runs"):
+        attack_comparison.compare({"a": []}, {"a": "practical"}, [0.0])
+
+
+# ------------------------------------------------------------ timing scripts
 
 
 def test_mask_width_accuracies_see_noise_only_inside_the_square():
@@ -100,3 +171,191 @@ def test_mask_width_accuracies_see_noise_only_inside_the_square():
     assert 0.0 < anywhere < 1.0  # some random squares overlap the corner
     full, _ = bench_mask_width.accuracies(classify, images, labels, 16, 3.0, key)
     assert full == 0.0
+
+
+def test_bench_train_trains_and_evaluates_the_checkpoint(tmp_path):
+    # The digits smoke model (tiny_cnn, two steps) by ``python -m train``, then
+    # evaluated on the 300 test digits.
+    workdir = tmp_path / "digits"
+    result = bench_train.main(
+        ["--workdir", str(workdir), "--config", "digits:smoke", "--draws", "2"]
+    )
+    assert (workdir / "model.json").is_file()
+    assert result["dataset"] == "digits" and result["test_images"] == 300
+    assert result["train_seconds"] > 0 and result["draws"] == 2
+    assert 0.0 <= result["noisy_accuracy_min"] <= result["noisy_accuracy_mean"] <= 1
+    assert 0.0 <= result["clean_accuracy"] <= 1.0
+    assert result["machine"]["cpu_count"] >= 1
+
+
+def test_bench_mask_width_main_writes_one_row_per_width(digits_checkpoint, tmp_path):
+    out = tmp_path / "width.json"
+    argv = ["--checkpoint", str(digits_checkpoint), "--dataset", "digits",
+            "--num_images", "20", "--widths", "0", "5", "--out", str(out)]  # fmt: skip
+    assert bench_mask_width.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert [r["width"] for r in result["rows"]] == [0, 5]
+    assert result["rows"][0]["centre"] == result["rows"][0]["random"]  # no noise
+    assert all(0.0 <= r["centre"] <= 1.0 for r in result["rows"])
+
+
+def test_bench_certify_at_agrees_with_fixed_certify(digits_checkpoint, tmp_path):
+    out = tmp_path / "certify_at"
+    argv = ["--checkpoint", str(digits_checkpoint), "--num_images", "2",
+            "--n", "200", "--n0", "10", "--batch_size", "64", "--radius", "1.0",
+            "--out", str(out)]  # fmt: skip  200 draws cannot reach 8.66 at sigma 3
+    result = bench_certify_at.main(argv)
+    assert len(result["rows"]) == 2
+    for row in result["rows"]:
+        assert row["fixed"]["draws"] == 210
+        for method in bench_certify_at.METHODS:
+            assert 0 < row[method]["draws"] <= 210
+            assert row[method]["seconds"] > 0
+    assert out.with_suffix(".json").is_file()
+    assert "| certify_at_futility |" in out.with_suffix(".md").read_text()
+
+
+def test_bench_adaptive_smoke_rates_each_attack(digits_checkpoint, tmp_path):
+    out = tmp_path / "adaptive.json"
+    argv = ["--checkpoint", str(digits_checkpoint), "--n", "2", "--smoke",
+            "--objectives", "eot_noise", "--location_chunk", "2",
+            "--out", str(out)]  # fmt: skip
+    results = bench_adaptive.main(argv)
+    assert [r["attack"] for r in results] == ["patch_attack", "adaptive:eot_noise"]
+    for r in results:
+        for field in ("base_acc", "covered", "no_change", "multiple_regions",
+                      "mrs_acc"):  # fmt: skip
+            assert 0.0 <= r[field] <= 1.0, field
+        assert r["attack_seconds_per_image"] > 0
+    assert json.loads(out.read_text())["rows"] == results
+
+
+def test_sdm_combination_shares_prints_both_kinds(digits_checkpoint, capsys):
+    argv = [str(digits_checkpoint), "--dataset", "digits", "--images", "1"]
+    sdm_combination_shares.main(argv)
+    lines = capsys.readouterr().out.strip().split("\n")
+    assert lines[0] == f"# {digits_checkpoint}"
+    assert lines[1].startswith("0 label ")
+    assert "one mask: min" in lines[1] and "two masks: min" in lines[1]
+    medians = [float(m) for m in re.findall(r"median (\S+)", lines[1])]
+    assert len(medians) == 2 and all(0.0 <= m <= 1.0 for m in medians)
+
+
+def test_bench_batched_smoke_returns_the_loops_rows():
+    result = bench_batched.main(["--smoke"])
+    assert set(result["results"]) == {"loop", "batched_1", "batched_2"}
+    for name, r in result["results"].items():
+        assert r["same_fields_as_loop"], name
+        assert r["images_per_second"] > 0
+    assert result["num_images"] == 4
+
+
+def test_bench_counting_measures_each_fold_in_a_subprocess(tmp_path):
+    out = tmp_path / "counting.json"
+    argv = ["--models", "tiny_cnn", "--chunks", "16", "--fold", "0", "1", "--n",
+            "32", "--repeats", "1", "--json", str(out)]  # fmt: skip
+    assert bench_counting.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["fold"], r["chunk"]) for r in rows] == [(0, 16), (1, 16)]
+    for r in rows:
+        assert r["counting_samples_per_s"] > 0 and r["forward_samples_per_s"] > 0
+
+
+def test_bench_counting_overhead_blocks_on_the_counts(monkeypatch):
+    # Counting that takes a known time: the overhead's timer must wait for it.
+    import time
+
+    import mrs_jax
+
+    class Slow:
+        def block_until_ready(self):
+            time.sleep(0.05)
+            return self
+
+    monkeypatch.setattr(mrs_jax, "sample_counts", lambda *a, **k: Slow())
+    row = bench_counting.overhead("tiny_cnn", 8, shape=(16, 16, 3), reps=1,
+                                  repeats=1)  # fmt: skip
+    assert row["sample_counts_samples_per_s"] <= 8 / 0.05
+    assert "| tiny_cnn | 8 |" in bench_counting.overhead_markdown([row])
+
+
+def test_bench_peer_runs_the_jax_side_alone(tmp_path, capsys):
+    out = tmp_path / "peer.json"
+    argv = ["--depths", "8", "--batches", "8", "--n", "16", "--repeats", "1",
+            "--jax_classifiers", "folded", "--json", str(out)]  # fmt: skip
+    assert bench_peer.main(argv) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["torch"] is None and "count_ratio" not in row
+    assert row["jax"]["counting_samples_per_s"] > 0
+    assert "| 8 | 8 | 16 | folded | - |" in capsys.readouterr().out
+
+
+def test_peer_torch_certify_counts_when_torch_is_there():
+    pytest.importorskip("torch")
+    command = [sys.executable, str(BENCHMARKS / "peer_torch_certify.py"),
+               "--depth", "8", "--batch", "8", "--n", "16",
+               "--threads", "1"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["counting_samples_per_s"] > 0
+
+
+def test_bench_localize_psnr_and_localisation_time():
+    images, _ = bench_localize.load_dataset("digits", "test", max_examples=2)
+    rng = np.random.default_rng(0)
+    line = bench_localize.psnr_table("digits", images, 5, 4, 100, rng)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:5] == ["digits", "2", "5", "4", "49"]
+    assert all(float(c) > 0 for c in cells[5:])
+
+    def classify(batch):  # brightness decides: a classifier with no training
+        return jnp.stack([batch.mean((1, 2, 3)), 0.5 * jnp.ones(len(batch))], -1)
+
+    lines = bench_localize.end_to_end(jax.tree_util.Partial(classify), images, 1)
+    assert lines[2].startswith("| telea | 5 | 784 |")
+    assert lines[3].startswith("| harmonic | 5 | 784 |")
+    assert float(lines[2].split("|")[4]) > 0
+
+
+def test_check_committed_rows_finds_equal_and_changed_rows(
+    digits_checkpoint, tmp_path, capsys
+):
+    # The centre mask: python -m certify's whole path without an attack to compile.
+    config = tmp_path / "center.py"
+    config.write_text(
+        "from mrs_jax.job import JobConfig\n\n\ndef get_config(smoke=False):\n"
+        "    return JobConfig(mode='center', dataset='digits', num_images=1, "
+        "patch_size=5, sigma=3.0, n0=10, n=100, batch_size=64)\n"
+    )
+    args = argparse.Namespace(
+        config=str(config), checkpoint=str(digits_checkpoint), num_images=1
+    )
+    committed = tmp_path / "committed"
+    check_committed_rows.certify(args, committed, 1)
+    argv = ["--run", str(committed), "--config", str(config), "--checkpoint",
+            str(digits_checkpoint), "--num_images", "1"]  # fmt: skip
+    assert check_committed_rows.main(argv) == 0
+    assert "images_per_batch=1: 1 rows," in capsys.readouterr().out
+    (row,) = check_committed_rows.rows_of(committed / "rows.jsonl")
+    changed = dict(row, prediction=row["prediction"] + 1, seconds=0.0)
+    assert check_committed_rows.differences([row], [changed]) == [
+        f"{row['index']}.prediction: {row['prediction']!r} -> "
+        f"{row['prediction'] + 1!r}"
+    ]
+
+
+def test_the_protocol_script_parses_and_names_what_exists():
+    script = BENCHMARKS / "cifar10_protocol.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    for config in ("certify/configs/cifar10_cpu.py",
+                   "certify/configs/cifar10_cpu_pc.py",
+                   "certify/configs/cifar10_cpu_adaptive.py",
+                   "train/configs/cifar10_cpu_occlusion.py"):  # fmt: skip
+        assert config in text and (ROOT / config).is_file(), config
+    for checkpoint in ("cifar10_cpu", "cifar10_cpu_occlusion"):
+        assert (BENCHMARKS / "checkpoints" / checkpoint / "model.json").is_file()
+    for run in ("cifar10_pc", "cifar10_practical", "cifar10_pc_occlusion",
+                "cifar10_adaptive", "cifar10_center", "cifar10_gradcam"):  # fmt: skip
+        assert f"$RUNS/{run}\"" in text or f"\"$RUNS\"/{run}" in text, run
+        assert (RUNS / run / "run.json").is_file(), run

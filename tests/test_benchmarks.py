@@ -1,23 +1,49 @@
-"""The benchmark suite in smoke mode: every section present, rates positive and
-finite, the Markdown well formed. No timing assertions."""
+"""The benchmark suite in smoke mode (every section present, rates positive and
+finite, the Markdown well formed; no timing assertions), the blocking timer, and
+RESULTS.md / HISTORY.md as a reference: contents, links, one section per
+question with its command, machine and date, and every script accounted for."""
 
 import json
 import math
+import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+RESULTS = BENCHMARKS / "RESULTS.md"
+HISTORY = BENCHMARKS / "HISTORY.md"
+HELPERS = {"_timing.py", "machine_info.py"}
+# Sections that answer a question: each gives a command, a machine and a date.
+QUESTIONS = (
+    "Statistics",
+    "Speed: counting",
+    "Speed: the pipeline",
+    "Memory",
+    "CIFAR-10 protocol",
+    "Attacks",
+    "Certificates compared",
+    "Scaling",
+    "Training",
+    "Localisation",
+)
+
+
+def _import(name):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 @pytest.fixture(scope="module")
 def suite_run(tmp_path_factory):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import suite
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    suite = _import("suite")
     out = tmp_path_factory.mktemp("suite")
     suite.main(["--smoke", "--out", str(out)])
     return (
@@ -107,3 +133,139 @@ def test_markdown_renders(suite_run):
         assert set(table[1]) <= set("|-: "), table[1]
         assert all(row.count("|") == width for row in table), table
         assert "nan" not in "".join(table).lower()
+
+
+# ------------------------------------------------------------------ the timer
+
+
+class _Pending:
+    """A result that is ready only after ``block_until_ready`` (as a jax.Array
+    from an asynchronous dispatch)."""
+
+    def __init__(self, seconds):
+        self.seconds, self.waited = seconds, False
+
+    def block_until_ready(self):
+        time.sleep(self.seconds)
+        self.waited = True
+        return self
+
+
+def test_the_timers_wait_for_the_result():
+    timing = _import("_timing")
+    pending = _Pending(0.05)
+    result, seconds = timing.timed(lambda: {"counts": pending})
+    assert result["counts"] is pending and pending.waited
+    assert seconds >= 0.05
+    assert timing.seconds(lambda: [_Pending(0.02), 3]) >= 0.02
+    assert 0.01 <= timing.best_of(lambda: _Pending(0.01), 2) < 1.0
+    with pytest.raises(ValueError, match="repeats"):
+        timing.best_of(lambda: None, 0)
+
+
+# ---------------------------------------------------------------- RESULTS.md
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _sections(text: str) -> dict[str, str]:
+    """``## `` heading -> its text up to the next ``## `` heading."""
+    parts = re.split(r"^## (.+)$", text, flags=re.M)
+    return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def _scripts() -> set[str]:
+    return {
+        p.name for p in BENCHMARKS.iterdir()
+        if p.suffix in (".py", ".sh") and p.name not in HELPERS
+    }  # fmt: skip
+
+
+def test_results_starts_with_contents_and_the_headline():
+    text = RESULTS.read_text()
+    sections = _sections(text)
+    names = list(sections)
+    assert names[:3] == ["Contents", "Headline: the paper and ours",
+                         "Machines and timing"]  # fmt: skip
+    # The contents list every section after itself, in order, by its anchor.
+    links = re.findall(r"^- \[(.+?)\]\(#(.+?)\)$", sections["Contents"], re.M)
+    assert [title for title, _ in links] == names[1:]
+    assert [anchor for _, anchor in links] == [_anchor(n) for n in names[1:]]
+    headline = sections["Headline: the paper and ours"]
+    header = next(line for line in headline.splitlines() if line.startswith("|"))
+    assert "paper" in header and "ours" in header
+    for figure in ("75.2", "46.0 at R = 8.66", "86.4", "71.8"):
+        assert figure in headline, figure
+
+
+def test_every_question_has_its_command_machine_and_date():
+    sections = _sections(RESULTS.read_text())
+    for question in QUESTIONS:
+        (name,) = [n for n in sections if n.startswith(question)]
+        body = sections[name]
+        assert "```bash" in body, name
+        assert re.search(r"\b(Intel|AMD) VM\b", body), name
+        assert re.search(r"\b2026-\d\d-\d\d\b", body), name
+
+
+def test_the_base_model_placeholder_says_it_is_in_progress():
+    sections = _sections(RESULTS.read_text())
+    body = sections["Base model recipe (airbench-class)"]
+    assert "**In progress**" in body
+    assert "```" not in body  # no command and no figure yet
+
+
+def test_links_inside_results_and_history_resolve():
+    for path in (RESULTS, HISTORY):
+        text = path.read_text()
+        anchors = {_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            page, _, anchor = target.partition("#")
+            if page:
+                assert (path.parent / page).is_file(), (path.name, target)
+                if anchor:
+                    other = (path.parent / page).read_text()
+                    found = re.findall(r"^#+ (.+)$", other, re.M)
+                    assert anchor in {_anchor(h) for h in found}, target
+            else:
+                assert anchor in anchors, (path.name, target)
+
+
+def test_every_script_has_one_row_and_every_named_file_exists():
+    text = RESULTS.read_text()
+    table = _sections(text)["Scripts"]
+    listed = set()
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            listed |= set(re.findall(r"`([\w.]+\.(?:py|sh))`", line.split("|")[1]))
+    assert listed == _scripts()
+    # Every benchmark script or result file a command or a sentence names exists,
+    # but the retired ones HISTORY.md lists.
+    retired = set(re.findall(r"^- `([\w.]+\.py)`", HISTORY.read_text(), re.M))
+    assert retired and not any((BENCHMARKS / name).exists() for name in retired)
+    for name in set(re.findall(r"benchmarks/([\w.]+\.(?:py|sh))", text)):
+        assert (BENCHMARKS / name).is_file() or name in retired, name
+    for name in set(re.findall(r"`(?:benchmarks/)?results/([\w.\-]+)`", text)):
+        assert (BENCHMARKS / "results" / name).is_file(), name
+
+
+def test_the_commits_cited_exist():
+    shallow = subprocess.run(
+        ["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if shallow.returncode or shallow.stdout.strip() != "false":
+        pytest.skip("needs the full git history")
+    for path in (RESULTS, HISTORY):
+        prose = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)
+        commits = set(re.findall(r"\b[0-9a-f]{7}\b", prose))
+        assert commits, path.name
+        for commit in sorted(commits):
+            found = subprocess.run(
+                ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT
+            )
+            assert found.returncode == 0, (path.name, commit)
