@@ -47,7 +47,10 @@ def class_folders(
     """
     if not split_dir.is_dir():
         raise FileNotFoundError(f"image folder split not found: {split_dir}")
-    found = sorted(p for p in split_dir.iterdir() if p.is_dir())
+    # Hidden folders (``.thumbnails``, ``.ipynb_checkpoints``) are not classes.
+    found = sorted(
+        p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     if not found:
         raise FileNotFoundError(f"{split_dir} holds no class folders")
     if class_order is None:

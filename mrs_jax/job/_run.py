@@ -247,7 +247,9 @@ def validate(
             f"{source.num_classes} classes of {config.dataset}"
         )
     if meta is not None:
-        run_dir.check_model_fits(meta, config.dataset, shape)
+        run_dir.check_model_fits(
+            meta, config.dataset, shape, getattr(source, "classes", None)
+        )
     job_config.check_reachable(config, shape[-1])
     if config.mode == "gradcam" and num_classes is not None:
         if features_and_head is None:
@@ -283,7 +285,14 @@ def _run_record(config, source, num_classes, classify, meta) -> dict[str, Any]:
         "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "model": model,
         "meta": json.loads(json.dumps(meta or {})),
+        **_classes_record(source),
     }
+
+
+def _classes_record(source) -> dict[str, Any]:
+    """``{"classes": [...]}`` where the source names its classes, else ``{}``."""
+    classes = getattr(source, "classes", None)
+    return {} if classes is None else {"classes": [str(c) for c in classes]}
 
 
 def _certify_images(

@@ -152,9 +152,16 @@ def row_stamp(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_model_fits(
-    meta: Mapping[str, Any] | None, dataset: str, image_shape: Sequence[int]
+    meta: Mapping[str, Any] | None,
+    dataset: str,
+    image_shape: Sequence[int],
+    classes: Sequence[str] | None = None,
 ) -> None:
-    """Refuses a checkpoint trained on another data set or image shape.
+    """Refuses a checkpoint trained on another data set, image shape or classes.
+
+    ``classes``: the job's class names in label order (image folders); refused
+    where the checkpoint's ``model.json`` names other ones, or the same ones
+    in another order.
 
     Raises:
       ValueError: naming the checkpoint's and the job's values.
@@ -171,6 +178,13 @@ def check_model_fits(
         raise ValueError(
             f"the checkpoint was trained on images of shape {list(shape)} but the "
             f"job's {dataset!r} images have shape {list(image_shape)}"
+        )
+    trained = meta.get("classes")
+    if trained is not None and classes is not None and list(trained) != list(classes):
+        raise ValueError(
+            f"the checkpoint's classes are {list(trained)} but the job's "
+            f"{dataset!r} folders name {list(classes)} (labels are class folders "
+            "in that order)"
         )
 
 

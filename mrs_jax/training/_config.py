@@ -387,9 +387,22 @@ def data_sources(config: TrainConfig):
     )
     for split, source in (("train", train), (test_split, test)):
         _check_labels(source, f"{config.dataset} {split}", config.num_classes)
+    _check_same_classes(train, test, config.dataset, test_split)
     if config.augmentation in ("occlusion", "noise_squares"):
         _check_occlusion(config, tuple(train.image_shape))
     return train, test
+
+
+def _check_same_classes(train, test, dataset: str, test_split: str) -> None:
+    """Refuses splits whose class folders differ: labels would be misread."""
+    names = getattr(train, "classes", None), getattr(test, "classes", None)
+    if None in names or list(names[0]) == list(names[1]):
+        return
+    raise ValueError(
+        f"the {dataset} train and {test_split} splits name different classes: "
+        f"{list(names[0])} and {list(names[1])} (labels are class folders in "
+        "that order)"
+    )
 
 
 def _check_occlusion(config: TrainConfig, image_shape: tuple[int, ...]) -> None:

@@ -509,8 +509,14 @@ def _flip_parity(config: TrainConfig, size: int) -> np.ndarray | None:
     return np.random.default_rng([config.seed, 3]).integers(0, 2, size).astype(bool)
 
 
-def _model_meta(config: TrainConfig, image_shape: tuple[int, ...]) -> dict[str, Any]:
-    """``model.json``: what loading needs, and the whole config to check resumes."""
+def _model_meta(config: TrainConfig, source) -> dict[str, Any]:
+    """``model.json``: what loading needs, and the whole config to check resumes.
+
+    ``classes``: the class names in label order, where the data names them
+    (image folders); a certification job refuses a split that names others.
+    """
+    image_shape = source.image_shape
+    classes = getattr(source, "classes", None)
     return {
         "model": config.model,
         "num_classes": config.num_classes,
@@ -522,6 +528,7 @@ def _model_meta(config: TrainConfig, image_shape: tuple[int, ...]) -> dict[str, 
         "w_max": config.w_max,
         "full_image_noise": config.full_image_noise,
         "config": ckpt.json_normal(dataclasses.asdict(config)),
+        **({} if classes is None else {"classes": [str(c) for c in classes]}),
     }
 
 
@@ -675,7 +682,7 @@ def train(
     if init_from is not None and not isinstance(init_from, (str, os.PathLike)):
         raise TypeError(f"init_from must be a path, got {type(init_from).__name__}")
     run = _build_state(config, init_from)
-    meta = _model_meta(config, run.train_source.image_shape)
+    meta = _model_meta(config, run.train_source)
     workdir.mkdir(parents=True, exist_ok=True)
     with runlock.hold(workdir, "work dir", name=_lock_name()):
         manager = ckpt.checkpoint_manager(workdir, config.keep_checkpoints)

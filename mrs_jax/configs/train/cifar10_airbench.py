@@ -24,12 +24,12 @@ inside one square of width 5..10 per image, after the flip and translation; the
 model clips its input to [0, 1] before normalising. The whitening is computed
 from the augmented images, noise squares included (``whiten_augmented``):
 whitened on clean images, the clipped noise squares light up the
-high-frequency filters, and 200 steps reached 20% clean accuracy against 50%. Batch 64: on the 2-core
-CPU a step of 64 costs about 0.53 s (414 s an epoch), one of 128 or 256 more per
-example. Each epoch evaluates on a fixed random 2,000 test images;
-``benchmarks/bench_train.py`` evaluates the whole test set, with the 6-view
-test-time augmentation beside (``tta``; evaluation only, never part of the
-classifier that is smoothed).
+high-frequency filters, and 200 steps reached 20% clean accuracy against 50%.
+Batch 64: on the 2-core CPU a step of 64 costs about 0.53 s (414 s an epoch),
+one of 128 or 256 more per example. Each epoch evaluates on a fixed random
+2,000 test images; ``benchmarks/bench_train.py`` evaluates the whole test set,
+with the 6-view test-time augmentation beside (``tta``; evaluation only, never
+part of the classifier that is smoothed).
 Smoke: add ``--smoke`` (synthetic 32x32 data, tiny network, two steps).
 """
 
