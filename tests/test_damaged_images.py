@@ -74,3 +74,19 @@ def test_an_unreadable_file_says_permission_denied(tmp_path):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="cannot read .*gone.jpg"):
         decode_rgb(tmp_path / "gone.jpg")
+
+
+def test_a_failed_command_does_not_wait_for_idle_decoding_threads(tmp_path):
+    import time
+
+    from mrs_jax.commands._cli import join_worker_threads
+
+    folder = tmp_path / "test" / "a"
+    folder.mkdir(parents=True)
+    for i in range(4):
+        _jpeg(folder / f"{i}.jpg", seed=i)
+    source = FolderSource(tmp_path / "test", num_workers=2)
+    source.get_batch(np.arange(4))  # the pool's threads now wait for work
+    started = time.monotonic()
+    join_worker_threads(timeout_s=5.0)
+    assert time.monotonic() - started < 2.0

@@ -122,8 +122,16 @@ def main_guard(
     return code
 
 
+# Thread-pool workers that wait for work until their pool is shut down: joining
+# one would wait the whole timeout (the decoders of a streamed image folder).
+IDLE_POOL_PREFIXES = ("mrs-decode",)
+
+
 def join_worker_threads(timeout_s: float = 120.0) -> None:
     """Waits (at most ``timeout_s``) for the threads Python waits for at exit.
+
+    Image-decoding pool threads are not waited for: they hold no result and
+    would only sit idle until the timeout.
 
     Python joins non-daemon threads only after its exit hooks have shut the
     thread-pool executors down, so a thread still working then fails; a
@@ -133,8 +141,11 @@ def join_worker_threads(timeout_s: float = 120.0) -> None:
     """
     deadline = time.monotonic() + timeout_s
     for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        if thread.name.startswith(IDLE_POOL_PREFIXES):
+            continue  # image decoders: idle until their pool shuts down
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def flush_and_exit(code: int) -> NoReturn:
