@@ -250,6 +250,21 @@ def positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+SEED_MAX = 2**32 - 1
+
+
+def seed(value: Any, name: str = "seed") -> int:
+    """Returns ``value`` as an int seed in [0, 2**32 - 1] (bools are refused).
+
+    Refused here rather than where a key is first made: a seed past int64
+    passed every check and failed once the run directory was written.
+    """
+    value = positive_int(value, name, minimum=0)
+    if value > SEED_MAX:
+        raise ValueError(f"{name} must be <= 2**32 - 1 = {SEED_MAX}, got {value}")
+    return value
+
+
 def typed_key(key: Any, name: str = "key") -> jax.Array:
     """Returns ``key`` after checking it is one typed key from ``jax.random.key``."""
     typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(

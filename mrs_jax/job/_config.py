@@ -111,8 +111,10 @@ class JobConfig:
             "images_per_batch",
         ):
             _checks.positive_int(getattr(self, name), name)
-        for name in ("attack_steps", "dilation", "seed", "image_seed"):
+        for name in ("attack_steps", "dilation"):
             _checks.positive_int(getattr(self, name), name, minimum=0)
+        for name in ("seed", "image_seed"):
+            _checks.seed(getattr(self, name), name)
         # Stored as Python floats (a numpy or jax scalar is accepted), so that
         # run.json records plain numbers.
         _set(self, "sigma", _checks.positive_float(self.sigma, "sigma"))

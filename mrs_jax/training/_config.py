@@ -198,6 +198,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None or name not in _OPTIONAL_FIELDS:
                 fix(name, _checks.positive_int(value, name, minimum.get(name, 1)))
+        fix("seed", _checks.seed(self.seed))
         if self.w_min > self.w_max:
             raise ValueError(f"need w_min <= w_max; got {self.w_min}, {self.w_max}")
         rate = _checks.positive_float(self.learning_rate, "learning_rate")
