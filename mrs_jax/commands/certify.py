@@ -60,7 +60,7 @@ def run(argv: list[str] | None = None) -> int:
     # The classifier carries the checkpoint's fingerprint, which run.json records
     # (the one a library run of load_classifier records too).
     classify, folded = _classifier(model, fold=not args.no_fold)
-    job.run(
+    written = job.run(
         config,
         args.out,
         classify=classify,
@@ -72,6 +72,8 @@ def run(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         barrier=distributed.run_barrier(args.out, processes),
     )
+    if processes.index == 0:
+        print(job.summary(written))
     print(f"rows written to {args.out}")
     return 0
 

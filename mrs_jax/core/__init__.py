@@ -11,6 +11,8 @@ from . import _checks as checks
 from . import _configfile as configfile
 from . import _runlock as runlock
 from . import _sharding as sharding
+from ._progress import LineProgress as LineProgress
+from ._progress import progress_bar as progress_bar
 from ._schema import ABSTAIN as ABSTAIN
 from ._schema import ATTACKED_MODES as ATTACKED_MODES
 from ._schema import EVERY_PATCH_POSITION as EVERY_PATCH_POSITION
@@ -28,6 +30,7 @@ __all__ = [
     "ATTACKED_MODES",
     "EVERY_PATCH_POSITION",
     "LOCALIZATION_OUTCOMES",
+    "LineProgress",
     "MAX_DRAWS",
     "MODES",
     "ROW_FIELDS",
@@ -35,6 +38,7 @@ __all__ = [
     "checks",
     "configfile",
     "describe_rows",
+    "progress_bar",
     "row_field_names",
     "runlock",
     "sharding",

@@ -6,6 +6,7 @@ from ._pipeline import defend as defend
 from ._pipeline import image_row as image_row
 from ._run import MODES as MODES
 from ._run import run as run
+from ._run import summary as summary
 from ._run import validate as validate
 from ._run_dir import check_free as check_free
 from ._run_dir import check_out_dir as check_out_dir
@@ -19,6 +20,7 @@ __all__ = [
     "defend",
     "image_row",
     "run",
+    "summary",
     "validate",
     "weights_fingerprint",
 ]

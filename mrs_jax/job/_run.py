@@ -59,6 +59,7 @@ import numpy as np
 
 from mrs_jax import rows
 from mrs_jax import rows as metrics
+from mrs_jax.core import ABSTAIN, progress_bar
 from mrs_jax.core import checks as _checks
 from mrs_jax.job import _config as job_config
 from mrs_jax.job import _pipeline as pipeline
@@ -354,6 +355,20 @@ def _certify_images(
             bar.close()
 
 
+def summary(rows_done: list[dict[str, Any]]) -> str:
+    """One line on a finished run: images, accuracies, abstentions, time."""
+    if not rows_done:
+        return "no rows"
+    shown = running_accuracies(rows_done)
+    abstained = sum(r.get("prediction") == ABSTAIN for r in rows_done)
+    seconds = [sum((r.get("seconds") or {}).values()) for r in rows_done]
+    parts = [f"{len(rows_done)} images"]
+    parts += [f"{name} {value}" for name, value in shown.items()]
+    parts.append(f"abstained {abstained / len(rows_done):.1%}")
+    parts.append(f"{float(np.median(seconds)):.3g} s/image (median)")
+    return ", ".join(parts)
+
+
 def running_accuracies(finished: list[dict[str, Any]]) -> dict[str, str]:
     """Clean / empirical / certified (R = 0) accuracy of the rows so far, and
     the share certified at the target radius where the rows have one."""
@@ -396,8 +411,12 @@ def _cached_source(dataset, split, data_dir, shape, classes, examples, seed):
 
 
 def _progress_bar(todo, total, progress):
+    """A bar on a terminal, a line a minute in a log file; says where a resumed
+    run starts."""
     if not progress:
         return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=total - len(todo), desc="certify", unit="img")
+    done = total - len(todo)
+    bar = progress_bar(total, desc="certify", unit="img", initial=done)
+    if done:
+        bar.write(f"certify: resuming at image {done + 1} of {total}")
+    return bar

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from mrs_jax import models as ckpt
 from mrs_jax.core import checks as _checks
-from mrs_jax.core import runlock
+from mrs_jax.core import progress_bar, runlock
 from mrs_jax.core import sharding as placement
 from mrs_jax.data import iterate_batches
 from mrs_jax.models import as_classifier, get_model
@@ -571,17 +571,20 @@ def _run_epoch(run: _Run, epoch: int, step_fn: Callable, progress) -> dict[str, 
         len(run.train_source)
     )
     losses, accuracies = [], []
-    bar = tqdm(
-        range(run.steps_per_epoch),
+    bar = progress_bar(
+        run.steps_per_epoch,
         desc=f"epoch {epoch + 1}/{config.epochs}",
-        disable=not run.writer or (None if progress is None else not progress),
-        leave=False,
+        unit="step",
+        enabled=progress if run.writer else False,
+        later=(config.epochs - epoch - 1) * run.steps_per_epoch,
+        iterable=range(run.steps_per_epoch),
     )
+    steps = range(run.steps_per_epoch) if bar is None else bar
     # A streamed source decodes the next batches while this one trains.
     used = order[: run.steps_per_epoch * config.batch_size]
     parity = _flip_parity(config, len(run.train_source))
     batches = iterate_batches(run.train_source, used, config.batch_size)
-    for step, (images, labels) in zip(bar, batches, strict=True):
+    for step, (images, labels) in zip(steps, batches, strict=True):
         images, labels = placement.put((images, labels), data_sharding)
         key = jax.random.fold_in(epoch_key, step)
         flips = None
@@ -596,8 +599,10 @@ def _run_epoch(run: _Run, epoch: int, step_fn: Callable, progress) -> dict[str, 
         _check_step(config, epoch, step, loss, bool(weights_finite))
         losses.append(loss)
         accuracies.append(accuracy)
-        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
-    bar.close()
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
+    if bar is not None:
+        bar.close()
     trained = nnx.merge(
         run.graphdef, run.state["params"], run.state["batch_stats"], run.rest
     )
@@ -657,7 +662,8 @@ def train(
             the config must equal the one recorded in ``model.json``.
         init_from: warm start: a workdir or checkpoint whose weights initialise the
             model (same architecture); the optimiser and epoch count start afresh.
-        progress: show a tqdm bar (None: only on a terminal).
+        progress: show progress (None or True: a tqdm bar on a terminal, a
+            line a minute with the time left in a log file; False: none).
 
     Returns:
         The last epoch's metrics row (``epoch``, ``loss``, ``train_accuracy``,
