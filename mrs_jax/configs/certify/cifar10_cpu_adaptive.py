@@ -6,8 +6,8 @@ localiser, dilation 3, CERTIFY with n0 = 100, n = 10,000, alpha = 0.001) with
 optimised against the base classifier, against harmonic fills of blocks that
 overlap it in part (so that the prediction map stops singling it out) and against
 the smoothing noise inside the mask that localisation returns when it finds the
-patch (``eot_inpaint_noise``: the strongest variant on digits, RESULTS.md section
-11), with 4 fills and 2 noise draws per location and step. Run on the first 50 of
+patch (``eot_inpaint_noise``: the strongest variant on digits, RESULTS.md,
+Attacks), with 4 fills and 2 noise draws per location and step. Run on the first 50 of
 the practical run's images (same ``image_seed``, so the same images in the same
 order)::
 

@@ -13,7 +13,7 @@ same order)::
     python -m certify --config certify/configs/cifar10_cpu_vote.py \
         --checkpoint benchmarks/checkpoints/cifar10_cpu \
         --out benchmarks/runs/cifar10_vote
-    python benchmarks/vote_attack_comparison.py benchmarks/runs/cifar10_practical \
+    python benchmarks/attack_comparison.py benchmarks/runs/cifar10_practical \
         benchmarks/runs/cifar10_adaptive benchmarks/runs/cifar10_vote
 
 Each step costs nine forward-backward passes per location (the base term, 4

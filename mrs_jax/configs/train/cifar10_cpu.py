@@ -14,7 +14,7 @@ std-7 noise swamps BatchNorm's statistics. ``fast_cnn`` is an airbench-style
 network with widths that are multiples of 16 (AVX-512 lanes) and batch 64: on this
 2-core CPU a step of 64 costs 0.40 s (311 s an epoch) where one of 256 costs 2.5 s
 (485 s an epoch), and widths (28, 56, 112, 224) were slower than (32, 64, 128, 256)
-at every batch (``benchmarks/RESULTS.md`` section 7 has the table, the measured
+at every batch (``benchmarks/RESULTS.md``, Training, has the table, the measured
 training time and the accuracies on the whole test set). Each epoch evaluates on
 a fixed random 2,000 test images; ``benchmarks/bench_train.py`` evaluates the
 whole test set. ResNet-110 at the paper's scale stays in ``cifar10.py`` for users
