@@ -5,7 +5,8 @@ Run: ``python -m certify --config certify/configs/digits.py --checkpoint runs/di
 
 n = 10,000 rather than the paper's 100,000, 30 images and 10 PGD steps of 0.2 keep
 the whole demo (training included) within 10 minutes on a 2-core CPU; batches of
-128 count ~2x faster than 1000 on that CPU (benchmarks/RESULTS.md, Speed: counting samples per second).
+128 count ~2x faster than 1000 on that CPU (benchmarks/RESULTS.md, Speed:
+counting samples per second).
 sigma must match the noise the checkpoint was trained with (the demo takes it
 from the checkpoint).
 """
