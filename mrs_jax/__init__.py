@@ -53,6 +53,7 @@ from mrs_jax.certification import (
 )
 from mrs_jax.certification import (
     certify_at as certify_at,
+    derandomized_smoothing as derandomized_smoothing,
 )
 from mrs_jax.certification import (
     clopper_pearson_lower as clopper_pearson_lower,
@@ -230,6 +231,7 @@ __all__ = [
     "certified_radius",
     "certify",
     "certify_at",
+    "derandomized_smoothing",
     "clean_accuracy",
     "clopper_pearson_lower",
     "dataset_source",

@@ -2,7 +2,8 @@
 sequential certification, PatchCleanser and masked-noise double masking.
 
 Derivations and proofs: ``docs/masked_smoothing.md``, ``docs/sequential.md``,
-``docs/patchcleanser.md``, ``docs/smoothed_double_masking.md``.
+``docs/patchcleanser.md``, ``docs/smoothed_double_masking.md``,
+``docs/derandomized_smoothing.md``.
 """
 
 from ._bounds import certified_radius as certified_radius
@@ -15,6 +16,11 @@ from ._counting import device_chunk as device_chunk
 from ._counting import noise_window as noise_window
 from ._counting import pairs_program as pairs_program
 from ._counting import sample_counts as sample_counts
+from ._derandomized import DerandomizedResult as DerandomizedResult
+from ._derandomized import certify_votes as certify_votes
+from ._derandomized import delta as derandomized_delta
+from ._derandomized import derandomized_smoothing as derandomized_smoothing
+from ._derandomized import votes as derandomized_votes
 from ._masks import UNRESTRICTED as UNRESTRICTED
 from ._masks import patch_l2_bound as patch_l2_bound
 from ._masks import resolve_target as resolve_target
@@ -42,6 +48,11 @@ from ._smoothing import certify as certify
 from ._smoothing import predict as predict
 
 __all__ = [
+    "DerandomizedResult",
+    "certify_votes",
+    "derandomized_delta",
+    "derandomized_smoothing",
+    "derandomized_votes",
     "ABSTAIN",
     "CERTIFICATE",
     "CPU_CHUNK_PER_DEVICE",
