@@ -36,10 +36,12 @@ from _timing import timed
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mrs_jax import attacks  # noqa: E402
-from mrs_jax import attacks as adaptive  # noqa: E402
-from mrs_jax import certification as smoothing  # noqa: E402
-from mrs_jax import rows as metrics  # noqa: E402
+from mrs_jax import (  # noqa: E402
+    attacks,
+    attacks as adaptive,
+    certification as smoothing,
+    rows as metrics,
+)
 from mrs_jax.data import dataset_source  # noqa: E402
 from mrs_jax.localization import localize  # noqa: E402
 from mrs_jax.models import load_classifier  # noqa: E402

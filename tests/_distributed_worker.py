@@ -13,8 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config  # noqa: E402
 
-from mrs_jax.commands import _cli as cli
-from mrs_jax.commands import _distributed as distributed
+from mrs_jax.commands import _cli as cli, _distributed as distributed
 from mrs_jax.job import _run as job
 
 

@@ -74,8 +74,7 @@ def write_checkpoint(
     """
     from flax import nnx
 
-    from mrs_jax.models import _checkpoint as checkpoint
-    from mrs_jax.models import get_model
+    from mrs_jax.models import _checkpoint as checkpoint, get_model
 
     Path(workdir).mkdir(parents=True, exist_ok=True)
     model = get_model("tiny_cnn", num_classes=num_classes, seed=seed)

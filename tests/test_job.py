@@ -18,8 +18,7 @@ from _job_helpers import (
 )
 
 from mrs_jax.job import _run as job
-from mrs_jax.rows import _files as rows
-from mrs_jax.rows import _metrics as metrics
+from mrs_jax.rows import _files as rows, _metrics as metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 

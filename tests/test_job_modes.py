@@ -19,8 +19,7 @@ from mrs_jax.certification import (
 )
 from mrs_jax.job import _run as job
 from mrs_jax.report import _analysis as analysis
-from mrs_jax.rows import _files as rows
-from mrs_jax.rows import _metrics as metrics
+from mrs_jax.rows import _files as rows, _metrics as metrics
 
 
 def _run(config, out):

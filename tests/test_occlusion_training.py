@@ -21,8 +21,7 @@ from flax import nnx
 from mrs_jax import patchcleanser_masks
 from mrs_jax.core import configfile
 from mrs_jax.data import ArraySource
-from mrs_jax.models import _checkpoint as ckpt
-from mrs_jax.models import get_model
+from mrs_jax.models import _checkpoint as ckpt, get_model
 from mrs_jax.training import (
     TrainConfig,
     augment,

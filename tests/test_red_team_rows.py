@@ -16,8 +16,7 @@ from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config
 from _red_team_helpers import center_run, make_legacy, read_lines, write_lines
 
 from certify.analyze import main as analyze_main
-from mrs_jax.job import _run as job
-from mrs_jax.job import _run_dir as run_dir
+from mrs_jax.job import _run as job, _run_dir as run_dir
 from mrs_jax.report import _analysis as analysis
 from mrs_jax.rows import _files as rows
 

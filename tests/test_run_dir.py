@@ -16,8 +16,7 @@ from jax.tree_util import Partial
 
 from mrs_jax.commands import _cli as cli
 from mrs_jax.core import runlock
-from mrs_jax.job import _run as job
-from mrs_jax.job import _run_dir as run_dir
+from mrs_jax.job import _run as job, _run_dir as run_dir
 from mrs_jax.models import load_classifier, weights_fingerprint
 from mrs_jax.rows import _files as rows
 

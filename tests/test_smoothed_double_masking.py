@@ -19,14 +19,14 @@ from scipy import stats
 
 from mrs_jax.certification import (
     CERTIFICATE,
+    _bounds as bounds,
+    _sequential as sequential,
+    _smoothing as smoothing,
     patchcleanser_masks,
     row_fields,
     smoothed_double_masking,
     smoothed_double_masking_certify,
 )
-from mrs_jax.certification import _bounds as bounds
-from mrs_jax.certification import _sequential as sequential
-from mrs_jax.certification import _smoothing as smoothing
 
 SHAPE = (6, 6, 1)
 PATCH = 2

@@ -189,8 +189,7 @@ def test_kill_and_resume_runs_every_epoch_once(tmp_path):
 
 def test_sharded_step_matches_single_device():
     from flax import nnx
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
+    from jax.sharding import NamedSharding, PartitionSpec as P
 
     from mrs_jax.models import get_model
     from mrs_jax.training import make_optimizer, make_train_step

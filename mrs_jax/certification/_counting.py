@@ -20,8 +20,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.tree_util import Partial
 
-from mrs_jax.core import MAX_DRAWS, sharding
-from mrs_jax.core import checks as _checks
+from mrs_jax.core import MAX_DRAWS, checks as _checks, sharding
 
 Classifier = Callable[[jax.Array], jax.Array]
 

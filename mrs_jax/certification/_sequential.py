@@ -18,12 +18,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from mrs_jax.certification import _bounds as bounds
-from mrs_jax.certification import _counting as counting
-from mrs_jax.certification import _smoothing as smoothing
+from mrs_jax.certification import (
+    _bounds as bounds,
+    _counting as counting,
+    _smoothing as smoothing,
+)
 from mrs_jax.certification._smoothing import ABSTAIN, Classifier
-from mrs_jax.core import checks as _checks
-from mrs_jax.core import sharding
+from mrs_jax.core import checks as _checks, sharding
 
 # Each round doubles the draws so far: at most twice the draws the decision
 # needed, in log2(max_n / first round) + 1 rounds (12 for 100,000 / 67).

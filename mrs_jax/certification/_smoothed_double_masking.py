@@ -27,13 +27,11 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from mrs_jax.certification import _sequential as sequential
-from mrs_jax.certification import _smoothing as smoothing
+from mrs_jax.certification import _sequential as sequential, _smoothing as smoothing
 from mrs_jax.certification._masks import UNRESTRICTED, resolve_target
 from mrs_jax.certification._patchcleanser import patchcleanser_masks
 from mrs_jax.certification._smoothing import ABSTAIN
-from mrs_jax.core import checks as _checks
-from mrs_jax.core import sharding
+from mrs_jax.core import checks as _checks, sharding
 
 Classifier = Callable[[jax.Array], jax.Array]
 

@@ -14,8 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mrs_jax import commands
-from mrs_jax import report as analysis
+from mrs_jax import commands, report as analysis
 from mrs_jax.commands import _cli as cli
 
 

@@ -31,8 +31,7 @@ import argparse
 import sys
 
 from mrs_jax import commands, job
-from mrs_jax.commands import _cli as cli
-from mrs_jax.commands import _distributed as distributed
+from mrs_jax.commands import _cli as cli, _distributed as distributed
 from mrs_jax.core import sharding
 
 INTERRUPTED = "interrupted: finished rows are kept; rerun the same command to continue"

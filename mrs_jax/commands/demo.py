@@ -18,8 +18,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from mrs_jax import commands, job
-from mrs_jax import report as analysis
+from mrs_jax import commands, job, report as analysis
 from mrs_jax.commands import _cli as cli
 from mrs_jax.core import configfile
 

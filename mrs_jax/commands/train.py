@@ -25,8 +25,7 @@ import sys
 from pathlib import Path
 
 from mrs_jax import commands
-from mrs_jax.commands import _cli as cli
-from mrs_jax.commands import _distributed as distributed
+from mrs_jax.commands import _cli as cli, _distributed as distributed
 
 INTERRUPTED = "interrupted: finished epochs are kept; rerun with --resume to continue"
 

@@ -7,22 +7,25 @@ OS lock of a run directory) and ``configfile`` (Python config files and their
 and the constants every stage shares).
 """
 
-from . import _checks as checks
-from . import _configfile as configfile
-from . import _runlock as runlock
-from . import _sharding as sharding
-from ._progress import LineProgress as LineProgress
-from ._progress import progress_bar as progress_bar
-from ._schema import ABSTAIN as ABSTAIN
-from ._schema import ATTACKED_MODES as ATTACKED_MODES
-from ._schema import EVERY_PATCH_POSITION as EVERY_PATCH_POSITION
-from ._schema import LOCALIZATION_OUTCOMES as LOCALIZATION_OUTCOMES
-from ._schema import MAX_DRAWS as MAX_DRAWS
-from ._schema import MODES as MODES
-from ._schema import ROW_FIELDS as ROW_FIELDS
-from ._schema import RowField as RowField
-from ._schema import describe as describe_rows
-from ._schema import field_names as row_field_names
+from . import (
+    _checks as checks,
+    _configfile as configfile,
+    _runlock as runlock,
+    _sharding as sharding,
+)
+from ._progress import LineProgress as LineProgress, progress_bar as progress_bar
+from ._schema import (
+    ABSTAIN as ABSTAIN,
+    ATTACKED_MODES as ATTACKED_MODES,
+    EVERY_PATCH_POSITION as EVERY_PATCH_POSITION,
+    LOCALIZATION_OUTCOMES as LOCALIZATION_OUTCOMES,
+    MAX_DRAWS as MAX_DRAWS,
+    MODES as MODES,
+    ROW_FIELDS as ROW_FIELDS,
+    RowField as RowField,
+    describe as describe_rows,
+    field_names as row_field_names,
+)
 from ._sharding import use_cpu_cores as use_cpu_cores
 
 __all__ = [

@@ -2,17 +2,23 @@
 folders, and streamed batches (``docs/data.md``).
 """
 
-from ._datasets import ArraySource as ArraySource
-from ._datasets import dataset_source as dataset_source
-from ._datasets import load_dataset as load_dataset
-from ._datasets import read_cifar10_folder as read_cifar10_folder
-from ._datasets import resize_center_crop as resize_center_crop
-from ._image_folder import CIFAR10_CLASSES as CIFAR10_CLASSES
-from ._image_folder import FolderSource as FolderSource
-from ._image_folder import read_image_folder as read_image_folder
-from ._streaming import StreamedSource as StreamedSource
-from ._streaming import default_workers as default_workers
-from ._streaming import iterate_batches as iterate_batches
+from ._datasets import (
+    ArraySource as ArraySource,
+    dataset_source as dataset_source,
+    load_dataset as load_dataset,
+    read_cifar10_folder as read_cifar10_folder,
+    resize_center_crop as resize_center_crop,
+)
+from ._image_folder import (
+    CIFAR10_CLASSES as CIFAR10_CLASSES,
+    FolderSource as FolderSource,
+    read_image_folder as read_image_folder,
+)
+from ._streaming import (
+    StreamedSource as StreamedSource,
+    default_workers as default_workers,
+    iterate_batches as iterate_batches,
+)
 
 __all__ = [
     "ArraySource",

@@ -2,15 +2,13 @@
 """
 
 from ._config import JobConfig as JobConfig
-from ._pipeline import defend as defend
-from ._pipeline import image_row as image_row
-from ._run import MODES as MODES
-from ._run import run as run
-from ._run import summary as summary
-from ._run import validate as validate
-from ._run_dir import check_free as check_free
-from ._run_dir import check_out_dir as check_out_dir
-from ._run_dir import weights_fingerprint as weights_fingerprint
+from ._pipeline import defend as defend, image_row as image_row
+from ._run import MODES as MODES, run as run, summary as summary, validate as validate
+from ._run_dir import (
+    check_free as check_free,
+    check_out_dir as check_out_dir,
+    weights_fingerprint as weights_fingerprint,
+)
 
 __all__ = [
     "JobConfig",

@@ -21,8 +21,7 @@ from typing import Any
 from mrs_jax import certification as sequential
 from mrs_jax.attacks import OBJECTIVES
 from mrs_jax.certification import UNRESTRICTED, resolve_target
-from mrs_jax.core import MAX_DRAWS, MODES
-from mrs_jax.core import checks as _checks
+from mrs_jax.core import MAX_DRAWS, MODES, checks as _checks
 from mrs_jax.localization import vote_settings
 
 INPAINT_METHODS = ("telea", "harmonic")

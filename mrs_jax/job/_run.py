@@ -57,13 +57,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from mrs_jax import rows
-from mrs_jax import rows as metrics
-from mrs_jax.core import ABSTAIN, progress_bar
-from mrs_jax.core import checks as _checks
-from mrs_jax.job import _config as job_config
-from mrs_jax.job import _pipeline as pipeline
-from mrs_jax.job import _run_dir as run_dir
+from mrs_jax import rows, rows as metrics
+from mrs_jax.core import ABSTAIN, checks as _checks, progress_bar
+from mrs_jax.job import (
+    _config as job_config,
+    _pipeline as pipeline,
+    _run_dir as run_dir,
+)
 from mrs_jax.job._config import INPAINT_METHODS, MODES, JobConfig, config_defaults
 from mrs_jax.job._pipeline import image_row
 

@@ -35,8 +35,10 @@ from typing import Any
 
 from mrs_jax import rows
 from mrs_jax.core import runlock
-from mrs_jax.models import classifier_fingerprint
-from mrs_jax.models import weights_fingerprint as weights_fingerprint
+from mrs_jax.models import (
+    classifier_fingerprint,
+    weights_fingerprint as weights_fingerprint,
+)
 
 RUN_FILE = "run.json"
 # Config fields that set speed and memory, not the draws: CERTIFY's noise for draw

@@ -2,33 +2,40 @@
 their checkpoints and BatchNorm folding.
 """
 
-from ._checkpoint import METRICS_JSONL as METRICS_JSONL
-from ._checkpoint import append_metrics_row as append_metrics_row
-from ._checkpoint import check_resume as check_resume
-from ._checkpoint import check_workdir as check_workdir
-from ._checkpoint import checkpoint_classifier as checkpoint_classifier
-from ._checkpoint import checkpoint_manager as checkpoint_manager
-from ._checkpoint import json_normal as json_normal
-from ._checkpoint import latest_epoch as latest_epoch
-from ._checkpoint import load_classifier as load_classifier
-from ._checkpoint import load_model as load_model
-from ._checkpoint import load_warm_start as load_warm_start
-from ._checkpoint import read_metrics as read_metrics
-from ._checkpoint import restore_intact as restore_intact
-from ._checkpoint import save_checkpoint as save_checkpoint
-from ._checkpoint import set_aside as set_aside
-from ._checkpoint import write_model_meta as write_model_meta
-from ._classifier import as_classifier as as_classifier
-from ._classifier import classifier_from_split as classifier_from_split
-from ._classifier import features_and_head as features_and_head
-from ._fingerprint import checkpoint_fingerprint as checkpoint_fingerprint
-from ._fingerprint import classifier_fingerprint as classifier_fingerprint
-from ._fingerprint import weights_fingerprint as weights_fingerprint
-from ._fold import fold_batchnorm as fold_batchnorm
-from ._fold import folded_classifier as folded_classifier
+from ._checkpoint import (
+    METRICS_JSONL as METRICS_JSONL,
+    append_metrics_row as append_metrics_row,
+    check_resume as check_resume,
+    check_workdir as check_workdir,
+    checkpoint_classifier as checkpoint_classifier,
+    checkpoint_manager as checkpoint_manager,
+    json_normal as json_normal,
+    latest_epoch as latest_epoch,
+    load_classifier as load_classifier,
+    load_model as load_model,
+    load_warm_start as load_warm_start,
+    read_metrics as read_metrics,
+    restore_intact as restore_intact,
+    save_checkpoint as save_checkpoint,
+    set_aside as set_aside,
+    write_model_meta as write_model_meta,
+)
+from ._classifier import (
+    as_classifier as as_classifier,
+    classifier_from_split as classifier_from_split,
+    features_and_head as features_and_head,
+)
+from ._fingerprint import (
+    checkpoint_fingerprint as checkpoint_fingerprint,
+    classifier_fingerprint as classifier_fingerprint,
+    weights_fingerprint as weights_fingerprint,
+)
+from ._fold import (
+    fold_batchnorm as fold_batchnorm,
+    folded_classifier as folded_classifier,
+)
 from ._normalize import Normalize as Normalize
-from ._registry import get_model as get_model
-from ._registry import model_names as model_names
+from ._registry import get_model as get_model, model_names as model_names
 from ._resnet_cifar import CifarResNet as CifarResNet
 from ._resnet_imagenet import ImageNetResNet as ImageNetResNet
 from ._small_cnn import SmallCNN as SmallCNN

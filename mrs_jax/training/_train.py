@@ -29,14 +29,11 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from mrs_jax import models as ckpt
-from mrs_jax.core import checks as _checks
-from mrs_jax.core import progress_bar, runlock
-from mrs_jax.core import sharding as placement
+from mrs_jax.core import checks as _checks, progress_bar, runlock, sharding as placement
 from mrs_jax.data import iterate_batches
 from mrs_jax.models import as_classifier, get_model
 from mrs_jax.training._augment import random_flip_crop
