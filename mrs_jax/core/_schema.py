@@ -24,6 +24,7 @@ MODES = (
     "clean",
     "double_masking",
     "smoothed_double_masking",
+    "drs",
 )
 """Every job mode, as rows and ``run.json`` name them."""
 
@@ -44,6 +45,7 @@ _LOCALISED = (*ATTACKED_MODES, "clean")
 _WINDOW = ("center", "gradcam")
 _SMOOTHED = (*_ATTACKED, "clean", *_WINDOW, "smoothed_double_masking")
 _MASKING = ("double_masking", "smoothed_double_masking")
+_EVERY_POSITION = (*_MASKING, "drs")
 
 
 class RowField(NamedTuple):
@@ -149,10 +151,12 @@ ROW_FIELDS: tuple[RowField, ...] = (
         "estimation draws used (`certify_at` and masked-noise double masking)",
     ),
     RowField(
-        "certificate", "str", _MASKING,
+        "certificate", "str", _EVERY_POSITION,
         "what `certified` holds for: every_patch_position",
     ),
     RowField("case", "int", _MASKING, "PatchCleanser's inference case (1, 2 or 3)"),
+    RowField("votes", "list[int]", ("drs",), "votes per class over every band"),
+    RowField("margin", "int", ("drs",), "the label's votes minus the runner-up's"),
     RowField(
         "seconds", "dict", _ALL,
         "seconds per phase (attack, localize, certify, ...) for this image",

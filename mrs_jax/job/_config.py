@@ -47,7 +47,11 @@ class JobConfig:
     (default: the attack's own), ``adaptive_occlusions`` and
     ``adaptive_noise_draws`` its EOT samples per location and step. Mode
     ``double_masking``: ``pc_k`` masks per axis, ``pc_fill`` the hidden pixels'
-    value, ``pc_batch_size`` masked images per device program.
+    value, ``pc_batch_size`` masked images per device program. Mode ``drs``
+    (derandomized smoothing, ``mrs_jax.derandomized_smoothing``): ``drs_band``
+    columns (or block side) ``b``, ``drs_mode`` ``column`` or ``block``,
+    ``drs_theta`` the softmax threshold of a vote; the classifier takes the
+    encoded ``[H, W, 2C]`` ablations.
     ``synthetic_*``: the made-up data set's shape, classes and size (tests, smoke).
     Mode ``smoothed_double_masking``: ``pc_k`` masks per axis, the noise
     ``sigma``, ``n0``, ``n`` (the most draws per mask pair), ``alpha`` for the
@@ -86,6 +90,9 @@ class JobConfig:
     pc_k: int = 6
     pc_fill: float = 0.5
     pc_batch_size: int = 256
+    drs_band: int = 4
+    drs_mode: str = "column"
+    drs_theta: float = 0.0
     synthetic_shape: tuple[int, int, int] = (32, 32, 3)
     synthetic_classes: int = 10
     synthetic_examples: int = 64
@@ -135,12 +142,18 @@ class JobConfig:
         if self.mode == "smoothed_double_masking" and self.target_radius is None:
             # Its certificate is always at a radius: by default every content.
             object.__setattr__(self, "target_radius", UNRESTRICTED)
-        if self.mode == "double_masking" and self.target_radius is not None:
+        if self.mode in ("double_masking", "drs") and self.target_radius is not None:
             raise ValueError(
-                "target_radius does not apply to mode 'double_masking' (its "
+                f"target_radius does not apply to mode {self.mode!r} (its "
                 "certificate covers every patch position, with no radius); "
                 "leave it None"
             )
+        _checks.positive_int(self.drs_band, "drs_band")
+        _checks.one_of(self.drs_mode, ("column", "block"), "drs_mode")
+        theta = _checks.nonnegative_float(self.drs_theta, "drs_theta")
+        if theta >= 1:
+            raise ValueError(f"drs_theta must be < 1, got {theta}")
+        _set(self, "drs_theta", theta)
         if self.inpaint_method not in INPAINT_METHODS:
             raise ValueError(
                 f"inpaint_method must be one of {INPAINT_METHODS}, "

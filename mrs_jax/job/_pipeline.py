@@ -44,7 +44,12 @@ import numpy as np
 
 from mrs_jax import certification
 from mrs_jax.attacks import adaptive_patch_attack, patch_attack, vote_patch_attack
-from mrs_jax.certification import patchcleanser, patchcleanser_masks, square_mask
+from mrs_jax.certification import (
+    derandomized_smoothing,
+    patchcleanser,
+    patchcleanser_masks,
+    square_mask,
+)
 from mrs_jax.core import (
     ABSTAIN,
     EVERY_PATCH_POSITION,
@@ -223,6 +228,35 @@ def _patchcleanser_rows(group: _Group, keys: _Keys) -> list[dict[str, Any]]:
     ]
 
 
+def _drs_rows(group: _Group, keys: _Keys) -> list[dict[str, Any]]:
+    """Mode ``drs``: derandomized smoothing on the clean images (no key used).
+
+    Deterministic, for every patch position and content, no radius.
+    """
+    config = group.config
+    with _Clock(group.seconds, "drs"):
+        results = derandomized_smoothing(
+            group.classify,
+            group.images,
+            config.patch_size,
+            config.drs_band,
+            mode=config.drs_mode,
+            theta=config.drs_theta,
+        )
+    return [
+        {
+            "prediction": int(r.label),
+            "certified": bool(r.certified),
+            "certificate": EVERY_PATCH_POSITION,
+            "radius": None,
+            "covered": None,
+            "votes": [int(v) for v in r.votes],
+            "margin": int(r.margin),
+        }
+        for r in results
+    ]
+
+
 def _smoothed_double_masking_rows(group: _Group, keys: _Keys) -> list[dict]:
     """Mode ``smoothed_double_masking``: the masked-noise double-masking
     certificate (``mrs_jax.smoothed_double_masking``) on the clean images."""
@@ -311,6 +345,7 @@ _MODE_ROWS = {
     "clean": _clean_rows,
     "double_masking": _patchcleanser_rows,
     "smoothed_double_masking": _smoothed_double_masking_rows,
+    "drs": _drs_rows,
 }
 
 

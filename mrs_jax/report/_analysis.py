@@ -131,7 +131,7 @@ class RunSummary:
     def certificate(self) -> str:
         """What its certificate covers: "localised" (MRS's located mask),
         "fixed mask" (center/gradcam) or "every patch position" (PatchCleanser)."""
-        if self.mode == "double_masking":
+        if self.mode in ("double_masking", "drs"):
             return "every patch position"
         if self.mode == "smoothed_double_masking":
             return "every patch position, l2 < R"

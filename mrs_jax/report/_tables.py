@@ -38,7 +38,7 @@ def certified_name(summaries: Sequence[Any]) -> str:
     if "localised" in kinds:
         parts.append(f"localised for {_LOCALISED_MODES}")
     if "every patch position" in kinds:
-        parts.append("every patch position for double_masking")
+        parts.append("every patch position for double_masking and drs")
     if "every patch position, l2 < R" in kinds:
         parts.append("every patch position, l2 < R for smoothed_double_masking")
     return f"certified ({'; '.join(parts)})" if parts else "certified"
@@ -88,8 +88,9 @@ def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
     )
     if any(s.certificate == "every patch position" for s in summaries):
         lines.append(
-            "double_masking (PatchCleanser): certified for every patch position "
-            "and content, no radius: the same accuracy at every R."
+            "double_masking (PatchCleanser) and drs (derandomized smoothing): "
+            "certified for every patch position and content, no radius: the "
+            "same accuracy at every R."
         )
     if any(s.certificate == "every patch position, l2 < R" for s in summaries):
         lines.append(
