@@ -27,7 +27,7 @@ import numpy as np
 from mrs_jax.certification._counting import as_pytree
 from mrs_jax.core import checks as _checks
 
-MODES = ("column", "block")
+ABLATIONS = ("column", "block")
 
 
 class DerandomizedResult(NamedTuple):
@@ -141,7 +141,7 @@ def certify_votes(counts: jax.Array, changed: int) -> tuple[jax.Array, jax.Array
 def _check_settings(shape, band, mode, theta) -> None:
     if len(shape) != 3:
         raise ValueError(f"x must be one image [H, W, C]; got shape {tuple(shape)}")
-    _checks.one_of(mode, MODES, "mode")
+    _checks.one_of(mode, ABLATIONS, "mode")
     band = _checks.positive_int(band, "band")
     limit = shape[1] if mode == "column" else min(shape[:2])
     if band > limit:
