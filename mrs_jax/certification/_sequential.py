@@ -18,11 +18,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from mrs_jax.certification import (
-    _bounds as bounds,
-    _counting as counting,
-    _smoothing as smoothing,
-)
+import mrs_jax.certification._bounds as bounds
+import mrs_jax.certification._counting as counting
+import mrs_jax.certification._smoothing as smoothing
 from mrs_jax.certification._smoothing import ABSTAIN, Classifier
 from mrs_jax.core import checks as _checks, sharding
 

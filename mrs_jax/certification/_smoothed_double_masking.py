@@ -27,7 +27,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from mrs_jax.certification import _sequential as sequential, _smoothing as smoothing
+import mrs_jax.certification._sequential as sequential
+import mrs_jax.certification._smoothing as smoothing
 from mrs_jax.certification._masks import UNRESTRICTED, resolve_target
 from mrs_jax.certification._patchcleanser import patchcleanser_masks
 from mrs_jax.certification._smoothing import ABSTAIN

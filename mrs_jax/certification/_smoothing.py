@@ -21,7 +21,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from mrs_jax.certification import _bounds as bounds, _counting as counting
+import mrs_jax.certification._bounds as bounds
+import mrs_jax.certification._counting as counting
 from mrs_jax.core import ABSTAIN, checks as _checks, sharding
 
 Classifier = Callable[[jax.Array], jax.Array]

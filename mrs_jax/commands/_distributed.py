@@ -35,7 +35,7 @@ from pathlib import Path
 import jax
 from jax.experimental import multihost_utils
 
-from mrs_jax.commands import _cli as cli
+import mrs_jax.commands._cli as cli
 from mrs_jax.core import checks as _checks
 
 ENV_ADDRESS = "MRS_COORDINATOR_ADDRESS"

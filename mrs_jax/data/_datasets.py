@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrs_jax.data import _image_folder as image_folder
+import mrs_jax.data._image_folder as image_folder
 from mrs_jax.data._image_folder import FolderSource
 from mrs_jax.data._streaming import StreamedSource, iterate_batches
 

@@ -57,13 +57,11 @@ from typing import Any
 import jax
 import numpy as np
 
+import mrs_jax.job._config as job_config
+import mrs_jax.job._pipeline as pipeline
+import mrs_jax.job._run_dir as run_dir
 from mrs_jax import rows, rows as metrics
 from mrs_jax.core import ABSTAIN, checks as _checks, progress_bar
-from mrs_jax.job import (
-    _config as job_config,
-    _pipeline as pipeline,
-    _run_dir as run_dir,
-)
 from mrs_jax.job._config import INPAINT_METHODS, MODES, JobConfig, config_defaults
 from mrs_jax.job._pipeline import image_row
 

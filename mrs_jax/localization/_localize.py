@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import mrs_jax.localization._inpaint as inpaint
 from mrs_jax.core import checks as _checks
-from mrs_jax.localization import _inpaint as inpaint
 from mrs_jax.localization._prediction_maps import (
     check_map_settings,
     harmonic_batch_size,

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import mrs_jax.localization._inpaint as inpaint
 from mrs_jax.core import checks as _checks
-from mrs_jax.localization import _inpaint as inpaint
 
 
 def _as_partial(classify):

@@ -52,9 +52,10 @@ from typing import Any
 
 import numpy as np
 
+import mrs_jax.report._plots as plots
+import mrs_jax.report._tables as tables
 from mrs_jax import rows as metrics, rows as row_files
 from mrs_jax.core import ATTACKED_MODES, MODES
-from mrs_jax.report import _plots as plots, _tables as tables
 from mrs_jax.report._tables import certified_name
 
 # The job's modes (``mrs_jax.job.MODES``); "clean" rows carry no patch, so their
