@@ -11,11 +11,11 @@ from flax import nnx
 
 from mrs_jax.models import get_model
 from mrs_jax.training import TrainConfig
-from mrs_jax.training._train import (
+from mrs_jax.training._evaluate import tta_logits
+from mrs_jax.training._optimizer import (
     lookahead_average,
     make_optimizer,
     param_groups,
-    tta_logits,
 )
 
 TINY = TrainConfig(

@@ -13,13 +13,9 @@ from ._config import (
     data_sources as data_sources,
     square_augment as square_augment,
 )
-from ._train import (
-    augment as augment,
-    evaluate as evaluate,
-    make_optimizer as make_optimizer,
-    make_train_step as make_train_step,
-    train as train,
-)
+from ._evaluate import augment as augment, evaluate as evaluate
+from ._optimizer import make_optimizer as make_optimizer
+from ._train import make_train_step as make_train_step, train as train
 
 __all__ = [
     "TrainConfig",

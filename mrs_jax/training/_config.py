@@ -293,6 +293,12 @@ def _occlusion_fill(fill: Any) -> float | tuple[float, ...]:
     return values if isinstance(fill, (tuple, list)) else values[0]
 
 
+def check_config(config: Any) -> None:
+    """Refuses anything but a :class:`TrainConfig`, naming what it got."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+
+
 def square_augment(
     key: jax.Array, images: jax.Array, config: TrainConfig
 ) -> jax.Array:

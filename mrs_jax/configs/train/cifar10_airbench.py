@@ -96,6 +96,7 @@ def get_config(smoke: bool = False) -> TrainConfig:
             whiten_bias_epochs=1,
             ema_start_epoch=1,
             ema_every=1,
+            tta="mirror_translate",  # the smoke run exercises the TTA evaluation
             max_steps_per_epoch=2,
             max_eval_examples=8,
             eval_batch_size=8,
