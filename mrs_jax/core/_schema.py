@@ -60,6 +60,10 @@ class RowField(NamedTuple):
 ROW_FIELDS: tuple[RowField, ...] = (
     RowField("index", "int", _ALL, "position of the image in the run's selection"),
     RowField("dataset_index", "int", _ALL, "which image of the split it is"),
+    RowField(
+        "image", "str", _ALL,
+        "the image's `<class folder>/<file>`, where the split is a folder",
+    ),
     RowField("run_id", "str", _ALL, "the run.json this row was written under"),
     RowField("label", "int", _ALL, "true class"),
     RowField(

@@ -201,6 +201,13 @@ class FolderSource(StreamedSource):
     def _name(self, index: int) -> str:
         return self.path(index)
 
+    def image_name(self, index: int) -> str:
+        """Example ``index`` as ``<class folder>/<file>`` (undecodable bytes
+        escaped): what a result row records to tie itself to its image."""
+        label = self.labels[index]
+        raw = os.fsencode(self.classes[label]) + b"/" + bytes(self._names[index])
+        return raw.decode("utf-8", errors="backslashreplace")
+
     def _load(self, index: int) -> tuple[np.ndarray, int]:
         image = decode_rgb(self.path(index))
         if self._transform is not None:

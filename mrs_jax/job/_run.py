@@ -174,6 +174,7 @@ def run(
             source_size=len(source),
             process_index=process_index,
             process_count=process_count,
+            image_name=getattr(source, "image_name", None),
         )
         # Every process writes it (the same record) before its first row, so
         # no rows file ever stands without its run.json.
@@ -341,6 +342,8 @@ def _certify_images(
                     group, dataset_indices, new_rows, strict=True
                 ):
                     row = {"index": index, "dataset_index": dataset_index, **row}
+                    if hasattr(source, "image_name"):  # ties the row to its file
+                        row["image"] = source.image_name(dataset_index)
                     row.update(row_stamp)  # ties the row to its run (run_id)
                     out.append(row)
                     finished.append(row)
@@ -384,6 +387,11 @@ def running_accuracies(finished: list[dict[str, Any]]) -> dict[str, str]:
 
 def _source(config: JobConfig):
     synthetic = config.dataset == "synthetic"
+    if config.data_dir is not None:
+        # Files on disk may change between two calls: list them afresh.
+        return _cached_source.__wrapped__(
+            config.dataset, config.split, config.data_dir, None, None, None, None
+        )
     return _cached_source(
         config.dataset,
         config.split,

@@ -29,7 +29,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -380,7 +380,12 @@ def check_resume(
 
 
 def check_rows_on_disk(
-    out_dir: Path, *, source_size: int, process_index: int, process_count: int
+    out_dir: Path,
+    *,
+    source_size: int,
+    process_index: int,
+    process_count: int,
+    image_name: Callable[[int], str] | None = None,
 ) -> None:
     """Refuses rows on disk that are not the run's, and a rows file this process
     cannot append to, before anything (``run.json`` included) is written.
@@ -394,6 +399,8 @@ def check_rows_on_disk(
       out_dir: the run directory.
       source_size: the number of images in the run's split.
       process_index, process_count: this process's share of the run.
+      image_name: the split's name of an image by index, where it has names
+        (image folders): a row's ``image`` must still be its image.
 
     Raises:
       ValueError: a row of another run, index or image
@@ -414,12 +421,36 @@ def check_rows_on_disk(
     existing = read_run_file(out_dir)
     if existing is None:
         return
+    began = existing.get("source_size")
+    if began is not None and int(began) != int(source_size):
+        raise ValueError(
+            f"{out_dir}: the split held {began} images when this run began and "
+            f"holds {source_size} now: the data changed; certify into a new out_dir"
+        )
     if process_count == 1:
         on_disk = rows.all_rows(out_dir)
     else:
         rows.repair(own)
         on_disk = rows.all_rows(out_dir, repair_files=False)
     rows.check_rows(on_disk, existing, out_dir, source_size=source_size)
+    if image_name is not None:
+        _check_images_unchanged(on_disk, image_name, out_dir)
+
+
+def _check_images_unchanged(on_disk, image_name, out_dir) -> None:
+    """Each row's recorded ``image`` is still the file at its ``dataset_index``."""
+    changed = [
+        (row["index"], row["image"], image_name(row["dataset_index"]))
+        for row in on_disk
+        if "image" in row and row["image"] != image_name(row["dataset_index"])
+    ]
+    if changed:
+        index, before, now = changed[0]
+        raise ValueError(
+            f"{out_dir}: the image folder changed since this run began: "
+            f"{len(changed)} row(s) name other files (row {index} was written for "
+            f"{before!r}, which is now {now!r}); certify into a new out_dir"
+        )
 
 
 def write_run_file(out_dir: Path, record: Mapping[str, Any]) -> None:
