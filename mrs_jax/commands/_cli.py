@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 USER_ERROR_EXIT = 2
@@ -72,6 +73,7 @@ def main_guard(
     argv: list[str] | None = None,
     *,
     interrupted: str = "interrupted",
+    flags: Mapping[str, str] | None = None,
 ) -> int:
     """Runs ``main(argv)`` and turns user errors into one line and an exit code.
 
@@ -89,6 +91,8 @@ def main_guard(
       main: the entry point; it may return an exit code (None means 0).
       argv: the arguments (None: ``sys.argv[1:]``).
       interrupted: the line printed on Ctrl-C (say what was kept).
+      flags: the library's names for the command's flags (``{"out_dir":
+        "--out"}``): a user error's line says the flag the user typed.
 
     Returns:
       The exit status: ``main``'s, 2 for a user error, 130 for Ctrl-C.
@@ -103,7 +107,8 @@ def main_guard(
         except user_errors() as error:
             if debug or _is_bug(error):
                 raise
-            print(f"error: {_one_line(error)}", file=sys.stderr, flush=True)
+            line = in_flags(_one_line(error), flags or {})
+            print(f"error: {line}", file=sys.stderr, flush=True)
             if isinstance(error, ExitAtOnceError):
                 flush_and_exit(USER_ERROR_EXIT)
             code = USER_ERROR_EXIT
@@ -288,6 +293,15 @@ def _is_bug(error: BaseException) -> bool:
     return isinstance(error, TypeError) and (
         "positional argument" in text or "keyword argument" in text
     )
+
+
+def in_flags(text: str, flags: Mapping[str, str]) -> str:
+    """``text`` with each library argument name (a whole word) replaced by the
+    command-line flag that sets it; a "(--flag)" hint after a name is dropped."""
+    for name, flag in flags.items():
+        word = rf"(?<![-\w]){re.escape(name)}\b(=True)?( \({re.escape(flag)}\))?"
+        text = re.sub(word, flag, text)
+    return text
 
 
 def _one_line(error: BaseException) -> str:

@@ -34,13 +34,16 @@ from mrs_jax import commands, job
 from mrs_jax.commands import _cli as cli, _distributed as distributed
 from mrs_jax.core import sharding
 
+# The library's names of what the flags set: errors name the flag typed.
+FLAGS = {"checkpoint_path": "--checkpoint", "out_dir": "--out"}
+
 INTERRUPTED = "interrupted: finished rows are kept; rerun the same command to continue"
 
 
 def main(argv: list[str] | None = None) -> int:
     """``mrs-certify``: :func:`run` with user errors as one line (exit 2) and
     Ctrl-C as exit 130."""
-    return cli.main_guard(run, argv, interrupted=INTERRUPTED)
+    return cli.main_guard(run, argv, interrupted=INTERRUPTED, flags=FLAGS)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -22,6 +22,9 @@ from mrs_jax import commands, job, report as analysis
 from mrs_jax.commands import _cli as cli
 from mrs_jax.core import configfile
 
+# The library's names of what the flags set: errors name the flag typed.
+FLAGS = {"out_dir": "the run directory under --workdir"}
+
 INTERRUPTED = (
     "interrupted: finished epochs and rows are kept; rerun the same command to continue"
 )
@@ -30,7 +33,7 @@ INTERRUPTED = (
 def main(argv: list[str] | None = None) -> int:
     """``mrs-demo``: :func:`run` with user errors as one line (exit 2) and
     Ctrl-C as exit 130."""
-    return cli.main_guard(run, argv, interrupted=INTERRUPTED)
+    return cli.main_guard(run, argv, interrupted=INTERRUPTED, flags=FLAGS)
 
 
 def run(argv: list[str] | None = None) -> int:

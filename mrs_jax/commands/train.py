@@ -27,13 +27,16 @@ from pathlib import Path
 from mrs_jax import commands
 from mrs_jax.commands import _cli as cli, _distributed as distributed
 
+# The library's names of what the flags set: errors name the flag typed.
+FLAGS = {"workdir": "--workdir", "resume": "--resume", "init_from": "--init_from"}
+
 INTERRUPTED = "interrupted: finished epochs are kept; rerun with --resume to continue"
 
 
 def main(argv: list[str] | None = None) -> int:
     """``mrs-train``: :func:`run` with user errors as one line (exit 2) and
     Ctrl-C as exit 130."""
-    return cli.main_guard(run, argv, interrupted=INTERRUPTED)
+    return cli.main_guard(run, argv, interrupted=INTERRUPTED, flags=FLAGS)
 
 
 def run(argv: list[str] | None = None) -> int:
