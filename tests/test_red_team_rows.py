@@ -222,7 +222,7 @@ def test_certify_with_an_empty_out_is_one_line(tmp_path, monkeypatch, capsys):
     args = ["--config", str(config), "--checkpoint", "none", "--out", ""]
     assert certify_main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "out_dir is empty" in err[0], err
+    assert len(err) == 1 and "--out is empty" in err[0], err
     assert sorted(os.listdir(tmp_path)) == ["config.py"]
 
 
