@@ -33,6 +33,14 @@ def _head(features):
     return features.mean(axis=(1, 2))
 
 
+def encoded_classifier(seed: int = 0):
+    """A random linear classifier of encoded ablations (mode ``drs``):
+    [B, 16, 16, 6] -> [B, 4]."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=(*SHAPE[:2], 2 * SHAPE[2], NUM_CLASSES))
+    return Partial(_linear, jnp.asarray(weights.astype(np.float32)))
+
+
 def tiny_features_and_head(seed: int = 0):
     """Grad-CAM's split of ``tiny_classifier(seed)``: head(features(x)) == logits."""
     weights = tiny_classifier(seed).args[0]

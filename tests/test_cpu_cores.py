@@ -16,7 +16,7 @@ def _devices_after(code: str, xla_flags: str | None = None) -> str:
     env.pop("XLA_FLAGS", None)  # the suite's own four devices
     if xla_flags is not None:
         env["XLA_FLAGS"] = xla_flags
-    script = "import jax\nfrom mrs_jax import sharding\n" + code
+    script = "import jax\nfrom mrs_jax.core import sharding\n" + code
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True
     )

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from _job_helpers import (
     NUM_CLASSES,
+    encoded_classifier,
     tiny_classifier,
     tiny_config,
     tiny_features_and_head,
@@ -37,7 +38,7 @@ def test_every_mode_writes_one_complete_row_per_image(tmp_path, mode):
     out = job.run(
         config,
         tmp_path,
-        classify=tiny_classifier(),
+        classify=encoded_classifier() if mode == "drs" else tiny_classifier(),
         num_classes=NUM_CLASSES,
         features_and_head=tiny_features_and_head(),
         progress=False,
@@ -51,6 +52,12 @@ def test_every_mode_writes_one_complete_row_per_image(tmp_path, mode):
             # PatchCleanser never abstains and has no radius (tests/test_job_modes).
             assert row["prediction"] in range(NUM_CLASSES) and row["radius"] is None
             assert row["case"] in (1, 2, 3) and row["covered"] is None
+            assert row["certificate"] == "every_patch_position"
+            continue
+        if mode == "drs":
+            # Derandomized smoothing: a vote over the 16 column bands, no radius.
+            assert row["prediction"] in range(NUM_CLASSES) and row["radius"] is None
+            assert sum(row["votes"]) == 16 and row["covered"] is None
             assert row["certificate"] == "every_patch_position"
             continue
         if sdm:
@@ -257,7 +264,7 @@ def test_every_mode_can_be_analysed(tmp_path):
         job.run(
             tiny_config(mode=mode, num_images=2, **changes),
             tmp_path / mode,
-            classify=tiny_classifier(),
+            classify=encoded_classifier() if mode == "drs" else tiny_classifier(),
             num_classes=NUM_CLASSES,
             features_and_head=tiny_features_and_head(),
             progress=False,

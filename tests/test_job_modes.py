@@ -124,7 +124,7 @@ def test_a_table_of_mrs_and_patchcleanser_says_what_each_certifies(tmp_path):
     table = analysis.markdown_table(summaries, [0])
     assert (
         "certified (localised for practical/adaptive/clean; every patch position "
-        "for double_masking)"
+        "for double_masking and drs)"
     ) in table
     records = [analysis.summary_record(s, [0]) for s in summaries]
     assert [r["certificate"] for r in records] == ["localised", "every patch position"]

@@ -25,6 +25,7 @@ from ._derandomized import (
     certify_votes as certify_votes,
     delta as derandomized_delta,
     derandomized_smoothing as derandomized_smoothing,
+    encode as encode,
     votes as derandomized_votes,
 )
 from ._masks import (
@@ -84,6 +85,7 @@ __all__ = [
     "device_chunk",
     "double_masking",
     "double_masking_certify",
+    "encode",
     "noise_window",
     "normal_cdf",
     "pairs_program",

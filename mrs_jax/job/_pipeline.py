@@ -40,12 +40,14 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mrs_jax import certification
 from mrs_jax.attacks import adaptive_patch_attack, patch_attack, vote_patch_attack
 from mrs_jax.certification import (
     derandomized_smoothing,
+    encode,
     patchcleanser,
     patchcleanser_masks,
     square_mask,
@@ -235,6 +237,11 @@ def _drs_rows(group: _Group, keys: _Keys) -> list[dict[str, Any]]:
     """
     config = group.config
     with _Clock(group.seconds, "drs"):
+        # The base classifier sees the whole image (every pixel kept, encoded).
+        whole = jnp.ones(group.images.shape[1:3], bool)
+        base = _base_predictions(
+            group.classify, jax.vmap(lambda x: encode(x, whole))(group.images)
+        )
         results = derandomized_smoothing(
             group.classify,
             group.images,
@@ -252,8 +259,9 @@ def _drs_rows(group: _Group, keys: _Keys) -> list[dict[str, Any]]:
             "covered": None,
             "votes": [int(v) for v in r.votes],
             "margin": int(r.margin),
+            "base_clean_prediction": int(b),
         }
-        for r in results
+        for r, b in zip(results, base, strict=True)
     ]
 
 
