@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -323,7 +324,8 @@ def _float_array(x: Any, name: str) -> np.ndarray:
     if isinstance(x, jax.core.Tracer):
         raise TypeError(f"{name} must be a concrete array, not a traced value")
     arr = np.asarray(x)
-    if not np.issubdtype(arr.dtype, np.floating):
+    # jnp's dtype tree knows bfloat16 (an ml_dtypes type numpy calls no float).
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
         raise TypeError(
             f"{name} must be a float array in [0, 1], got dtype {arr.dtype}"
         )
@@ -334,8 +336,11 @@ def _in_unit_range(arr: np.ndarray, name: str) -> None:
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or inf")
     if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+        # Enough digits that a value just outside (1.0001) is not rounded to 1.
+        low, high = float(arr.min()), float(arr.max())
         raise ValueError(
-            f"{name} must have values in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]"
+            f"{name} must have values in [0, 1], got values from {low:.8g} to "
+            f"{high:.8g}"
         )
 
 
