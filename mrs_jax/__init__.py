@@ -46,7 +46,9 @@ from mrs_jax.core import (
     use_cpu_cores as use_cpu_cores,
 )
 from mrs_jax.data import (
+    FolderSource as FolderSource,
     dataset_source as dataset_source,
+    iterate_batches as iterate_batches,
     load_dataset as load_dataset,
 )
 from mrs_jax.job import (
@@ -100,6 +102,7 @@ __all__ = [
     "ABSTAIN",
     "Certificate",
     "CifarResNet",
+    "FolderSource",
     "ImageNetResNet",
     "JobConfig",
     "LocalizeResult",
@@ -121,10 +124,10 @@ __all__ = [
     "certified_radius",
     "certify",
     "certify_at",
-    "derandomized_smoothing",
     "clean_accuracy",
     "clopper_pearson_lower",
     "dataset_source",
+    "derandomized_smoothing",
     "double_masking",
     "double_masking_certify",
     "empirical_accuracy",
@@ -134,6 +137,7 @@ __all__ = [
     "get_model",
     "gradcam",
     "input_gradient_saliency",
+    "iterate_batches",
     "joint_vote",
     "load_classifier",
     "load_dataset",

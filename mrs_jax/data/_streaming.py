@@ -233,8 +233,8 @@ def _size(shape: tuple[int, ...]) -> str:
 
 def iterate_batches(
     source: Any,
-    indices: Any,
-    batch_size: int,
+    indices: Any = None,
+    batch_size: int = 256,
     *,
     prefetch: int = DEFAULT_PREFETCH,
 ) -> Iterator[Batch]:
@@ -246,7 +246,8 @@ def iterate_batches(
 
     Args:
         source: a data source with ``get_batch(indices)``.
-        indices: ``[n]`` integers, the examples in the order wanted.
+        indices: ``[n]`` integers, the examples in the order wanted (None:
+            every example, in order).
         batch_size: examples per batch (the last one may be smaller).
         prefetch: batches decoded ahead by a streamed source (0: none).
 
@@ -254,12 +255,14 @@ def iterate_batches(
         An iterator of ``(images [b, H, W, C] float32 in [0, 1], labels [b]
         int32)``.
     """
-    if isinstance(source, StreamedSource):
-        return source.iter_batches(indices, batch_size, prefetch=prefetch)
     if not callable(getattr(source, "get_batch", None)):
         raise TypeError(
             f"source must have get_batch(indices); got {type(source).__name__}"
         )
+    if indices is None:
+        indices = np.arange(len(source))
+    if isinstance(source, StreamedSource):
+        return source.iter_batches(indices, batch_size, prefetch=prefetch)
     indices = np.asarray(indices)
     if indices.ndim != 1:
         raise ValueError(f"indices must be 1-D; got shape {indices.shape}")
