@@ -1,4 +1,4 @@
-"""Tests for mrs_jax.adaptive.adaptive_patch_attack."""
+"""Tests for mrs_jax.attacks.adaptive_patch_attack."""
 
 import jax
 import jax.numpy as jnp
@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 import mrs_jax
-from mrs_jax.attacks import _adaptive as adaptive
-from mrs_jax.attacks import _pgd as attacks
-from mrs_jax.localization import _inpaint as inpaint
-from mrs_jax.localization import localize
+from mrs_jax.attacks import PatchAttackResult, _adaptive as adaptive, _pgd as attacks
+from mrs_jax.localization import _inpaint as inpaint, localize
 from mrs_jax.rows import _metrics as metrics
 
 # Toy for the localiser: 20 x 20 grey images, 4 x 4 patches. Class 1 iff some 2 x 2
@@ -81,7 +79,7 @@ def test_output_in_range_only_patch_changed_and_objective_grows(objective):
     result = attack(
         classify, images, labels, objective=objective, steps=6, return_loss=True
     )
-    assert isinstance(result, attacks.PatchAttackResult)
+    assert isinstance(result, PatchAttackResult)
     assert result.image.shape == images.shape and result.image.dtype == jnp.float32
     assert result.top_left.shape == (2, 2) and result.top_left.dtype == jnp.int32
     assert float(result.image.min()) >= 0.0 and float(result.image.max()) <= 1.0

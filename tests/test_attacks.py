@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mrs_jax.attacks import _pgd as attacks
+from mrs_jax.attacks import _engine as engine, _pgd as attacks
 
 SIZE = 3
 # Non-periodic 0/1 pattern so shifted windows do not also match it.
@@ -178,7 +178,7 @@ def test_batch_image_b_is_attacked_with_fold_in_key_b():
     batch = attacks.patch_attack(
         classify, images, labels, 2, key=key, num_locations=3, steps=2, step_size=0.2
     )
-    settings = attacks._Settings(size=2, num_locations=3, steps=2, location_chunk=3)
+    settings = engine.SearchSettings(size=2, num_locations=3, steps=2, location_chunk=3)
     for b in range(3):
         image, top_left, _ = attacks._attack_one(
             classify,
@@ -190,3 +190,77 @@ def test_batch_image_b_is_attacked_with_fold_in_key_b():
         )
         np.testing.assert_array_equal(batch[1][b], top_left)
         np.testing.assert_allclose(batch[0][b], image, atol=1e-6)
+
+
+def _linear_gain_search(chunk, keep):
+    """The engine on J = sum(w * x_adv) with a step that saturates every patch
+    pixel in one step: each patch ends at 1 where w > 0 and 0 elsewhere."""
+    image = jax.random.uniform(jax.random.key(20), (7, 6, 2))
+    weights = jax.random.normal(jax.random.key(21), image.shape)
+    settings = engine.search_settings(3, (7, 6), 9, 2, chunk, keep=keep)
+    starts = engine.random_starts(
+        jax.random.key(22), jax.random.key(23), image.shape, settings
+    )
+
+    def gain(x_adv, top_lefts, extras, keys):
+        assert keys is None and extras == ()
+        return jnp.sum(x_adv * weights, axis=(1, 2, 3))
+
+    found = engine.search(gain, image, starts, settings, jnp.float32(1.0))
+    return image, weights, starts, found
+
+
+@pytest.mark.parametrize("chunk", [None, 2, 4])
+def test_search_keeps_the_k_best_locations_in_order(chunk):
+    image, weights, starts, found = _linear_gain_search(chunk, keep=4)
+    # Exact oracle: the saturated patch's J at each drawn location.
+    want = []
+    for top, left in np.asarray(starts.top_left):
+        x = np.array(image)
+        window = np.asarray(weights)[top : top + 3, left : left + 3]
+        x[top : top + 3, left : left + 3] = window > 0
+        want.append(float(np.sum(x * np.asarray(weights))))
+    order = np.argsort(-np.array(want), kind="stable")[:4]
+    np.testing.assert_array_equal(found.top_left, np.asarray(starts.top_left)[order])
+    np.testing.assert_allclose(found.score, np.array(want)[order], rtol=1e-5)
+    assert np.all(np.diff(np.asarray(found.score)) <= 0)
+    for x_adv, (top, left) in zip(found.image, found.top_left, strict=True):
+        patch = np.asarray(weights)[top : top + 3, left : left + 3] > 0
+        np.testing.assert_array_equal(x_adv[top : top + 3, left : left + 3], patch)
+        assert _only_square_changed(x_adv, image, (top, left), 3)
+
+
+def _only_square_changed(x_adv, image, top_left, size):
+    top, left = top_left
+    outside = np.ones(image.shape[:2], bool)
+    outside[top : top + size, left : left + size] = False
+    return np.array_equal(np.asarray(x_adv)[outside], np.asarray(image)[outside])
+
+
+def test_search_samples_depend_on_location_and_step_not_on_the_chunk():
+    # J = the sum of one normal draw per location and step: the kept scores are
+    # the final (t = steps) draws, fold_in(fold_in(sample_key, l), steps).
+    image = jnp.zeros((5, 5, 1))
+    sample_key = jax.random.key(30)
+
+    def gain(x_adv, top_lefts, extras, keys):
+        noise = jax.vmap(lambda k: jax.random.normal(k, ()))(keys)
+        return noise + 0.0 * jnp.sum(x_adv, axis=(1, 2, 3))
+
+    found = {}
+    for chunk in (None, 2, 3):
+        settings = engine.search_settings(2, (5, 5), 7, 3, chunk, keep=7)
+        starts = engine.random_starts(
+            jax.random.key(31), jax.random.key(32), image.shape, settings
+        )
+        found[chunk] = engine.search(
+            gain, image, starts, settings, jnp.float32(0.1), sample_key=sample_key
+        )
+    final = [
+        jax.random.normal(jax.random.fold_in(jax.random.fold_in(sample_key, i), 3))
+        for i in range(7)
+    ]
+    np.testing.assert_array_equal(found[None].score, np.sort(final)[::-1])
+    for chunk in (2, 3):
+        np.testing.assert_array_equal(found[chunk].score, found[None].score)
+        np.testing.assert_array_equal(found[chunk].top_left, found[None].top_left)

@@ -1,4 +1,4 @@
-"""The vote-aware patch attack (issue 22, part 1): surrogate, attack, job mode."""
+"""The vote-aware patch attack: surrogate, attack, job mode."""
 
 import dataclasses
 
@@ -339,11 +339,11 @@ def test_the_sampled_template_is_the_votes_template(size, stride, m):
     # The search estimates the soft score at a position from template cells
     # drawn uniformly, outside-the-map cells counting 0: summed over every
     # offset, that estimate must be the vote's score exactly.
-    from mrs_jax.attacks import _vote as vote_attack
+    from mrs_jax.attacks import _soft_vote
     from mrs_jax.localization import _localize as localize_module
 
     vote, _ = localize_module.vote_settings(size, stride=stride, m=m)
-    offsets = vote_attack._template_offsets(vote)
+    offsets = _soft_vote.template_offsets(vote)
     assert len(offsets) == localize_module.template_size(size, stride, m)
     changed = np.random.default_rng(0).uniform(size=(7, 9)).astype(np.float32)
     score = np.asarray(localize_module.joint_vote_scores(jnp.asarray(changed), vote))

@@ -1,61 +1,11 @@
-"""Adaptive patch attack on localise-then-certify (issue 12, section 1).
+"""Adaptive patch attack on localise-then-certify (EOT over fills and noise).
 
-``patch_attack`` (spec s. 5) only fools the base classifier f. MRS then hides every
-s x s block in turn (the prediction map), votes for the block whose inpainting
-changes the prediction, and smooths inside that block grown by ``dilation``. A
-standard patch breaks as soon as a block hides part of it, so every block that
-overlaps the patch changes the prediction and the vote finds it; and Gaussian noise
-inside the mask usually breaks it again. This attack optimises the patch against
-both steps at once, by expectation over transformations (EOT).
-
-Objective (the attacker's gain, maximised; one value per image and location)::
-
-    J = base_weight    * g(x_adv)
-      + inpaint_weight * mean_o g(harmonic_fill(x_adv, block_o))
-      + noise_weight   * mean_n g(x_adv + M * e_n),   e_n ~ N(0, sigma^2 I)
-
-with ``g(x) = min(max_{k != y} z_k(x) - z_y(x), kappa)`` on the logits z = f(x): the
-logit margin of the best wrong class, clipped at ``kappa`` so that a sample already
-fooled with margin kappa stops pulling and the others get the gradient (a mean of
-unbounded cross-entropies is dominated by the samples that are already fooled).
-
-- Occlusions ``block_o``: s x s blocks at ``top_left + (di, dj)``, with (di, dj)
-  uniform over the (2s - 1)^2 - 1 offsets that overlap the patch but are not the
-  patch itself (clipped to the image), filled by ``mrs_jax.inpaint``'s harmonic
-  fill, the exact and differentiable on-device fill (its ring includes patch pixels
-  for shifted blocks, so the gradient sees both the hidden and the ring part).
-  Telea is not differentiable; the harmonic fill is the localiser's own
-  ``method="harmonic"`` and close to Telea (benchmarks/RESULTS.md). A patch that
-  keeps the wrong label under these fills changes the prediction map only where it
-  is (almost) fully hidden, so the patch scores a small vote and any other cluster
-  of changed blocks in the image can win it.
-- Noise: M is the patch grown by ``dilation`` (the mask localisation returns when it
-  finds the patch exactly); the noisy image is not clipped, as in smoothing.
-
-Variants (``objective``): ``"eot_inpaint"`` (base + occlusion terms),
-``"eot_noise"`` (base + noise terms, the default), ``"eot_inpaint_noise"`` (all
-three). Compare them with ``benchmarks/bench_adaptive.py``.
-
-Why ``eot_noise`` is the default (quick check, not a benchmark: a tiny_cnn trained
-15 epochs on digits with sigma 0.5, 87.5% clean; s = 5, K = 8, 10-20 steps of
-0.1, harmonic localiser, PREDICT with 200 draws; three runs, 40 image-attacks in
-all): MRS accuracy under patch_attack 22.5%, eot_noise 15%, eot_inpaint_noise
-22.5% (eot_inpaint: 1 of 8 in the one run that had it, patch_attack 2 of 8).
-Localisation coverage was the same for every attack in every run: on this model
-the occlusion term did not hide the patch from the vote (and the share of
-multiple-region abstentions, which count as wrong, went either way: 12.5% for
-patch_attack vs 0% with it in one run, 0% vs 6.2% in another). The occlusion
-term does hide the patch where something else in the image also changes the
-prediction (tests/test_adaptive.py: a planted toy, coverage 4/4 for patch_attack,
-0/4 for eot_inpaint). Small n: rerun the benchmark on the real models before
-drawing conclusions.
-
-Search as in ``patch_attack``: ``num_locations`` random top-left positions per
-image, random initial patches, ``steps`` sign-gradient ascent steps on J with
-projection onto [0, 1], vmapped over locations; the location with the greatest
-final J (re-estimated on fresh samples) is kept. Each step draws fresh occlusions
-and noise from ``fold_in(location_key, step)``, so results do not depend on
-``location_chunk``.
+The patch is optimised against the whole defence by expectation over
+transformations: J averages a clipped logit margin over the attacked image, its
+copies with blocks that overlap the patch filled (so the prediction map stops
+singling the patch out) and its copies with smoothing noise inside the dilated
+patch. Search and budget as in ``patch_attack`` (the shared ``_engine``). See
+docs/attacks.md ("Adaptive").
 """
 
 from __future__ import annotations
@@ -66,12 +16,18 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from mrs_jax import localization as inpaint
-from mrs_jax.attacks import _pgd as attacks
-from mrs_jax.attacks._pgd import PatchAttackResult
+from mrs_jax import localization
 from mrs_jax.core import checks as _checks
+
+from ._engine import (
+    PatchAttackResult,
+    SearchSettings,
+    one_or_vmapped,
+    random_starts,
+    search,
+    search_settings,
+)
 
 OBJECTIVES = ("eot_inpaint", "eot_noise", "eot_inpaint_noise")
 # objective -> (uses the occlusion term, uses the noise term)
@@ -85,18 +41,10 @@ _TERMS = {
 class _Settings(NamedTuple):
     """Static settings of the jitted core (hashable)."""
 
-    size: int
-    num_locations: int
-    steps: int
-    location_chunk: int
+    budget: SearchSettings
     num_occlusions: int  # 0 when the objective has no occlusion term
     num_noise: int  # 0 when the objective has no noise term
     dilation: int
-
-
-def _paste(image: jax.Array, patch: jax.Array, top_left: jax.Array) -> jax.Array:
-    """Writes `patch` [s, s, C] into `image` [H, W, C] at `top_left` [2]."""
-    return lax.dynamic_update_slice(image, patch, (top_left[0], top_left[1], 0))
 
 
 def _occlusion_corners(key, top_left, count, size, height, width) -> jax.Array:
@@ -123,30 +71,25 @@ def _square_mask(top_left, size, dilation, height, width) -> jax.Array:
     return inside.astype(jnp.float32)
 
 
-def _variants(image, patch, top_left, key, sigma, settings: _Settings) -> jax.Array:
-    """The images J is averaged over, for one image and one location.
+def _variants(x_adv, top_left, key, sigma, settings: _Settings) -> jax.Array:
+    """The images J is averaged over, for one location.
 
     Returns:
       [1 + num_occlusions + num_noise, H, W, C]: x_adv, its occluded-and-filled
       copies, its noisy copies.
     """
-    height, width, channels = image.shape
-    x_adv = _paste(image, patch, top_left)
+    height, width, channels = x_adv.shape
+    size = settings.budget.size
     parts = [x_adv[None]]
     occlusion_key, noise_key = jax.random.split(key)
     if settings.num_occlusions:
         corners = _occlusion_corners(
-            occlusion_key,
-            top_left,
-            settings.num_occlusions,
-            settings.size,
-            height,
-            width,
+            occlusion_key, top_left, settings.num_occlusions, size, height, width
         )
-        fill = jax.vmap(inpaint.harmonic_variant, in_axes=(None, 0, None))
-        parts.append(fill(x_adv, corners, settings.size))
+        fill = jax.vmap(localization.harmonic_variant, in_axes=(None, 0, None))
+        parts.append(fill(x_adv, corners, size))
     if settings.num_noise:
-        mask = _square_mask(top_left, settings.size, settings.dilation, height, width)
+        mask = _square_mask(top_left, size, settings.dilation, height, width)
         noise = jax.random.normal(
             noise_key, (settings.num_noise, height, width, channels), x_adv.dtype
         )
@@ -174,79 +117,26 @@ def _objective(gains: jax.Array, weights: jax.Array, settings: _Settings):
     return total
 
 
-def _starts(key, image_shape, settings: _Settings):
-    """Random top-lefts [P, 2], initial patches [P, s, s, C] and per-location EOT
-    keys [P], the location axis padded to P = whole chunks (padded entries are
-    discarded by the caller). Location l draws its samples from
-    ``fold_in(eot_key, l)``, so results do not depend on the chunk."""
-    height, width, channels = image_shape
-    size, count = settings.size, settings.num_locations
-    padded = -(-count // settings.location_chunk) * settings.location_chunk
-    location_key, init_key, eot_key = jax.random.split(key, 3)
-    upper = jnp.array([height - size + 1, width - size + 1])
-    top_lefts = jax.random.randint(location_key, (count, 2), 0, upper)
-    patches = jax.random.uniform(init_key, (count, size, size, channels))
-    eot_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
-        eot_key, jnp.arange(padded)
-    )
-    pad = ((0, padded - count),)
-    top_lefts = jnp.pad(top_lefts, pad + ((0, 0),))
-    patches = jnp.pad(patches, pad + ((0, 0),) * 3)
-    return top_lefts, patches, eot_keys
-
-
 @functools.partial(jax.jit, static_argnames="settings")
 def _attack_one(
     logits_fn, image, label, key, step_size, sigma, weights, kappa, settings
 ):
     """Jitted core for one image [H, W, C], label [] and typed key []."""
-    height, width, channels = image.shape
-    top_lefts, patches, eot_keys = _starts(key, image.shape, settings)
-    chunk = settings.location_chunk
-    padded = top_lefts.shape[0]
-    per_location = jax.vmap(_variants, in_axes=(None, 0, 0, 0, None, None))
+    location_key, init_key, sample_key = jax.random.split(key, 3)
+    starts = random_starts(location_key, init_key, image.shape, settings.budget)
+    per_location = jax.vmap(_variants, in_axes=(0, 0, 0, None, None))
 
-    def objective(chunk_patches, chunk_corners, chunk_keys):  # -> [c]
-        variants = per_location(
-            image, chunk_patches, chunk_corners, chunk_keys, sigma, settings
-        )  # [c, V, H, W, C]
-        num_variants = variants.shape[1]
-        logits = logits_fn(variants.reshape((-1, height, width, channels)))
-        logits = logits.reshape((chunk, num_variants, -1))
+    def objective(x_adv, top_lefts, extras, keys):  # [c, H, W, C] -> [c]
+        variants = per_location(x_adv, top_lefts, keys, sigma, settings)
+        logits = logits_fn(variants.reshape((-1,) + image.shape))
+        logits = logits.reshape(variants.shape[:2] + logits.shape[-1:])
         gains = _gain(logits, label[None, None], kappa)
         return _objective(gains, weights, settings)
 
-    def to_chunks(a):  # [padded, ...] -> [num_chunks, chunk, ...]
-        return a.reshape((padded // chunk, chunk) + a.shape[1:])
-
-    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))  # [c] keys, one step
-
-    def run_chunk(part):
-        chunk_patches, chunk_corners, chunk_keys = part
-
-        # Every (location, variant) is its own batch entry, so the gradient of the
-        # summed J is each patch's own gradient (models must not mix batch
-        # entries: inference-mode BatchNorm).
-        def step(patch, index):
-            keys_now = step_keys(chunk_keys, index)
-            total = lambda p: objective(p, chunk_corners, keys_now).sum()
-            grad = jax.grad(total)(patch)
-            return jnp.clip(patch + step_size * jnp.sign(grad), 0.0, 1.0), None
-
-        chunk_patches, _ = lax.scan(step, chunk_patches, jnp.arange(settings.steps))
-        final_keys = step_keys(chunk_keys, settings.steps)  # fresh samples
-        return chunk_patches, objective(chunk_patches, chunk_corners, final_keys)
-
-    final_patches, final_gain = lax.map(
-        run_chunk, (to_chunks(patches), to_chunks(top_lefts), to_chunks(eot_keys))
+    found = search(
+        objective, image, starts, settings.budget, step_size, sample_key=sample_key
     )
-    final_patches = final_patches.reshape(patches.shape)
-    valid = jnp.arange(padded) < settings.num_locations
-    final_gain = jnp.where(valid, final_gain.reshape(padded), -jnp.inf)
-    best = jnp.argmax(final_gain)  # ties -> first sampled location
-    best_top_left = top_lefts[best].astype(jnp.int32)
-    adversarial = _paste(image, final_patches[best], best_top_left)
-    return adversarial, best_top_left, final_gain[best]
+    return found.image[0], found.top_left[0], found.score[0]
 
 
 def adaptive_patch_attack(
@@ -271,7 +161,18 @@ def adaptive_patch_attack(
     location_chunk: int | None = None,
     return_loss: bool = False,
 ) -> tuple[jax.Array, jax.Array] | PatchAttackResult:
-    """s x s patch attack against localisation and masked smoothing (see module doc).
+    """s x s patch attack against localisation and masked smoothing.
+
+    Maximises (docs/attacks.md, "Adaptive")::
+
+        J = base_weight    * g(x_adv)
+          + inpaint_weight * mean_o g(harmonic_fill(x_adv, block_o))
+          + noise_weight   * mean_n g(x_adv + M * e_n),   e_n ~ N(0, sigma^2 I)
+
+    with ``g = min(best wrong logit - true logit, kappa)``; ``block_o`` are s x s
+    blocks that overlap the patch but are not it, M the patch grown by
+    ``dilation``. Each step draws fresh fills and noise; the kept location's J
+    is re-estimated on fresh samples.
 
     A drop-in for ``mrs_jax.patch_attack``: same inputs, budget and outputs, and
     like it a device function written for one image, attacked with
@@ -298,8 +199,9 @@ def adaptive_patch_attack(
       num_locations: random locations per image (paper: 80).
       steps: sign-gradient ascent steps on J (>= 0).
       step_size: step in pixel units (> 0).
-      objective: one of ``OBJECTIVES``; which terms J has (module doc: why
-        ``"eot_noise"`` is the default).
+      objective: one of ``OBJECTIVES``, which terms J has: ``"eot_inpaint"``
+        (base + fills), ``"eot_noise"`` (base + noise), ``"eot_inpaint_noise"``
+        (all three).
       sigma: smoothing noise std in [0, 1] pixel units (the job's ``sigma``).
       dilation: pixels the noise mask extends past the patch (the localiser's).
       num_occlusions: partial occlusions per location and step (>= 1).
@@ -353,7 +255,7 @@ def adaptive_patch_attack(
         kappa=jnp.float32(kappa),
         settings=settings,
     )
-    return attacks._one_or_vmapped(attack, images, labels, key, single, return_loss)
+    return one_or_vmapped(attack, images, labels, key, single, return_loss)
 
 
 def _settings(
@@ -370,18 +272,11 @@ def _settings(
 ) -> _Settings:
     """Checks the static budget against the image's ``[H, W]``; a term the
     objective lacks gets 0 samples."""
-    num_locations = _checks.positive_int(num_locations, "num_locations")
-    chunk = num_locations if location_chunk is None else location_chunk
     use_inpaint, use_noise = _TERMS[objective]
     num_occlusions = _checks.positive_int(num_occlusions, "num_occlusions")
     num_noise = _checks.positive_int(num_noise, "num_noise")
     return _Settings(
-        size=_checks.patch_size(size, image_hw),
-        num_locations=num_locations,
-        steps=_checks.positive_int(steps, "steps", minimum=0),
-        location_chunk=min(
-            _checks.positive_int(chunk, "location_chunk"), num_locations
-        ),
+        budget=search_settings(size, image_hw, num_locations, steps, location_chunk),
         num_occlusions=num_occlusions if use_inpaint else 0,
         num_noise=num_noise if use_noise else 0,
         dilation=_checks.positive_int(dilation, "dilation", minimum=0),

@@ -1,74 +1,36 @@
-"""Adversarial patch attack on the base classifier (paper Section 4.1, spec s. 5).
+"""PGD patch attack on the base classifier (paper Section 4.1, MRS_SPEC s. 5).
 
-PGD with l_inf = 1 inside an s x s square: the patch pixels may take any value in
-[0, 1]. Sign-gradient ascent on the cross-entropy of the true label, projection onto
-[0, 1] after every step, run from `num_locations` random top-left positions at once;
-the location whose final loss is greatest is kept.
-
-`patch_attack` is a device function written for one image: jit it, or
-`jax.vmap` it over images, labels and keys, inside your own code.
+l_inf = 1 inside an s x s square: the patch pixels may take any value in [0, 1].
+The objective is the cross-entropy of the true label, ascended by the shared
+search (``_engine``) from ``num_locations`` random starts; the location with the
+greatest final loss is kept. See docs/attacks.md.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from mrs_jax.core import checks as _checks
 
-
-class PatchAttackResult(NamedTuple):
-    """Output of `patch_attack(..., return_loss=True)`.
-
-    Attributes:
-      image: [H, W, C] (or [B, H, W, C]) float32 in [0, 1], the input with the patch.
-      top_left: [2] (or [B, 2]) int32, (row, column) of the patch's top-left pixel.
-      loss: [] (or [B]) float32, cross-entropy of the true label at `image`.
-    """
-
-    image: jax.Array
-    top_left: jax.Array
-    loss: jax.Array
-
-
-class _Settings(NamedTuple):
-    """An attack's checked static budget (hashable: a static jit argument)."""
-
-    size: int
-    num_locations: int
-    steps: int
-    location_chunk: int
-
-
-def _paste(image: jax.Array, patch: jax.Array, top_left: jax.Array) -> jax.Array:
-    """Writes `patch` [s, s, C] into `image` [H, W, C] at `top_left` [2]."""
-    return lax.dynamic_update_slice(image, patch, (top_left[0], top_left[1], 0))
+from ._engine import (
+    PatchAttackResult,
+    SearchSettings,
+    one_or_vmapped,
+    random_starts,
+    search,
+    search_settings,
+)
 
 
 def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """logits [..., K], labels [...] int -> [...] cross-entropy (float32)."""
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     return -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
-
-
-def _padded_starts(key, image_shape, settings: _Settings, dtype):
-    """Random top-lefts [P, 2] and initial patches [P, s, s, C], the location axis
-    padded to P = whole chunks (padded entries are discarded by the caller)."""
-    height, width, channels = image_shape
-    size, count = settings.size, settings.num_locations
-    location_key, init_key = jax.random.split(key)
-    upper = jnp.array([height - size + 1, width - size + 1])
-    top_lefts = jax.random.randint(location_key, (count, 2), 0, upper)
-    patches = jax.random.uniform(init_key, (count, size, size, channels), dtype)
-    pad = -(-count // settings.location_chunk) * settings.location_chunk - count
-    top_lefts = jnp.pad(top_lefts, ((0, pad), (0, 0)))
-    patches = jnp.pad(patches, ((0, pad), (0, 0), (0, 0), (0, 0)))
-    return top_lefts, patches
 
 
 @functools.partial(jax.jit, static_argnames="settings")
@@ -78,46 +40,17 @@ def _attack_one(
     label: jax.Array,
     key: jax.Array,
     step_size: jax.Array,
-    settings: _Settings,
+    settings: SearchSettings,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Jitted core for one image [H, W, C], label [] and typed key []."""
-    top_lefts, patches = _padded_starts(key, image.shape, settings, image.dtype)
-    chunk = settings.location_chunk
-    padded = top_lefts.shape[0]
+    location_key, init_key = jax.random.split(key)
+    starts = random_starts(location_key, init_key, image.shape, settings)
 
-    def to_chunks(a):  # [padded, ...] -> [num_chunks, chunk, ...]
-        return a.reshape((padded // chunk, chunk) + a.shape[1:])
+    def loss(x_adv, top_lefts, extras, keys):  # [c, H, W, C] -> [c]
+        return _cross_entropy(logits_fn(x_adv), label[None])
 
-    paste_locations = jax.vmap(_paste, in_axes=(None, 0, 0))
-
-    def losses(chunk_patches, chunk_top_lefts):  # [c, s, s, C], [c, 2] -> [c]
-        logits = logits_fn(paste_locations(image, chunk_patches, chunk_top_lefts))
-        return _cross_entropy(logits, label[None])
-
-    def run_chunk(part):
-        chunk_patches, chunk_top_lefts = part
-
-        # The model sees every location as one batch entry, so the gradient of the
-        # summed loss is each patch's own gradient (models must not mix batch
-        # entries, e.g. BatchNorm must be in inference mode).
-        def step(patch, _):
-            grad = jax.grad(lambda p: losses(p, chunk_top_lefts).sum())(patch)
-            return jnp.clip(patch + step_size * jnp.sign(grad), 0.0, 1.0), None
-
-        chunk_patches, _ = lax.scan(step, chunk_patches, None, length=settings.steps)
-        return chunk_patches, losses(chunk_patches, chunk_top_lefts)
-
-    final_patches, final_losses = lax.map(
-        run_chunk, (to_chunks(patches), to_chunks(top_lefts))
-    )
-    final_patches = final_patches.reshape(patches.shape)
-    final_losses = final_losses.reshape(padded)
-    valid = jnp.arange(padded) < settings.num_locations
-    final_losses = jnp.where(valid, final_losses, -jnp.inf)
-    best = jnp.argmax(final_losses)  # ties -> first sampled location
-    best_top_left = top_lefts[best].astype(jnp.int32)
-    adversarial = _paste(image, final_patches[best], best_top_left)
-    return adversarial, best_top_left, final_losses[best]
+    found = search(loss, image, starts, settings, step_size)
+    return found.image[0], found.top_left[0], found.score[0]
 
 
 def patch_attack(
@@ -178,7 +111,8 @@ def patch_attack(
     Returns:
       (image, top_left): image [H, W, C] float32, x with the patch pasted in;
       top_left [2] int32 (row, column) (a leading [B] for a batch). With
-      `return_loss`, a `PatchAttackResult`.
+      `return_loss`, a `PatchAttackResult` whose `loss` is the cross-entropy of
+      the true label at `image`.
 
     Raises:
       TypeError, ValueError: on a bad argument, naming it.
@@ -186,7 +120,7 @@ def patch_attack(
     logits_fn = _checks.callable_pytree(logits_fn, "logits_fn")
     images, single = _checks.device_image_or_batch(x)
     key = _checks.typed_key(key)
-    settings = _settings(
+    settings = search_settings(
         size, images.shape[-3:-1], num_locations, steps, location_chunk
     )
     step_size = _checks.positive_float(step_size, "step_size")
@@ -197,30 +131,4 @@ def patch_attack(
     attack = functools.partial(
         _attack_one, logits_fn, step_size=jnp.float32(step_size), settings=settings
     )
-    return _one_or_vmapped(attack, images, labels, key, single, return_loss)
-
-
-def _one_or_vmapped(attack, images, labels, key, single: bool, return_loss: bool):
-    """``attack(image, label, key)`` on one image with ``fold_in(key, 0)``, or
-    vmapped over a batch with ``fold_in(key, i)`` for image i; the outputs of
-    ``patch_attack`` (shared with ``adaptive_patch_attack``)."""
-    if single:
-        result = attack(images, labels, jax.random.fold_in(key, 0))
-    else:
-        indices = jnp.arange(images.shape[0])
-        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
-        result = jax.vmap(attack)(images, labels, keys)
-    if return_loss:
-        return PatchAttackResult(*result)
-    return result[0], result[1]
-
-
-def _settings(size, image_hw, num_locations, steps, location_chunk) -> _Settings:
-    """Checks the static budget against the image's ``[H, W]``."""
-    size = _checks.patch_size(size, image_hw)
-    num_locations = _checks.positive_int(num_locations, "num_locations")
-    steps = _checks.positive_int(steps, "steps", minimum=0)
-    if location_chunk is None:
-        location_chunk = num_locations
-    location_chunk = _checks.positive_int(location_chunk, "location_chunk")
-    return _Settings(size, num_locations, steps, min(location_chunk, num_locations))
+    return one_or_vmapped(attack, images, labels, key, single, return_loss)
