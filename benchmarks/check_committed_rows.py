@@ -50,11 +50,13 @@ def certify(args, out: Path, images_per_batch: int) -> float:
 
 
 def differences(committed: list[dict], rerun: list[dict]) -> list[str]:
-    """Every field (but ``seconds``) that differs, as ``index.field``."""
+    """Every field (but ``seconds`` and ``run_id``) that differs, as
+    ``index.field``. ``run_id`` names the run, not a result: it hashes the whole
+    job config, so it changes whenever ``JobConfig`` gains a field."""
     found = []
     for old, new in zip(committed, rerun, strict=True):
         for name in sorted(set(old) | set(new)):
-            if name == "seconds" or name not in old:
+            if name in ("seconds", "run_id") or name not in old:
                 continue  # fields added since the committed run are not compared
             if old.get(name) != new.get(name):
                 found.append(f"{old['index']}.{name}: {old.get(name)!r} -> "
