@@ -18,8 +18,6 @@ BENCHMARKS = ROOT / "benchmarks"
 RESULTS = BENCHMARKS / "RESULTS.md"
 HISTORY = BENCHMARKS / "HISTORY.md"
 HELPERS = {"_timing.py", "machine_info.py"}
-# A retired script's name kept as an import alias while another test imports it.
-ALIASES = {"vote_attack_comparison.py"}
 # Sections that answer a question: each gives a command, a machine and a date.
 QUESTIONS = (
     "Statistics",
@@ -183,7 +181,7 @@ def _sections(text: str) -> dict[str, str]:
 def _scripts() -> set[str]:
     return {
         p.name for p in BENCHMARKS.iterdir()
-        if p.suffix in (".py", ".sh") and p.name not in HELPERS | ALIASES
+        if p.suffix in (".py", ".sh") and p.name not in HELPERS
     }  # fmt: skip
 
 
@@ -251,11 +249,7 @@ def test_every_script_has_one_row_and_every_named_file_exists():
     # Every benchmark script or result file a command or a sentence names exists,
     # but the retired ones HISTORY.md lists.
     retired = set(re.findall(r"^- `([\w.]+\.py)`", HISTORY.read_text(), re.M))
-    assert ALIASES <= retired
-    assert not any((BENCHMARKS / name).exists() for name in retired - ALIASES)
-    for alias in ALIASES:  # an alias only: the docstring says so, no code of its own
-        text = (BENCHMARKS / alias).read_text()
-        assert text.startswith('"""Retired: merged into') and "def " not in text
+    assert not any((BENCHMARKS / name).exists() for name in retired)
     for name in set(re.findall(r"benchmarks/([\w.]+\.(?:py|sh))", text)):
         assert (BENCHMARKS / name).is_file() or name in retired, name
     for name in set(re.findall(r"`(?:benchmarks/)?results/([\w.\-]+)`", text)):

@@ -266,10 +266,10 @@ def _comparison_script():
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     try:
-        import vote_attack_comparison
+        import attack_comparison
     finally:
         sys.path.pop(0)
-    return vote_attack_comparison
+    return attack_comparison
 
 
 def _attacked_row(index, prediction, radius, covered, undefended=0, loc="located"):
