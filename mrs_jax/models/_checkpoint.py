@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -213,17 +214,29 @@ def checkpoint_manager(
     import orbax.checkpoint as ocp
 
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep,
+        # A reader's options agree with read_only, so orbax has nothing to override.
+        max_to_keep=None if read_only else max_to_keep,
+        save_interval_steps=0 if read_only else 1,
         enable_async_checkpointing=False,
         create=not read_only,
         cleanup_tmp_directories=not read_only,
         read_only=read_only,
     )
-    return ocp.CheckpointManager(
-        Path(workdir).absolute() / CHECKPOINT_DIR,
-        options=options,
-        item_names=("model", "opt_state", "progress"),
-    )
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(_read_only_notice)
+    try:
+        return ocp.CheckpointManager(
+            Path(workdir).absolute() / CHECKPOINT_DIR,
+            options=options,
+            item_names=("model", "opt_state", "progress"),
+        )
+    finally:
+        absl_logger.removeFilter(_read_only_notice)
+
+
+def _read_only_notice(record: logging.LogRecord) -> bool:
+    """False for orbax's notice that a reader's manager is read-only (asked for)."""
+    return not str(record.msg).startswith("Given directory is read only")
 
 
 def save_checkpoint(
