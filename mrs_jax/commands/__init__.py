@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,14 @@ OVERRIDES_HELP = (
     "--config.data_dir=None; the value is parsed by the field's type and the "
     "changed config is what the run records."
 )
+
+
+def help_text(doc: str) -> str:
+    """``doc`` as ``--help`` shows it: reST markup (double backticks, roles such as
+    ``:func:``, a literal block's ``::``) removed, the text otherwise unchanged."""
+    text = re.sub(r":(?:func|mod|class|data|attr):`([^`]*)`", r"\1", doc)
+    text = re.sub(r"``([^`]*)``", r"\1", text)
+    return re.sub(r"::$", ":", text, flags=re.M)
 
 
 def prog(module: str) -> str:
@@ -46,7 +55,7 @@ def config_parser(module: str, kind: str, doc: str) -> argparse.ArgumentParser:
     help as its epilog, and ``--config`` (:func:`add_config_flag`)."""
     parser = argparse.ArgumentParser(
         prog=prog(module),
-        description=doc,
+        description=help_text(doc),
         epilog=OVERRIDES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="compare every run on the test images all of them hold",
     )
     parser.add_argument("--out", help="write summary.md/.json, curves.csv/.png here")
-    parser.add_argument("--log-x", action="store_true", help="symlog radius axis")
+    parser.add_argument("--log_x", action="store_true", help="symlog radius axis")
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     return parser
 

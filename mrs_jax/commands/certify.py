@@ -1,4 +1,4 @@
-"""Certifies a trained classifier on test images, one flushed row per image.
+r"""Certifies a trained classifier on test images, one flushed row per image.
 
 Usage (``mrs-certify``, or ``python -m certify`` in a checkout)::
 
@@ -85,8 +85,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="a training workdir")
     parser.add_argument("--out", required=True, help="the run directory")
     parser.add_argument("--smoke", action="store_true", help="the tiny variant")
-    parser.add_argument("--mode", choices=job.MODES, default=None)
-    parser.add_argument("--num_images", type=int, default=None)
+    parser.add_argument(
+        "--mode",
+        choices=job.MODES,
+        default=None,
+        metavar="MODE",
+        help=f"the job mode, one of {', '.join(job.MODES)} (default: the "
+        "config's; the README's Jobs section says what each does)",
+    )
+    parser.add_argument(
+        "--num_images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="certify the first N test images of the config's order (default: "
+        "the config's num_images)",
+    )
     parser.add_argument(
         "--images_per_batch",
         type=int,
@@ -106,7 +120,9 @@ def _parser() -> argparse.ArgumentParser:
         help="JAX devices to split the host CPU into (default: one per usable "
         "core; kept if XLA_FLAGS already sets a count)",
     )
-    parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument(
+        "--no_progress", action="store_true", help="no progress lines on stderr"
+    )
     parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     distributed.add_flags(parser)
     return parser

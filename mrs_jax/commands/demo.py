@@ -39,14 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(argv: list[str] | None = None) -> int:
     """Runs the demo as the command line asks; user errors raise (see
     :func:`main`)."""
-    parser = argparse.ArgumentParser(
-        prog=commands.prog("certify.demo"), description=__doc__
-    )
-    parser.add_argument("--workdir", default="runs", help="where runs are written")
-    parser.add_argument("--num_images", type=int, default=None)
-    parser.add_argument("--smoke", action="store_true", help="tiny, for tests")
-    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
 
     workdir = Path(args.workdir)
     model_dir = workdir / ("digits_smoke" if args.smoke else "digits")
@@ -63,6 +56,23 @@ def run(argv: list[str] | None = None) -> int:
     config = _train_and_certify(config, train_config, model_dir, out)
     _report(out, config)
     return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=commands.prog("certify.demo"), description=commands.help_text(__doc__)
+    )
+    parser.add_argument("--workdir", default="runs", help="where runs are written")
+    parser.add_argument(
+        "--num_images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="test digits to attack and certify (default: the demo config's 30)",
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny, for tests")
+    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
+    return parser
 
 
 def _configs(smoke: bool, num_images: int | None):

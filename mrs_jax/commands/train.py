@@ -77,8 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue a run")
     parser.add_argument("--smoke", action="store_true", help="the tiny variant")
     parser.add_argument("--init_from", default=None, help="warm-start checkpoint")
-    parser.add_argument("--no_progress", action="store_true", help="no tqdm bar")
-    parser.add_argument("--debug", action="store_true", help="tracebacks of errors")
+    parser.add_argument(
+        "--no_progress", action="store_true", help="no progress lines on stderr"
+    )
+    parser.add_argument("--debug", action="store_true", help="tracebacks on errors")
     distributed.add_flags(parser)
     return parser
 
