@@ -155,6 +155,20 @@ def test_mistakes_are_one_line_naming_the_field(override, message):
     assert "\n" not in str(error.value)
 
 
+def test_a_flag_and_the_overrides_are_checked_together():
+    # drs refuses a target radius; the override that removes it comes after --mode.
+    path = configfile.shipped("cifar10_cpu_sdm", "certify")
+    sdm = configfile.load(path, True, JobConfig)
+    assert sdm.target_radius == "unrestricted"
+    with pytest.raises(ValueError, match=r"^--mode drs: target_radius does not apply"):
+        configfile.override(sdm, [], {"mode": "drs"})
+    drs = configfile.override(sdm, [("target_radius", "None")], {"mode": "drs"})
+    assert (drs.mode, drs.target_radius) == ("drs", None)
+    # The override still wins over the flag on the same field.
+    both = configfile.override(sdm, [("num_images", "2")], {"num_images": 5})
+    assert both.num_images == 2
+
+
 # --- the command lines ---------------------------------------------------------------
 
 

@@ -17,7 +17,6 @@ handling: a file or a shipped name, ``:smoke``, and ``--config.FIELD=value``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import sys
@@ -95,8 +94,9 @@ def load_config(
     **flags,
 ):
     """``(config, path)``: ``args.config`` resolved and loaded (smoke if
-    ``:smoke`` or ``args.smoke``), then the flags that are not None (e.g.
-    ``--mode``), then the ``--config.FIELD`` overrides.
+    ``:smoke`` or ``args.smoke``), with the flags that are not None (e.g.
+    ``--mode``) and then the ``--config.FIELD`` overrides applied in one build,
+    so the config's checks see only the result.
 
     Raises:
       FileNotFoundError, ValueError, TypeError: from :mod:`mrs_jax.configfile`,
@@ -105,6 +105,4 @@ def load_config(
     path, smoke = configfile.resolve(args.config, kind)
     config = configfile.load(path, smoke or args.smoke, config_type)
     changes = {name: value for name, value in flags.items() if value is not None}
-    if changes:
-        config = dataclasses.replace(config, **changes)
-    return configfile.override(config, overrides), Path(path)
+    return configfile.override(config, overrides, changes), Path(path)

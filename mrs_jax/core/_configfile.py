@@ -17,8 +17,9 @@ import importlib.util
 import os
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 SHIPPED = Path(__file__).resolve().parents[1] / "configs"
 KINDS = ("train", "certify")
@@ -176,26 +177,32 @@ def split_overrides(
     return rest, overrides
 
 
-def override(config, overrides: Sequence[tuple[str, str]]):
-    """``config`` (a frozen dataclass) with each ``(field, text)`` applied.
+def override(
+    config, overrides: Sequence[tuple[str, str]], flags: Mapping[str, Any] | None = None
+):
+    """``config`` (a frozen dataclass) with ``flags`` (values already typed: a
+    command's ``--mode``, ``--num_images``) and each ``(field, text)`` applied.
 
     Each text is parsed by its field's annotated type: ``None``/``none``/``null``
     where the field may be None, ``true``/``false`` (also ``1``/``0``, ``yes``/
     ``no``) for a bool, an int, a float, a tuple as a Python literal
     (``32,32,3`` or ``(32, 32, 3)``), else the text itself for a str. The new
-    config is built once, so its own checks (and those across fields) run.
+    config is built once, so its own checks (and those across fields) run on the
+    result only: ``--mode drs --config.target_radius=None`` works where ``drs``
+    refuses the config's target radius.
 
     Raises:
       ValueError: a field the config does not have (with the nearest names), a
         text its type cannot parse, or a value the config's check refuses; each
         message starts with ``--config.FIELD``.
     """
-    if not overrides:
+    flags = dict(flags or {})
+    if not overrides and not flags:
         return config
     kind = type(config)
     hints = typing.get_type_hints(kind)
     fields = [field.name for field in dataclasses.fields(config)]
-    changes = {}
+    changes = dict(flags)
     for name, text in overrides:
         if name not in fields:
             near = difflib.get_close_matches(name, fields, n=3)
@@ -207,7 +214,10 @@ def override(config, overrides: Sequence[tuple[str, str]]):
     try:
         return dataclasses.replace(config, **changes)
     except (ValueError, TypeError) as err:
-        given = " ".join(f"--config.{name}={text}" for name, text in overrides)
+        given = " ".join(
+            [f"--{name} {value}" for name, value in flags.items()]
+            + [f"--config.{name}={text}" for name, text in overrides]
+        )
         raise ValueError(f"{given}: {err}") from err
 
 
