@@ -7,7 +7,7 @@ import math
 import pytest
 
 from certify.analyze import main as analyze_main
-from mrs_jax.report import _analysis as analysis
+from mrs_jax.report import _analysis as analysis, markdown_table
 
 PRACTICAL_ROWS = [
     # label, clean / undefended / defended predictions, radius, covered
@@ -465,3 +465,16 @@ def test_analyze_refuses_rows_past_num_images(tmp_path, capsys):
         analysis.summarize_run(run)
     assert analyze_main([str(run)]) == 2
     assert "index 4" in capsys.readouterr().err
+
+
+def test_masked_noise_double_masking_fills_cert_at_target():
+    # Its rows carry `certified` at the target radius, not `certified_at_target`.
+    rows = [
+        dict(index=i, label=1, prediction=p, certified=c, radius=8.66, num_samples=100)
+        for i, (p, c) in enumerate([(1, True), (1, False), (2, True), (1, True)])
+    ]
+    config = dict(mode="smoothed_double_masking", size=5, channels=3, sigma=7.0,
+                  target_radius=8.66)  # fmt: skip
+    summary = analysis.summarize(config, rows, "sdm")
+    assert summary.target_accuracy == 0.5
+    assert "| 50.0 |" in markdown_table([summary], [0.0])

@@ -234,6 +234,9 @@ def summarize(
         name,
         functools.partial(metrics.target_accuracy, mode=mode),
     )
+    if at_target is None and mode == "smoothed_double_masking" and target is not None:
+        # Its rows certify at the target radius itself: `certified` is the answer.
+        at_target = metrics.certified_accuracy(rows, target, mode=mode)
     expected = config.get("num_images", (config.get("config") or {}).get("num_images"))
     if expected is not None:
         expected = int(_config_value({"num_images": expected}, "num_images", int, name))
