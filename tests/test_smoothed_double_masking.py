@@ -448,3 +448,33 @@ def test_inference_names_the_bad_argument(change, error, words):
 
 def _literal(words):
     return re.escape(words)
+
+
+def test_a_batch_gets_what_each_image_gets_alone():
+    """[B, H, W, C] with [B] keys (or one key, split B ways) and [B] labels:
+    a list with each image's own result, as the other host drivers return."""
+    images = np.stack([_image(4, 1.0), _image(5, 0.5)])
+    keys = jax.random.split(jax.random.key(3), 2)
+    batch = smoothed_double_masking_certify(
+        TRIGGER, images, [1, 0], MASKS, SIGMA, RADIUS, key=keys, **CERTIFY
+    )
+    split = smoothed_double_masking_certify(
+        TRIGGER, images, np.array([1, 0]), MASKS, SIGMA, RADIUS,
+        key=jax.random.key(3), **CERTIFY,
+    )  # fmt: skip
+    labels = smoothed_double_masking(TRIGGER, images, MASKS, SIGMA, key=keys, **PREDICT)
+    for b, label in enumerate([1, 0]):
+        alone = smoothed_double_masking_certify(
+            TRIGGER, images[b], label, MASKS, SIGMA, RADIUS, key=keys[b], **CERTIFY
+        )
+        for got in (batch[b], split[b]):
+            assert (got.certified, got.p_lower) == (alone.certified, alone.p_lower)
+            assert got.num_samples == alone.num_samples
+        one = smoothed_double_masking(
+            TRIGGER, images[b], MASKS, SIGMA, key=keys[b], **PREDICT
+        )
+        assert labels[b] == one
+    with pytest.raises(ValueError, match=r"label must have shape \(2,\)"):
+        smoothed_double_masking_certify(
+            TRIGGER, images, [1], MASKS, SIGMA, RADIUS, key=keys, **CERTIFY
+        )

@@ -132,9 +132,23 @@ def _smoothed(problem: _Problem, pairs: np.ndarray, keys, *, alpha, **settings):
 # ------------------------------------------------------------------- shared
 
 
-def _prepare(classify, x, masks, sigma, num_classes, batch_size, mesh) -> _Problem:
+def _prepare(classify, x, masks, sigma, num_classes, batch_size, mesh, key):
+    """``(problems, keys, single)``: one validated problem and key per image.
+
+    A batch runs image by image (each image's stages stop on its own first
+    failure), so image ``b`` gets what it would alone with ``keys[b]``.
+    """
+    images, single = _checks.image_or_batch(x)
+    keys = _checks.key_or_keys(key, len(images), single)
+    problems = [
+        _problem(classify, image, masks, sigma, num_classes, batch_size, mesh)
+        for image in images
+    ]
+    return problems, list(keys), single
+
+
+def _problem(classify, x, masks, sigma, num_classes, batch_size, mesh) -> _Problem:
     _checks.callable_(classify, "classify")
-    x = _checks.image(x)
     if masks is None:
         raise TypeError("masks must be an [M, H, W] array, got None")
     if np.ndim(masks) != 3:
@@ -184,7 +198,7 @@ def smoothed_double_masking(
     num_classes: int,
     batch_size: int,
     mesh: Mesh | None = None,
-) -> int:
+) -> int | list[int]:
     """The defended label of ``x``: three-case inference on masked-noise PREDICTs.
 
     Host driver. PREDICTs the ``k`` one-mask combinations in one batch and,
@@ -195,11 +209,12 @@ def smoothed_double_masking(
     Args:
       classify: ``[B, H, W, C] -> [B, num_classes]`` logits, a function or a
         ``jax.tree_util.Partial`` carrying weights.
-      x: ``[H, W, C]`` float32 image in [0, 1], clean or attacked.
+      x: ``[H, W, C]`` float32 image in [0, 1], clean or attacked, or a batch
+        ``[B, H, W, C]``, run image by image (each gets what it would alone).
       masks: ``[k, H, W]`` bool or {0, 1}, none empty, e.g.
         :func:`mrs_jax.patchcleanser_masks`.
       sigma: noise standard deviation inside each combination, > 0.
-      key: typed PRNG key.
+      key: typed PRNG key; for a batch, one (split B ways) or ``[B]`` keys.
       n: draws per PREDICT, >= 1.
       alpha: each PREDICT's level in (0, 1): it returns a class other than
         ``g_S(x)`` with probability at most ``alpha``.
@@ -209,13 +224,17 @@ def smoothed_double_masking(
 
     Returns:
       The defended label, or ``ABSTAIN`` (-1) where the abstentions carry the
-      vote. Ties for the one-mask majority go to the smallest class, ABSTAIN
-      last.
+      vote (a list of B labels for a batch). Ties for the one-mask majority go
+      to the smallest class, ABSTAIN last.
     """
-    problem = _prepare(classify, x, masks, sigma, num_classes, batch_size, mesh)
+    problems, keys, single = _prepare(
+        classify, x, masks, sigma, num_classes, batch_size, mesh, key
+    )
     n = _checks.positive_int(n, "n")
     alpha = _checks.probability_level(alpha)
-    return _defend(problem, _checks.prng_key(key), n, alpha).label
+    pairs = zip(problems, keys, strict=True)
+    labels = [_defend(problem, k, n, alpha).label for problem, k in pairs]
+    return labels[0] if single else labels
 
 
 def _defend(problem: _Problem, key, n: int, alpha: float) -> _Inference:
@@ -300,7 +319,7 @@ def smoothed_double_masking_certify(
     batch_size: int,
     futility_alpha: float | None = None,
     mesh: Mesh | None = None,
-) -> SmoothedDoubleMaskingCertificate:
+) -> SmoothedDoubleMaskingCertificate | list[SmoothedDoubleMaskingCertificate]:
     """Certifies ``label`` for every patch position at l2 radius ``radius``.
 
     Host driver. Runs :func:`mrs_jax.certify_at` (``n0`` selection draws, then
@@ -323,12 +342,13 @@ def smoothed_double_masking_certify(
 
     Args:
       classify, x, masks, sigma, num_classes, batch_size, mesh: as in
-        :func:`smoothed_double_masking`; ``x`` is the clean image.
+        :func:`smoothed_double_masking`; ``x`` is the clean image, or a batch
+        ``[B, H, W, C]`` of clean images, certified image by image.
       label: the class to certify, in ``[0, num_classes)``, chosen without the
         certification draws (the true label, or the defended label from an
-        independent key).
+        independent key); for a batch, ``[B]`` ints.
       radius: target l2 radius >= 0 inside each combination.
-      key: typed PRNG key.
+      key: typed PRNG key; for a batch, one (split B ways) or ``[B]`` keys.
       n0: selection draws per combination, >= 1; or 0: no selection, every
         combination tests ``label`` itself (``certify_at``'s ``label``), which
         a fixed ``label`` allows and which saves the selection's draws.
@@ -338,16 +358,18 @@ def smoothed_double_masking_certify(
       futility_alpha: as in :func:`mrs_jax.certify_at`.
 
     Returns:
-      A :class:`SmoothedDoubleMaskingCertificate`.
+      A :class:`SmoothedDoubleMaskingCertificate` (a list of B for a batch).
 
     Raises:
       ValueError: an invalid argument, or ``max_n`` draws cannot certify
         ``radius`` at ``alpha`` (:func:`mrs_jax.certification.schedule`).
     """
-    problem = _prepare(classify, x, masks, sigma, num_classes, batch_size, mesh)
-    label = _checks.positive_int(label, "label", minimum=0)
-    if label >= problem.num_classes:
-        raise ValueError(f"label must be < num_classes = {num_classes}, got {label}")
+    problems, keys, single = _prepare(
+        classify, x, masks, sigma, num_classes, batch_size, mesh, key
+    )
+    labels = _checks.label_or_labels(
+        label, len(problems), single, problems[0].num_classes, "label"
+    )
     settings = dict(
         radius=_checks.nonnegative_float(radius, "radius"),
         n0=_checks.positive_int(n0, "n0", minimum=0),
@@ -357,9 +379,19 @@ def smoothed_double_masking_certify(
         else _checks.probability_level(futility_alpha, "futility_alpha"),
     )
     alpha = _checks.probability_level(alpha)
-    sequential.schedule(settings["radius"], problem.sigma, alpha, settings["max_n"])
-    key = _checks.prng_key(key)
+    sequential.schedule(settings["radius"], problems[0].sigma, alpha, settings["max_n"])
+    certificates = [
+        _certify_one(problem, int(label), k, alpha, dict(settings))
+        for problem, label, k in zip(problems, labels, keys, strict=True)
+    ]
+    return certificates[0] if single else certificates
 
+
+def _certify_one(
+    problem: _Problem, label: int, key, alpha: float, settings: dict
+) -> SmoothedDoubleMaskingCertificate:
+    """The certificate of one image: the one-mask stage, then (if it held) the
+    two-mask stage, each stopping at its first failure."""
     count = len(problem.masks)
     pairs, index = _combinations(count)
     one_mask = index[np.arange(count), np.arange(count)]
@@ -449,7 +481,7 @@ def row_fields(
     target = UNRESTRICTED if config.target_radius is None else config.target_radius
     radius = resolve_target(target, config.patch_size, x.shape[-1])
     predict_key, certify_key = jax.random.split(_checks.prng_key(key))
-    problem = _prepare(
+    problem = _problem(
         classify, x, masks, config.sigma, num_classes, config.batch_size, None
     )
     n0 = _checks.positive_int(config.n0, "n0")

@@ -117,13 +117,7 @@ def batch_inputs(classify, x, mask, sigma, key, num_classes, batch_size, mesh) -
     sigma = _checks.positive_float(sigma, "sigma")
     num_classes = _checks.positive_int(num_classes, "num_classes", minimum=2)
     batch_size = _checks.positive_int(batch_size, "batch_size")
-    if single or (isinstance(key, jax.Array) and key.ndim == 0) or (
-        isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == np.uint32
-    ):
-        one_key = _checks.prng_key(key)
-        keys = one_key[None] if count == 1 else jax.random.split(one_key, count)
-    else:
-        keys = _checks.key_batch(key, count, name="key")
+    keys = _checks.key_or_keys(key, count, single)
     mesh = sharding.sample_mesh() if mesh is None else mesh
     _checks.mesh_with_axis(mesh, sharding.SAMPLES)
     return Batch(

@@ -89,6 +89,18 @@ def key_batch(keys: Any, count: int, name: str = "keys") -> jax.Array:
     return keys
 
 
+def key_or_keys(key: Any, count: int, single: bool, name: str = "key") -> jax.Array:
+    """``[count]`` typed keys for ``count`` images: one key (split ``count`` ways
+    for a batch, kept as is for one image) or ``[count]`` keys, one per image."""
+    one = (isinstance(key, jax.Array) and key.ndim == 0) or (
+        isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == np.uint32
+    )
+    if single or one:
+        one_key = prng_key(key, name)
+        return one_key[None] if count == 1 else jax.random.split(one_key, count)
+    return key_batch(key, count, name=name)
+
+
 def labels(y: Any, count: int, num_classes: int, name: str = "labels") -> np.ndarray:
     """Returns ``y`` as ``[count]`` int32 class labels in ``[0, num_classes)``."""
     arr = np.asarray(y)
