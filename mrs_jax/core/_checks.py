@@ -126,6 +126,8 @@ def label_or_labels(
             raise ValueError(
                 f"{name} must be a scalar for a single image, got shape {arr.shape}"
             )
+        if not 0 <= arr < num_classes:
+            raise ValueError(f"{name} must lie in [0, {num_classes}), got {arr.item()}")
         arr = arr.reshape(1)
     return labels(arr, count, num_classes, name)
 
