@@ -10,9 +10,10 @@ Run from the repository root:
 
 Reports the training wall time (subprocess, one host device, as a user runs it), the
 load average seen while training, and on the whole test split of the checkpoint's
-data set: clean accuracy, and accuracy under the training noise (sigma and widths
-from ``model.json``) averaged over ``--draws`` independent mask-and-noise draws per
-image.
+data set: clean accuracy (one view), with ``--tta mirror`` or ``mirror_translate``
+also the accuracy averaged over test-time views (evaluation only), and accuracy
+under the training noise (sigma and widths from ``model.json``) averaged over
+``--draws`` independent mask-and-noise draws per image.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from machine_info import machine
 
 from mrs_jax.data import load_dataset
 from mrs_jax.models import load_classifier
-from mrs_jax.training import masked_noise_augment
+from mrs_jax.training import masked_noise_augment, tta_logits
 
 EVAL_BATCH = 1000
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def _train(workdir: str, config: str) -> dict:
     }
 
 
-def _evaluate(workdir: str, draws: int, data_dir: str | None) -> dict:
+def _evaluate(workdir: str, draws: int, data_dir: str | None, tta: str) -> dict:
     classify, meta = load_classifier(workdir)
     images, labels = load_dataset(meta["dataset"], "test", data_dir=data_dir)
 
@@ -79,6 +80,15 @@ def _evaluate(workdir: str, draws: int, data_dir: str | None) -> dict:
         return correct / len(labels)
 
     clean = accuracy()
+    with_tta = {}
+    if tta != "none":
+        views = jax.jit(lambda classify, x: tta_logits(classify, x, tta))
+        correct = 0
+        for start in range(0, len(labels), EVAL_BATCH):
+            part = slice(start, start + EVAL_BATCH)
+            predicted = np.argmax(views(classify, images[part]), -1)
+            correct += int((predicted == labels[part]).sum())
+        with_tta = {"tta": tta, "tta_accuracy": correct / len(labels)}
     root = jax.random.key(123)
     noisy = [accuracy(jax.random.fold_in(root, i)) for i in range(draws)]
     return {
@@ -88,6 +98,7 @@ def _evaluate(workdir: str, draws: int, data_dir: str | None) -> dict:
         "sigma": meta["sigma"],
         "widths": [meta["w_min"], meta["w_max"]],
         "clean_accuracy": clean,
+        **with_tta,
         "noisy_accuracy_mean": float(np.mean(noisy)),
         "noisy_accuracy_min": float(np.min(noisy)),
         "draws": draws,
@@ -101,11 +112,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--data_dir", default=None, help="for cifar10 / folders")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--draws", type=int, default=20)
+    parser.add_argument(
+        "--tta", default="none", choices=("none", "mirror", "mirror_translate")
+    )
     args = parser.parse_args(argv)
     result = {"machine": machine()}
     if not args.no_train:
         result.update(_train(args.workdir, args.config))
-    result.update(_evaluate(args.workdir, args.draws, args.data_dir))
+    result.update(_evaluate(args.workdir, args.draws, args.data_dir, args.tta))
     print(json.dumps(result, indent=2))
     return result
 

@@ -186,6 +186,11 @@ def test_bench_train_trains_and_evaluates_the_checkpoint(tmp_path):
     assert 0.0 <= result["noisy_accuracy_min"] <= result["noisy_accuracy_mean"] <= 1
     assert 0.0 <= result["clean_accuracy"] <= 1.0
     assert result["machine"]["cpu_count"] >= 1
+    assert "tta_accuracy" not in result
+    argv = ["--workdir", str(workdir), "--no-train", "--draws", "1"]
+    views = bench_train.main([*argv, "--tta", "mirror_translate"])
+    assert views["clean_accuracy"] == result["clean_accuracy"]
+    assert views["tta"] == "mirror_translate" and 0.0 <= views["tta_accuracy"] <= 1.0
 
 
 def test_bench_mask_width_main_writes_one_row_per_width(digits_checkpoint, tmp_path):

@@ -13,7 +13,11 @@ from ._config import (
     data_sources as data_sources,
     square_augment as square_augment,
 )
-from ._evaluate import augment as augment, evaluate as evaluate
+from ._evaluate import (
+    augment as augment,
+    evaluate as evaluate,
+    tta_logits as tta_logits,
+)
 from ._optimizer import make_optimizer as make_optimizer
 from ._train import make_train_step as make_train_step, train as train
 
@@ -31,4 +35,5 @@ __all__ = [
     "random_square_masks",
     "square_augment",
     "train",
+    "tta_logits",
 ]
