@@ -13,14 +13,16 @@ from mrs_jax.models import as_classifier, fold_batchnorm, folded_classifier, get
 
 
 def _random_statistics(model, seed=0):
-    """Non-trivial BatchNorm statistics and parameters, some scales negative."""
+    """Non-trivial BatchNorm statistics and parameters, some scales negative
+    (where the BatchNorm has a scale: airbench's have none)."""
     rng = np.random.default_rng(seed)
     for _, module in nnx.iter_modules(model):
         if isinstance(module, nnx.BatchNorm):
             shape = module.mean[...].shape
             module.mean[...] = jnp.asarray(rng.normal(0, 0.5, shape), jnp.float32)
             module.var[...] = jnp.asarray(rng.uniform(0.3, 2.0, shape), jnp.float32)
-            module.scale[...] = jnp.asarray(rng.normal(0, 1, shape), jnp.float32)
+            if module.scale is not None:
+                module.scale[...] = jnp.asarray(rng.normal(0, 1, shape), jnp.float32)
             module.bias[...] = jnp.asarray(rng.normal(0, 0.3, shape), jnp.float32)
     return model
 
@@ -29,6 +31,7 @@ FAMILIES = [
     ("resnet_tiny", {}, 32),
     ("fast_cnn_tiny", {"clamp": True}, 32),
     ("fast_cnn_tiny", {}, 32),
+    ("airbench_tiny", {"clamp": True}, 32),
     ("tiny_cnn", {}, 32),
     ("resnet50_tiny", {}, 64),
 ]

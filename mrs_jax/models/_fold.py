@@ -4,7 +4,8 @@ An eval-mode BatchNorm after a convolution is a per-channel affine map, so the
 pair equals one convolution with a scaled kernel and a bias; the folded model
 computes the same logits up to float rounding, with less work per layer. A
 BatchNorm after a max pool becomes a precomputed :class:`ChannelAffine`.
-Supported: ``CifarResNet``, ``ImageNetResNet``, ``FastCNN`` and ``SmallCNN``;
+Supported: ``CifarResNet``, ``ImageNetResNet``, ``FastCNN``, ``AirbenchNet`` and
+``SmallCNN``;
 ``WideResNet`` (pre-activation) is refused. Derivation: ``docs/models.md``.
 """
 
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.tree_util import Partial
 
+from mrs_jax.models._airbench import AirbenchGroup, AirbenchNet
 from mrs_jax.models._classifier import classifier_from_split
 from mrs_jax.models._fast_cnn import ConvGroup, FastCNN
 from mrs_jax.models._resnet_cifar import BasicBlock, CifarResNet
@@ -35,8 +37,11 @@ _PAIRS = {
     ),
     FastCNN: (("stem", "stem_bn"),),
     ConvGroup: (("conv2", "bn2"),),
+    AirbenchGroup: (("conv2", "norm2"),),
 }
-_FAMILIES = (CifarResNet, ImageNetResNet, FastCNN, SmallCNN)
+# BatchNorms after a max pool, per module type: each becomes a ChannelAffine.
+_AFTER_POOL = {ConvGroup: "bn1", AirbenchGroup: "norm1"}
+_FAMILIES = (CifarResNet, ImageNetResNet, FastCNN, AirbenchNet, SmallCNN)
 
 
 class Identity(nnx.Module):
@@ -62,7 +67,8 @@ def fold_batchnorm(model: nnx.Module) -> nnx.Module:
     """A copy of ``model`` with every eval-mode BatchNorm folded away.
 
     Args:
-      model: a ``CifarResNet``, ``ImageNetResNet``, ``FastCNN`` or ``SmallCNN``;
+      model: a ``CifarResNet``, ``ImageNetResNet``, ``FastCNN``, ``AirbenchNet``
+        or ``SmallCNN``;
         its BatchNorms' running statistics are used whatever mode it is in.
 
     Returns:
@@ -97,9 +103,11 @@ def fold_batchnorm(model: nnx.Module) -> nnx.Module:
                 continue
             _fold_into(conv, norm, _name(path, bn_name))
             setattr(module, bn_name, Identity())
-        if isinstance(module, ConvGroup):
-            scale, shift = _scale_shift(module.bn1, _name(path, "bn1"))
-            module.bn1 = ChannelAffine(scale, shift)
+        after_pool = _AFTER_POOL.get(type(module))
+        if after_pool is not None:
+            norm = getattr(module, after_pool)
+            scale, shift = _scale_shift(norm, _name(path, after_pool))
+            setattr(module, after_pool, ChannelAffine(scale, shift))
     return folded
 
 
