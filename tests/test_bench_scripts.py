@@ -364,3 +364,16 @@ def test_the_protocol_script_parses_and_names_what_exists():
                 "cifar10_adaptive", "cifar10_center", "cifar10_gradcam"):  # fmt: skip
         assert f"$RUNS/{run}\"" in text or f"\"$RUNS\"/{run}" in text, run
         assert (RUNS / run / "run.json").is_file(), run
+
+
+def test_the_airbench_protocol_script_parses_and_names_what_exists():
+    script = BENCHMARKS / "cifar10_airbench_protocol.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    configs = set(re.findall(r"(?:train|certify)/configs/\w+\.py", text))
+    assert len(configs) == 5
+    for config in configs:
+        assert (ROOT / config).is_file(), config
+    assert (BENCHMARKS / "checkpoints/cifar10_airbench/model.json").is_file()
+    for mode in ("center", "gradcam"):
+        assert f"--mode {mode}" in text

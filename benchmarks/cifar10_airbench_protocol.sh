@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The paper's CIFAR-10 protocol on the airbench-class model (issue 32), and the
+# one table of issue 31 on the same images: resumable, one run after another
+# (one heavy job at a time on a 2-core machine). Rerun the same command after a
+# kill: every run continues from its rows, a finished run returns at once, a
+# trained twin (a `done` file in its work dir) is not trained again.
+#
+#   bash benchmarks/cifar10_airbench_protocol.sh     # data in data/cifar10
+#
+# Runs: benchmarks/runs/airbench_{practical,center,gradcam,pc,sdm}, the first 200
+# images of the protocol's fixed order (the order of the 500-image cifar10_cpu
+# runs). Twins: benchmarks/checkpoints/cifar10_airbench_{occlusion,noise_squares}.
+# Report: benchmarks/runs/airbench_report. Never `git stash` or `git checkout`
+# the run directories while this runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+IMAGES=${IMAGES:-200}
+CKPT=benchmarks/checkpoints/cifar10_airbench
+OCCLUSION=benchmarks/checkpoints/cifar10_airbench_occlusion
+NOISE_SQUARES=benchmarks/checkpoints/cifar10_airbench_noise_squares
+RUNS=benchmarks/runs
+CONFIG=certify/configs/cifar10_cpu.py
+run() { "$PY" -m certify --no_progress --num_images "$IMAGES" "$@"; }
+twin() {  # train a twin once: the same recipe, another augmentation
+  if [ ! -f "$2/done" ]; then
+    resume=(); [ -d "$2/checkpoints" ] && resume=(--resume)
+    "$PY" -m train --config "$1" --workdir "$2" --no_progress "${resume[@]}"
+    touch "$2/done"
+  fi
+}
+run --checkpoint "$CKPT" --config "$CONFIG" --out "$RUNS/airbench_practical"
+run --checkpoint "$CKPT" --config "$CONFIG" --mode center --out "$RUNS/airbench_center"
+run --checkpoint "$CKPT" --config "$CONFIG" --mode gradcam --out "$RUNS/airbench_gradcam"
+twin train/configs/cifar10_airbench_occlusion.py "$OCCLUSION"
+run --checkpoint "$OCCLUSION" --config certify/configs/cifar10_cpu_pc.py --out "$RUNS/airbench_pc"
+twin train/configs/cifar10_airbench_noise_squares.py "$NOISE_SQUARES"
+run --checkpoint "$NOISE_SQUARES" --config certify/configs/cifar10_cpu_sdm.py --out "$RUNS/airbench_sdm"
+"$PY" -m certify.analyze "$RUNS"/airbench_practical "$RUNS"/airbench_center \
+  "$RUNS"/airbench_gradcam "$RUNS"/airbench_pc "$RUNS"/airbench_sdm \
+  --radii 0 3.5 7 --out "$RUNS/airbench_report"
