@@ -9,10 +9,9 @@ every other class exceeds ``2 * delta`` (ties to the smaller class index).
 Deterministic: no sampling, no alpha. ``MRS_SPEC.md`` section 10; derivation
 ``docs/derandomized_smoothing.md``.
 
-Ablated pixels are encoded apart from every colour: an image ``[H, W, C]`` in
-[0, 1] becomes ``[H, W, 2C]`` with channels ``(x, 1 - x)`` where kept and
-``(0, 0)`` where ablated (their paper's encoding; a kept pixel always has
-channel pairs summing to 1, an ablated one to 0).
+Ablated pixels are encoded apart from every colour (``mrs_jax.training.encode``:
+channels ``(x, 1 - x)`` where kept, ``(0, 0)`` where ablated), the same encoding
+the base classifier is trained on (``augmentation="ablation"``).
 """
 
 from __future__ import annotations
@@ -26,8 +25,13 @@ import numpy as np
 
 from mrs_jax.certification._counting import as_pytree
 from mrs_jax.core import checks as _checks
-
-ABLATIONS = ("column", "block")
+from mrs_jax.training import (
+    ABLATIONS as ABLATIONS,
+    ablate as ablate,
+    band_mask as band_mask,
+    encode as encode,
+    num_positions as num_positions,
+)
 
 
 class DerandomizedResult(NamedTuple):
@@ -44,39 +48,6 @@ class DerandomizedResult(NamedTuple):
     votes: np.ndarray
     margin: int
     certified: bool
-
-
-def encode(x: jax.Array, keep: jax.Array) -> jax.Array:
-    """``[H, W, C]`` in [0, 1] and a ``[H, W]`` keep mask -> ``[H, W, 2C]``.
-
-    Kept pixels are ``(x, 1 - x)``, ablated ones ``(0, 0)``.
-    """
-    keep = keep[..., None].astype(x.dtype)
-    return jnp.concatenate([x * keep, (1 - x) * keep], axis=-1)
-
-
-def band_mask(shape: tuple[int, int], position: jax.Array, band: int, mode: str):
-    """The ``[H, W]`` keep mask of one band (column) or block, wrapping around.
-
-    ``position``: the first kept column (``column``), or the flat index
-    ``row * W + col`` of the block's top-left (``block``).
-    """
-    height, width = shape
-    cols = (jnp.arange(width) - position % width) % width < band
-    if mode == "column":
-        return jnp.broadcast_to(cols[None, :], (height, width))
-    rows = (jnp.arange(height) - position // width) % height < band
-    return rows[:, None] & cols[None, :]
-
-
-def num_positions(shape: tuple[int, int], mode: str) -> int:
-    """How many band positions vote: ``W`` columns, or ``H * W`` blocks."""
-    return shape[1] if mode == "column" else shape[0] * shape[1]
-
-
-def ablate(x: jax.Array, position: jax.Array, band: int, mode: str) -> jax.Array:
-    """The encoded ablation of ``x: [H, W, C]`` to the band at ``position``."""
-    return encode(x, band_mask(x.shape[:2], position, band, mode))
 
 
 def votes(

@@ -25,13 +25,14 @@ import numpy as np
 from mrs_jax.core import checks as _checks
 from mrs_jax.data import dataset_source
 from mrs_jax.models import model_names
+from mrs_jax.training._ablation import ABLATIONS, ablation_augment
 from mrs_jax.training._augment import (
     masked_noise_augment,
     noise_squares_augment,
     occlusion_augment,
 )
 
-AUGMENTATIONS = ("masked_noise", "occlusion", "noise_squares")
+AUGMENTATIONS = ("masked_noise", "occlusion", "noise_squares", "ablation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,14 @@ class TrainConfig:
             ``occlusion_fill``, no noise; ``sigma`` and the widths are unused)
             or ``noise_squares`` (masked-noise double masking: ``sigma`` noise
             in the union of ``occlusion_squares`` squares of side
-            ``occlusion_size``; the widths and ``occlusion_fill`` are unused).
+            ``occlusion_size``; the widths and ``occlusion_fill`` are unused)
+            or ``ablation`` (derandomized smoothing: the image ablated to one
+            band of ``ablation_band`` columns, or one block, at a random
+            position and encoded to ``2C`` channels, ``mrs_jax.training.encode``;
+            the model takes ``in_channels=2C``; clean accuracy is of the whole
+            image encoded).
+        ablation_band, ablation_mode: the band width ``b`` and ``column`` or
+            ``block``, for ``augmentation="ablation"``.
         sigma: noise standard deviation in [0, 1] pixel units.
         w_min, w_max: inclusive range of square widths.
         full_image_noise: noise on the whole image instead of a square
@@ -134,6 +142,8 @@ class TrainConfig:
     occlusion_size: int = 9
     occlusion_squares: int = 2
     occlusion_fill: float | tuple[float, ...] = 0.5
+    ablation_band: int = 4
+    ablation_mode: str = "column"
     flip_crop: bool = False
     crop_pad: int = 4
     crop_pad_mode: str = "constant"
@@ -160,7 +170,7 @@ class TrainConfig:
         fix = functools.partial(object.__setattr__, self)
         for name in (
             "dataset", "model", "schedule", "augmentation", "crop_pad_mode",
-            "flip_mode", "tta",
+            "flip_mode", "tta", "ablation_mode",
         ):
             value = getattr(self, name)
             if not isinstance(value, str):
@@ -226,6 +236,7 @@ CHOICES = {
     "crop_pad_mode": ("constant", "reflect"),
     "flip_mode": ("random", "alternating"),
     "tta": ("none", "mirror", "mirror_translate"),
+    "ablation_mode": ABLATIONS,
 }
 
 
@@ -270,6 +281,7 @@ _INT_FIELDS = (
     "whiten_bias_epochs",
     "ema_start_epoch",
     "ema_every",
+    "ablation_band",
 )
 _OPTIONAL_FIELDS = (
     "max_steps_per_epoch",
@@ -327,6 +339,8 @@ def square_augment(
         return noise_squares_augment(
             key, images, config.sigma, config.occlusion_size, config.occlusion_squares
         )
+    if config.augmentation == "ablation":
+        return ablation_augment(key, images, config.ablation_band, config.ablation_mode)
     w_max = min(config.w_max, *images.shape[1:3])
     w_min = min(config.w_min, w_max)
     return masked_noise_augment(
@@ -397,6 +411,8 @@ def data_sources(config: TrainConfig):
     _check_same_classes(train, test, config.dataset, test_split)
     if config.augmentation in ("occlusion", "noise_squares"):
         _check_occlusion(config, tuple(train.image_shape))
+    if config.augmentation == "ablation":
+        _check_ablation(config, tuple(train.image_shape))
     return train, test
 
 
@@ -410,6 +426,17 @@ def _check_same_classes(train, test, dataset: str, test_split: str) -> None:
         f"{list(names[0])} and {list(names[1])} (labels are class folders in "
         "that order)"
     )
+
+
+def _check_ablation(config: TrainConfig, image_shape: tuple[int, ...]) -> None:
+    """Refuses a band that does not fit ``image_shape`` (H, W, C)."""
+    height, width, _ = image_shape
+    limit = width if config.ablation_mode == "column" else min(height, width)
+    if config.ablation_band > limit:
+        raise ValueError(
+            f"ablation_band={config.ablation_band} exceeds the {height}x{width} "
+            f"images' {limit} pixels"
+        )
 
 
 def _check_occlusion(config: TrainConfig, image_shape: tuple[int, ...]) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mrs_jax.core import checks as _checks, sharding as placement
+from mrs_jax.training._ablation import encode_whole
 from mrs_jax.training._augment import random_flip_crop
 from mrs_jax.training._config import (
     TrainConfig,
@@ -56,6 +57,12 @@ def augment(
     return square_augment(noise_key, images, config)
 
 
+def clean_view(images: jax.Array, config: TrainConfig) -> jax.Array:
+    """What the model sees of a clean batch: the images, or for
+    ``augmentation="ablation"`` the whole images encoded (``2C`` channels)."""
+    return encode_whole(images) if config.augmentation == "ablation" else images
+
+
 @functools.lru_cache(maxsize=16)
 def _eval_counts(config: TrainConfig) -> Callable:
     """Jitted once per config: ``(classify, images, labels, valid, key) -> hits``."""
@@ -65,7 +72,7 @@ def _eval_counts(config: TrainConfig) -> Callable:
     def counts(classify, images, labels, valid, key):
         noisy = augment(key, images, noise_config)
         # One forward pass over both halves: half the program to compile.
-        logits = classify(jnp.concatenate([images, noisy]))
+        logits = classify(jnp.concatenate([clean_view(images, config), noisy]))
         predicted = jnp.argmax(logits, -1)
         hits = (predicted == jnp.concatenate([labels, labels])) & jnp.concatenate(
             [valid, valid]
@@ -104,10 +111,11 @@ def tta_logits(classify: Callable, images: jax.Array, tta: str) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=4)
-def _tta_counts(tta: str) -> Callable:
+def _tta_counts(tta: str, config: TrainConfig) -> Callable:
     @jax.jit
     def counts(classify, images, labels, valid):
-        predicted = jnp.argmax(tta_logits(classify, images, tta), -1)
+        views = tta_logits(classify, clean_view(images, config), tta)
+        predicted = jnp.argmax(views, -1)
         return ((predicted == labels) & valid).sum()
 
     return counts
@@ -158,7 +166,7 @@ def evaluate(
         noisy += int(n)
         finite = finite and bool(ok)
         if config.tta != "none":
-            tta += int(_tta_counts(config.tta)(classify, *args))
+            tta += int(_tta_counts(config.tta, config)(classify, *args))
     if not finite:
         raise DivergedError("the logits on the evaluation images are not finite")
     scores = {

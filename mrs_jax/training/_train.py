@@ -41,7 +41,7 @@ from mrs_jax.training._config import (
     check_config as _check_config,
     data_sources,
 )
-from mrs_jax.training._evaluate import DivergedError, augment, evaluate
+from mrs_jax.training._evaluate import DivergedError, augment, clean_view, evaluate
 from mrs_jax.training._optimizer import make_optimizer
 
 
@@ -178,7 +178,8 @@ def _init_whitening(model: nnx.Module, config: TrainConfig, source) -> None:
 
     With ``whiten_augmented`` the images first get the training augmentation
     (flips, crops and noise, with a fixed key): the layer whitens what the
-    network sees in training, noise squares included.
+    network sees in training, noise squares included; without it, the clean
+    images (encoded whole for ``augmentation="ablation"``).
     """
     if not hasattr(model, "init_whitening"):
         raise ValueError(
@@ -191,6 +192,8 @@ def _init_whitening(model: nnx.Module, config: TrainConfig, source) -> None:
     if config.whiten_augmented:
         key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 1)
         images = np.asarray(augment(key, jnp.asarray(images), config))
+    else:
+        images = np.asarray(clean_view(jnp.asarray(images), config))
     model.init_whitening(images)
 
 
