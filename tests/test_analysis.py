@@ -144,9 +144,10 @@ def test_summaries_and_table(runs):
 
     table = analysis.markdown_table([practical, centre], [0, 10])
     lines = table.strip().split("\n")
-    assert len(lines) == 7 and lines[4] == ""
+    assert len(lines) == 8 and lines[4] == ""
     assert "certified (localised for practical/adaptive/clean)" in lines[5]
-    assert lines[6].startswith("s/image: median")
+    assert lines[6].startswith("attack won: the patch fooled")
+    assert lines[7].startswith("s/image: median")
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header == [
         "run",
@@ -162,6 +163,8 @@ def test_summaries_and_table(runs):
         "covered",
         "no_change",
         "multiple regions",
+        "attack won",
+        "cert any mask R=s*sqrt(C)",
         "cert R=0",
         "cert R=10",
         "cert R=s*sqrt(C)",
@@ -183,6 +186,8 @@ def test_summaries_and_table(runs):
         "75.0",
         "25.0",
         "0.0",
+        "0.0",  # attack won: rows 0, 2, 3 fooled the base model, all covered
+        "75.0",  # certified at 8.66 wherever the mask lies: rows 0, 1, 3
         "50.0",
         "25.0",
         "50.0 (8.66)",
@@ -201,6 +206,8 @@ def test_summaries_and_table(runs):
         "50.0",
         "50.0",
         "0.0",
+        "-",
+        "-",
         "-",
         "-",
         "-",

@@ -233,3 +233,23 @@ def test_an_attacked_row_without_covered_is_refused_not_counted():
     assert metrics.certified_accuracy([row], 0.0, mode="center") == 1.0
     with pytest.raises(TypeError, match="mode"):
         metrics.certified_radii([row], mode=3)
+
+
+def test_attack_won_and_certified_wherever_the_mask_lies():
+    # fooled & missed (won) | fooled & covered | failed & missed | failed & covered
+    rows = [
+        dict(label=1, prediction=1, radius=9.0, certified=True, covered=False,
+             undefended_adv_prediction=0),
+        dict(label=1, prediction=1, radius=9.0, certified=True, covered=True,
+             undefended_adv_prediction=0),
+        dict(label=1, prediction=1, radius=5.0, certified=True, covered=False,
+             undefended_adv_prediction=1),
+        dict(label=1, prediction=0, radius=9.0, certified=True, covered=True,
+             undefended_adv_prediction=1),
+    ]  # fmt: skip
+    assert metrics.attack_won_rate(rows) == 0.25
+    assert metrics.certified_correct_rate(rows, 8.66) == 0.5  # rows 0 and 1
+    assert metrics.certified_correct_rate(rows, 0.0) == 0.75
+    assert metrics.certified_accuracy(rows, 8.66) == 0.25  # localised: row 1 only
+    with pytest.raises(ValueError, match="no patch"):
+        metrics.attack_won_rate([dict(rows[0], covered=None)])

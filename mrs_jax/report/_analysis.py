@@ -89,6 +89,10 @@ class RunSummary:
         "no_change", "multiple_regions"), or None for modes without one.
       covered_rate: share of rows whose mask contains the patch (practical,
         adaptive).
+      attack_won: attacked modes: share of rows where the patch fooled the
+        undefended classifier and the mask missed it (``metrics.attack_won_rate``).
+      certified_any_mask: attacked modes: share certified for the true label
+        at R = s*sqrt(C) wherever the mask lies (``metrics.certified_correct_rate``).
       target_radius: the l2 target of a ``certify_at`` run, else None.
       unrestricted_target: the target was "unrestricted" (s*sqrt(C)): every
         possible patch inside the mask.
@@ -116,6 +120,8 @@ class RunSummary:
     base_clean_accuracy: float | None = None
     localization: dict[str, float] | None = None
     covered_rate: float | None = None
+    attack_won: float | None = None
+    certified_any_mask: float | None = None
     target_radius: float | None = None
     unrestricted_target: bool = False
     target_accuracy: float | None = None
@@ -222,9 +228,13 @@ def summarize(
     undefended = _optional(rows, "undefended_adv_prediction", name, base)
     base_clean = _optional(rows, "base_clean_prediction", name, base)
     localization = _optional(rows, "localization", name, metrics.localization_rates)
-    covered_rate = None
+    covered_rate = attack_won = any_mask = None
     if mode in _ATTACKED and all(r.get("covered") is not None for r in rows):
         covered_rate = metrics.coverage_rate(rows)
+        unrestricted = metrics.radius_markers(size, channels)[tables.UNRESTRICTED]
+        any_mask = metrics.certified_correct_rate(rows, unrestricted)
+        if undefended is not None:
+            attack_won = metrics.attack_won_rate(rows)
     target = config.get("target_radius")
     if target is not None:
         target = float(_config_value(config, "target_radius", (int, float), name))
@@ -257,6 +267,8 @@ def summarize(
         base_clean_accuracy=base_clean,
         localization=localization,
         covered_rate=covered_rate,
+        attack_won=attack_won,
+        certified_any_mask=any_mask,
         target_radius=target,
         unrestricted_target=(config.get("config") or {}).get("target_radius")
         == "unrestricted",

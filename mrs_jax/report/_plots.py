@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+import mrs_jax.report._tables as tables
 from mrs_jax import rows as metrics
 
-_UNRESTRICTED = "true unrestricted (s*sqrt(C))"
 _PAPER = "paper s^2"
 
 
@@ -71,7 +71,7 @@ def figure(summaries: Sequence[Any], *, log_x: bool = False):
     markers = []
     for size, channels in sorted({(s.size, s.channels) for s in summaries}):
         radii = metrics.radius_markers(size, channels)
-        for key, style in ((_UNRESTRICTED, ":"), (_PAPER, "--")):
+        for key, style in ((tables.UNRESTRICTED, ":"), (_PAPER, "--")):
             ax.axvline(radii[key], color="gray", linestyle=style, linewidth=1)
             markers.append((radii[key], f"s={size}, C={channels}: {radii[key]:.3g}"))
     handles += [

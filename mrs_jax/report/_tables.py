@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-_UNRESTRICTED = "true unrestricted (s*sqrt(C))"
+UNRESTRICTED = "true unrestricted (s*sqrt(C))"
 _PAPER = "paper s^2"
 _LOCALISED_MODES = "practical/adaptive/clean"
 
@@ -69,9 +69,12 @@ def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
     name = certified_name(summaries)
     cert = "loc. cert" if name == "localised certified" else "cert"
     targets = any(s.target_radius is not None for s in summaries)
+    attacked = any(s.certified_any_mask is not None for s in summaries)
     header = ["run", "mode", "sigma", "s", "images", "base clean", "base attacked"]
     header += ["clean", "empirical", "abstain"]
     header += ["covered", "no_change", "multiple regions"]
+    if attacked:
+        header += ["attack won", "cert any mask R=s*sqrt(C)"]
     header += [f"{cert} R={r:g}" for r in radii]
     header += [f"{cert} R=s*sqrt(C)", f"{cert} R=s^2"]
     if targets:
@@ -79,13 +82,20 @@ def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
     header += ["s/image"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in summaries:
-        lines.append("| " + " | ".join(_cells(s, radii, targets)) + " |")
+        lines.append("| " + " | ".join(_cells(s, radii, targets, attacked)) + " |")
     lines.append("")
     lines.append(
         f"{cert}: {name} R-accuracy (%); localised = conditional on the located "
         "mask covering the patch, not a worst case over patch positions. "
         "base = the undefended classifier."
     )
+    if attacked:
+        lines.append(
+            "attack won: the patch fooled the undefended classifier and the mask "
+            "missed it. cert any mask: certified for the true label at s*sqrt(C) "
+            "wherever the mask lies (a guarantee for the attacked image, not "
+            "against the patch where the mask misses it)."
+        )
     if any(s.certificate == "every patch position" for s in summaries):
         lines.append(
             "double_masking (PatchCleanser) and drs (derandomized smoothing): "
@@ -132,7 +142,9 @@ def seconds_table(summaries: Sequence[Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cells(s: Any, radii: Sequence[float], targets: bool) -> list[str]:
+def _cells(
+    s: Any, radii: Sequence[float], targets: bool, attacked: bool
+) -> list[str]:
     sigma = "-" if s.sigma is None else f"{s.sigma:g}"
     located = s.localization or {}
     cells = [s.name, s.mode, sigma, str(s.size), _images(s)]
@@ -140,8 +152,10 @@ def _cells(s: Any, radii: Sequence[float], targets: bool) -> list[str]:
     cells += [_percent(s.clean_accuracy), _percent(s.empirical_accuracy)]
     cells += [_percent(s.abstain_rate), _percent(s.covered_rate)]
     cells += [_percent(located.get(k)) for k in ("no_change", "multiple_regions")]
+    if attacked:
+        cells += [_percent(s.attack_won), _percent(s.certified_any_mask)]
     cells += [_percent(a) for a in s.certified_accuracy(radii)]
-    for radius in (s.markers[_UNRESTRICTED], s.markers[_PAPER]):
+    for radius in (s.markers[UNRESTRICTED], s.markers[_PAPER]):
         accuracy = s.certified_accuracy([radius])[0]
         cells.append(f"{_percent(accuracy)} ({radius:.3g})")
     if targets:

@@ -415,6 +415,41 @@ def coverage_rate(rows: Iterable[Mapping[str, Any]]) -> float:
     return float(np.mean(covered))
 
 
+def attack_won_rate(rows: Iterable[Mapping[str, Any]]) -> float:
+    """Share of attacked rows where the attack beat the localiser: the patch
+    fooled the undefended classifier (``undefended_adv_prediction != label``)
+    and the mask missed it (``covered`` false).
+
+    Localised certified accuracy counts neither these rows nor those where the
+    patch failed and the mask sat elsewhere; this rate tells them apart.
+    """
+    rows = _rows(rows)
+    won = []
+    for i, row in enumerate(rows):
+        if row.get("covered") is None:
+            raise ValueError(f"rows[{i}] has no patch ('covered' is None or absent)")
+        fooled = _int_field(row, "undefended_adv_prediction", i) != _label(row, i)
+        won.append(fooled and not _covered_ok(row, i))
+    return float(np.mean(won))
+
+
+def certified_correct_rate(
+    rows: Iterable[Mapping[str, Any]], radius: float
+) -> float:
+    """Share of rows certified for the true label at radius >= ``radius``,
+    wherever the mask lies (coverage ignored): what the smoothed classifier in
+    the located mask guarantees for the image the attack produced, not a
+    certificate against the patch where the mask misses it."""
+    rows = _rows(rows)
+    counted = [
+        _certified(row, i)
+        and _int_field(row, "prediction", i) == _label(row, i)
+        and _radius(row, i) >= radius
+        for i, row in enumerate(rows)
+    ]
+    return float(np.mean(counted))
+
+
 def mask_covers(mask: Any, top_left: Any, size: int) -> bool:
     """Whether the mask contains every pixel of the s x s patch at `top_left`.
 
