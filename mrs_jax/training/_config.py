@@ -167,68 +167,78 @@ class TrainConfig:
     def __post_init__(self):
         # Normalised in place (frozen), so configs from files are hashable (the
         # jitted step is cached on them) and JSON-recordable in model.json.
-        fix = functools.partial(object.__setattr__, self)
-        for name in (
-            "dataset", "model", "schedule", "augmentation", "crop_pad_mode",
-            "flip_mode", "tta", "ablation_mode",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, str):
-                raise TypeError(f"{name} must be a str, got {value!r}")
-        if self.model not in model_names():
-            raise ValueError(
-                f"model must be one of {model_names()}; got {self.model!r}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"schedule must be one of {SCHEDULES}; got {self.schedule!r}"
-            )
+        _check_names(self)
         _check_recipe(self)
-        if self.augmentation not in AUGMENTATIONS:
+        _check_data(self)
+        _check_numbers(self)
+        _check_augmentation(self)
+
+
+def _check_names(config: TrainConfig) -> None:
+    """The str fields, and the model, schedule and augmentation among theirs."""
+    for name in (
+        "dataset", "model", "schedule", "augmentation", "crop_pad_mode",
+        "flip_mode", "tta", "ablation_mode",
+    ):  # fmt: skip
+        value = getattr(config, name)
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, got {value!r}")
+    for name, allowed in (
+        ("model", model_names()),
+        ("schedule", SCHEDULES),
+        ("augmentation", AUGMENTATIONS),
+    ):
+        if getattr(config, name) not in allowed:
             raise ValueError(
-                f"augmentation must be one of {AUGMENTATIONS}; got "
-                f"{self.augmentation!r}"
+                f"{name} must be one of {allowed}; got {getattr(config, name)!r}"
             )
-        if self.data_dir is not None:
-            if not isinstance(self.data_dir, (str, os.PathLike)):
-                raise TypeError(
-                    f"data_dir must be a path or None, got {self.data_dir!r}"
-                )
-            fix("data_dir", str(self.data_dir))
-        fix("model_kwargs", _model_kwargs(self.model_kwargs))
-        shape = self.image_shape
-        if not isinstance(shape, (tuple, list)) or len(shape) != 3:
-            raise ValueError(f"image_shape must be (H, W, C), got {shape!r}")
-        fix("image_shape", tuple(_checks.positive_int(d, "image_shape") for d in shape))
-        minimum = {
-            "num_classes": 2, "seed": 0, "crop_pad": 0, "whiten_examples": 0,
-            "whiten_bias_epochs": 0, "ema_start_epoch": 0,
-        }
-        for name in _INT_FIELDS:
-            value = getattr(self, name)
-            if value is not None or name not in _OPTIONAL_FIELDS:
-                fix(name, _checks.positive_int(value, name, minimum.get(name, 1)))
-        fix("seed", _checks.seed(self.seed))
-        if self.w_min > self.w_max:
-            raise ValueError(f"need w_min <= w_max; got {self.w_min}, {self.w_max}")
-        rate = _checks.positive_float(self.learning_rate, "learning_rate")
-        fix("learning_rate", rate)
-        for name in ("momentum", "weight_decay", "warmup_epochs", "sigma"):
-            fix(name, _checks.nonnegative_float(getattr(self, name), name))
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must be < 1, got {self.momentum}")
-        smoothing = _checks.nonnegative_float(self.label_smoothing, "label_smoothing")
-        if smoothing >= 1:
-            raise ValueError(f"label_smoothing must be < 1, got {smoothing}")
-        fix("label_smoothing", smoothing)
-        for name in ("full_image_noise", "flip_crop", "whiten_augmented"):
-            fix(name, _checks.boolean(getattr(self, name), name))
-        if self.full_image_noise and self.augmentation != "masked_noise":
-            raise ValueError(
-                "full_image_noise=True needs augmentation='masked_noise'; got "
-                f"augmentation={self.augmentation!r}"
-            )
-        fix("occlusion_fill", _occlusion_fill(self.occlusion_fill))
+
+
+def _check_data(config: TrainConfig) -> None:
+    """``data_dir``, ``model_kwargs`` and ``image_shape``, normalised."""
+    fix = functools.partial(object.__setattr__, config)
+    if config.data_dir is not None:
+        if not isinstance(config.data_dir, (str, os.PathLike)):
+            raise TypeError(f"data_dir must be a path or None, got {config.data_dir!r}")
+        fix("data_dir", str(config.data_dir))
+    fix("model_kwargs", _model_kwargs(config.model_kwargs))
+    shape = config.image_shape
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise ValueError(f"image_shape must be (H, W, C), got {shape!r}")
+    fix("image_shape", tuple(_checks.positive_int(d, "image_shape") for d in shape))
+
+
+def _check_numbers(config: TrainConfig) -> None:
+    """The int, float and bool fields, each in its range."""
+    fix = functools.partial(object.__setattr__, config)
+    for name in _INT_FIELDS:
+        value = getattr(config, name)
+        if value is not None or name not in _OPTIONAL_FIELDS:
+            fix(name, _checks.positive_int(value, name, _INT_MINIMUM.get(name, 1)))
+    fix("seed", _checks.seed(config.seed))
+    if config.w_min > config.w_max:
+        raise ValueError(f"need w_min <= w_max; got {config.w_min}, {config.w_max}")
+    fix("learning_rate", _checks.positive_float(config.learning_rate, "learning_rate"))
+    for name in ("momentum", "weight_decay", "warmup_epochs", "sigma"):
+        fix(name, _checks.nonnegative_float(getattr(config, name), name))
+    if config.momentum >= 1:
+        raise ValueError(f"momentum must be < 1, got {config.momentum}")
+    smoothing = _checks.nonnegative_float(config.label_smoothing, "label_smoothing")
+    if smoothing >= 1:
+        raise ValueError(f"label_smoothing must be < 1, got {smoothing}")
+    fix("label_smoothing", smoothing)
+    for name in ("full_image_noise", "flip_crop", "whiten_augmented"):
+        fix(name, _checks.boolean(getattr(config, name), name))
+
+
+def _check_augmentation(config: TrainConfig) -> None:
+    """Settings that only one augmentation reads."""
+    if config.full_image_noise and config.augmentation != "masked_noise":
+        raise ValueError(
+            "full_image_noise=True needs augmentation='masked_noise'; got "
+            f"augmentation={config.augmentation!r}"
+        )
+    object.__setattr__(config, "occlusion_fill", _occlusion_fill(config.occlusion_fill))
 
 
 SCHEDULES = ("cosine", "step", "triangle")
@@ -283,6 +293,10 @@ _INT_FIELDS = (
     "ema_every",
     "ablation_band",
 )
+_INT_MINIMUM = {
+    "num_classes": 2, "seed": 0, "crop_pad": 0, "whiten_examples": 0,
+    "whiten_bias_epochs": 0, "ema_start_epoch": 0,
+}  # fmt: skip
 _OPTIONAL_FIELDS = (
     "max_steps_per_epoch",
     "max_eval_examples",
@@ -311,9 +325,7 @@ def check_config(config: Any) -> None:
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
 
 
-def square_augment(
-    key: jax.Array, images: jax.Array, config: TrainConfig
-) -> jax.Array:
+def square_augment(key: jax.Array, images: jax.Array, config: TrainConfig) -> jax.Array:
     """The random squares ``config.augmentation`` names, on ``images: [B, H, W, C]``.
 
     ``masked_noise``: :func:`mrs_jax.noise.masked_noise_augment` with ``sigma`` in
