@@ -9,6 +9,8 @@ The package is grouped by the stage each part serves (``data``, ``models``,
 ``job``, ``report``); this module re-exports the public API of each.
 """
 
+# First, before JAX loads: a program of this project holds a Ctrl-C (_entry.py).
+import mrs_jax._entry  # noqa: F401
 from mrs_jax.attacks import (
     PatchAttackResult as PatchAttackResult,
     SoftVote as SoftVote,

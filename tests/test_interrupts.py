@@ -281,3 +281,45 @@ def _interrupt_when_due(tries, deadline):
                 process.send_signal(signal.SIGINT)
                 one["sent"] = True
         time.sleep(0.02)
+
+
+def _restore_default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its own
+
+
+def test_every_entry_point_holds_a_ctrl_c_while_it_imports(tmp_path):
+    """The four console scripts and the checkout's modules, interrupted half a
+    second in (still importing JAX): one line, exit 130, no traceback."""
+    scripts = Path(sys.executable).parent
+    missing = tmp_path / "no_such_run"
+    commands = {
+        "mrs-train": [str(scripts / "mrs-train"), "--config", "digits:smoke",
+                      "--workdir", str(tmp_path / "t")],
+        "mrs-certify": [str(scripts / "mrs-certify"), "--config", "digits:smoke",
+                        "--checkpoint", str(missing), "--out", str(tmp_path / "c")],
+        "mrs-analyze": [str(scripts / "mrs-analyze"), str(missing)],
+        "mrs-demo": [str(scripts / "mrs-demo"), "--smoke", "--workdir",
+                     str(tmp_path / "d")],
+        "certify.analyze": [sys.executable, "-m", "certify.analyze", str(missing)],
+        "certify.demo": [sys.executable, "-m", "certify.demo", "--smoke",
+                         "--workdir", str(tmp_path / "m")],
+    }  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "MRS_DEBUG"}
+    processes = {
+        name: subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True, preexec_fn=_restore_default_sigint,
+        )  # fmt: skip
+        for name, command in commands.items()
+    }
+    try:
+        time.sleep(0.5)
+        for process in processes.values():
+            process.send_signal(signal.SIGINT)
+        for name, process in processes.items():
+            _, stderr = process.communicate(timeout=180)
+            _check_interrupted(name, process.returncode, stderr)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()

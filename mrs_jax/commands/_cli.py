@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
+from mrs_jax._entry import HeldInterrupts as HeldInterrupts
+
 USER_ERROR_EXIT = 2
 INTERRUPT_EXIT = 130
 DEBUG_ENV = "MRS_DEBUG"
@@ -159,19 +161,6 @@ def flush_and_exit(code: int) -> NoReturn:
         with contextlib.suppress(OSError, ValueError):  # closed or gone
             stream.flush()
     os._exit(code)
-
-
-class HeldInterrupts(list):
-    """A SIGINT handler that only records: for an entry point while it imports.
-
-    ``signal.signal(signal.SIGINT, HeldInterrupts())`` before the first heavy
-    import; :func:`main_guard` then raises a held Ctrl-C as its own. (An entry
-    point that cannot import this class first defines one like it: a ``list``
-    subclass whose call appends the signal number.)
-    """
-
-    def __call__(self, signum, frame) -> None:
-        self.append(signum)
 
 
 class InterruptGuard:
