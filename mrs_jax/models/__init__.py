@@ -35,7 +35,11 @@ from ._fold import (
     folded_classifier as folded_classifier,
 )
 from ._normalize import Normalize as Normalize
-from ._registry import get_model as get_model, model_names as model_names
+from ._registry import (
+    check_model_kwargs as check_model_kwargs,
+    get_model as get_model,
+    model_names as model_names,
+)
 from ._resnet_cifar import CifarResNet as CifarResNet
 from ._resnet_imagenet import ImageNetResNet as ImageNetResNet
 from ._small_cnn import SmallCNN as SmallCNN
@@ -50,6 +54,7 @@ __all__ = [
     "WideResNet",
     "append_metrics_row",
     "as_classifier",
+    "check_model_kwargs",
     "check_resume",
     "check_workdir",
     "checkpoint_classifier",

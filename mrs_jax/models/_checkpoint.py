@@ -74,7 +74,46 @@ def read_model_meta(workdir: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path} must hold a JSON object")
+    _check_meta_fields(meta, path)
     return meta
+
+
+def _check_meta_fields(meta: dict[str, Any], path: Path) -> None:
+    """Refuses a present field of the wrong type, naming the file and field."""
+
+    def bad(field: str, expected: str) -> ValueError:
+        return ValueError(
+            f"{path}: field {field!r} must be {expected}, got {meta[field]!r}"
+        )
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if "model" in meta and not isinstance(meta["model"], str):
+        raise bad("model", "a model name")
+    if "num_classes" in meta and not (
+        is_int(meta["num_classes"]) and meta["num_classes"] >= 2
+    ):
+        raise bad("num_classes", "an int >= 2")
+    shape = meta.get("image_shape")
+    if "image_shape" in meta and not (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(is_int(d) and d > 0 for d in shape)
+    ):
+        raise bad("image_shape", "[H, W, C] of positive ints")
+    if "model_kwargs" in meta and not isinstance(meta["model_kwargs"], dict):
+        raise bad("model_kwargs", "a JSON object")
+    sigma = meta.get("sigma")
+    if sigma is not None and not (
+        isinstance(sigma, (int, float)) and not isinstance(sigma, bool)
+    ):
+        raise bad("sigma", "a number or null")
+    classes = meta.get("classes")
+    if classes is not None and not (
+        isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+    ):
+        raise bad("classes", "a list of class names")
 
 
 def meta_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -392,8 +431,7 @@ def restore_intact(
         if broken:
             warnings.warn(
                 f"checkpoint step {broken[0]} in {manager.directory} is unreadable, "
-                f"restored step {step} instead (newest intact). "
-                + "; ".join(errors),
+                f"restored step {step} instead (newest intact). " + "; ".join(errors),
                 stacklevel=2,
             )
         return (*restored, broken)
@@ -452,12 +490,15 @@ def load_model(checkpoint_path: str | Path) -> tuple[nnx.Module, dict[str, Any]]
     missing = [k for k in ("model", "num_classes", "image_shape") if k not in meta]
     if missing:
         raise ValueError(f"{workdir / MODEL_JSON} lacks {missing}")
-    model = get_model(
-        meta["model"],
-        num_classes=int(meta["num_classes"]),
-        seed=0,
-        **meta.get("model_kwargs", {}),
-    )
+    try:
+        model = get_model(
+            meta["model"],
+            num_classes=int(meta["num_classes"]),
+            seed=0,
+            **meta.get("model_kwargs", {}),
+        )
+    except ValueError as err:  # an unknown model or model_kwargs name
+        raise ValueError(f"{workdir / MODEL_JSON}: {err}") from None
     graphdef, params, batch_stats, rest = nnx.split(
         model, nnx.Param, nnx.BatchStat, ...
     )

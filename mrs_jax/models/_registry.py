@@ -16,6 +16,7 @@ Variants are ``functools.partial`` of four families (flax ``examples/imagenet``)
 """
 
 import functools
+import inspect
 from collections.abc import Callable
 
 import jax
@@ -45,6 +46,27 @@ _MODELS: dict[str, Callable[..., nnx.Module]] = {
     # Two bottleneck stages only: compiles fast enough for smoke tests.
     "resnet50_tiny": functools.partial(ImageNetResNet, stage_sizes=(1, 1), width=4),
 }
+
+
+def check_model_kwargs(name: str, kwargs: dict) -> None:
+    """Refuses a keyword the model family ``name`` does not take, naming those
+    it does (``model_kwargs`` from a config, the command line or ``model.json``).
+    """
+    if name not in _MODELS:
+        raise ValueError(f"name must be one of {model_names()}; got {name!r}")
+    family = _MODELS[name]
+    family = family.func if isinstance(family, functools.partial) else family
+    parameters = inspect.signature(family.__init__).parameters
+    accepted = sorted(
+        p for p, spec in parameters.items()
+        if spec.kind is inspect.Parameter.KEYWORD_ONLY and p != "rngs"
+    )  # fmt: skip
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"model_kwargs: model {name!r} takes no {', '.join(unknown)}; it takes "
+            f"{', '.join(accepted)}"
+        )
 
 
 def model_names() -> tuple[str, ...]:
@@ -87,6 +109,7 @@ def get_model(
         raise ValueError(f"num_classes must be >= 2; got {num_classes}")
     if (seed is None) == (rngs is None):
         raise ValueError("give exactly one of seed and rngs")
+    check_model_kwargs(name, kwargs)
     family = _MODELS[name]
     if rngs is not None:
         return family(num_classes, rngs=rngs, **kwargs)

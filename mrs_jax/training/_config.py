@@ -24,7 +24,7 @@ import numpy as np
 
 from mrs_jax.core import checks as _checks
 from mrs_jax.data import dataset_source
-from mrs_jax.models import model_names
+from mrs_jax.models import check_model_kwargs, model_names
 from mrs_jax.training._ablation import ABLATIONS, ablation_augment
 from mrs_jax.training._augment import (
     masked_noise_augment,
@@ -202,6 +202,7 @@ def _check_data(config: TrainConfig) -> None:
             raise TypeError(f"data_dir must be a path or None, got {config.data_dir!r}")
         fix("data_dir", str(config.data_dir))
     fix("model_kwargs", _model_kwargs(config.model_kwargs))
+    check_model_kwargs(config.model, dict(config.model_kwargs))
     shape = config.image_shape
     if not isinstance(shape, (tuple, list)) or len(shape) != 3:
         raise ValueError(f"image_shape must be (H, W, C), got {shape!r}")
