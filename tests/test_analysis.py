@@ -433,7 +433,15 @@ def test_plot_labels_of_several_patch_sizes_do_not_overlap(log_x):
     try:
         fig.canvas.draw()
         labels, legend, others = _text_boxes(fig)
-        assert len(labels) == 6  # s*sqrt(C) and s^2 for each of three sizes
+        # s*sqrt(C) and s^2 for each of three sizes, but 9^2 = 81: past every
+        # certified radius (30), it is named in the legend instead.
+        assert len(labels) == 5
+        legend_texts = (
+            [t.get_text() for t in fig.legends[0].get_texts()]
+            if fig.legends
+            else [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        )
+        assert any("81: beyond every certified radius" in t for t in legend_texts)
         for i, box in enumerate(labels):
             assert not box.overlaps(legend)
             for other in labels[i + 1 :]:
@@ -485,3 +493,23 @@ def test_masked_noise_double_masking_fills_cert_at_target():
     summary = analysis.summarize(config, rows, "sdm")
     assert summary.target_accuracy == 0.5
     assert "| 50.0 |" in markdown_table([summary], [0.0])
+
+
+def test_the_plot_axes_fit_the_curves():
+    """A low curve is not drawn under a 100% ceiling, and the radius axis stops
+    past the last certified radius and s*sqrt(C), not at a far s^2."""
+    import matplotlib.pyplot as plt
+
+    from mrs_jax.report import _plots as plots
+
+    rows = [dict(r, covered=True) for r in CENTER_ROWS]  # 50% at R=0, radii 5, 7
+    config = dict(mode="practical", size=5, channels=3, sigma=3.0)
+    summary = analysis.summarize(config, rows, "low")
+    fig = plots.figure([summary])
+    try:
+        bottom, top = fig.axes[0].get_ylim()
+        assert (bottom, top) == (0.0, 60.0)
+        left, right = fig.axes[0].get_xlim()
+        assert right == pytest.approx(1.08 * 5 * math.sqrt(3))  # 9.35 < 25
+    finally:
+        plt.close(fig)

@@ -26,12 +26,20 @@ _PAPER = "paper s^2"
 
 
 def x_max(summaries: Sequence[Any]) -> float:
-    """Right end of the radius axis: past every marker and every counted radius."""
-    ends = [max(s.markers.values()) for s in summaries]
+    """Right end of the radius axis: past every counted radius and every
+    s*sqrt(C) marker (the paper's s^2 only where a curve reaches it, so that no
+    curve runs flat at 0 over most of the plot)."""
+    ends = [s.markers[tables.UNRESTRICTED] for s in summaries]
     for s in summaries:
         finite = [c for c in s.counted_radii if math.isfinite(c)]
         ends.append(max(finite, default=0.0))
     return 1.08 * max(ends)
+
+
+def y_max(summaries: Sequence[Any]) -> float:
+    """Top of the accuracy axis: 10 points above the highest curve, at most 102."""
+    top = max((100 * s.certified_accuracy([0.0])[0] for s in summaries), default=0)
+    return min(102.0, 10.0 * math.ceil(top / 10.0) + 10.0)
 
 
 def _label(s) -> str:
@@ -72,19 +80,26 @@ def figure(summaries: Sequence[Any], *, log_x: bool = False):
     for size, channels in sorted({(s.size, s.channels) for s in summaries}):
         radii = metrics.radius_markers(size, channels)
         for key, style in ((tables.UNRESTRICTED, ":"), (_PAPER, "--")):
+            if radii[key] > end:
+                continue  # off the axis: the legend says where
             ax.axvline(radii[key], color="gray", linestyle=style, linewidth=1)
             markers.append((radii[key], f"s={size}, C={channels}: {radii[key]:.3g}"))
+    papers = sorted({s.markers[_PAPER] for s in summaries})
+    off_axis = [f"{r:.3g}" for r in papers if r > end]
+    paper_label = "paper's s^2 threshold"
+    if off_axis:
+        paper_label += f" ({', '.join(off_axis)}: beyond every certified radius)"
     handles += [
         Line2D([], [], color="gray", linestyle=style, label=label)
         for style, label in (
             (":", "true unrestricted s*sqrt(C)"),
-            ("--", "paper's s^2 threshold"),
+            ("--", paper_label),
         )
     ]
     if log_x:
         ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlim(0.0, end)
-    ax.set_ylim(0.0, 102.0)
+    ax.set_ylim(0.0, y_max(summaries))
     ax.set_xlabel("l2 radius R ([0, 1] pixel units)")
     ax.set_ylabel(f"{certified_name(summaries)}\nR-accuracy (%)", fontsize=9)
     ax.grid(alpha=0.3)
