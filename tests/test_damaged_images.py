@@ -90,3 +90,12 @@ def test_a_failed_command_does_not_wait_for_idle_decoding_threads(tmp_path):
     started = time.monotonic()
     join_worker_threads(timeout_s=5.0)
     assert time.monotonic() - started < 2.0
+
+
+def test_a_symlink_loop_named_like_an_image_is_one_line(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "test" / name).mkdir(parents=True)
+        _jpeg(tmp_path / "test" / name / "0.jpg")
+    os.symlink("loop.jpg", tmp_path / "test" / "a" / "loop.jpg")
+    with pytest.raises(ValueError, match=r"loop.jpg: cannot be read \(Too many levels"):
+        FolderSource(tmp_path / "test")

@@ -74,13 +74,23 @@ def _image_names(folder: Path) -> list[bytes]:
         names = [
             entry.name
             for entry in entries
-            if entry.name.lower().endswith(_SUFFIX_BYTES) and entry.is_file()
+            if entry.name.lower().endswith(_SUFFIX_BYTES) and _is_file(entry, folder)
         ]
     if not names:
         raise FileNotFoundError(
             f"class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})"
         )
     return sorted(names)
+
+
+def _is_file(entry: os.DirEntry, folder: Path) -> bool:
+    """``entry.is_file()``, or one line naming the file where it cannot be
+    resolved (a symbolic link loop, a name too long)."""
+    try:
+        return entry.is_file()
+    except OSError as err:
+        name = os.fsdecode(entry.name)
+        raise ValueError(f"{folder / name}: cannot be read ({err.strerror})") from None
 
 
 def image_files(folder: Path) -> list[Path]:
