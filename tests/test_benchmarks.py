@@ -277,3 +277,47 @@ def test_the_commits_cited_exist():
                 ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT
             )
             assert found.returncode == 0, (path.name, commit)
+
+
+def test_the_attacks_and_certificates_figures_are_the_committed_rows():
+    """Every figure of the attacks tables and the sentences checked here is what
+    ``rederive_attacks_certificates.py`` computes from the committed rows."""
+    got = _import("rederive_attacks_certificates").figures()
+    text = RESULTS.read_text()
+    sections = _sections(text)
+    attacks = sections["Attacks"]
+    labels = {"PGD": "PGD (`practical`)",
+              "adaptive": "adaptive (`eot_inpaint_noise`)",
+              "vote": "vote-aware (`vote_adaptive`)"}  # fmt: skip
+    keys = ("empirical", "coverage", "cert0", "cert866", "fooled", "outcomes",
+            "won", "any_mask")  # fmt: skip
+    for images, names in ((50, ("PGD", "adaptive", "vote")), (100, ("PGD", "vote"))):
+        table = attacks.split(f"On the {'50 images' if images == 50 else 'first 100'}")[
+            1
+        ]
+        for name in names:
+            cells = [got[f"{name}{images}.{key}"] for key in keys]
+            line = next(
+                li for li in table.splitlines() if li.startswith(f"| {labels[name]}")
+            )
+            assert [c.strip().strip("*") for c in line.split("|")[2:-1]] == cells, line
+    no_change, not_fooled = got["vote50.no_change"], got["vote50.no_change_not_fooled"]
+    assert f"Its {no_change} `no_change` images" in attacks
+    assert f"in {not_fooled} of the {no_change} the patch" in attacks
+    certificates = sections["Certificates compared"]
+    assert f"| {got['mrs.seconds_all']} (the whole row" in certificates
+    assert f"{got['mrs.seconds_defence']} the defence alone" in certificates
+    for run, label in (("occlusion", "occlusion model from scratch"),
+                       ("occlusion_ft", "`occlusion_ft` (grey twin)"),
+                       ("noise_squares", "`noise_squares` model")):  # fmt: skip
+        line = next(li for li in certificates.splitlines()
+                    if li.startswith(f"| PatchCleanser, grey, {label}"))  # fmt: skip
+        cells = [c.strip().strip("*") for c in line.split("|")[1:-1]]
+        assert (
+            cells[1] == got[f"pc_{run}.clean"] and cells[4] == got[f"pc_{run}.seconds"]
+        )
+        assert cells[2] == got[f"pc_{run}.certified"]
+    sdm = (f"Of the {got['sdm.not_certified']} images not certified, "
+           f"{got['sdm.not_certified_right']}\n  were answered right; at least "
+           f"{got['sdm.one_mask_at_least']} of those")  # fmt: skip
+    assert sdm in certificates
