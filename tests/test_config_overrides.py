@@ -123,14 +123,14 @@ def test_values_are_parsed_by_the_field_type():
         train,
         [
             ("flip_crop", "yes"),
-            ("model_kwargs", "(('width', 8),)"),
+            ("model_kwargs", "(('widths', (8, 16)),)"),
             ("occlusion_fill", "0.1,0.2,0.3"),
             ("max_steps_per_epoch", "None"),
             ("image_shape", "[16, 16, 3]"),
         ],
     )
     assert changed.flip_crop is True
-    assert changed.model_kwargs == (("width", 8),)
+    assert changed.model_kwargs == (("widths", (8, 16)),)
     assert changed.occlusion_fill == (0.1, 0.2, 0.3)
     assert changed.max_steps_per_epoch is None
     assert changed.image_shape == (16, 16, 3)

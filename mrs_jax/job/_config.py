@@ -101,70 +101,78 @@ class JobConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        for name in (
-            "num_images",
-            "patch_size",
-            "num_locations",
-            "stride",
-            "localize_batch_size",
-            "n0",
-            "n",
-            "batch_size",
-            "adaptive_occlusions",
-            "adaptive_noise_draws",
-            "pc_k",
-            "pc_batch_size",
-            "images_per_batch",
-        ):
-            _checks.positive_int(getattr(self, name), name)
-        for name in ("attack_steps", "dilation"):
-            _checks.positive_int(getattr(self, name), name, minimum=0)
-        for name in ("seed", "image_seed"):
-            _checks.seed(getattr(self, name), name)
-        # Stored as Python floats (a numpy or jax scalar is accepted), so that
-        # run.json records plain numbers.
-        _set(self, "sigma", _checks.positive_float(self.sigma, "sigma"))
-        step = _checks.positive_float(self.attack_step_size, "attack_step_size")
-        _set(self, "attack_step_size", step)
-        _set(self, "alpha", _checks.probability_level(self.alpha))
-        _checks.one_of(self.adaptive_objective, OBJECTIVES, "adaptive_objective")
-        _set(self, "pc_fill", _checks.unit_float(self.pc_fill, "pc_fill"))
-        _checks.number_or_word(
-            self.target_radius, UNRESTRICTED, "target_radius"
-        )
-        for name in ("n0", "n"):
-            if getattr(self, name) > MAX_DRAWS:
-                raise ValueError(
-                    f"{name} must be <= 2**31 - 1 = {MAX_DRAWS} (draw indices "
-                    f"are int32 on the device), got {getattr(self, name)}"
-                )
+        _check_counts(self)
+        _check_numbers(self)
         _check_synthetic(self)
-        if self.mode == "smoothed_double_masking" and self.target_radius is None:
-            # Its certificate is always at a radius: by default every content.
-            object.__setattr__(self, "target_radius", UNRESTRICTED)
-        if self.mode in ("double_masking", "drs") and self.target_radius is not None:
-            raise ValueError(
-                f"target_radius does not apply to mode {self.mode!r} (its "
-                "certificate covers every patch position, with no radius); "
-                "leave it None"
-            )
-        _checks.positive_int(self.drs_band, "drs_band")
-        _checks.one_of(self.drs_mode, ("column", "block"), "drs_mode")
-        theta = _checks.nonnegative_float(self.drs_theta, "drs_theta")
-        if theta >= 1:
-            raise ValueError(f"drs_theta must be < 1, got {theta}")
-        _set(self, "drs_theta", theta)
-        if self.inpaint_method not in INPAINT_METHODS:
-            raise ValueError(
-                f"inpaint_method must be one of {INPAINT_METHODS}, "
-                f"got {self.inpaint_method!r}"
-            )
-        # The localiser's own checks of m (1..s) and tau (finite, >= 0).
-        vote_settings(self.patch_size, stride=self.stride, m=self.m, tau=self.tau)
-        if self.tau is not None and self.tau < 0:
-            raise ValueError(f"tau must be >= 0, got {self.tau}")
+        _check_certificate(self)
+        _check_localizer(self)
 
 
+_POSITIVE_INTS = (
+    "num_images", "patch_size", "num_locations", "stride", "localize_batch_size",
+    "n0", "n", "batch_size", "adaptive_occlusions", "adaptive_noise_draws", "pc_k",
+    "pc_batch_size", "images_per_batch", "drs_band",
+)  # fmt: skip
+
+
+def _check_counts(config: JobConfig) -> None:
+    """The int fields: sizes and counts >= 1, steps and dilation >= 0, seeds,
+    and draws within the device's int32 indices."""
+    for name in _POSITIVE_INTS:
+        _checks.positive_int(getattr(config, name), name)
+    for name in ("attack_steps", "dilation"):
+        _checks.positive_int(getattr(config, name), name, minimum=0)
+    for name in ("seed", "image_seed"):
+        _checks.seed(getattr(config, name), name)
+    for name in ("n0", "n"):
+        if getattr(config, name) > MAX_DRAWS:
+            raise ValueError(
+                f"{name} must be <= 2**31 - 1 = {MAX_DRAWS} (draw indices "
+                f"are int32 on the device), got {getattr(config, name)}"
+            )
+
+
+def _check_numbers(config: JobConfig) -> None:
+    """The float and choice fields. Stored as Python floats (a numpy or jax
+    scalar is accepted), so that run.json records plain numbers."""
+    _set(config, "sigma", _checks.positive_float(config.sigma, "sigma"))
+    step = _checks.positive_float(config.attack_step_size, "attack_step_size")
+    _set(config, "attack_step_size", step)
+    _set(config, "alpha", _checks.probability_level(config.alpha))
+    _checks.one_of(config.adaptive_objective, OBJECTIVES, "adaptive_objective")
+    _set(config, "pc_fill", _checks.unit_float(config.pc_fill, "pc_fill"))
+    _checks.number_or_word(config.target_radius, UNRESTRICTED, "target_radius")
+    _checks.one_of(config.drs_mode, ("column", "block"), "drs_mode")
+    theta = _checks.nonnegative_float(config.drs_theta, "drs_theta")
+    if theta >= 1:
+        raise ValueError(f"drs_theta must be < 1, got {theta}")
+    _set(config, "drs_theta", theta)
+
+
+def _check_certificate(config: JobConfig) -> None:
+    """A target radius where the mode's certificate has one, none elsewhere."""
+    if config.mode == "smoothed_double_masking" and config.target_radius is None:
+        # Its certificate is always at a radius: by default every content.
+        _set(config, "target_radius", UNRESTRICTED)
+    if config.mode in ("double_masking", "drs") and config.target_radius is not None:
+        raise ValueError(
+            f"target_radius does not apply to mode {config.mode!r} (its "
+            "certificate covers every patch position, with no radius); "
+            "leave it None"
+        )
+
+
+def _check_localizer(config: JobConfig) -> None:
+    """The inpainting method, and the localiser's own checks of m (1..s) and
+    tau (finite, >= 0)."""
+    if config.inpaint_method not in INPAINT_METHODS:
+        raise ValueError(
+            f"inpaint_method must be one of {INPAINT_METHODS}, "
+            f"got {config.inpaint_method!r}"
+        )
+    vote_settings(config.patch_size, stride=config.stride, m=config.m, tau=config.tau)
+    if config.tau is not None and config.tau < 0:
+        raise ValueError(f"tau must be >= 0, got {config.tau}")
 
 
 def _set(config: JobConfig, name: str, value) -> None:
