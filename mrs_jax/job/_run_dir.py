@@ -317,25 +317,34 @@ def check_resume(
     """
     existing = read_run_file(out_dir)
     if existing is None:
-        found = [p.name for p in rows.row_files(out_dir)]
-        if found:
-            raise ValueError(
-                f"out_dir {out_dir} holds rows ({', '.join(found)}) but no "
-                f"{RUN_FILE}, so nothing says which config and model wrote them; "
-                f"restore its {RUN_FILE} or use a new out_dir"
-            )
+        _refuse_rows_without_record(out_dir)
         return
     new = json.loads(json.dumps(record))  # tuples read back as lists
-    old_config = existing.get("config")
+    _check_same_config(out_dir, existing.get("config"), new["config"], defaults)
+    _check_same_model(out_dir, existing.get("model"), new["model"])
+
+
+def _refuse_rows_without_record(out_dir: Path) -> None:
+    found = [p.name for p in rows.row_files(out_dir)]
+    if found:
+        raise ValueError(
+            f"out_dir {out_dir} holds rows ({', '.join(found)}) but no "
+            f"{RUN_FILE}, so nothing says which config and model wrote them; "
+            f"restore its {RUN_FILE} or use a new out_dir"
+        )
+
+
+def _check_same_config(
+    out_dir: Path, old: Any, new: Mapping[str, Any], defaults: Mapping[str, Any] | None
+) -> None:
+    """The same config but for execution fields and a larger ``num_images``."""
     # A run.json with no config at all matches nothing, defaults or not.
-    old_config = (
-        {**dict(defaults or {}), **old_config} if isinstance(old_config, dict) else {}
-    )
+    old = {**dict(defaults or {}), **old} if isinstance(old, dict) else {}
     missing = object()
     changed = sorted(
         k
-        for k in set(new["config"]) | set(old_config)
-        if old_config.get(k, missing) != new["config"].get(k, missing)
+        for k in set(new) | set(old)
+        if old.get(k, missing) != new.get(k, missing)
         and k not in EXECUTION_FIELDS
         and k != GROWING_FIELD
     )
@@ -344,15 +353,17 @@ def check_resume(
             f"out_dir {out_dir} holds a run with a different config (differs in "
             f"{changed}); rerun with the same config or use a new out_dir"
         )
-    old_images, new_images = (
-        config.get(GROWING_FIELD) for config in (old_config, new["config"])
-    )
+    old_images, new_images = old.get(GROWING_FIELD), new.get(GROWING_FIELD)
     if old_images is not None and new_images is not None and new_images < old_images:
         raise ValueError(
             f"out_dir {out_dir} holds a run of num_images={old_images}; a resume "
             f"may extend it but not shrink it (got {new_images}): use a new out_dir"
         )
-    if new["model"]["weights_sha256"] is None:
+
+
+def _check_same_model(out_dir: Path, old: Any, new: Mapping[str, Any]) -> None:
+    """A fingerprinted classifier, and the same one as the run's."""
+    if new["weights_sha256"] is None:
         raise ValueError(
             f"out_dir {out_dir} holds a run, and classify has no weights "
             "fingerprint (a plain function, not a pytree of weights), so a resume "
@@ -360,17 +371,16 @@ def check_resume(
             "fingerprint= naming the weights from the first run on, or use a new "
             "out_dir"
         )
-    old_model = existing.get("model")
-    if not isinstance(old_model, dict):
+    if not isinstance(old, dict):
         raise ValueError(
             f"out_dir {out_dir} holds a run that recorded no model fingerprint "
             "(written by an older mrs-jax), so adding rows could mix two models; "
             "use a new out_dir"
         )
     changed = [
-        f"{field} ({old_model.get(field)!r} -> {new['model'][field]!r})"
+        f"{field} ({old.get(field)!r} -> {new[field]!r})"
         for field in MODEL_FIELDS
-        if old_model.get(field) != new["model"][field]
+        if old.get(field) != new[field]
     ]
     if changed:
         raise ValueError(
