@@ -217,6 +217,30 @@ def summarize(
     sigma = config.get("sigma")
     if sigma is not None:
         sigma = float(_config_value(config, "sigma", (int, float), name))
+    _check_rows(config, rows, name)
+    expected = config.get("num_images", (config.get("config") or {}).get("num_images"))
+    if expected is not None:
+        expected = int(_config_value({"num_images": expected}, "num_images", int, name))
+    return RunSummary(
+        name=name,
+        mode=mode,
+        size=size,
+        channels=channels,
+        sigma=sigma,
+        num_images=len(rows),
+        clean_accuracy=metrics.clean_accuracy(rows),
+        empirical_accuracy=metrics.empirical_accuracy(rows),
+        abstain_rate=float(np.mean([r["prediction"] == -1 for r in rows])),
+        counted_radii=tuple(float(c) for c in metrics.certified_radii(rows, mode=mode)),
+        expected_images=expected,
+        seconds_per_image=metrics.seconds_per_image(rows),
+        **_attack_fields(rows, name, mode, metrics.radius_markers(size, channels)),
+        **_target_fields(config, rows, name, mode),
+    )
+
+
+def _check_rows(config: Mapping[str, Any], rows, name: str) -> None:
+    """Some rows, one per index, all of this run's (``rows.check_rows``)."""
     if not rows:
         raise ValueError(f"{name}: no result rows")
     indices = [r.get("index") for r in rows if "index" in r]
@@ -224,17 +248,33 @@ def summarize(
     if duplicates:
         raise ValueError(f"{name}: several rows for index {duplicates}")
     row_files.check_rows(rows, config, name)
+
+
+def _attack_fields(rows, name: str, mode: str, markers: dict) -> dict[str, Any]:
+    """The undefended classifier, the localisation and, for attacked modes,
+    coverage, attack won and certified wherever the mask lies."""
     base = metrics.base_accuracy
     undefended = _optional(rows, "undefended_adv_prediction", name, base)
-    base_clean = _optional(rows, "base_clean_prediction", name, base)
-    localization = _optional(rows, "localization", name, metrics.localization_rates)
-    covered_rate = attack_won = any_mask = None
+    fields = {
+        "undefended_accuracy": undefended,
+        "base_clean_accuracy": _optional(rows, "base_clean_prediction", name, base),
+        "localization": _optional(
+            rows, "localization", name, metrics.localization_rates
+        ),
+    }
     if mode in _ATTACKED and all(r.get("covered") is not None for r in rows):
-        covered_rate = metrics.coverage_rate(rows)
-        unrestricted = metrics.radius_markers(size, channels)[tables.UNRESTRICTED]
-        any_mask = metrics.certified_correct_rate(rows, unrestricted)
+        fields["covered_rate"] = metrics.coverage_rate(rows)
+        unrestricted = markers[tables.UNRESTRICTED]
+        fields["certified_any_mask"] = metrics.certified_correct_rate(
+            rows, unrestricted
+        )
         if undefended is not None:
-            attack_won = metrics.attack_won_rate(rows)
+            fields["attack_won"] = metrics.attack_won_rate(rows)
+    return fields
+
+
+def _target_fields(config: Mapping[str, Any], rows, name: str, mode: str):
+    """A ``certify_at`` run's target radius, accuracy at it and mean draws."""
     target = config.get("target_radius")
     if target is not None:
         target = float(_config_value(config, "target_radius", (int, float), name))
@@ -247,35 +287,13 @@ def summarize(
     if at_target is None and mode == "smoothed_double_masking" and target is not None:
         # Its rows certify at the target radius itself: `certified` is the answer.
         at_target = metrics.certified_accuracy(rows, target, mode=mode)
-    expected = config.get("num_images", (config.get("config") or {}).get("num_images"))
-    if expected is not None:
-        expected = int(_config_value({"num_images": expected}, "num_images", int, name))
-    counted = metrics.certified_radii(rows, mode=mode)
-    return RunSummary(
-        name=name,
-        mode=mode,
-        size=size,
-        channels=channels,
-        sigma=sigma,
-        num_images=len(rows),
-        clean_accuracy=metrics.clean_accuracy(rows),
-        empirical_accuracy=metrics.empirical_accuracy(rows),
-        undefended_accuracy=undefended,
-        abstain_rate=float(np.mean([r["prediction"] == -1 for r in rows])),
-        counted_radii=tuple(float(c) for c in counted),
-        expected_images=expected,
-        base_clean_accuracy=base_clean,
-        localization=localization,
-        covered_rate=covered_rate,
-        attack_won=attack_won,
-        certified_any_mask=any_mask,
-        target_radius=target,
-        unrestricted_target=(config.get("config") or {}).get("target_radius")
+    return {
+        "target_radius": target,
+        "unrestricted_target": (config.get("config") or {}).get("target_radius")
         == "unrestricted",
-        target_accuracy=at_target,
-        mean_samples=metrics.mean_num_samples(rows) if target is not None else None,
-        seconds_per_image=metrics.seconds_per_image(rows),
-    )
+        "target_accuracy": at_target,
+        "mean_samples": metrics.mean_num_samples(rows) if target is not None else None,
+    }
 
 
 def _optional(rows, field, name, measure):
