@@ -317,7 +317,7 @@ def test_the_localise_phase_is_timed_until_its_result_is_on_the_host(monkeypatch
     # localize returns once its device work is queued; reading the result waits
     # for it. A result whose first read waits stands in for that: the wait must
     # count as localise time (it once counted in no phase at all).
-    from mrs_jax.job import _pipeline as pipeline
+    from mrs_jax.job import _defence as pipeline
 
     config, classify = tiny_config(), tiny_classifier()
     x = np.random.default_rng(0).uniform(size=(1, 16, 16, 3)).astype(np.float32)

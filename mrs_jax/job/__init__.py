@@ -2,7 +2,8 @@
 """
 
 from ._config import JobConfig as JobConfig
-from ._pipeline import defend as defend, image_row as image_row
+from ._defence import defend as defend
+from ._pipeline import image_row as image_row
 from ._run import MODES as MODES, run as run, summary as summary, validate as validate
 from ._run_dir import (
     check_free as check_free,
