@@ -1,5 +1,4 @@
-"""Reports over finished runs: summaries, markdown tables and curves.
-"""
+"""Reports over finished runs: summaries, markdown tables and curves."""
 
 from ._analysis import (
     common_images as common_images,

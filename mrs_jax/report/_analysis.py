@@ -45,124 +45,28 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-import mrs_jax.report._plots as plots
 import mrs_jax.report._tables as tables
 from mrs_jax import rows as metrics, rows as row_files
 from mrs_jax.core import ATTACKED_MODES, MODES
-from mrs_jax.report._tables import certified_name
+from mrs_jax.report._outputs import (
+    curve_radii as curve_radii,
+    markdown_table as markdown_table,
+    plot_curves as plot_curves,
+    seconds_table as seconds_table,
+    summary_record as summary_record,
+    write_curves_csv as write_curves_csv,
+)
+from mrs_jax.report._summary import RunSummary
 
 # The job's modes (``mrs_jax.job.MODES``); "clean" rows carry no patch, so their
 # certified accuracy, like center/gradcam, needs no coverage.
 _ATTACKED = ATTACKED_MODES
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSummary:
-    """Accuracies of one run; all accuracies in [0, 1].
-
-    Attributes:
-      name: run name.
-      mode: "practical", "center", "gradcam" or "clean".
-      size: patch side s.
-      channels: image channels C.
-      sigma: noise level, or None if run.json has none.
-      num_images: rows read.
-      clean_accuracy: pipeline accuracy on clean images (`metrics.clean_accuracy`).
-      empirical_accuracy: prediction == label (`metrics.empirical_accuracy`).
-      undefended_accuracy: base classifier on x_adv without defence; None when the
-        rows do not carry `undefended_adv_prediction`.
-      abstain_rate: share of rows with prediction -1.
-      counted_radii: per row, the radius up to which it counts as certified
-        (-inf: never), from `metrics.certified_radii`.
-      expected_images: run.json's `num_images` (None if it has none); fewer
-        rows than this make the run partial.
-      base_clean_accuracy: the base classifier alone on clean images; None when
-        the rows do not carry `base_clean_prediction`.
-      localization: share of rows per localisation outcome ("located",
-        "no_change", "multiple_regions"), or None for modes without one.
-      covered_rate: share of rows whose mask contains the patch (practical,
-        adaptive).
-      attack_won: attacked modes: share of rows where the patch fooled the
-        undefended classifier and the mask missed it (``metrics.attack_won_rate``).
-      certified_any_mask: attacked modes: share certified for the true label
-        at R = s*sqrt(C) wherever the mask lies (``metrics.certified_correct_rate``).
-      target_radius: the l2 target of a ``certify_at`` run, else None.
-      unrestricted_target: the target was "unrestricted" (s*sqrt(C)): every
-        possible patch inside the mask.
-      target_accuracy: share of rows certified at the target for the true
-        label (and, with a patch, covering it; ``metrics.target_accuracy``).
-      mean_samples: mean draws per image where CERTIFY ran (target runs).
-      seconds_per_image: median seconds per image per phase and "total"
-        (``metrics.seconds_per_image``), or None when rows carry no timings.
-      restricted_to: None, or how many images the rows were restricted to
-        (the images every run of a comparison holds: :func:`common_images`).
-    """
-
-    name: str
-    mode: str
-    size: int
-    channels: int
-    sigma: float | None
-    num_images: int
-    clean_accuracy: float
-    empirical_accuracy: float
-    undefended_accuracy: float | None
-    abstain_rate: float
-    counted_radii: tuple[float, ...]
-    expected_images: int | None = None
-    base_clean_accuracy: float | None = None
-    localization: dict[str, float] | None = None
-    covered_rate: float | None = None
-    attack_won: float | None = None
-    certified_any_mask: float | None = None
-    target_radius: float | None = None
-    unrestricted_target: bool = False
-    target_accuracy: float | None = None
-    mean_samples: float | None = None
-    seconds_per_image: dict[str, float] | None = None
-    restricted_to: int | None = None
-
-    @property
-    def localised(self) -> bool:
-        """Whether its certified accuracy is the localised one (MRS pipeline)."""
-        return self.mode in ("practical", "adaptive", "vote_adaptive", "clean")
-
-    @property
-    def certificate(self) -> str:
-        """What its certificate covers: "localised" (MRS's located mask),
-        "fixed mask" (center/gradcam) or "every patch position" (PatchCleanser)."""
-        if self.mode in ("double_masking", "drs"):
-            return "every patch position"
-        if self.mode == "smoothed_double_masking":
-            return "every patch position, l2 < R"
-        return "localised" if self.localised else "fixed mask"
-
-    @property
-    def partial(self) -> bool:
-        """Fewer rows than the run was asked for (killed, or shards missing);
-        never for a run restricted to the images it shares with others."""
-        expected = self.expected_images
-        if self.restricted_to is not None:
-            return False
-        return expected is not None and self.num_images < expected
-
-    @property
-    def markers(self) -> dict[str, float]:
-        """Reference radii s*sqrt(C) and s^2 (`metrics.radius_markers`)."""
-        return metrics.radius_markers(self.size, self.channels)
-
-    def certified_accuracy(self, radii: Sequence[float]) -> np.ndarray:
-        """[M] localised certified R-accuracy at each radius in `radii`."""
-        grid = np.asarray(radii, dtype=np.float64).reshape(-1)
-        counted = np.asarray(self.counted_radii, dtype=np.float64)
-        return (counted[None, :] >= grid[:, None]).mean(axis=1)
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -442,110 +346,3 @@ def _image_of(row: Mapping[str, Any], name: str) -> int:
             "its image cannot be matched across runs"
         )
     return value
-
-
-def _check_summaries(summaries: Sequence[RunSummary]) -> list[RunSummary]:
-    summaries = list(summaries)
-    if not summaries:
-        raise ValueError("summaries is empty")
-    for i, s in enumerate(summaries):
-        if not isinstance(s, RunSummary):
-            raise TypeError(f"summaries[{i}] must be a RunSummary, got {type(s)}")
-    return summaries
-
-
-def _check_radii(radii: Sequence[float]) -> list[float]:
-    values = [float(r) for r in radii]
-    if any(math.isnan(r) or r < 0 for r in values):
-        raise ValueError(f"radii must be >= 0, got {values}")
-    return values
-
-
-def markdown_table(summaries: Sequence[RunSummary], radii: Sequence[float]) -> str:
-    """Markdown table, one line per run (columns: ``mrs_jax.tables``).
-
-    Args:
-      summaries: runs.
-      radii: radii for the certified columns (>= 0).
-
-    Returns:
-      The table, ending in a newline.
-    """
-    return tables.markdown_table(_check_summaries(summaries), _check_radii(radii))
-
-
-def seconds_table(summaries: Sequence[RunSummary]) -> str:
-    """Markdown table of the median seconds per image in each phase
-    (``mrs_jax.tables.seconds_table``)."""
-    return tables.seconds_table(_check_summaries(summaries))
-
-
-def plot_curves(
-    summaries: Sequence[RunSummary], path_png: str | os.PathLike, *, log_x: bool = False
-) -> None:
-    """(Localised) certified R-accuracy curves of several runs, written as PNG.
-
-    Marker lines at s*sqrt(C) (true unrestricted radius, dotted) and s^2 (the
-    paper's threshold, dashed) for every (s, C) among the runs; their labels
-    overlap neither each other nor the legend (`mrs_jax.plots`). The radius axis
-    runs from 0 past every marker and certified radius; `log_x` switches to a
-    symlog axis for widely spread radii.
-
-    Args:
-      summaries: runs, e.g. one per sigma.
-      path_png: output file.
-      log_x: symlog radius axis (linear below 1).
-    """
-    plots.plot_curves(_check_summaries(summaries), path_png, log_x=log_x)
-
-
-def curve_radii(summaries: Sequence[RunSummary]) -> list[float]:
-    """Default CSV radii: 101 evenly spaced over the plot's axis, plus the markers."""
-    return plots.curve_radii(_check_summaries(summaries))
-
-
-def write_curves_csv(
-    summaries: Sequence[RunSummary],
-    path_csv: str | os.PathLike,
-    radii: Sequence[float] | None = None,
-) -> None:
-    """Writes (localised) certified R-accuracy curves as long-format CSV.
-
-    Columns: run, mode, sigma, size, channels, radius, certified_accuracy (a
-    fraction in [0, 1]), measure ("localised certified" or "certified"); one
-    line per run and radius.
-
-    Args:
-      summaries: runs.
-      path_csv: output file.
-      radii: radii to tabulate; default `curve_radii(summaries)`.
-    """
-    summaries = _check_summaries(summaries)
-    radii = curve_radii(summaries) if radii is None else _check_radii(radii)
-    plots.write_curves_csv(summaries, path_csv, radii)
-
-
-def summary_record(s: RunSummary, radii: Sequence[float]) -> dict[str, Any]:
-    """One run's entry of summary.json.
-
-    The summary's fields (without per-row radii; with the target-radius ones),
-    `partial`, `certified_meaning`, `certificate` (what it covers: "localised",
-    "fixed mask" or "every patch position"), and the accuracies at `radii` and
-    at the markers under the key "localised_certified" (practical, adaptive and
-    clean runs) or "certified".
-    """
-    record = dataclasses.asdict(s)
-    del record["counted_radii"]
-    record["partial"] = s.partial
-    key = "localised_certified" if s.localised else "certified"
-    record["certified_meaning"] = certified_name([s])
-    record["certificate"] = s.certificate
-    record[key] = {
-        f"{r:g}": float(a)
-        for r, a in zip(radii, s.certified_accuracy(radii), strict=True)
-    }
-    record["markers"] = {
-        name: {"radius": r, key: float(s.certified_accuracy([r])[0])}
-        for name, r in s.markers.items()
-    }
-    return record

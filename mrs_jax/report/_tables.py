@@ -142,9 +142,7 @@ def seconds_table(summaries: Sequence[Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cells(
-    s: Any, radii: Sequence[float], targets: bool, attacked: bool
-) -> list[str]:
+def _cells(s: Any, radii: Sequence[float], targets: bool, attacked: bool) -> list[str]:
     sigma = "-" if s.sigma is None else f"{s.sigma:g}"
     located = s.localization or {}
     cells = [s.name, s.mode, sigma, str(s.size), _images(s)]
