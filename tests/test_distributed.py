@@ -229,3 +229,49 @@ def test_two_process_training_matches_one_process(tmp_path):
     for key in ("loss", "train_accuracy", "clean_accuracy", "noisy_accuracy"):
         assert two[0][key] == pytest.approx(one[0][key], rel=1e-4, abs=1e-6), key
     assert (tmp_path / "two" / "checkpoints" / "1").is_dir()
+
+
+def _run_two_different(tmp_path, per_process: list[list[str]]) -> list[tuple[int, str]]:
+    """Processes 0 and 1 of 2, each with its own extra arguments."""
+    address = f"127.0.0.1:{_free_port()}"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")  # fmt: skip
+    env.pop("MRS_DEBUG", None)
+    flags = ["--coordinator_address", address, "--num_processes", "2"]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), *extra, *flags, "--process_id", str(index)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for index, extra in enumerate(per_process)
+    ]
+    results = []
+    for worker in workers:
+        output, _ = worker.communicate(timeout=300)
+        results.append((worker.returncode, output))
+    return results
+
+
+@pytest.mark.parametrize("differ", ["config", "out"])
+def test_processes_started_differently_end_with_one_line_and_write_nothing(
+    tmp_path, differ
+):
+    out = tmp_path / "run"
+    if differ == "config":
+        extras = [["--out", str(out), "--num_images", str(n)] for n in (3, 4)]
+        expected = "their config differ"
+    else:
+        extras = [["--out", str(tmp_path / f"run{i}")] for i in range(2)]
+        expected = "their run directory (--out) differ"
+    for code, output in _run_two_different(tmp_path, extras):
+        assert code == 2, output[-3000:]
+        assert "Traceback" not in output and "AssertionError" not in output, output
+        errors = [line for line in output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and expected in errors[0], output[-3000:]
+    for folder in (out, tmp_path / "run0", tmp_path / "run1"):
+        assert (
+            not list(folder.glob("rows*.jsonl")) and not (folder / "run.json").exists()
+        )

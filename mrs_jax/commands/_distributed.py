@@ -277,7 +277,9 @@ def run_barrier(
         old.unlink()
     peers = _Peers(folder, processes, stale_s)
     heartbeat = _Heartbeat(peers, beat_s, watch=watch)
-    sync_barrier(f"mrs_jax.commands._distributed.run_barrier:{folder}")
+    # One name for every process: processes given different folders meet here
+    # too, and the job then refuses them with one line (job.run).
+    sync_barrier("mrs_jax.commands._distributed.run_barrier")
     heartbeat.start()
     return _FileBarrier(peers, heartbeat, poll_s=min(0.1, beat_s / 4))
 

@@ -62,7 +62,19 @@ def run(argv: list[str] | None = None) -> int:
     # The classifier carries the checkpoint's fingerprint, which run.json records
     # (the one a library run of load_classifier records too).
     classify, folded = _classifier(model, fold=not args.no_fold)
-    written = job.run(
+    try:
+        written = _run_job(args, config, classify, meta, split, folded, processes)
+    except job.ProcessesDisagreeError as error:
+        # The others fail the same way; JAX's shutdown at exit would wait.
+        raise cli.ExitAtOnceError(str(error)) from None
+    if processes.index == 0:
+        print(job.summary(written))
+    print(f"rows written to {args.out}")
+    return 0
+
+
+def _run_job(args, config, classify, meta, split, folded, processes):
+    return job.run(
         config,
         args.out,
         classify=classify,
@@ -74,10 +86,6 @@ def run(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         barrier=distributed.run_barrier(args.out, processes),
     )
-    if processes.index == 0:
-        print(job.summary(written))
-    print(f"rows written to {args.out}")
-    return 0
 
 
 def _parser() -> argparse.ArgumentParser:

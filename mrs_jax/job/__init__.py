@@ -4,7 +4,13 @@
 from ._config import JobConfig as JobConfig
 from ._defence import defend as defend
 from ._pipeline import image_row as image_row
-from ._run import MODES as MODES, run as run, summary as summary, validate as validate
+from ._run import (
+    MODES as MODES,
+    ProcessesDisagreeError as ProcessesDisagreeError,
+    run as run,
+    summary as summary,
+    validate as validate,
+)
 from ._run_dir import (
     check_free as check_free,
     check_out_dir as check_out_dir,
@@ -14,6 +20,7 @@ from ._run_dir import (
 __all__ = [
     "JobConfig",
     "MODES",
+    "ProcessesDisagreeError",
     "check_free",
     "check_out_dir",
     "defend",
