@@ -275,3 +275,31 @@ def test_processes_started_differently_end_with_one_line_and_write_nothing(
         assert (
             not list(folder.glob("rows*.jsonl")) and not (folder / "run.json").exists()
         )
+
+
+def test_two_processes_given_the_same_process_id_end_with_one_line(tmp_path):
+    """The second to claim the id is refused at once (JAX alone waited five
+    minutes, then aborted both); the first then misses its peer and is ended
+    by the test."""
+    address = f"127.0.0.1:{_free_port()}"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")  # fmt: skip
+    env.pop("MRS_DEBUG", None)
+    command = [sys.executable, str(WORKER), "--out", str(tmp_path / "run"),
+               "--coordinator_address", address, "--num_processes", "2",
+               "--process_id", "0"]  # fmt: skip
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(3.0)  # the first holds its claim while it waits for process 1
+        second = subprocess.run(command, env=env, capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert second.stderr.strip().splitlines() == [
+            f"error: --process_id 0 is already taken on this host by another process "
+            f"of the run coordinated at {address}: give each process its own "
+            "--process_id"
+        ]
+    finally:
+        first.kill()
+        first.wait()

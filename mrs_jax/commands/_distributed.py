@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import itertools
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +38,7 @@ import jax
 from jax.experimental import multihost_utils
 
 import mrs_jax.commands._cli as cli
-from mrs_jax.core import checks as _checks
+from mrs_jax.core import checks as _checks, runlock
 
 ENV_ADDRESS = "MRS_COORDINATOR_ADDRESS"
 ENV_COUNT = "MRS_NUM_PROCESSES"
@@ -157,6 +159,8 @@ def initialize(
         _check_complete(coordinator_address, num_processes, process_id)
         if coordinator_address is None:  # and at most one process
             return Processes()
+    if coordinator_address is not None and process_id is not None:
+        _claim_process_id(coordinator_address, process_id)
     try:
         jax.distributed.initialize(
             coordinator_address=coordinator_address,
@@ -173,6 +177,32 @@ def initialize(
         ) from error
     count = jax.process_count()
     return Processes(jax.process_index(), count, sync_barrier if count > 1 else None)
+
+
+_CLAIMS: list = []  # the held claims: released when the process ends
+
+
+def _claim_process_id(coordinator_address: str, process_id: int) -> None:
+    """Refuses a ``process_id`` another process on this host already holds for
+    the same coordinator (JAX would wait five minutes, then abort both).
+
+    The claim is a lock file in the temporary folder, held until this process
+    ends; processes on other hosts are not seen (JAX still times them out).
+    """
+    digest = hashlib.sha256(coordinator_address.encode()).hexdigest()[:16]
+    claim = runlock.hold(
+        tempfile.gettempdir(),
+        "process id",
+        name=f"mrs-jax-{digest}-process-{process_id}.lock",
+    )
+    try:
+        _CLAIMS.append((claim, claim.__enter__()))
+    except runlock.LockedError:
+        raise ValueError(
+            f"--process_id {process_id} is already taken on this host by another "
+            f"process of the run coordinated at {coordinator_address}: give each "
+            "process its own --process_id"
+        ) from None
 
 
 def _check_settings(num_processes: int | None, process_id: int | None) -> None:
