@@ -283,8 +283,14 @@ def _interrupt_when_due(tries, deadline):
         time.sleep(0.02)
 
 
-def _restore_default_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its own
+# Runs argv[1:] with SIGINT at its default (a test run under ``nohup`` ignores
+# it), by exec: no fork of this multithreaded process (``preexec_fn`` would).
+_WITH_DEFAULT_SIGINT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
 
 
 def test_every_entry_point_holds_a_ctrl_c_while_it_imports(tmp_path):
@@ -307,8 +313,8 @@ def test_every_entry_point_holds_a_ctrl_c_while_it_imports(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MRS_DEBUG"}
     processes = {
         name: subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True, preexec_fn=_restore_default_sigint,
+            [*_WITH_DEFAULT_SIGINT, *command], cwd=ROOT, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         for name, command in commands.items()
     }
