@@ -64,3 +64,10 @@ def test_an_unknown_model_kwarg_is_refused_naming_the_known_ones(tmp_path):
     (workdir / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"model.json: model_kwargs: .* no widthz"):
         mrs_jax.load_classifier(workdir)
+
+
+def test_a_mistyped_data_dir_says_the_folder_does_not_exist(tmp_path):
+    missing = tmp_path / "cifar1"
+    with pytest.raises(FileNotFoundError, match=r"data_dir .*cifar1 does not exist"):
+        mrs_jax.dataset_source("cifar10", "test", data_dir=str(missing))
+    assert not missing.exists()  # nothing was created there

@@ -280,7 +280,9 @@ def dataset_source(
 
     Raises:
         ValueError: unknown name or split.
-        FileNotFoundError: tensorflow-datasets data not prepared.
+        FileNotFoundError: ``data_dir`` is not a folder (unless ``download``),
+            or tensorflow-datasets
+            data not prepared.
     """
     if name not in _SPLITS:
         raise ValueError(f"name must be one of {tuple(_SPLITS)}; got {name!r}")
@@ -298,6 +300,12 @@ def dataset_source(
                 "image_folder needs data_dir (ROOT of ROOT/<split>/<class>)"
             )
         return _folder_source(Path(data_dir) / split)
+    if data_dir is not None and not download and not Path(data_dir).is_dir():
+        # Before tensorflow-datasets, which would talk of unprepared data.
+        raise FileNotFoundError(
+            f"data_dir {data_dir} does not exist (or is not a folder): point it at "
+            f"the folder that holds the {name} data"
+        )
     if name == "cifar10" and data_dir is not None:
         folder = _cifar_folder(Path(data_dir))
         if folder is not None:
