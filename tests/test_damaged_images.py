@@ -99,3 +99,30 @@ def test_a_symlink_loop_named_like_an_image_is_one_line(tmp_path):
     os.symlink("loop.jpg", tmp_path / "test" / "a" / "loop.jpg")
     with pytest.raises(ValueError, match=r"loop.jpg: cannot be read \(Too many levels"):
         FolderSource(tmp_path / "test")
+
+
+def test_training_refuses_a_damaged_file_before_any_step(tmp_path):
+    """The policy for training: every image of the folder is decoded once up
+    front, and a damaged one refuses the run, named (never skipped silently,
+    never found an epoch in)."""
+    from mrs_jax.training import TrainConfig, data_sources, train
+
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            for i in range(4):
+                _jpeg(tmp_path / "data" / split / name / f"{i}.jpg", seed=i)
+    damaged = tmp_path / "data" / "train" / "b" / "3.jpg"
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    config = TrainConfig(
+        dataset="image_folder", data_dir=str(tmp_path / "data"), model="tiny_cnn",
+        num_classes=2, image_shape=(32, 32, 3), epochs=1, batch_size=4,
+        max_eval_examples=4, eval_batch_size=4,
+    )  # fmt: skip
+    # Refused when the data opens, before a model or a step exists.
+    with pytest.raises(ValueError, match=r"damaged image: .*b/3\.jpg"):
+        data_sources(config)
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"damaged image: .*b/3\.jpg"):
+        train(config, workdir, progress=False)
+    assert not list(workdir.glob("checkpoints/*"))

@@ -302,6 +302,11 @@ def test_training_reads_a_folder_through_the_prefetching_iterator(
     )
     streamed = train(config, tmp_path / "run", progress=False)
     order = np.random.default_rng([config.seed, 0]).permutation(64)
+    # Before training, each split is decoded once in order (verify, batches of
+    # 1,024); then the epoch's batches.
+    checked = [(size, list(indices)) for size, indices, batch in seen if batch == 1024]
+    assert checked == [(64, list(range(64))), (16, list(range(16)))]
+    seen = [entry for entry in seen if entry[2] != 1024]
     assert len(seen) == 1 and seen[0][0] == 64 and seen[0][2] == 16
     np.testing.assert_array_equal(seen[0][1], order)
     assert np.isfinite(streamed["loss"]) and 0 <= streamed["clean_accuracy"] <= 1

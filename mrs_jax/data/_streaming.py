@@ -107,6 +107,17 @@ class StreamedSource:
         """As :meth:`get_batch`, with ``images [b, H, W, C]`` uint8 in 0..255."""
         return self._start(self._indices(indices), np.uint8).wait()
 
+    def verify(self, batch_size: int = 1024) -> None:
+        """Decodes every example once and keeps nothing (host driver): a damaged,
+        unreadable or odd-shaped file is refused before the data is used.
+
+        Raises:
+            ValueError: the first example that cannot be used, named.
+        """
+        everything = np.arange(len(self))
+        for _ in self.iter_batches(everything, batch_size, dtype=np.uint8):
+            pass
+
     def iter_batches(
         self,
         indices: Any,
