@@ -52,15 +52,21 @@ def test_too_late_or_a_bad_count_is_refused():
         "except RuntimeError as error:\n    print('refused', 'before' in str(error))"
     )
     assert _devices_after(code) == "refused True"
-    with pytest.raises(ValueError, match="count must be >= 1"):
-        sharding.use_cpu_cores(0)
+    most = sharding.max_cpu_devices()
+    for bad in (0, most + 1, 2049):
+        with pytest.raises(ValueError, match=rf"count must be in \[1, {most}\]"):
+            sharding.use_cpu_cores(bad)
     with pytest.raises(TypeError, match="count must be an int"):
         sharding.use_cpu_cores(2.0)
 
 
 def test_the_certify_cli_refuses_a_bad_device_count_in_one_line(tmp_path, capsys):
     argv = ["--config", "certify/configs/digits.py", "--checkpoint", str(tmp_path)]
-    assert (
-        certify_main(argv + ["--out", str(tmp_path / "o"), "--cpu_devices", "0"]) == 2
-    )
-    assert capsys.readouterr().err.strip() == "error: --cpu_devices must be >= 1, got 0"
+    most = sharding.max_cpu_devices()
+    for bad in ("0", "2049"):
+        flags = ["--out", str(tmp_path / "o"), "--cpu_devices", bad]
+        assert certify_main(argv + flags) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"error: --cpu_devices must be in [1, {most}] on this")
+        assert line.endswith(f"got {bad}")
+    assert not (tmp_path / "o").exists()

@@ -137,9 +137,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _use_cpu_cores(cpu_devices: int | None) -> None:
-    if cpu_devices is not None and cpu_devices < 1:
-        raise cli.UsageError(f"--cpu_devices must be >= 1, got {cpu_devices}")
-    sharding.use_cpu_cores(cpu_devices)
+    try:
+        sharding.use_cpu_cores(cpu_devices)
+    except ValueError as error:  # the range is the library's: say the flag
+        raise cli.UsageError(str(error).replace("count", "--cpu_devices", 1)) from None
 
 
 def _config(args: argparse.Namespace, overrides) -> job.JobConfig:

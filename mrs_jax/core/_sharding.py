@@ -20,6 +20,16 @@ SAMPLES = "samples"
 _DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
 
 
+# More CPU devices than this per usable core make XLA's collectives miss their
+# 40 s rendezvous (seen with 512 devices on 2 cores) or fail outright (2,049).
+DEVICES_PER_CORE = 4
+
+
+def max_cpu_devices() -> int:
+    """The most CPU devices :func:`use_cpu_cores` accepts on this host."""
+    return DEVICES_PER_CORE * len(os.sched_getaffinity(0))
+
+
 def use_cpu_cores(count: int | None = None) -> int:
     """Splits the host CPU into ``count`` JAX devices, one per core by default.
 
@@ -38,20 +48,27 @@ def use_cpu_cores(count: int | None = None) -> int:
     then goes unused.
 
     Args:
-      count: devices, >= 1; None: the cores this process may run on.
+      count: devices, in [1, :func:`max_cpu_devices`]; None: the cores this
+        process may run on.
 
     Returns:
       The number of CPU devices JAX will create.
 
     Raises:
+      ValueError: ``count`` out of range.
       RuntimeError: JAX's backends are already initialised (too late to split).
     """
     if count is None:
         count = len(os.sched_getaffinity(0))
     if isinstance(count, bool) or not isinstance(count, int):
         raise TypeError(f"count must be an int, got {type(count).__name__}")
-    if count < 1:
-        raise ValueError(f"count must be >= 1, got {count}")
+    most = max_cpu_devices()
+    if not 1 <= count <= most:
+        raise ValueError(
+            f"count must be in [1, {most}] on this host ({DEVICES_PER_CORE} per "
+            "usable core: with many more devices than cores XLA's CPU collectives "
+            f"stall and abort), got {count}"
+        )
     chosen = jax.config.jax_num_cpu_devices
     if chosen > 0:
         return int(chosen)
