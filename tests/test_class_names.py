@@ -10,8 +10,7 @@ from jax.tree_util import Partial
 
 from mrs_jax import job
 from mrs_jax.data import dataset_source
-from mrs_jax.training import TrainConfig
-from mrs_jax.training._config import data_sources
+from mrs_jax.training import TrainConfig, data_sources
 from mrs_jax.training._train import _model_meta
 
 SHAPE = (16, 16, 3)

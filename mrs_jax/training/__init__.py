@@ -20,9 +20,9 @@ from ._augment import (
 )
 from ._config import (
     TrainConfig as TrainConfig,
-    data_sources as data_sources,
     square_augment as square_augment,
 )
+from ._data import data_sources as data_sources
 from ._evaluate import (
     augment as augment,
     evaluate as evaluate,

@@ -36,11 +36,8 @@ from mrs_jax import models as ckpt
 from mrs_jax.core import checks as _checks, progress_bar, runlock, sharding as placement
 from mrs_jax.data import iterate_batches
 from mrs_jax.models import as_classifier, get_model
-from mrs_jax.training._config import (
-    TrainConfig,
-    check_config as _check_config,
-    data_sources,
-)
+from mrs_jax.training._config import TrainConfig, check_config as _check_config
+from mrs_jax.training._data import data_sources
 from mrs_jax.training._evaluate import DivergedError, augment, clean_view, evaluate
 from mrs_jax.training._optimizer import make_optimizer
 
