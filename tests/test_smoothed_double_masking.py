@@ -23,9 +23,9 @@ from mrs_jax.certification import (
     _sequential as sequential,
     _smoothing as smoothing,
     patchcleanser_masks,
-    row_fields,
     smoothed_double_masking,
     smoothed_double_masking_certify,
+    smoothed_double_masking_row,
 )
 
 SHAPE = (6, 6, 1)
@@ -356,7 +356,7 @@ def _config(**overrides):
 def test_row_fields_are_the_prediction_and_its_certificate():
     x = _image(5, 1.0)
     key = jax.random.key(11)
-    fields = row_fields(_config(), TRIGGER, 2, x, 1, key=key)
+    fields = smoothed_double_masking_row(_config(), TRIGGER, 2, x, 1, key=key)
     predict_key, certify_key = jax.random.split(key)
     label = smoothed_double_masking(
         TRIGGER, x, MASKS, SIGMA, key=predict_key, n=64, alpha=0.01,
@@ -376,13 +376,15 @@ def test_row_fields_are_the_prediction_and_its_certificate():
     assert set(fields["seconds"]) == {"predict", "certify"}
     # A numeric target is the radius certified.
     assert (
-        row_fields(_config(target_radius=0.5), TRIGGER, 2, x, 1, key=key)["radius"]
+        smoothed_double_masking_row(
+            _config(target_radius=0.5), TRIGGER, 2, x, 1, key=key
+        )["radius"]
         == 0.5
     )
     assert (
-        row_fields(_config(target_radius="unrestricted"), TRIGGER, 2, x, 1, key=key)[
-            "radius"
-        ]
+        smoothed_double_masking_row(
+            _config(target_radius="unrestricted"), TRIGGER, 2, x, 1, key=key
+        )["radius"]
         == RADIUS
     )
 

@@ -50,9 +50,11 @@ from ._sequential import (
 )
 from ._smoothed_double_masking import (
     CERTIFICATE as CERTIFICATE,
-    row_fields as row_fields,
     smoothed_double_masking as smoothed_double_masking,
     smoothed_double_masking_certify as smoothed_double_masking_certify,
+)
+from ._smoothed_double_masking_row import (
+    smoothed_double_masking_row as smoothed_double_masking_row,
 )
 from ._smoothing import (
     ABSTAIN as ABSTAIN,
@@ -94,11 +96,11 @@ __all__ = [
     "patchcleanser_masks",
     "predict",
     "resolve_target",
-    "row_fields",
     "sample_counts",
     "schedule",
     "smoothed_double_masking",
     "smoothed_double_masking_certify",
+    "smoothed_double_masking_row",
     "square_mask",
     "two_mask_predictions",
     "unrestricted_radius",

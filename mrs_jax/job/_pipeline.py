@@ -212,7 +212,7 @@ def _smoothed_double_masking_rows(group: Group, keys: Keys) -> list[dict]:
     with Clock(group.seconds, "smoothed_double_masking"):
         base = _base_predictions(group.classify, group.images)
         for b, (x, y) in enumerate(zip(group.images, group.labels, strict=True)):
-            fields = sdm.row_fields(
+            fields = sdm.smoothed_double_masking_row(
                 group.config, group.classify, group.num_classes, x, y,
                 key=keys.certify[b],
             )
