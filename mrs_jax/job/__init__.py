@@ -1,12 +1,11 @@
-"""The certification job: attack, localise, certify each image, one row each.
-"""
+"""The certification job: attack, localise, certify each image, one row each."""
 
 from ._config import JobConfig as JobConfig
 from ._defence import defend as defend
 from ._pipeline import image_row as image_row
+from ._processes import ProcessesDisagreeError as ProcessesDisagreeError
 from ._run import (
     MODES as MODES,
-    ProcessesDisagreeError as ProcessesDisagreeError,
     run as run,
     summary as summary,
     validate as validate,

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -60,6 +59,7 @@ import numpy as np
 
 import mrs_jax.job._config as job_config
 import mrs_jax.job._pipeline as pipeline
+import mrs_jax.job._processes as processes
 import mrs_jax.job._run_dir as run_dir
 from mrs_jax import rows, rows as metrics
 from mrs_jax.core import ABSTAIN, checks as _checks, progress_bar
@@ -165,7 +165,7 @@ def run(
     defaults = config_defaults()
     run_dir.check_resume(out_dir, record, defaults)  # before any write
     if process_count > 1:
-        check_processes_agree(record, out_dir)
+        processes.check_processes_agree(record, out_dir)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_dir.hold(out_dir, process_index, process_count):
@@ -296,55 +296,6 @@ def _classes_record(source) -> dict[str, Any]:
     """``{"classes": [...]}`` where the source names its classes, else ``{}``."""
     classes = getattr(source, "classes", None)
     return {} if classes is None else {"classes": [str(c) for c in classes]}
-
-
-
-class ProcessesDisagreeError(ValueError):
-    """The processes of one multi-process run were started with different jobs."""
-
-
-def check_processes_agree(record: dict[str, Any], out_dir: Path) -> None:
-    """Refuses, in every process at once, a run whose processes differ in config,
-    model or run directory, before any of them writes anything.
-
-    Each process gathers every process's SHA-256 digests of the three (one
-    collective, ``multihost_utils.process_allgather``); with one JAX process
-    there is nobody to disagree with.
-
-    Raises:
-      ProcessesDisagreeError: naming what differs.
-    """
-    count = jax.process_count()
-    if count == 1:
-        return
-    from jax.experimental import multihost_utils
-
-    parts = {
-        "config": record["config"],
-        "model (checkpoint weights)": record["model"],
-        "run directory (--out)": str(Path(out_dir).resolve()),
-    }
-    digests = np.stack(
-        [
-            np.frombuffer(
-                hashlib.sha256(json.dumps(v, sort_keys=True).encode()).digest(),
-                np.uint8,
-            )
-            for v in parts.values()
-        ]
-    )
-    gathered = np.asarray(multihost_utils.process_allgather(digests))
-    differ = [
-        name
-        for k, name in enumerate(parts)
-        if not (gathered[:, k] == gathered[:1, k]).all()
-    ]
-    if differ:
-        raise ProcessesDisagreeError(
-            f"the {count} processes of this run were started differently: their "
-            f"{', '.join(differ)} differ; start every process with the same "
-            "--config, --checkpoint and --out (nothing was written)"
-        )
 
 
 def _certify_images(
