@@ -7,9 +7,10 @@
 #
 #   bash benchmarks/cifar10_airbench_protocol.sh     # data in data/cifar10
 #
-# Runs: benchmarks/runs/airbench_{practical,center,gradcam,pc,sdm}, the first 200
-# images of the protocol's fixed order (the order of the 500-image cifar10_cpu
-# runs). Twins: benchmarks/checkpoints/cifar10_airbench_{occlusion,noise_squares}.
+# Runs: benchmarks/runs/airbench_{practical,center,gradcam,pc,sdm,drs}, the first
+# 200 images of the protocol's fixed order (the order of the 500-image cifar10_cpu
+# runs). Twins: benchmarks/checkpoints/cifar10_airbench_{occlusion,noise_squares,
+# drs} (the recipe with grey squares, noise squares, band ablations).
 # Report: benchmarks/runs/airbench_report. Never `git stash` or `git checkout`
 # the run directories while this runs.
 set -euo pipefail
@@ -19,6 +20,7 @@ IMAGES=${IMAGES:-200}
 CKPT=benchmarks/checkpoints/cifar10_airbench
 OCCLUSION=benchmarks/checkpoints/cifar10_airbench_occlusion
 NOISE_SQUARES=benchmarks/checkpoints/cifar10_airbench_noise_squares
+DRS=benchmarks/checkpoints/cifar10_airbench_drs
 RUNS=benchmarks/runs
 CONFIG=certify/configs/cifar10_cpu.py
 run() { "$PY" -m certify --no_progress --num_images "$IMAGES" "$@"; }
@@ -36,6 +38,8 @@ twin train/configs/cifar10_airbench_occlusion.py "$OCCLUSION"
 run --checkpoint "$OCCLUSION" --config certify/configs/cifar10_cpu_pc.py --out "$RUNS/airbench_pc"
 twin train/configs/cifar10_airbench_noise_squares.py "$NOISE_SQUARES"
 run --checkpoint "$NOISE_SQUARES" --config certify/configs/cifar10_cpu_sdm.py --out "$RUNS/airbench_sdm"
+twin train/configs/cifar10_airbench_drs.py "$DRS"
+run --checkpoint "$DRS" --config certify/configs/cifar10_cpu_drs.py --out "$RUNS/airbench_drs"
 "$PY" -m certify.analyze "$RUNS"/airbench_practical "$RUNS"/airbench_center \
   "$RUNS"/airbench_gradcam "$RUNS"/airbench_pc "$RUNS"/airbench_sdm \
-  --radii 0 3.5 7 --out "$RUNS/airbench_report"
+  "$RUNS"/airbench_drs --radii 0 3.5 7 --out "$RUNS/airbench_report"

@@ -71,9 +71,8 @@ def test_a_trained_ablation_model_certifies_with_mode_drs(tmp_path, capsys):
     results = derandomized_smoothing(classify, x, 5, 4)
     assert all(sum(r.votes) == 32 for r in results)
     out = tmp_path / "run"
-    args = ["--config", "cifar10:smoke", "--mode", "drs", "--checkpoint",
-            str(workdir), "--out", str(out), "--num_images", "2", "--no_progress",
-            "--config.drs_band=4", "--config.target_radius=None"]  # fmt: skip
+    args = ["--config", "cifar10_cpu_drs:smoke", "--checkpoint", str(workdir),
+            "--out", str(out), "--num_images", "2", "--no_progress"]  # fmt: skip
     assert certify_main(args) == 0
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(sum(r["votes"]) == 32 for r in rows)
