@@ -18,6 +18,7 @@ Smoke: add ``--smoke`` (synthetic 32x32 data, tiny network, two steps).
 
 from pathlib import Path
 
+from mrs_jax.configs import _twins
 from mrs_jax.core import configfile
 from mrs_jax.training import TrainConfig
 
@@ -29,8 +30,5 @@ def get_config(smoke: bool = False) -> TrainConfig:
         BASE,
         smoke,
         TrainConfig,
-        augmentation="occlusion",
-        occlusion_size=9,
-        occlusion_squares=2,
-        occlusion_fill=0.5,
+        **_twins.GREY_SQUARES,
     )

@@ -27,6 +27,7 @@ Smoke: add ``--smoke`` (synthetic 32x32 data, tiny network, two steps).
 
 from pathlib import Path
 
+from mrs_jax.configs import _twins
 from mrs_jax.core import configfile
 from mrs_jax.training import TrainConfig
 
@@ -40,8 +41,6 @@ def get_config(smoke: bool = False) -> TrainConfig:
         BASE,
         smoke,
         TrainConfig,
-        augmentation="noise_squares",
-        occlusion_size=9,
-        occlusion_squares=2,
+        **_twins.NOISE_SQUARES,
         **({} if smoke else FINE_TUNE),
     )
