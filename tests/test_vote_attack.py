@@ -9,12 +9,15 @@ import pytest
 from _job_helpers import tiny_config
 
 from mrs_jax import adaptive_patch_attack, job, joint_vote, localize, prediction_map
-from mrs_jax.attacks import OUTCOMES, soft_vote, vote_patch_attack
+from mrs_jax.attacks import DEFENCE_OUTCOMES, OUTCOMES, soft_vote, vote_patch_attack
+from mrs_jax.certification import ABSTAIN, predict
 
 SIZE = 4
 DECOY = 11  # the context region: a 4 x 4 checkerboard at rows/cols 11..14
 LOCALIZE = dict(stride=1, dilation=2, method="telea")
 BUDGET = dict(num_locations=8, steps=10, step_size=0.1)
+# The first version of the attack: one class fixed on the clean image.
+TARGETED = dict(goal="targeted")
 
 
 def _window_means(v):  # [N, H, W] -> [N, H - 1, W - 1] means of 2 x 2 windows
@@ -67,7 +70,7 @@ def attacked():
     keys = jax.random.split(jax.random.key(0), 3)
     result = vote_patch_attack(
         context_classifier, images, np.zeros(3, np.int32), SIZE, key=keys,
-        return_details=True, **BUDGET, **LOCALIZE,
+        return_details=True, **TARGETED, **BUDGET, **LOCALIZE,
     )  # fmt: skip
     return images, keys, result
 
@@ -119,7 +122,7 @@ def test_aimed_at_the_local_class_the_attack_is_located_and_says_so(attacked):
     images, keys, _ = attacked
     result = vote_patch_attack(
         context_classifier, images, np.zeros(3, np.int32), SIZE, key=keys,
-        target=np.full(3, 2), return_details=True, **BUDGET, **LOCALIZE,
+        target=np.full(3, 2), return_details=True, **TARGETED, **BUDGET, **LOCALIZE,
     )  # fmt: skip
     fooled, covered, _ = _defence(result.image, result.top_left)
     assert fooled.all() and covered.all()
@@ -131,7 +134,8 @@ def test_the_kept_candidate_is_the_worst_for_the_defence_then_the_greatest_j():
     # best outcome for the attacker and, among those, the greatest J.
     result = vote_patch_attack(
         context_classifier, context_image(), 0, SIZE, key=jax.random.key(3),
-        num_locations=8, steps=0, step_size=0.1, return_details=True, **LOCALIZE,
+        num_locations=8, steps=0, step_size=0.1, return_details=True, **TARGETED,
+        **LOCALIZE,
     )  # fmt: skip
     outcomes, objectives = result.candidate_outcomes, result.candidate_objectives
     assert len(set(outcomes.tolist())) >= 2, outcomes  # a real choice was made
@@ -149,7 +153,7 @@ def test_the_patch_term_keeps_the_patchs_own_blocks_unremarkable(attacked):
     images, keys, result = attacked
     plain = vote_patch_attack(
         context_classifier, images, np.zeros(3, np.int32), SIZE, key=keys,
-        patch_weight=0.0, return_details=True, **BUDGET, **LOCALIZE,
+        patch_weight=0.0, return_details=True, **TARGETED, **BUDGET, **LOCALIZE,
     )  # fmt: skip
 
     def score_at_patch(attack):
@@ -166,7 +170,7 @@ def test_a_batch_equals_one_image_calls(attacked):
     images, keys, batch = attacked
     one = vote_patch_attack(
         context_classifier, images[2], 0, SIZE, key=keys[2], return_details=True,
-        **BUDGET, **LOCALIZE,
+        **TARGETED, **BUDGET, **LOCALIZE,
     )  # fmt: skip
     assert one.image.shape == images[2].shape and one.top_left.shape == (2,)
     for got, want in zip(one, batch, strict=True):
@@ -189,8 +193,13 @@ def test_a_batch_equals_one_image_calls(attacked):
         (dict(num_candidates=9), ValueError, "num_candidates"),
         (dict(num_blocks=0), ValueError, "num_blocks"),
         (dict(location_chunk=0), ValueError, "location_chunk"),
-        (dict(target=0), ValueError, "target"),
-        (dict(target=1.5), TypeError, "target"),
+        (dict(target=0, goal="targeted"), ValueError, "target"),
+        (dict(target=1.5, goal="targeted"), TypeError, "target"),
+        (dict(target=1), ValueError, "target"),
+        (dict(goal="any"), ValueError, "goal"),
+        (dict(sigma=0.0), ValueError, "sigma"),
+        (dict(sigma=0.5, judge_n=0), ValueError, "judge_n"),
+        (dict(sigma=0.5, alpha=1.5), ValueError, "alpha"),
         (dict(kappa=0.0), ValueError, "kappa"),
         (dict(base_weight=-1.0), ValueError, "base_weight"),
         (dict(base_weight=0, patch_weight=0, decoy_weight=0), ValueError, "weight"),
@@ -244,10 +253,107 @@ def test_a_tiny_job_runs_in_mode_vote_adaptive(tmp_path, attacked):
     summary = analysis.summarize_run(tmp_path)
     assert summary.mode == "vote_adaptive" and summary.localised
     # The CIFAR-10 config is the practical one with this attack, on 100 images.
-    vote = configfile.load("certify/configs/cifar10_cpu_vote.py", False, job.JobConfig)
-    base = configfile.load("certify/configs/cifar10_cpu.py", False, job.JobConfig)
-    assert dataclasses.replace(vote, mode="practical", num_images=500) == base
-    assert (vote.mode, vote.num_images) == ("vote_adaptive", 100)
+    # The first version keeps its settings; the deployed one takes the defaults.
+    load = lambda name: configfile.load(name, False, job.JobConfig)  # noqa: E731
+    base = load("certify/configs/cifar10_cpu.py")
+    first = load("certify/configs/cifar10_cpu_vote.py")
+    deployed = load("certify/configs/cifar10_cpu_vote_deployed.py")
+    assert (first.vote_goal, first.vote_judge) == ("targeted", "localizer")
+    assert (deployed.vote_goal, deployed.vote_judge) == ("untargeted", "defence")
+    for vote in (first, deployed):
+        assert (vote.mode, vote.num_images) == ("vote_adaptive", 100)
+        assert dataclasses.replace(
+            vote, mode="practical", num_images=500, vote_goal="untargeted",
+            vote_judge="defence",
+        ) == base  # fmt: skip
+
+
+def reach_classifier(images):
+    """[N, 16, 16, 1] -> [N, 3]: label 0 everywhere but under a dark 2 x 2
+    window (class 2). Class 1 is the clean image's best wrong class and out of
+    reach: its logit is a constant below the label's."""
+    dark = jnp.max(_window_means(jax.nn.relu(1 - 2 * images[..., 0])), axis=(1, 2))
+    dark = jax.nn.relu(dark - 0.3) / 0.7
+    ones = jnp.ones_like(dark)
+    return jnp.stack([ones, 0.9 * ones, 6 * dark - 1.0], axis=-1)
+
+
+def test_untargeted_it_fools_where_the_clean_best_wrong_class_is_out_of_reach():
+    # The base term alone (no vote terms), so the goal is all that differs.
+    images = np.full((3, 16, 16, 1), 0.5, np.float32)
+    keys = jax.random.split(jax.random.key(0), 3)
+    run = lambda **goal: vote_patch_attack(  # noqa: E731
+        reach_classifier, images, np.zeros(3, np.int32), SIZE, key=keys,
+        patch_weight=0.0, decoy_weight=0.0, return_details=True, **goal,
+        **BUDGET, **LOCALIZE,
+    )  # fmt: skip
+    targeted, untargeted = run(**TARGETED), run()
+    labels = lambda r: np.argmax(reach_classifier(jnp.asarray(r.image)), -1)  # noqa: E731
+    np.testing.assert_array_equal(labels(targeted), [0, 0, 0])
+    np.testing.assert_array_equal(targeted.target, [1, 1, 1])
+    np.testing.assert_array_equal(labels(untargeted), [2, 2, 2])
+    np.testing.assert_array_equal(untargeted.target, [2, 2, 2])
+
+
+def test_judged_by_the_defence_the_kept_candidate_is_the_defences_worst():
+    # Random patches (no step), each judged by localise + PREDICT in its mask.
+    result = vote_patch_attack(
+        context_classifier, context_image(), 0, SIZE, key=jax.random.key(3),
+        num_locations=8, steps=0, step_size=0.1, return_details=True,
+        sigma=0.25, judge_n=64, **TARGETED, **LOCALIZE,
+    )  # fmt: skip
+    defence, support = result.candidate_defence, result.candidate_support
+    assert set(defence.tolist()) <= {0, 1, 2} and np.all(
+        (support >= 0) & (support <= 1)
+    )
+    assert result.defence == defence.min()
+    kept = int(np.argmax(result.candidate_objectives == result.objective))
+    assert support[kept] == support[defence == defence.min()].min()
+    # The kept image, judged again the same way, gets the same answer.
+    (located,) = localize(context_classifier, result.image[None], SIZE, **LOCALIZE)
+    if located.reason_name == "multiple_regions":
+        assert DEFENCE_OUTCOMES[result.defence] == "abstained"
+    else:
+        answer = predict(
+            context_classifier, result.image, located.mask, 0.25,
+            key=jax.random.key(11), n=2000, alpha=0.001, num_classes=3,
+            batch_size=500,
+        )  # fmt: skip
+        # 64 draws against 2,000: the shares on the label agree within 4 sd.
+        share = answer.counts[0] / 2000
+        assert abs(float(result.candidate_support[kept]) - share) < 0.25
+        if answer.label != ABSTAIN and share > 0.9:
+            assert DEFENCE_OUTCOMES[result.defence] == "right"
+
+
+def test_a_defence_judged_candidate_that_misses_f_ranks_first_if_the_defence_errs():
+    from mrs_jax.attacks._vote import _keep_worst_for_defence
+
+    # Candidate 0 (greatest J) fooled f and the mask missed it, but the smoothed
+    # vote in the mask answers right; candidate 1 did not fool f, yet the
+    # defence answers a wrong label there. The localiser alone keeps 0.
+    images = np.zeros((1, 2, 4, 4, 1), np.float32)
+    images[0, 1] = 1.0
+    corners = np.array([[[0, 0], [1, 1]]], np.int32)
+    objective = np.array([[2.0, 1.0]], np.float32)
+    outcomes = np.array(
+        [[OUTCOMES.index("fooled_missed"), OUTCOMES.index("not_fooled")]]
+    )
+    judged = np.array(
+        [[DEFENCE_OUTCOMES.index("right"), DEFENCE_OUTCOMES.index("wrong")]]
+    )
+    support = np.array([[0.9, 0.1]], np.float32)
+    keep = lambda d, p: _keep_worst_for_defence(  # noqa: E731
+        images, corners, objective, outcomes, d, p, np.array([1])
+    )
+    by_defence = keep(judged, support)
+    assert int(by_defence.defence[0]) == DEFENCE_OUTCOMES.index("wrong")
+    np.testing.assert_array_equal(by_defence.top_left[0], [1, 1])
+    unjudged = keep(np.full((1, 2), -1), np.full((1, 2), np.nan, np.float32))
+    np.testing.assert_array_equal(unjudged.top_left[0], [0, 0])
+    # Equal answers: the least support for the label goes first.
+    both_right = np.full((1, 2), DEFENCE_OUTCOMES.index("right"))
+    np.testing.assert_array_equal(keep(both_right, support).top_left[0], [1, 1])
 
 
 def test_vote_adaptive_rows_must_say_whether_the_mask_covers_the_patch():

@@ -10,12 +10,16 @@ from ._engine import PatchAttackResult as PatchAttackResult
 from ._pgd import patch_attack as patch_attack
 from ._soft_vote import SoftVote as SoftVote, soft_vote as soft_vote
 from ._vote import (
+    DEFENCE_OUTCOMES as DEFENCE_OUTCOMES,
+    GOALS as GOALS,
     OUTCOMES as OUTCOMES,
     VoteAttackResult as VoteAttackResult,
     vote_patch_attack as vote_patch_attack,
 )
 
 __all__ = [
+    "DEFENCE_OUTCOMES",
+    "GOALS",
     "OBJECTIVES",
     "OUTCOMES",
     "PatchAttackResult",

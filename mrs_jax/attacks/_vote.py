@@ -1,12 +1,13 @@
 """Vote-aware patch attack: move the localiser's vote away from the patch.
 
-The patch is optimised (the shared ``_engine`` search) so that f says the
-attacked class t, filling the patch's own blocks does not change that, and
-filling the blocks of a decoy position far from the patch does (``soft_vote``'s
-surrogate of the vote); the vote's mask then lands on the decoy and the noise
-never touches the patch. The best candidates are judged by the real localiser
-and the one worst for the defence is kept (``OUTCOMES``). See docs/attacks.md
-("Vote-aware").
+The patch is optimised (the shared ``_engine`` search) so that f says a
+wrong class t (untargeted: the best wrong class at each step; or one fixed
+target), filling the patch's own blocks does not change that, and filling the
+blocks of a decoy position far from the patch does (``soft_vote``'s surrogate of
+the vote); the vote's mask then lands on the decoy and the noise never touches
+the patch. The best candidates are judged by the defence as deployed (localise,
+then the smoothed PREDICT in the located mask; or by the localiser and f alone)
+and the one worst for the defence is kept. See docs/attacks.md ("Vote-aware").
 """
 
 from __future__ import annotations
@@ -19,15 +20,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mrs_jax import localization
-from mrs_jax.core import checks as _checks
+from mrs_jax import certification, localization
+from mrs_jax.core import ABSTAIN, checks as _checks
 from mrs_jax.localization import check_map_settings
 
 from ._engine import SearchSettings, random_starts, search, search_settings
 from ._soft_vote import changed_probability, template_offsets
 
 OUTCOMES = ("fooled_missed", "fooled_abstained", "fooled_covered", "not_fooled")
+# The deployed defence's answer on a candidate, worst for it first.
+DEFENCE_OUTCOMES = ("wrong", "abstained", "right")
+GOALS = ("untargeted", "targeted")
 DEFAULT_CANDIDATES = 8
+# Folded into an image's key for the PREDICT draws that judge its candidates
+# (the search splits the key itself, so the two never share draws).
+_JUDGE_STREAM = 1
 
 
 class VoteAttackResult(NamedTuple):
@@ -39,10 +46,17 @@ class VoteAttackResult(NamedTuple):
       outcome: [] (or [B]) int32 index into ``OUTCOMES`` of the kept candidate,
         as the real localiser judged it.
       objective: [] (or [B]) float32 surrogate J of the kept candidate.
-      target: [] (or [B]) int32 attacked class t.
+      target: [] (or [B]) int32 attacked class t (untargeted: f's best wrong
+        class on the kept image).
       candidate_outcomes: [Q] (or [B, Q]) int32 outcomes of all judged
         candidates, greatest J first (Q = num_candidates).
       candidate_objectives: [Q] (or [B, Q]) float32 their J, decreasing.
+      defence: [] (or [B]) int32 index into ``DEFENCE_OUTCOMES`` of the kept
+        candidate; -1 where the defence did not judge (no ``sigma``).
+      candidate_defence: [Q] (or [B, Q]) int32, the same for every candidate.
+      candidate_support: [Q] (or [B, Q]) float32 share of each candidate's
+        PREDICT draws on the true label (0 where the vote abstained; NaN
+        without ``sigma``).
     """
 
     image: np.ndarray
@@ -52,6 +66,20 @@ class VoteAttackResult(NamedTuple):
     target: np.ndarray
     candidate_outcomes: np.ndarray
     candidate_objectives: np.ndarray
+    defence: np.ndarray
+    candidate_defence: np.ndarray
+    candidate_support: np.ndarray
+
+
+class DefenceJudge(NamedTuple):
+    """The deployed defence that judges the candidates: PREDICT with ``n``
+    draws of noise ``sigma`` at level ``alpha`` in the located mask, ``batch_size``
+    draws per model batch (MRS_SPEC.md s. 9)."""
+
+    sigma: float
+    n: int
+    alpha: float
+    batch_size: int
 
 
 class _Settings(NamedTuple):
@@ -62,6 +90,7 @@ class _Settings(NamedTuple):
     stride: int
     m: int
     num_blocks: int
+    untargeted: bool = False
 
 
 # --------------------------------------------------------------- the objective
@@ -112,17 +141,25 @@ def _variants(x_adv, top_left, decoy, key, offsets, settings: _Settings):
 
 
 def _objective(logits, weights, target, coefs, settings: _Settings):
-    """[V, K] logits of one location's variants -> [] J (docs/attacks.md)."""
+    """[V, K] logits of one location's variants -> [] J (docs/attacks.md).
+    Untargeted, ``target`` is the true label y: the base term is the clipped
+    cross-entropy of y (as PGD's loss) and the vote terms are taken at t, the
+    best wrong class of the patched image, chosen anew at every step."""
     logits = logits.astype(jnp.float32)
     base_weight, patch_weight, decoy_weight, kappa = coefs
-    is_target = jnp.arange(logits.shape[-1]) == target
-    other = jnp.max(jnp.where(is_target, -jnp.inf, logits[0]))
-    margin = jnp.minimum(logits[0, target] - other, kappa)
+    if settings.untargeted:
+        label = target
+        is_label = jnp.arange(logits.shape[-1]) == label
+        target = jnp.argmax(jnp.where(is_label, -jnp.inf, logits[0]))
+        gain = jax.nn.logsumexp(logits[0]) - logits[0, label]
+    else:
+        is_target = jnp.arange(logits.shape[-1]) == target
+        gain = logits[0, target] - jnp.max(jnp.where(is_target, -jnp.inf, logits[0]))
     changed = changed_probability(logits[1:], target) * weights
     n = settings.num_blocks
     patch_frac = jnp.mean(changed[:n])
     decoy_frac = jnp.mean(changed[n:])
-    return base_weight * margin + kappa * (
+    return base_weight * jnp.minimum(gain, kappa) + kappa * (
         decoy_weight * decoy_frac - patch_weight * patch_frac
     )
 
@@ -178,8 +215,8 @@ def _labels_of(classify, images) -> jax.Array:
 
 
 def _judge(classify, candidates, top_lefts, labels, size, localize_kwargs, chunk):
-    """[N] int32 ``OUTCOMES`` index of each candidate [N, H, W, C] under the
-    real localiser and f."""
+    """Each candidate [N, H, W, C] localised by the real localiser, and its
+    ``OUTCOMES`` index under that localiser and f: ``(located, outcomes [N])``."""
     located = localization.localize(classify, candidates, size, **localize_kwargs)
     predicted = np.concatenate(
         [
@@ -196,13 +233,46 @@ def _judge(classify, candidates, top_lefts, labels, size, localize_kwargs, chunk
             outcomes[n] = 1
         else:
             outcomes[n] = 2 if covered else 0
-    return outcomes
+    return located, outcomes
 
 
-def _keep_worst_for_defence(candidates, corners, objective, outcomes, targets):
-    """Each image's candidate first in ``OUTCOMES`` order, ties by J (the
-    candidates come sorted by J, and lexsort sorts by its last key first)."""
-    best = np.lexsort((-objective, outcomes), axis=-1)[:, 0]
+def _judge_by_defence(classify, candidates, located, labels, judge, keys, num_classes):
+    """The deployed defence on every candidate: ``multiple_regions`` abstains,
+    else PREDICT in the located (or tie-break) mask. Returns
+    (``DEFENCE_OUTCOMES`` index [N] int32, share of draws on the label [N])."""
+    count = len(candidates)
+    defence = np.full(count, DEFENCE_OUTCOMES.index("abstained"), np.int32)
+    support = np.zeros(count, np.float32)
+    answered = [i for i, r in enumerate(located) if r.reason_name != "multiple_regions"]
+    if not answered:
+        return defence, support
+    # Padded with the first answered candidate: one batch shape, one compile.
+    padded = np.array(answered + answered[:1] * (count - len(answered)))
+    masks = np.stack([np.asarray(located[i].mask) for i in padded])
+    predictions = certification.predict(
+        classify, candidates[padded], masks, judge.sigma, key=keys[padded],
+        n=judge.n, alpha=judge.alpha, num_classes=num_classes,
+        batch_size=judge.batch_size,
+    )  # fmt: skip
+    for i, prediction in zip(answered, predictions, strict=False):
+        support[i] = prediction.counts[labels[i]] / judge.n
+        if prediction.label == labels[i]:
+            defence[i] = DEFENCE_OUTCOMES.index("right")
+        elif prediction.label != ABSTAIN:
+            defence[i] = DEFENCE_OUTCOMES.index("wrong")
+    return defence, support
+
+
+def _keep_worst_for_defence(
+    candidates, corners, objective, outcomes, defence, support, targets
+):
+    """Each image's candidate worst for the defence: first in
+    ``DEFENCE_OUTCOMES`` order, then the least support for the label, then
+    first in ``OUTCOMES`` order, ties by J (the candidates come sorted by J,
+    and lexsort sorts by its last key first). Without the defence's judgement
+    (defence -1, support NaN) only the last two keys differ."""
+    support_key = np.where(np.isnan(support), 0.0, support)
+    best = np.lexsort((-objective, outcomes, support_key, defence), axis=-1)[:, 0]
     rows = np.arange(len(candidates))
     return VoteAttackResult(
         candidates[rows, best].astype(np.float32),
@@ -212,6 +282,9 @@ def _keep_worst_for_defence(candidates, corners, objective, outcomes, targets):
         targets,
         outcomes,
         objective.astype(np.float32),
+        defence[rows, best],
+        defence,
+        support.astype(np.float32),
     )
 
 
@@ -225,6 +298,7 @@ def vote_patch_attack(
     num_locations: int = 80,
     steps: int,
     step_size: float,
+    goal: str = "untargeted",
     target: Any = None,
     num_blocks: int = 4,
     num_candidates: int | None = None,
@@ -241,30 +315,41 @@ def vote_patch_attack(
     batch_size: int = 256,
     workers: int | None = None,
     mesh: Any = None,
+    sigma: float | None = None,
+    judge_n: int = 100,
+    alpha: float = 0.001,
     return_details: bool = False,
 ) -> tuple[np.ndarray, np.ndarray] | VoteAttackResult:
-    """s x s patch attack on the joint vote, judged by the real localiser.
+    """s x s patch attack on the joint vote, judged by the defence as deployed.
 
     Maximises (docs/attacks.md, "Vote-aware")::
 
-        J = base_weight * min(z_t - max_{k != t} z_k, kappa)
+        J = base_weight * min(gain, kappa)
           + kappa * (decoy_weight * frac(decoy) - patch_weight * frac(patch))
 
-    with z = f(x_adv) and ``frac(c)`` the soft vote score (``soft_vote``) at map
+    with z = f(x_adv); untargeted (``goal="untargeted"``), gain is the
+    cross-entropy of the label y (PGD's loss) and t the best wrong class of
+    x_adv at each step; targeted, t is fixed and gain = z_t - max_{k != t} z_k.
+    ``frac(c)`` is the soft vote score (``soft_vote``, at class t) at map
     position c over the template size, estimated from ``num_blocks`` template
-    blocks drawn at each step; ``patch`` is the patch's own position, ``decoy``
-    one drawn per location whose template misses the patch.
+    blocks drawn at each step; ``patch`` is the patch's own position,
+    ``decoy`` one drawn per location whose template misses the patch.
 
     Host driver (Telea runs on the host): one image, or a batch. The search is
     one jitted device program vmapped over the batch; the ``num_candidates``
     best locations of every image are then localised together by
     ``mrs_jax.localize`` with the given settings (pass the job's:
-    ``pipeline.localize_settings(config)``), and each image keeps its candidate
-    worst for the defence (``OUTCOMES`` order, ties by J). Image b of a batch
-    equals the one-image call with ``key=keys[b]``. Checks everything, values
-    included (pixels in [0, 1], labels and targets in [0, K)). Cost per step:
-    ``1 + 2 * num_blocks`` forward-backward passes per location; then
-    ``num_candidates`` localisations per image.
+    ``job.localize_settings(config)``). With ``sigma``, each candidate is then
+    judged by the deployed defence (PREDICT with ``judge_n`` draws at level
+    ``alpha`` in its located mask; ``multiple_regions`` abstains), and each
+    image keeps its candidate worst for that defence: a wrong answer, then an
+    abstention, then the least support for the label, then ``OUTCOMES`` order,
+    ties by J. Without ``sigma`` the localiser and f alone judge (``OUTCOMES``
+    order, ties by J). Image b of a batch equals the one-image call with
+    ``key=keys[b]``. Checks everything, values included (pixels in [0, 1],
+    labels and targets in [0, K)). Cost per step: ``1 + 2 * num_blocks``
+    forward-backward passes per location; then ``num_candidates``
+    localisations (and PREDICTs) per image.
 
     Args:
       classify: base classifier, images [N, H, W, C] -> logits [N, K]; plain
@@ -277,16 +362,21 @@ def vote_patch_attack(
       num_locations: random locations per image (paper: 80).
       steps: sign-gradient ascent steps on J (>= 0).
       step_size: step in pixel units (> 0).
-      target: attacked class t ([] or [B] ints, each != y); default the clean
-        image's best-scoring wrong class.
+      goal: ``"untargeted"`` (any wrong class) or ``"targeted"`` (``target``).
+      target: attacked class t with ``goal="targeted"`` ([] or [B] ints, each
+        != y); default the clean image's best-scoring wrong class.
       num_blocks: template blocks drawn per step for each vote term (>= 1).
-      num_candidates: best locations judged by the localiser, in
-        [1, num_locations]; default min(8, num_locations).
+      num_candidates: best locations judged, in [1, num_locations]; default
+        min(8, num_locations).
       base_weight, patch_weight, decoy_weight: weights (>= 0) of J's terms.
-      kappa: clip of the targeted margin and scale of the vote terms (> 0).
+      kappa: clip of the gain and scale of the vote terms (> 0).
       location_chunk: locations per model batch; None = all.
       stride, m, tau, dilation, method, batch_size, workers, mesh: the
-        localiser's settings (``mrs_jax.localize``).
+        localiser's settings (``mrs_jax.localize``); ``batch_size`` is also
+        PREDICT's draws per model batch.
+      sigma: the defence's noise (> 0); None: no PREDICT in the judgement.
+      judge_n: PREDICT's draws per candidate (>= 1; the job passes its n0).
+      alpha: PREDICT's level, in (0, 1).
       return_details: return a ``VoteAttackResult`` instead of a pair.
 
     Returns:
@@ -302,12 +392,13 @@ def vote_patch_attack(
     count = len(images)
     settings = _search_settings(
         images.shape[1:], size, stride, m, num_locations, steps, location_chunk,
-        num_blocks, num_candidates,
+        num_blocks, num_candidates, _checks.one_of(goal, GOALS, "goal"),
     )  # fmt: skip
     localize_kwargs = _localize_kwargs(
         classify, images.shape[1:], settings, tau, dilation, method, batch_size,
         workers, mesh,
     )  # fmt: skip
+    judge = _defence_judge(sigma, judge_n, alpha, batch_size)
     step_size = jnp.float32(_checks.positive_float(step_size, "step_size"))
     coefs = _coefs(base_weight, patch_weight, decoy_weight, kappa)
     num_classes = _checks.num_logits(classify, images, "classify")
@@ -315,33 +406,80 @@ def vote_patch_attack(
         raise ValueError(f"classify must return >= 2 logits, got {num_classes}")
     labels = _checks.label_or_labels(y, count, single, num_classes, "y")
     keys = _image_keys(key, count, single)
-    targets = _targets(classify, images, labels, target, single, num_classes)
+    aims = _aims(classify, images, labels, goal, target, single, num_classes)
 
     search_all = jax.vmap(
         functools.partial(_search_one, classify, coefs=coefs, settings=settings),
         in_axes=(0, 0, 0, None),
     )
-    candidates, corners, objective = jax.device_get(
-        search_all(jnp.asarray(images), jnp.asarray(targets), keys, step_size)
+    found = jax.device_get(
+        search_all(jnp.asarray(images), jnp.asarray(aims), keys, step_size)
     )
-    outcomes = _judge(
-        classify,
-        candidates.reshape((-1,) + images.shape[1:]),
-        corners.reshape(-1, 2),
-        np.repeat(labels, settings.budget.keep),
-        settings.budget.size,
-        localize_kwargs,
-        batch_size,
-    ).reshape(count, settings.budget.keep)
-    result = _keep_worst_for_defence(candidates, corners, objective, outcomes, targets)
+    result = _judge_and_keep(
+        classify, found, labels, aims, keys, settings, localize_kwargs, judge,
+        num_classes,
+    )  # fmt: skip
     if single:
         result = VoteAttackResult(*(field[0] for field in result))
     return result if return_details else (result.image, result.top_left)
 
 
+def _judge_and_keep(
+    classify, found, labels, aims, keys, settings, localize_kwargs, judge, num_classes
+) -> VoteAttackResult:
+    """Judges every image's candidates (``found``: images [B, Q, H, W, C],
+    top-lefts [B, Q, 2], J [B, Q]) and keeps each image's worst for the defence."""
+    candidates, corners, objective = found
+    count, keep = objective.shape
+    flat = candidates.reshape((-1,) + candidates.shape[2:])
+    flat_labels = np.repeat(labels, keep)
+    located, outcomes = _judge(
+        classify, flat, corners.reshape(-1, 2), flat_labels, settings.budget.size,
+        localize_kwargs, localize_kwargs["batch_size"],
+    )  # fmt: skip
+    if judge is None:
+        defence = np.full(count * keep, -1, np.int32)
+        support = np.full(count * keep, np.nan, np.float32)
+    else:
+        defence, support = _judge_by_defence(
+            classify, flat, located, flat_labels, judge,
+            _candidate_keys(keys, keep), num_classes,
+        )  # fmt: skip
+    shape = (count, keep)
+    result = _keep_worst_for_defence(
+        candidates, corners, objective, outcomes.reshape(shape),
+        defence.reshape(shape), support.reshape(shape), aims,
+    )  # fmt: skip
+    if settings.untargeted:  # report the class the kept patch ended on
+        targets = np.asarray(_best_wrong(classify, jnp.asarray(result.image), labels))
+        result = result._replace(target=targets)
+    return result
+
+
+def _candidate_keys(keys: jax.Array, keep: int) -> jax.Array:
+    """[B * Q] PREDICT keys: ``fold_in(fold_in(keys[b], _JUDGE_STREAM), q)``."""
+    judge_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, _JUDGE_STREAM)
+    per_candidate = jax.vmap(
+        lambda k: jax.vmap(jax.random.fold_in, in_axes=(None, 0))(k, jnp.arange(keep))
+    )
+    return per_candidate(judge_keys).reshape(-1)
+
+
+def _defence_judge(sigma, judge_n, alpha, batch_size) -> DefenceJudge | None:
+    """The checked PREDICT settings of the judgement; None without ``sigma``."""
+    if sigma is None:
+        return None
+    return DefenceJudge(
+        sigma=_checks.positive_float(sigma, "sigma"),
+        n=_checks.positive_int(judge_n, "judge_n"),
+        alpha=_checks.probability_level(alpha),
+        batch_size=_checks.positive_int(batch_size, "batch_size"),
+    )
+
+
 def _search_settings(
     image_shape, size, stride, m, num_locations, steps, location_chunk,
-    num_blocks, num_candidates,
+    num_blocks, num_candidates, goal,
 ) -> _Settings:  # fmt: skip
     """Checks the static budget against one image's ``[H, W, C]``."""
     size = _checks.patch_size(size, image_shape)
@@ -363,6 +501,7 @@ def _search_settings(
         stride=stride,
         m=vote.m,
         num_blocks=_checks.positive_int(num_blocks, "num_blocks"),
+        untargeted=goal == "untargeted",
     )
 
 
@@ -411,8 +550,13 @@ def _image_keys(key, count: int, single: bool) -> jax.Array:
     return _checks.key_batch(key, count, "key")
 
 
-def _targets(classify, images, labels, target, single, num_classes) -> np.ndarray:
-    """[B] int32 attacked classes, each != its label."""
+def _aims(classify, images, labels, goal, target, single, num_classes) -> np.ndarray:
+    """[B] int32 classes the search is given: the true labels (untargeted: t
+    is then chosen at every step), or the attacked classes, each != its label."""
+    if goal == "untargeted":
+        if target is not None:
+            raise ValueError("target is only used with goal='targeted'")
+        return np.asarray(labels, np.int32)
     if target is None:
         return np.asarray(_best_wrong(classify, jnp.asarray(images), labels))
     targets = _checks.label_or_labels(

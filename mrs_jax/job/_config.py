@@ -19,12 +19,15 @@ import json
 from typing import Any
 
 from mrs_jax import certification as sequential
-from mrs_jax.attacks import OBJECTIVES
+from mrs_jax.attacks import GOALS, OBJECTIVES
 from mrs_jax.certification import UNRESTRICTED, resolve_target
 from mrs_jax.core import MAX_DRAWS, MODES, checks as _checks
 from mrs_jax.localization import vote_settings
 
 INPAINT_METHODS = ("telea", "harmonic")
+# Who judges the vote-aware attack's candidates (mode ``vote_adaptive``).
+VOTE_JUDGES = ("defence", "localizer")
+
 # The made-up data set of tests and smoke runs: at most this many pixels.
 MAX_SYNTHETIC_VALUES = 2**27
 
@@ -46,6 +49,11 @@ class JobConfig:
     ``attack_steps``, ``attack_step_size`` are its budget; ``adaptive_objective``
     (default: the attack's own), ``adaptive_occlusions`` and
     ``adaptive_noise_draws`` its EOT samples per location and step. Mode
+    ``vote_adaptive``: ``vote_goal`` (``"untargeted"`` or ``"targeted"`` at the
+    best wrong class) and ``vote_judge``: ``"defence"`` judges the attack's
+    candidates by the deployed defence (localise, then PREDICT with ``n0``
+    draws), ``"localizer"`` by the localiser and the base classifier alone (the
+    first version of the attack). Mode
     ``double_masking``: ``pc_k`` masks per axis, ``pc_fill`` the hidden pixels'
     value, ``pc_batch_size`` masked images per device program. Mode ``drs``
     (derandomized smoothing, ``mrs_jax.derandomized_smoothing``): ``drs_band``
@@ -87,6 +95,8 @@ class JobConfig:
     adaptive_objective: str = "eot_noise"
     adaptive_occlusions: int = 8
     adaptive_noise_draws: int = 4
+    vote_goal: str = "untargeted"
+    vote_judge: str = "defence"
     pc_k: int = 6
     pc_fill: float = 0.5
     pc_batch_size: int = 256
@@ -140,6 +150,8 @@ def _check_numbers(config: JobConfig) -> None:
     _set(config, "attack_step_size", step)
     _set(config, "alpha", _checks.probability_level(config.alpha))
     _checks.one_of(config.adaptive_objective, OBJECTIVES, "adaptive_objective")
+    _checks.one_of(config.vote_goal, GOALS, "vote_goal")
+    _checks.one_of(config.vote_judge, VOTE_JUDGES, "vote_judge")
     _set(config, "pc_fill", _checks.unit_float(config.pc_fill, "pc_fill"))
     _checks.number_or_word(config.target_radius, UNRESTRICTED, "target_radius")
     _checks.one_of(config.drs_mode, ("column", "block"), "drs_mode")

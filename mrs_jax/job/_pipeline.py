@@ -257,14 +257,20 @@ def _adaptive_attack(group: Group, keys: jax.Array):
 
 def _vote_attack(group: Group, keys: jax.Array):
     """The vote-aware attack on the whole group (a host driver: its candidates
-    are judged by the job's own localiser); returns as ``_vmapped_attack``."""
+    are judged by the job's own localiser, and with ``vote_judge="defence"`` by
+    its PREDICT too); returns as ``_vmapped_attack``."""
     config = group.config
+    judge = {}
+    if config.vote_judge == "defence":
+        judge = {"sigma": config.sigma, "judge_n": config.n0, "alpha": config.alpha}
     x_adv, top_left = vote_patch_attack(
         group.classify,
         group.images,
         np.asarray(group.labels, np.int32),
         config.patch_size,
         key=keys,
+        goal=config.vote_goal,
+        **judge,
         **_budget(config),
         **localize_settings(config),
     )

@@ -1,4 +1,4 @@
-"""The vote-aware attack on the whole defence, CIFAR-10 (5x5 patch, sigma 7; issue 22).
+"""The first vote-aware attack on the whole defence, CIFAR-10 (5x5 patch, sigma 7).
 
 ``cifar10_cpu.py``'s protocol (K = 80 locations x 20 sign steps of 0.1, Telea
 localiser, dilation 3, CERTIFY with n0 = 100, n = 10,000, alpha = 0.001) with
@@ -6,7 +6,11 @@ localiser, dilation 3, CERTIFY with n0 = 100, n = 10,000, alpha = 0.001) with
 against a soft joint vote (f keeps saying the attacked class, the patch's own
 blocks do not change it when filled, blocks of a decoy template far away do), and
 the 8 best locations of each image are judged by the job's own Telea localiser,
-keeping the one worst for the defence (fooled and missed first). Run on the first
+keeping the one worst for the defence (fooled and missed first). This is the
+first version of the attack, targeted at the clean image's best wrong class and
+judged without the smoothing (``vote_goal="targeted"``,
+``vote_judge="localizer"``), kept so that its committed run reproduces;
+``cifar10_cpu_vote_deployed`` is the stronger one. Run on the first
 100 of the practical run's images (same ``image_seed``, so the same images in the
 same order)::
 
@@ -34,5 +38,6 @@ BASE = Path(__file__).with_name("cifar10_cpu.py")
 
 def get_config(smoke: bool = False) -> JobConfig:
     return configfile.derive(
-        BASE, smoke, JobConfig, mode="vote_adaptive", num_images=2 if smoke else 100
-    )
+        BASE, smoke, JobConfig, mode="vote_adaptive", num_images=2 if smoke else 100,
+        vote_goal="targeted", vote_judge="localizer",
+    )  # fmt: skip
