@@ -32,6 +32,7 @@ import bench_train  # noqa: E402
 import check_committed_rows  # noqa: E402
 import practical_breakdown  # noqa: E402
 import sdm_combination_shares  # noqa: E402
+import sdm_under_attacks  # noqa: E402
 
 sys.path.pop(0)
 
@@ -387,3 +388,26 @@ def test_the_airbench_protocol_script_parses_and_names_what_exists():
     assert (BENCHMARKS / "checkpoints/cifar10_airbench/model.json").is_file()
     for mode in ("center", "gradcam"):
         assert f"--mode {mode}" in text
+
+
+def test_sdm_under_attacks_tables_answers_on_certified_images_and_on_all(tmp_path):
+    def record(index, label, clean, certified, attacked, mrs):
+        return {
+            "run": "pgd", "index": index, "dataset_index": 10 + index,
+            "label": label, "sdm_clean_prediction": clean,
+            "sdm_certified": certified, "attacked_prediction": attacked,
+            "mrs_prediction": mrs, "seconds": {"image": 1.0, "sdm": 2.0 + index},
+        }  # fmt: skip
+
+    records = [
+        record(0, 3, 3, True, 3, 3),  # certified, right under attack
+        record(1, 4, 4, True, -1, 2),  # certified, abstains under attack
+        record(2, 5, 1, True, 1, 5),  # certified for a wrong label: not counted
+        record(3, 6, 6, False, 2, 6),  # not certified, wrong under attack
+    ]
+    out = tmp_path / "sdm.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"run": "pg')
+    assert sdm_under_attacks.done_keys(out) == {("pgd", 10 + i) for i in range(4)}
+    out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    table = sdm_under_attacks.table(out)
+    assert "| pgd | 4 | 2 | 1 / 1 / 0 | 1 / 1 / 2 | 3 | 3.5 |" in table, table

@@ -89,6 +89,40 @@ def test_adaptive_rows_are_practical_rows_made_with_the_adaptive_attack(tmp_path
     _check_resume(config, tmp_path / "adaptive")
 
 
+def test_saved_patches_rebuild_the_attacked_images(tmp_path):
+    from mrs_jax.job import attacked_images
+
+    config = tiny_config(num_images=2, save_patches=True)
+    out = _run(config, tmp_path / "saved")
+    images, labels = attacked_images(config, out)
+    for row, image, label in zip(out, images, labels, strict=True):
+        size = config.patch_size
+        assert np.asarray(row["patch"]).shape == (size, size, 3)
+        assert label == row["label"]
+        clean = _image(config, row)
+        top, left = row["patch_top_left"]
+        changed = np.argwhere(np.any(image != clean, axis=-1))
+        assert changed.size and changed.min(0).tolist() >= [top, left]
+        assert (changed.max(0) < [top + size, left + size]).all()
+        logits = np.asarray(tiny_classifier()(image[None]))[0]
+        assert row["undefended_adv_prediction"] == int(np.argmax(logits))
+    # The same rows but the patch (and the run_id, a hash of the config); a
+    # run without saved patches cannot rebuild.
+    plain = _run(tiny_config(num_images=2), tmp_path / "plain")
+    strip = lambda rs: [  # noqa: E731
+        {k: v for k, v in r.items() if k not in ("patch", "run_id")}
+        for r in _without_seconds(rs)
+    ]
+    assert strip(plain) == strip(out)
+    with pytest.raises(ValueError, match="save_patches"):
+        attacked_images(config, plain)
+    # Made again by the run's attack with the rows' keys: the same images.
+    again, _ = attacked_images(config, plain, tiny_classifier(), NUM_CLASSES)
+    np.testing.assert_allclose(again, images, atol=1e-6)
+    with pytest.raises(ValueError, match="does not reproduce"):
+        attacked_images(config, plain, tiny_classifier(seed=1), NUM_CLASSES)
+
+
 def test_double_masking_rows_are_patchcleanser_on_the_clean_image(tmp_path):
     config = tiny_config(mode="double_masking", num_images=4, pc_k=3, pc_fill=0.25)
     out = _run(config, tmp_path)
@@ -217,6 +251,9 @@ def test_unrestricted_target_is_s_sqrt_c(tmp_path):
         (dict(pc_batch_size=0), ValueError, "pc_batch_size"),
         (dict(adaptive_objective="pgd"), ValueError, "adaptive_objective"),
         (dict(adaptive_noise_draws=0), ValueError, "adaptive_noise_draws"),
+        (dict(vote_goal="any"), ValueError, "vote_goal"),
+        (dict(vote_judge="f"), ValueError, "vote_judge"),
+        (dict(save_patches="yes"), TypeError, "save_patches"),
     ],
 )
 def test_bad_new_fields_are_refused(changes, error, match):
@@ -239,7 +276,8 @@ def test_a_run_from_before_the_new_fields_resumes(tmp_path):
     lines = (tmp_path / "rows.jsonl").read_text().splitlines(keepends=True)
     (tmp_path / "rows.jsonl").write_text(lines[0])
     run = json.loads((tmp_path / "run.json").read_text())
-    for field in ("target_radius", "pc_k", "pc_fill", "adaptive_objective"):
+    for field in ("target_radius", "pc_k", "pc_fill", "adaptive_objective",
+                  "vote_goal", "vote_judge", "save_patches"):  # fmt: skip
         del run["config"][field]
     (tmp_path / "run.json").write_text(json.dumps(run))
     assert [r["index"] for r in _run(config, tmp_path)] == [0, 1]

@@ -260,11 +260,12 @@ def test_a_tiny_job_runs_in_mode_vote_adaptive(tmp_path, attacked):
     deployed = load("certify/configs/cifar10_cpu_vote_deployed.py")
     assert (first.vote_goal, first.vote_judge) == ("targeted", "localizer")
     assert (deployed.vote_goal, deployed.vote_judge) == ("untargeted", "defence")
+    assert deployed.save_patches and not first.save_patches
     for vote in (first, deployed):
         assert (vote.mode, vote.num_images) == ("vote_adaptive", 100)
         assert dataclasses.replace(
             vote, mode="practical", num_images=500, vote_goal="untargeted",
-            vote_judge="defence",
+            vote_judge="defence", save_patches=False,
         ) == base  # fmt: skip
 
 
@@ -327,7 +328,7 @@ def test_judged_by_the_defence_the_kept_candidate_is_the_defences_worst():
 
 
 def test_a_defence_judged_candidate_that_misses_f_ranks_first_if_the_defence_errs():
-    from mrs_jax.attacks._vote import _keep_worst_for_defence
+    from mrs_jax.attacks._vote_judge import keep_worst_for_defence
 
     # Candidate 0 (greatest J) fooled f and the mask missed it, but the smoothed
     # vote in the mask answers right; candidate 1 did not fool f, yet the
@@ -343,7 +344,7 @@ def test_a_defence_judged_candidate_that_misses_f_ranks_first_if_the_defence_err
         [[DEFENCE_OUTCOMES.index("right"), DEFENCE_OUTCOMES.index("wrong")]]
     )
     support = np.array([[0.9, 0.1]], np.float32)
-    keep = lambda d, p: _keep_worst_for_defence(  # noqa: E731
+    keep = lambda d, p: keep_worst_for_defence(  # noqa: E731
         images, corners, objective, outcomes, d, p, np.array([1])
     )
     by_defence = keep(judged, support)

@@ -9,12 +9,11 @@ from ._adaptive import (
 from ._engine import PatchAttackResult as PatchAttackResult
 from ._pgd import patch_attack as patch_attack
 from ._soft_vote import SoftVote as SoftVote, soft_vote as soft_vote
-from ._vote import (
+from ._vote import GOALS as GOALS, vote_patch_attack as vote_patch_attack
+from ._vote_judge import (
     DEFENCE_OUTCOMES as DEFENCE_OUTCOMES,
-    GOALS as GOALS,
     OUTCOMES as OUTCOMES,
     VoteAttackResult as VoteAttackResult,
-    vote_patch_attack as vote_patch_attack,
 )
 
 __all__ = [

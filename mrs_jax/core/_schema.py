@@ -106,6 +106,10 @@ ROW_FIELDS: tuple[RowField, ...] = (
     ),
     RowField("patch_top_left", "list", _ATTACKED, "top-left of the attack's patch"),
     RowField(
+        "patch", "list", _ATTACKED,
+        "the patch's pixels [s][s][C]; only with `save_patches`",
+    ),
+    RowField(
         "attacked_class", "int", _LOCALISED,
         "the most frequent label of the prediction map (c_t)",
     ),

@@ -2,6 +2,7 @@
 
 from ._config import JobConfig as JobConfig
 from ._defence import defend as defend
+from ._patches import attacked_images as attacked_images
 from ._pipeline import image_row as image_row
 from ._processes import ProcessesDisagreeError as ProcessesDisagreeError
 from ._run import (
@@ -20,6 +21,7 @@ __all__ = [
     "JobConfig",
     "MODES",
     "ProcessesDisagreeError",
+    "attacked_images",
     "check_free",
     "check_out_dir",
     "defend",

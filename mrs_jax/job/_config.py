@@ -53,7 +53,9 @@ class JobConfig:
     best wrong class) and ``vote_judge``: ``"defence"`` judges the attack's
     candidates by the deployed defence (localise, then PREDICT with ``n0``
     draws), ``"localizer"`` by the localiser and the base classifier alone (the
-    first version of the attack). Mode
+    first version of the attack). Attacked modes: ``save_patches`` adds each
+    patch's pixels to its row (``patch``), so that the attacked image can be
+    rebuilt from the data set and the row alone. Mode
     ``double_masking``: ``pc_k`` masks per axis, ``pc_fill`` the hidden pixels'
     value, ``pc_batch_size`` masked images per device program. Mode ``drs``
     (derandomized smoothing, ``mrs_jax.derandomized_smoothing``): ``drs_band``
@@ -97,6 +99,7 @@ class JobConfig:
     adaptive_noise_draws: int = 4
     vote_goal: str = "untargeted"
     vote_judge: str = "defence"
+    save_patches: bool = False
     pc_k: int = 6
     pc_fill: float = 0.5
     pc_batch_size: int = 256
@@ -152,6 +155,7 @@ def _check_numbers(config: JobConfig) -> None:
     _checks.one_of(config.adaptive_objective, OBJECTIVES, "adaptive_objective")
     _checks.one_of(config.vote_goal, GOALS, "vote_goal")
     _checks.one_of(config.vote_judge, VOTE_JUDGES, "vote_judge")
+    _set(config, "save_patches", _checks.boolean(config.save_patches, "save_patches"))
     _set(config, "pc_fill", _checks.unit_float(config.pc_fill, "pc_fill"))
     _checks.number_or_word(config.target_radius, UNRESTRICTED, "target_radius")
     _checks.one_of(config.drs_mode, ("column", "block"), "drs_mode")

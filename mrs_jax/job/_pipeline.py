@@ -85,6 +85,23 @@ def group_rows(
     ]
 
 
+def attack_group(
+    config: JobConfig, classify: Classify, num_classes: int, images, labels, keys
+) -> tuple[np.ndarray, list[list[int]]]:
+    """The attack of an attacked mode on a group of images, as the job runs it:
+    ``(x_adv [B, H, W, C] float32, patch top-lefts [B] as [row, col])``.
+    ``keys`` are the images' keys as :func:`group_rows` takes them."""
+    if config.mode not in _ATTACKS:
+        raise ValueError(f"mode {config.mode!r} runs no attack")
+    keys = jax.numpy.stack(list(keys)) if isinstance(keys, (list, tuple)) else keys
+    attack_keys = jax.vmap(lambda k: jax.random.split(k, 3)[0])(keys)
+    group = Group(
+        config, classify, num_classes, np.asarray(images, np.float32),
+        [int(y) for y in labels], None, {},
+    )  # fmt: skip
+    return _ATTACKS[config.mode](group, attack_keys)
+
+
 # --- modes ---------------------------------------------------------------
 
 
@@ -128,12 +145,17 @@ def _attacked_rows(group: Group, keys: Keys, *, attack) -> list[dict[str, Any]]:
     group.seconds["clean"] = sum(clean_seconds.values())
     result = defend_group(group, x_adv, keys.certify, group.seconds)
     count = len(group.images)
-    return [
+    rows = [
         _attacked_fields(
             group.config, result[b], clean[b], patches[b], base[b], base[count + b]
         )
         for b in range(count)
     ]
+    if group.config.save_patches:
+        size = group.config.patch_size
+        for row, image, (r, c) in zip(rows, x_adv, patches, strict=True):
+            row["patch"] = image[r : r + size, c : c + size].tolist()
+    return rows
 
 
 def _patchcleanser_rows(group: Group, keys: Keys) -> list[dict[str, Any]]:
@@ -287,11 +309,19 @@ def _vmapped_attack(group: Group, keys: jax.Array, attack):
     return np.asarray(x_adv), patches
 
 
+# Attacked mode -> its attack.
+_ATTACKS = {
+    "practical": _standard_attack,
+    "adaptive": _adaptive_attack,
+    "vote_adaptive": _vote_attack,
+}
+
 # Mode -> row builder: a new mode is one entry here, not a branch elsewhere.
 _MODE_ROWS = {
-    "practical": functools.partial(_attacked_rows, attack=_standard_attack),
-    "adaptive": functools.partial(_attacked_rows, attack=_adaptive_attack),
-    "vote_adaptive": functools.partial(_attacked_rows, attack=_vote_attack),
+    **{
+        mode: functools.partial(_attacked_rows, attack=attack)
+        for mode, attack in _ATTACKS.items()
+    },
     "center": _window_rows,
     "gradcam": _window_rows,
     "clean": _clean_rows,

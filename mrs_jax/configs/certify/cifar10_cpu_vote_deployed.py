@@ -14,6 +14,8 @@ The same images as the practical run, in the same order::
     python benchmarks/attack_comparison.py benchmarks/runs/cifar10_practical \
         benchmarks/runs/cifar10_vote benchmarks/runs/cifar10_vote_deployed
 
+Each row keeps its patch's pixels (``save_patches``), so other defences can be
+measured on the same attacked images (``benchmarks/sdm_under_attacks.py``).
 Cost as ``cifar10_cpu_vote.py`` plus 8 PREDICTs of 100 draws an image. Data:
 CIFAR-10 JPEG class folders (or ``cifar-10-batches-py``) in ``data/cifar10``.
 Smoke: add ``--smoke``.
@@ -30,5 +32,6 @@ BASE = Path(__file__).with_name("cifar10_cpu.py")
 
 def get_config(smoke: bool = False) -> JobConfig:
     return configfile.derive(
-        BASE, smoke, JobConfig, mode="vote_adaptive", num_images=2 if smoke else 100
-    )
+        BASE, smoke, JobConfig, mode="vote_adaptive", num_images=2 if smoke else 100,
+        save_patches=True,
+    )  # fmt: skip
