@@ -4,9 +4,11 @@ cheap XLA optimisation.
 The suite is compile-bound (small models, small n), so XLA's backend
 optimisation and LLVM's expensive passes cost more than they save: without
 them the compile-bound files run in about two thirds of the time. The flags
-change only how fast the compiled programs run, not what they compute, and
-they reach the subprocesses the tests start through the environment. They
-are set here only; the library, benchmarks and users keep XLA's defaults.
+reach the subprocesses the tests start through the environment. They are set
+here only; the library, benchmarks and users keep XLA's defaults. They change
+float rounding (not the programs' meaning): a sum near a decision can fall the
+other way, so rows compared with rows written under the defaults are computed
+in a subprocess with the defaults (``test_committed_rows.py``).
 """
 
 import os
