@@ -1,5 +1,7 @@
 """A tiny classifier and job config shared by the job tests (and their subprocess)."""
 
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +17,14 @@ NUM_CLASSES = 4
 
 def _linear(weights, images):
     return jnp.einsum("bhwc,hwck->bk", images, weights)
+
+
+def xla_flags(devices: int) -> str:
+    """The suite's XLA flags (``conftest.py``) with ``devices`` fake CPU devices,
+    for a subprocess: the same compiler settings as the test beside it."""
+    return re.sub(
+        r"device_count=\d+", f"device_count={devices}", os.environ["XLA_FLAGS"]
+    )
 
 
 def tiny_classifier(seed: int = 0):

@@ -18,6 +18,7 @@ from _job_helpers import (
     ctrl_c_command,
     write_certify_config,
     write_checkpoint,
+    xla_flags,
 )
 
 import mrs_jax
@@ -194,7 +195,7 @@ def test_one_writer_per_run_dir_and_ctrl_c_keeps_rows(tmp_path):
     out = tmp_path / "run"
     command = [*ctrl_c_command("certify"), "--config", str(config)]
     command += ["--checkpoint", str(model), "--out", str(out), "--no_progress"]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=xla_flags(1))
     env.pop("MRS_DEBUG", None)
 
     def start():

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config
+from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config, xla_flags
 
 from mrs_jax.commands import _distributed as distributed
 from mrs_jax.job import _run as job
@@ -30,7 +30,7 @@ def _run_two_processes(command: list[str]) -> list[str]:
     address = f"127.0.0.1:{_free_port()}"
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        XLA_FLAGS=xla_flags(2),
         JAX_PLATFORMS="cpu",
     )
     flags = ["--coordinator_address", address, "--num_processes", "2"]
@@ -125,7 +125,7 @@ def test_a_lost_process_is_one_line_and_exit_2(tmp_path):
     port = _free_port()
     base = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        XLA_FLAGS=xla_flags(2),
         JAX_PLATFORMS="cpu",
     )
     base.pop("MRS_DEBUG", None)
@@ -207,7 +207,7 @@ def test_two_process_training_matches_one_process(tmp_path):
     ]
     env_one = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        XLA_FLAGS=xla_flags(4),
         JAX_PLATFORMS="cpu",
     )
     subprocess.run(
@@ -234,7 +234,7 @@ def test_two_process_training_matches_one_process(tmp_path):
 def _run_two_different(tmp_path, per_process: list[list[str]]) -> list[tuple[int, str]]:
     """Processes 0 and 1 of 2, each with its own extra arguments."""
     address = f"127.0.0.1:{_free_port()}"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    env = dict(os.environ, XLA_FLAGS=xla_flags(2),
                JAX_PLATFORMS="cpu")  # fmt: skip
     env.pop("MRS_DEBUG", None)
     flags = ["--coordinator_address", address, "--num_processes", "2"]
@@ -282,7 +282,7 @@ def test_two_processes_given_the_same_process_id_end_with_one_line(tmp_path):
     minutes, then aborted both); the first then misses its peer and is ended
     by the test."""
     address = f"127.0.0.1:{_free_port()}"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    env = dict(os.environ, XLA_FLAGS=xla_flags(2),
                JAX_PLATFORMS="cpu")  # fmt: skip
     env.pop("MRS_DEBUG", None)
     command = [sys.executable, str(WORKER), "--out", str(tmp_path / "run"),

@@ -16,7 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-from _job_helpers import ctrl_c_command, write_certify_config, write_checkpoint
+from _job_helpers import (
+    ctrl_c_command,
+    write_certify_config,
+    write_checkpoint,
+    xla_flags,
+)
 
 from mrs_jax.commands import _cli as cli
 
@@ -227,7 +232,7 @@ def _commands(tmp_path):
 
 def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(tmp_path):
     """Train and certify, interrupted in imports, compiles and steps (at once)."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, XLA_FLAGS=xla_flags(2))
     env.pop("MRS_DEBUG", None)
     tries = []
     for name, build in _commands(tmp_path).items():

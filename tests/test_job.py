@@ -16,6 +16,7 @@ from _job_helpers import (
     tiny_classifier,
     tiny_config,
     tiny_features_and_head,
+    xla_flags,
 )
 
 from mrs_jax.job import _run as job
@@ -221,7 +222,7 @@ job.run(tiny_config(mode="center", num_images=8, n=20000), {out!r},
 def test_a_killed_job_resumes_without_losing_or_duplicating_rows(tmp_path):
     out = tmp_path / "run"
     script = _KILLABLE.format(tests=str(ROOT / "tests"), out=str(out))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=xla_flags(1))
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     rows_file = out / "rows.jsonl"
     deadline = time.monotonic() + 120
