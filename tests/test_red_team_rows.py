@@ -16,7 +16,11 @@ from _job_helpers import NUM_CLASSES, tiny_classifier, tiny_config
 from _red_team_helpers import center_run, make_legacy, read_lines, write_lines
 
 from certify.analyze import main as analyze_main
-from mrs_jax.job import _run as job, _run_dir as run_dir
+from mrs_jax.job import (
+    _record as run_record,
+    _run as job,
+    _run_dir as run_dir,
+)
 from mrs_jax.report import _analysis as analysis
 from mrs_jax.rows import _files as rows
 
@@ -146,7 +150,7 @@ def _plain_classifier(seed=0):
 
 def test_a_classifier_without_a_fingerprint_cannot_resume(finished, tmp_path):
     plain = _plain_classifier()
-    assert run_dir.model_record(plain, None)["weights_sha256"] is None
+    assert run_record.model_record(plain, None)["weights_sha256"] is None
     # A run of a plain function records no fingerprint (as job.run writes it).
     out = _copy(finished, "a", tmp_path)
     record = json.loads((out / "run.json").read_text())

@@ -16,7 +16,12 @@ from jax.tree_util import Partial
 
 from mrs_jax.commands import _cli as cli
 from mrs_jax.core import runlock
-from mrs_jax.job import _run as job, _run_dir as run_dir
+from mrs_jax.job import (
+    _record as run_record,
+    _resume as resume,
+    _run as job,
+    _run_dir as run_dir,
+)
 from mrs_jax.models import load_classifier, weights_fingerprint
 from mrs_jax.rows import _files as rows
 
@@ -115,13 +120,13 @@ def test_committed_runs_resume_with_their_checkpoint_loaded_by_the_library(
     on resume, and the folded weights' own digest (what a library run recorded
     before the fingerprint moved to the models) is not."""
     classify, meta = load_classifier(REPO / checkpoint)
-    model = run_dir.model_record(classify, meta)
+    model = run_record.model_record(classify, meta)
     own_digest = dict(model, weights_sha256=weights_fingerprint(classify))
     for out in COMMITTED_RUNS[checkpoint]:
         config = run_dir.read_run_file(out)["config"]
-        run_dir.check_resume(out, {"config": config, "model": model})
+        resume.check_resume(out, {"config": config, "model": model})
         with pytest.raises(ValueError, match="another classifier: weights_sha256"):
-            run_dir.check_resume(out, {"config": config, "model": own_digest})
+            resume.check_resume(out, {"config": config, "model": own_digest})
 
 
 def test_there_are_committed_runs_to_resume():

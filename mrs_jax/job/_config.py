@@ -68,7 +68,7 @@ class JobConfig:
     whole certificate, and ``target_radius`` (None: ``"unrestricted"``).
     ``images_per_batch``: images per device program, in every mode
     (``mrs_jax.pipeline``); 1 is the image-by-image loop. It changes no row (a
-    resume may change it: ``run_dir.EXECUTION_FIELDS``).
+    resume may change it: ``job._record.EXECUTION_FIELDS``).
     """
 
     mode: str = "practical"
@@ -239,7 +239,7 @@ def config_defaults() -> dict[str, Any]:
     """Every field's default, as ``run.json`` records it (tuples as lists).
 
     A run directory written before a field existed ran with its default, so a
-    resume compares a missing field with this (``run_dir.check_resume``).
+    resume compares a missing field with this (``job._resume.check_resume``).
     """
     defaults = {f.name: f.default for f in dataclasses.fields(JobConfig)}
     return json.loads(json.dumps(defaults))

@@ -60,6 +60,8 @@ import numpy as np
 import mrs_jax.job._config as job_config
 import mrs_jax.job._pipeline as pipeline
 import mrs_jax.job._processes as processes
+import mrs_jax.job._record as run_record
+import mrs_jax.job._resume as resume
 import mrs_jax.job._run_dir as run_dir
 from mrs_jax import rows, rows as metrics
 from mrs_jax.core import ABSTAIN, checks as _checks, progress_bar
@@ -119,7 +121,7 @@ def run(
       out_dir: run directory (``run.json``, ``rows.jsonl``).
       classify: the base classifier, ``[B, H, W, C] -> [B, num_classes]`` logits;
         a pytree (``as_classifier``) so its weights can be fingerprinted
-        (``run_dir.weights_fingerprint`` hashes a ``Partial``'s leaves).
+        (``run_record.weights_fingerprint`` hashes a ``Partial``'s leaves).
       num_classes: K.
       features_and_head: ``(features_fn, head_fn)`` split of the model for
         Grad-CAM; required by mode ``gradcam``.
@@ -150,7 +152,7 @@ def run(
             f"process_index must be < process_count={process_count}, "
             f"got {process_index}"
         )
-    fingerprint = run_dir.check_fingerprint(fingerprint)
+    fingerprint = run_record.check_fingerprint(fingerprint)
     source = validate(
         config,
         out_dir,
@@ -161,18 +163,18 @@ def run(
     out_dir = Path(out_dir)
     job_record = _run_record(config, source, num_classes, classify, meta)
     identity = dict(source_size=len(source), fingerprint=fingerprint)
-    record = run_dir.identify(out_dir, job_record, **identity)
+    record = run_record.identify(out_dir, job_record, **identity)
     defaults = config_defaults()
-    run_dir.check_resume(out_dir, record, defaults)  # before any write
+    resume.check_resume(out_dir, record, defaults)  # before any write
     if process_count > 1:
         processes.check_processes_agree(record, out_dir)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_dir.hold(out_dir, process_index, process_count):
         # Checked again under the lock: another process may have started it.
-        record = run_dir.identify(out_dir, job_record, **identity)
-        run_dir.check_resume(out_dir, record, defaults)
-        run_dir.check_rows_on_disk(
+        record = run_record.identify(out_dir, job_record, **identity)
+        resume.check_resume(out_dir, record, defaults)
+        resume.check_rows_on_disk(
             out_dir,
             source_size=len(source),
             process_index=process_index,
@@ -194,7 +196,7 @@ def run(
             process_index,
             process_count,
             progress,
-            run_dir.row_stamp(record),
+            run_record.row_stamp(record),
         )
         if process_count > 1:
             if barrier is not None:
@@ -250,7 +252,7 @@ def validate(
             f"{source.num_classes} classes of {config.dataset}"
         )
     if meta is not None:
-        run_dir.check_model_fits(
+        run_record.check_model_fits(
             meta, config.dataset, shape, getattr(source, "classes", None)
         )
     job_config.check_reachable(config, shape[-1])
@@ -270,7 +272,7 @@ def validate(
 
 def _run_record(config, source, num_classes, classify, meta) -> dict[str, Any]:
     shape = [int(v) for v in source.image_shape]
-    model = run_dir.model_record(classify, meta)
+    model = run_record.model_record(classify, meta)
     return {
         "mode": config.mode,
         "size": config.patch_size,
