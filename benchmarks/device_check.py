@@ -162,7 +162,7 @@ def main(argv=None) -> dict:
         "machine": machine_info.machine(),
         "device": str(device), "device_kind": getattr(device, "device_kind", None),
         "quick": quick, "peak_flop_per_s": peak(device),
-        "counting": counting(models, [16, 32] if quick else [128, 400, 1024],
+        "counting": counting(models, [16] if quick else [128, 400, 1024],
                              64 if quick else 100_000),
         "defence": defence([1, 2] if quick else [1, 8, 32, 128], quick),
         "training": training_epoch(quick),
