@@ -48,6 +48,7 @@ from mrs_jax import localization as inpaint  # noqa: E402
 
 # The package exports the function `localize`, which hides the module of that name.
 localize = importlib.import_module("mrs_jax.localization._localize")
+joint = importlib.import_module("mrs_jax.localization._joint_vote")
 prediction_maps = importlib.import_module("mrs_jax.localization._prediction_maps")
 from mrs_jax.data import load_dataset  # noqa: E402
 
@@ -334,10 +335,10 @@ def sweep(classify, digits, labels, steps):
     ]
     for m in sorted({1, (size + 1) // 2, size - 1, size}):
         for frac in (0.25, 0.5):
-            tau = frac * localize.template_size(size, 1, m)
+            tau = frac * joint.template_size(size, 1, m)
             good, abstained = [], []
             for pmap, (i, j) in zip(attacked, patch_at[fooled], strict=True):
-                vote = localize.joint_vote(pmap, size, m=m, tau=tau)
+                vote = joint.joint_vote(pmap, size, m=m, tau=tau)
                 ti, tj = np.asarray(vote.top_left)
                 covered = (
                     ti - dilation <= i <= ti + dilation
@@ -346,7 +347,7 @@ def sweep(classify, digits, labels, steps):
                 good.append(covered and not bool(vote.abstain))
                 abstained.append(bool(vote.abstain))
             clean_abstain = sum(
-                bool(localize.joint_vote(p, size, m=m, tau=tau).abstain) for p in clean
+                bool(joint.joint_vote(p, size, m=m, tau=tau).abstain) for p in clean
             )
             lines.append(
                 f"| {m} | {frac} | {100 * np.mean(good):.0f}% | {sum(abstained)} | "

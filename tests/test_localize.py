@@ -13,6 +13,7 @@ from mrs_jax.certification import square_mask
 
 # `mrs_jax.localize` the attribute is the exported function; fetch the module.
 loc = importlib.import_module("mrs_jax.localization._localize")
+jv = importlib.import_module("mrs_jax.localization._joint_vote")
 pm = importlib.import_module("mrs_jax.localization._prediction_maps")
 
 SIZE = 5
@@ -113,7 +114,7 @@ def test_every_position_covered_on_ideal_maps():
     rows = np.arange(HEIGHT - SIZE + 1)
     for i, j in itertools.product(rows, rows):
         near = (np.abs(rows - i) < SIZE)[:, None] & (np.abs(rows - j) < SIZE)[None]
-        vote = loc.joint_vote(np.where(near, TRUE_CLASS, ATTACKED_CLASS), SIZE)
+        vote = jv.joint_vote(np.where(near, TRUE_CLASS, ATTACKED_CLASS), SIZE)
         ti, tj = np.asarray(vote.top_left)
         assert ti - 3 <= i <= ti + 3 and tj - 3 <= j <= tj + 3, (i, j, ti, tj)
         if SIZE - 1 <= min(i, j) and max(i, j) <= rows[-1] - SIZE + 1:
@@ -219,7 +220,7 @@ def test_joint_vote_matches_reference(size, stride):
     for m in sorted({1, 2, size // 2 + 1, size}):
         pmap = rng.choice(4, size=(9, 11), p=[0.55, 0.25, 0.15, 0.05])
         attacked, score = _reference_vote(pmap, size, m, stride)
-        vote = loc.joint_vote(pmap, size, stride=stride, m=m, tau=0.4 * score.max())
+        vote = jv.joint_vote(pmap, size, stride=stride, m=m, tau=0.4 * score.max())
         assert int(vote.attacked_class) == attacked
         np.testing.assert_array_equal(np.asarray(vote.score_map), score)
         best = _central_max(score)
@@ -231,14 +232,14 @@ def test_joint_vote_matches_reference(size, stride):
 
 def test_joint_vote_jits_and_defaults():
     pmap = jnp.zeros((6, 6), jnp.int32).at[2, 3].set(1)
-    settings, tau = loc.vote_settings(3)
+    settings, tau = jv.vote_settings(3)
     assert settings.m == 2
-    assert tau == loc.TAU_FRACTION * loc.template_size(3, 1, 2)
-    assert loc.template_size(5, 1, 1) == 81 and loc.template_size(5, 1, 5) == 17
-    vote = jax.jit(lambda p: loc.joint_vote(p, 3))(pmap)
+    assert tau == jv.TAU_FRACTION * jv.template_size(3, 1, 2)
+    assert jv.template_size(5, 1, 1) == 81 and jv.template_size(5, 1, 5) == 17
+    vote = jax.jit(lambda p: jv.joint_vote(p, 3))(pmap)
     assert tuple(np.asarray(vote.top_left)) == (2, 3)  # centre of the plateau
-    assert int(vote.score_map.max()) == 1 and int(vote.reason) == loc.REASON_OK
-    tie = loc.joint_vote(np.array([[2, 2, 1, 1]]), 1)
+    assert int(vote.score_map.max()) == 1 and int(vote.reason) == jv.REASON_OK
+    tie = jv.joint_vote(np.array([[2, 2, 1, 1]]), 1)
     assert int(tie.attacked_class) == 1  # smallest label on ties
 
 
@@ -246,7 +247,7 @@ def test_component_count_snake():
     active = np.zeros((9, 9), bool)
     active[0, :] = active[:, 8] = active[8, :] = True  # one long component
     active[4, 2] = active[5, 3] = True  # diagonal pair: one component
-    got = int(loc._count_components(jnp.asarray(active)))
+    got = int(jv._count_components(jnp.asarray(active)))
     assert got == scipy.ndimage.label(active, np.ones((3, 3)))[1] == 2
 
 
@@ -289,6 +290,6 @@ def test_validation(planted):
     with pytest.raises(ValueError, match="logits"):
         pm.prediction_map(lambda b: b[:, 0, 0, 0], x, SIZE, method="harmonic")
     with pytest.raises(ValueError, match="prediction_map"):
-        loc.joint_vote(np.zeros((3, 3, 1), int), 2)
+        jv.joint_vote(np.zeros((3, 3, 1), int), 2)
     with pytest.raises(TypeError, match="prediction_map"):
-        loc.joint_vote(np.zeros((3, 3)), 2)
+        jv.joint_vote(np.zeros((3, 3)), 2)

@@ -447,7 +447,7 @@ def test_the_sampled_template_is_the_votes_template(size, stride, m):
     # drawn uniformly, outside-the-map cells counting 0: summed over every
     # offset, that estimate must be the vote's score exactly.
     from mrs_jax.attacks import _soft_vote
-    from mrs_jax.localization import _localize as localize_module
+    from mrs_jax.localization import _joint_vote as localize_module
 
     vote, _ = localize_module.vote_settings(size, stride=stride, m=m)
     offsets = _soft_vote.template_offsets(vote)

@@ -18,14 +18,13 @@ from ._inpaint import (
     telea_blocks as telea_blocks,
     to_uint8 as to_uint8,
 )
-from ._localize import (
-    LocalizeResult as LocalizeResult,
+from ._joint_vote import (
     VoteSettings as VoteSettings,
     joint_vote as joint_vote,
     joint_vote_scores as joint_vote_scores,
-    localize as localize,
     vote_settings as vote_settings,
 )
+from ._localize import LocalizeResult as LocalizeResult, localize as localize
 from ._prediction_maps import (
     check_map_settings as check_map_settings,
     predicted_labels as predicted_labels,
