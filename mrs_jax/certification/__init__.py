@@ -20,6 +20,7 @@ from ._counting import (
     pairs_program as pairs_program,
     sample_counts as sample_counts,
 )
+from ._covering_masks import patchcleanser_masks as patchcleanser_masks
 from ._derandomized import (
     DerandomizedResult as DerandomizedResult,
     certify_votes as certify_votes,
@@ -40,7 +41,6 @@ from ._patchcleanser import (
     double_masking as double_masking,
     double_masking_certify as double_masking_certify,
     patchcleanser as patchcleanser,
-    patchcleanser_masks as patchcleanser_masks,
     two_mask_predictions as two_mask_predictions,
 )
 from ._sequential import (

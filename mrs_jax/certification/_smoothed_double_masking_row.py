@@ -10,8 +10,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from mrs_jax.certification._covering_masks import patchcleanser_masks
 from mrs_jax.certification._masks import UNRESTRICTED, resolve_target
-from mrs_jax.certification._patchcleanser import patchcleanser_masks
 from mrs_jax.certification._smoothed_double_masking import (
     CERTIFICATE,
     Classifier,

@@ -10,8 +10,8 @@ block the tie-break picks. The certificate at this mask covers only the mask:
 it is conditional on localisation. Template, defaults and evidence:
 ``docs/localization.md``.
 
-``localize`` is a host driver (one image or a batch); ``joint_vote`` is a device
-function for one map: ``jax.vmap`` it over a batch."""
+``localize`` is a host driver (one image or a batch); the vote on one map is
+``_joint_vote.py``'s device function."""
 
 from __future__ import annotations
 
