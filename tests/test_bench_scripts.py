@@ -360,6 +360,15 @@ def test_check_committed_rows_finds_equal_and_changed_rows(
     ]
 
 
+def test_the_demo_seeds_script_parses_and_names_what_exists():
+    script = BENCHMARKS / "demo_seeds.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    for path in ("train/configs/digits.py", "certify/configs/digits.py",
+                 "benchmarks/runs/digits_practical"):  # fmt: skip
+        assert path in text and (ROOT / path).exists(), path
+
+
 def test_the_protocol_script_parses_and_names_what_exists():
     script = BENCHMARKS / "cifar10_protocol.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
