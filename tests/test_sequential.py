@@ -11,7 +11,9 @@ from jax.tree_util import Partial
 from scipy import stats
 
 import mrs_jax
-from mrs_jax.certification import _sequential as sequential
+from mrs_jax.certification import (
+    _schedule as schedule_module,
+)
 from mrs_jax.core import sharding
 
 SHAPE = (8, 8, 1)
@@ -111,7 +113,7 @@ def test_targets_well_below_the_exact_radius_are_certified():
         assert result.label == result.selected_label == label
         assert result.stop_reason == "certified"
         draws.append(result.num_samples)
-    plan = sequential.schedule(1.0, 1.0, 0.1, 2000)
+    plan = schedule_module.schedule(1.0, 1.0, 0.1, 2000)
     assert np.mean(draws) < 20 + 2 * plan.sizes[0]
 
 
@@ -156,7 +158,7 @@ def test_counts_are_the_first_draws_of_certify():
     assert result.stop_reason == "out_of_reach"
     assert result.rounds >= 3
     drawn = result.num_samples - 20
-    assert drawn in sequential.schedule(0.0, 1.0, 0.1, 2000).sizes
+    assert drawn in schedule_module.schedule(0.0, 1.0, 0.1, 2000).sizes
     assert result.estimate_counts.sum() == drawn
     fixed = mrs_jax.certify(
         coin(x),
@@ -210,9 +212,9 @@ def test_an_always_right_classifier_stops_after_the_first_round():
     first = result.num_samples - 100
     assert (0.0005 ** (1 / first)) > threshold >= 0.0005 ** (1 / (first - 1))
     assert result.num_samples < 100_000 / 500
-    assert sequential.schedule(radius, 7.0, 0.001, 61).sizes == (61,)
+    assert schedule_module.schedule(radius, 7.0, 0.001, 61).sizes == (61,)
     with pytest.raises(ValueError, match="max_n = 60 .* at least 61"):
-        sequential.schedule(radius, 7.0, 0.001, 60)
+        schedule_module.schedule(radius, 7.0, 0.001, 60)
 
 
 @pytest.mark.parametrize(
@@ -220,7 +222,7 @@ def test_an_always_right_classifier_stops_after_the_first_round():
     [(8.66, 7.0, 0.001, 100_000), (0.0, 1.0, 0.1, 2000), (1.0, 0.5, 0.05, 500)],
 )
 def test_the_schedule_spends_at_most_alpha(radius, sigma, alpha, max_n):
-    plan = sequential.schedule(radius, sigma, alpha, max_n)
+    plan = schedule_module.schedule(radius, sigma, alpha, max_n)
     assert sum(plan.alphas) <= alpha * (1 + 1e-12)
     assert plan.sizes[-1] == max_n
     assert all(a < b for a, b in zip(plan.sizes[:-1], plan.sizes[1:], strict=True))
@@ -342,13 +344,13 @@ def test_schedule_answers_at_once_where_the_target_is_far_beyond_max_n():
 
     start = time.perf_counter()
     with pytest.raises(ValueError, match="max_n = 100000 .* at least 3241528990113"):
-        sequential.schedule(5 * np.sqrt(3), 1.25, 0.001, 100_000)
+        schedule_module.schedule(5 * np.sqrt(3), 1.25, 0.001, 100_000)
     assert time.perf_counter() - start < 30  # a hang, not a timing target
     # The fewest draws agree with the bound itself, on either side.
     for threshold, level in ((0.892, 0.0005), (0.99, 0.001), (0.5, 0.25)):
-        n = sequential._fewest_draws(threshold, level)
-        assert sequential._certifies(n, n, level, threshold)
-        assert n == 1 or not sequential._certifies(n - 1, n - 1, level, threshold)
+        n = schedule_module._fewest_draws(threshold, level)
+        assert schedule_module._certifies(n, n, level, threshold)
+        assert n == 1 or not schedule_module._certifies(n - 1, n - 1, level, threshold)
 
 
 # --- a fixed label, and a batch that stops at its first failure ----------------------

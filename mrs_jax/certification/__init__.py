@@ -43,10 +43,10 @@ from ._patchcleanser import (
     patchcleanser as patchcleanser,
     two_mask_predictions as two_mask_predictions,
 )
+from ._schedule import schedule as schedule
 from ._sequential import (
     TargetCertificate as TargetCertificate,
     certify_at as certify_at,
-    schedule as schedule,
 )
 from ._smoothed_double_masking import (
     CERTIFICATE as CERTIFICATE,

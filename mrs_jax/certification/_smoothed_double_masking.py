@@ -25,6 +25,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+import mrs_jax.certification._schedule as schedule_module
 import mrs_jax.certification._sequential as sequential
 import mrs_jax.certification._smoothing as smoothing
 from mrs_jax.certification._smoothing import ABSTAIN
@@ -375,7 +376,9 @@ def smoothed_double_masking_certify(
         else _checks.probability_level(futility_alpha, "futility_alpha"),
     )
     alpha = _checks.probability_level(alpha)
-    sequential.schedule(settings["radius"], problems[0].sigma, alpha, settings["max_n"])
+    schedule_module.schedule(
+        settings["radius"], problems[0].sigma, alpha, settings["max_n"]
+    )
     certificates = [
         _certify_one(problem, int(label), k, alpha, dict(settings))
         for problem, label, k in zip(problems, labels, keys, strict=True)
