@@ -66,18 +66,10 @@ def group_rows(
         split into attack, clean-certify and certify keys.
       features_and_head: the model's split for mode ``gradcam`` (required there).
     """
-    keys = jax.numpy.stack(list(keys)) if isinstance(keys, (list, tuple)) else keys
-    split = jax.vmap(lambda k: jax.random.split(k, 3), out_axes=1)(keys)
-    group = Group(
-        config,
-        classify,
-        num_classes,
-        np.asarray(images, np.float32),
-        [int(y) for y in labels],
-        features_and_head,
-        {},
+    group, keys = _group_and_keys(
+        config, classify, num_classes, images, labels, keys, features_and_head
     )
-    fields = _MODE_ROWS[config.mode](group, Keys(*split))
+    fields = _MODE_ROWS[config.mode](group, keys)
     share = {name: value / len(images) for name, value in group.seconds.items()}
     return [
         {"label": y, **row, "seconds": dict(share)}
@@ -93,13 +85,21 @@ def attack_group(
     ``keys`` are the images' keys as :func:`group_rows` takes them."""
     if config.mode not in _ATTACKS:
         raise ValueError(f"mode {config.mode!r} runs no attack")
-    keys = jax.numpy.stack(list(keys)) if isinstance(keys, (list, tuple)) else keys
-    attack_keys = jax.vmap(lambda k: jax.random.split(k, 3)[0])(keys)
+    group, keys = _group_and_keys(config, classify, num_classes, images, labels, keys)
+    return _ATTACKS[config.mode](group, keys.attack)
+
+
+def _group_and_keys(
+    config, classify, num_classes, images, labels, keys, features_and_head=None
+) -> tuple[Group, Keys]:
+    """The group of images and each image's keys, split as every mode uses them."""
+    keys = jnp.stack(list(keys)) if isinstance(keys, (list, tuple)) else keys
+    split = jax.vmap(lambda k: jax.random.split(k, 3), out_axes=1)(keys)
     group = Group(
         config, classify, num_classes, np.asarray(images, np.float32),
-        [int(y) for y in labels], None, {},
+        [int(y) for y in labels], features_and_head, {},
     )  # fmt: skip
-    return _ATTACKS[config.mode](group, attack_keys)
+    return group, Keys(*split)
 
 
 # --- modes ---------------------------------------------------------------

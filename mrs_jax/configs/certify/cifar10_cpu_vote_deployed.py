@@ -26,12 +26,12 @@ from pathlib import Path
 from mrs_jax.core import configfile
 from mrs_jax.job import JobConfig
 
-# Everything but the attack comes from cifar10_cpu.py: same defence, same images.
-BASE = Path(__file__).with_name("cifar10_cpu.py")
+# The first vote-aware config, with the attack's stronger settings.
+BASE = Path(__file__).with_name("cifar10_cpu_vote.py")
 
 
 def get_config(smoke: bool = False) -> JobConfig:
     return configfile.derive(
-        BASE, smoke, JobConfig, mode="vote_adaptive", num_images=2 if smoke else 100,
+        BASE, smoke, JobConfig, vote_goal="untargeted", vote_judge="defence",
         save_patches=True,
     )  # fmt: skip
