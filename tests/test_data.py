@@ -37,6 +37,26 @@ def test_digits_split_is_fixed_and_documented():
     assert np.abs(blocks - original).mean() < 0.1
 
 
+def test_digits_are_read_as_scikit_learn_reads_them_without_importing_it():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from mrs_jax.data._datasets import _digits_arrays
+
+    pixels, labels = _digits_arrays()
+    np.testing.assert_array_equal(pixels, load_digits().images)
+    np.testing.assert_array_equal(labels, load_digits().target)
+    code = (
+        "import sys; from mrs_jax.data import load_dataset; "
+        "load_dataset('digits', 'test'); print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert out.strip() == "False"
+
+
 def _write_cifar(folder, per_batch=4):
     rng = np.random.default_rng(0)
     expected = {}

@@ -10,6 +10,7 @@ never downloads unless asked. Names, splits and layouts: ``docs/data.md``.
 
 import dataclasses
 import functools
+import importlib.util
 import pickle
 from pathlib import Path
 
@@ -177,19 +178,35 @@ def resize_center_crop(image: np.ndarray, resize: int, crop: int) -> np.ndarray:
     return resized[top : top + crop, left : left + crop]
 
 
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits: ``[1797, 8, 8]`` pixels in 0..16 and the labels,
+    read from the file scikit-learn ships, without importing scikit-learn (about
+    3 s of every process that opens digits); its ``load_digits`` if the file has
+    moved."""
+    spec = importlib.util.find_spec("sklearn")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0], "datasets", "data", "digits.csv.gz") if folders else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.images, digits.target
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
 def _digits(split: str) -> ArraySource:
     import cv2
-    from sklearn.datasets import load_digits
 
-    digits = load_digits()
-    images = digits.images.astype(np.float32) / 16.0  # [1797, 8, 8] in [0, 1]
+    pixels, labels = _digits_arrays()
+    images = pixels.astype(np.float32) / 16.0  # [1797, 8, 8] in [0, 1]
     up = np.stack(
         [cv2.resize(im, (32, 32), interpolation=cv2.INTER_LINEAR) for im in images]
     )
     up = np.clip(up, 0.0, 1.0)[..., None].repeat(3, axis=-1)
     order = np.random.default_rng(0).permutation(len(images))
     chosen = order[:DIGITS_TEST_SIZE] if split == "test" else order[DIGITS_TEST_SIZE:]
-    return ArraySource(up[chosen], digits.target[chosen].astype(np.int32), 10)
+    return ArraySource(up[chosen], labels[chosen].astype(np.int32), 10)
 
 
 def _cifar_folder(data_dir: Path) -> Path | None:

@@ -11,6 +11,7 @@ loading and resuming fall back to the newest intact step.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -328,18 +329,7 @@ def load_model(checkpoint_path: str | Path) -> tuple[nnx.Module, dict[str, Any]]
     missing = [k for k in ("model", "num_classes", "image_shape") if k not in meta]
     if missing:
         raise ValueError(f"{workdir / MODEL_JSON} lacks {missing}")
-    try:
-        model = get_model(
-            meta["model"],
-            num_classes=int(meta["num_classes"]),
-            seed=0,
-            **meta.get("model_kwargs", {}),
-        )
-    except ValueError as err:  # an unknown model or model_kwargs name
-        raise ValueError(f"{workdir / MODEL_JSON}: {err}") from None
-    graphdef, params, batch_stats, rest = nnx.split(
-        model, nnx.Param, nnx.BatchStat, ...
-    )
+    graphdef, params, batch_stats, rest = _restore_target(workdir, meta)
     manager = checkpoint_manager(workdir, read_only=True)
     try:
         state, _, progress, _ = restore_intact(
@@ -350,6 +340,46 @@ def load_model(checkpoint_path: str | Path) -> tuple[nnx.Module, dict[str, Any]]
     model = nnx.merge(graphdef, state["params"], state["batch_stats"], rest)
     meta = dict(meta, epoch=int(progress["epoch"]))
     return model, meta
+
+
+def _restore_target(workdir: Path, meta: dict[str, Any]) -> tuple:
+    """The model of ``model.json`` split into graph, params, batch stats and the
+    rest; params and batch stats abstract (shapes, dtypes and the first device),
+    so that nothing is initialised only to be overwritten."""
+
+    def build() -> nnx.Module:
+        return get_model(
+            meta["model"],
+            num_classes=int(meta["num_classes"]),
+            seed=0,
+            **meta.get("model_kwargs", {}),
+        )
+
+    try:
+        abstract = nnx.eval_shape(build)
+    except ValueError as err:  # an unknown model or model_kwargs name
+        raise ValueError(f"{workdir / MODEL_JSON}: {err}") from None
+    graphdef, params, batch_stats, rest = nnx.split(
+        abstract, nnx.Param, nnx.BatchStat, ...
+    )
+    if jax.tree.leaves(rest):  # state outside the checkpoint: built for real
+        graphdef, params, batch_stats, rest = nnx.split(
+            build(), nnx.Param, nnx.BatchStat, ...
+        )
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    on_device = functools.partial(_on_device, sharding=device)
+    return (
+        graphdef,
+        jax.tree.map(on_device, params),
+        jax.tree.map(on_device, batch_stats),
+        rest,
+    )
+
+
+def _on_device(leaf: Any, sharding: jax.sharding.Sharding) -> Any:
+    if isinstance(leaf, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+    return leaf
 
 
 def load_classifier(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax.tree_util import Partial
 
@@ -107,7 +108,11 @@ def fold_batchnorm(model: nnx.Module) -> nnx.Module:
         if after_pool is not None:
             norm = getattr(module, after_pool)
             scale, shift = _scale_shift(norm, _name(path, after_pool))
-            setattr(module, after_pool, ChannelAffine(scale, shift))
+            setattr(
+                module,
+                after_pool,
+                ChannelAffine(jnp.asarray(scale), jnp.asarray(shift)),
+            )
     return folded
 
 
@@ -128,21 +133,29 @@ def _name(path, attribute: str) -> str:
     return ".".join([*(str(p) for p in path), attribute])
 
 
-def _scale_shift(norm: nnx.BatchNorm, name: str) -> tuple[jax.Array, jax.Array]:
-    """``(s, beta - s * mean)`` of an eval-mode BatchNorm, float32."""
+def _scale_shift(norm: nnx.BatchNorm, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(s, beta - s * mean)`` of an eval-mode BatchNorm, float32.
+
+    Host arithmetic in NumPy, one float32 operation at a time as XLA's would
+    round it, so that folding compiles no program per layer shape (it ran a
+    dozen tiny XLA compiles per layer); only the reciprocal square root is
+    XLA's."""
     if not isinstance(norm, nnx.BatchNorm):
         raise TypeError(f"{name} must be an nnx.BatchNorm; got {type(norm).__name__}")
-    mean = jnp.asarray(norm.mean[...], jnp.float32)
-    var = jnp.asarray(norm.var[...], jnp.float32) + norm.epsilon
-    gamma = 1.0 if norm.scale is None else norm.scale[...].astype(jnp.float32)
-    beta = 0.0 if norm.bias is None else norm.bias[...].astype(jnp.float32)
-    pieces = (mean, var, jnp.asarray(gamma), jnp.asarray(beta))
-    if not all(bool(jnp.isfinite(p).all()) for p in pieces):
+    mean = np.asarray(norm.mean[...], np.float32)
+    var = np.asarray(norm.var[...], np.float32) + np.float32(norm.epsilon)
+    gamma = np.float32(1.0) if norm.scale is None else _f32(norm.scale[...])
+    beta = np.float32(0.0) if norm.bias is None else _f32(norm.bias[...])
+    if not all(np.isfinite(p).all() for p in (mean, var, gamma, beta)):
         raise ValueError(f"{name} has non-finite statistics or parameters")
-    if not bool((var > 0).all()):
+    if not (var > 0).all():
         raise ValueError(f"{name} has var + epsilon <= 0")
-    scale = gamma * jax.lax.rsqrt(var)
+    scale = gamma * np.asarray(jax.lax.rsqrt(var))
     return scale, beta - scale * mean
+
+
+def _f32(value) -> np.ndarray:
+    return np.asarray(jnp.asarray(value).astype(jnp.float32))
 
 
 def _fold_into(conv: nnx.Conv, norm: nnx.BatchNorm, name: str) -> None:
@@ -152,8 +165,8 @@ def _fold_into(conv: nnx.Conv, norm: nnx.BatchNorm, name: str) -> None:
         raise TypeError(f"the conv before {name} must be an nnx.Conv")
     scale, shift = _scale_shift(norm, name)
     if conv.bias is not None:
-        shift = shift + scale * conv.bias[...].astype(jnp.float32)
+        shift = shift + scale * _f32(conv.bias[...])
     kernel = conv.kernel[...]
-    conv.kernel = nnx.Param((kernel.astype(jnp.float32) * scale).astype(kernel.dtype))
-    conv.bias = nnx.Param(shift.astype(kernel.dtype))
+    conv.kernel = nnx.Param(jnp.asarray(_f32(kernel) * scale, kernel.dtype))
+    conv.bias = nnx.Param(jnp.asarray(shift, kernel.dtype))
     conv.use_bias = True

@@ -116,13 +116,38 @@ def get_model(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int; got {seed!r}")
 
-    def build() -> nnx.Module:
-        # The "rbg" generator: XLA compiles its initialisers several times faster on
-        # CPU than threefry's (tiny_cnn 6.4 s -> 0.8 s on the 2-core dev VM).
-        key = jax.random.key(seed, impl="rbg")
-        return family(num_classes, rngs=nnx.Rngs(params=key), **kwargs)
+    graphdefs = []
 
-    # Initialise inside one jit: one compile instead of one per initializer call.
-    graphdef, _ = nnx.split(nnx.eval_shape(build))
-    state = jax.jit(lambda: nnx.split(build())[1])()
-    return nnx.merge(graphdef, state)
+    def init() -> nnx.State:
+        # The "rbg" generator: XLA compiles its initialisers several times faster on
+        # CPU than threefry's.
+        key = jax.random.key(seed, impl="rbg")
+        graphdef, state = nnx.split(family(num_classes, rngs=_Keys(key), **kwargs))
+        graphdefs.append(graphdef)  # structure only: no tracer escapes
+        return state
+
+    # Initialise inside one jit, traced once: one compile instead of one per
+    # initialiser call.
+    state = jax.jit(init)()
+    return nnx.merge(graphdefs[0], state)
+
+
+class _Keys:
+    """Stands for ``nnx.Rngs(params=key)`` while a model is built: ``params()``
+    gives ``fold_in(key, 0)``, ``fold_in(key, 1)``, ..., the keys ``nnx.Rngs``
+    gives, counted in Python. ``nnx.Rngs`` keeps its count in a traced variable
+    whose every update costs time that grows with the traced program, so a deep
+    model's initialisation traced in time quadratic in its depth."""
+
+    def __init__(self, key: jax.Array):
+        self.params = _KeyStream(key)
+
+
+class _KeyStream:
+    def __init__(self, key: jax.Array):
+        self.key, self.count = key, 0
+
+    def __call__(self) -> jax.Array:
+        key = jax.random.fold_in(self.key, self.count)
+        self.count += 1
+        return key
