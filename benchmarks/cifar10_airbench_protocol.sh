@@ -7,7 +7,7 @@
 #
 #   bash benchmarks/cifar10_airbench_protocol.sh     # data in data/cifar10
 #
-# Runs: benchmarks/runs/airbench_{practical,center,gradcam,pc,sdm,drs}, the first
+# Runs: benchmarks/runs/airbench_{practical,center,gradcam,drs,pc,sdm}, the first
 # 200 images of the protocol's fixed order (the order of the 500-image cifar10_cpu
 # runs). Twins: benchmarks/checkpoints/cifar10_airbench_{occlusion,noise_squares,
 # drs} (the recipe with grey squares, noise squares, band ablations).
@@ -34,12 +34,12 @@ twin() {  # train a twin once: the same recipe, another augmentation
 run --checkpoint "$CKPT" --config "$CONFIG" --out "$RUNS/airbench_practical"
 run --checkpoint "$CKPT" --config "$CONFIG" --mode center --out "$RUNS/airbench_center"
 run --checkpoint "$CKPT" --config "$CONFIG" --mode gradcam --out "$RUNS/airbench_gradcam"
+twin train/configs/cifar10_airbench_drs.py "$DRS"
+run --checkpoint "$DRS" --config certify/configs/cifar10_cpu_drs.py --out "$RUNS/airbench_drs"
 twin train/configs/cifar10_airbench_occlusion.py "$OCCLUSION"
 run --checkpoint "$OCCLUSION" --config certify/configs/cifar10_cpu_pc.py --out "$RUNS/airbench_pc"
 twin train/configs/cifar10_airbench_noise_squares.py "$NOISE_SQUARES"
 run --checkpoint "$NOISE_SQUARES" --config certify/configs/cifar10_cpu_sdm.py --out "$RUNS/airbench_sdm"
-twin train/configs/cifar10_airbench_drs.py "$DRS"
-run --checkpoint "$DRS" --config certify/configs/cifar10_cpu_drs.py --out "$RUNS/airbench_drs"
 "$PY" -m certify.analyze "$RUNS"/airbench_practical "$RUNS"/airbench_center \
   "$RUNS"/airbench_gradcam "$RUNS"/airbench_pc "$RUNS"/airbench_sdm \
   "$RUNS"/airbench_drs --radii 0 3.5 7 --out "$RUNS/airbench_report"
