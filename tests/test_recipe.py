@@ -232,7 +232,7 @@ def test_the_smoke_recipe_trains_freezes_the_whitening_kernel_and_loads(tmp_path
     images = jax.random.uniform(jax.random.key(1), (3, 32, 32, 3))
     assert classify(images).shape == (3, 10)
     # The whitening kernel trained in no step: it is still the one from data.
-    from mrs_jax.models._checkpoint import load_model
+    from mrs_jax.models import load_model
     from mrs_jax.training import data_sources
     from mrs_jax.training._train import _init_whitening
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from _job_helpers import ctrl_c_command
 
+from mrs_jax import models
 from mrs_jax.core import runlock
 from mrs_jax.models import _checkpoint as ckpt
 from mrs_jax.training import TrainConfig, train
@@ -177,7 +178,7 @@ def test_model_json_of_the_earlier_code_loads_and_resume_compares_its_keys(
     meta = ckpt.read_model_meta(workdir)
     old = {k: meta[k] for k in OLD_MODEL_JSON_KEYS}
     (workdir / ckpt.MODEL_JSON).write_text(json.dumps(old, indent=2, sort_keys=True))
-    classify, loaded = ckpt.load_classifier(workdir)
+    classify, loaded = models.load_classifier(workdir)
     assert loaded["epoch"] == 2 and loaded["model"] == "tiny_cnn"
     assert "config" not in loaded
     with pytest.raises(ValueError, match="different sigma"):
@@ -205,11 +206,11 @@ def test_damaged_latest_checkpoint_is_named_and_skipped(trained, tmp_path):
     original = _rows(workdir)
     _damage(workdir / "checkpoints" / "2")
     with pytest.warns(UserWarning, match="step 2 .* unreadable, restored step 1"):
-        _, meta = ckpt.load_model(workdir)
+        _, meta = models.load_model(workdir)
     assert meta["epoch"] == 1
     # Asking for the damaged step itself is an error naming it, not a fallback.
     with pytest.raises(ValueError, match="step 2"):
-        ckpt.load_model(workdir / "checkpoints" / "2")
+        models.load_model(workdir / "checkpoints" / "2")
     # Resuming trains epoch 2 again from epoch 1, exactly as the first time.
     with pytest.warns(UserWarning, match="step 2 .* unreadable, restored step 1"):
         row = train(TINY, workdir, resume=True, progress=False)
@@ -220,13 +221,13 @@ def test_damaged_latest_checkpoint_is_named_and_skipped(trained, tmp_path):
     assert (workdir / "broken_checkpoints" / "2").is_dir()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _, meta = ckpt.load_model(workdir)
+        _, meta = models.load_model(workdir)
     assert meta["epoch"] == 2
     # With every step damaged, the error names each one.
     for step in ("1", "2"):
         _damage(workdir / "checkpoints" / step)
     with pytest.raises(ValueError, match="no readable checkpoint.*step 2.*step 1"):
-        ckpt.load_model(workdir)
+        models.load_model(workdir)
 
 
 # --- items 8/9: python -m train, one line per mistake, nothing written ------------
@@ -385,7 +386,7 @@ def test_second_train_on_a_held_workdir_is_refused_and_ctrl_c_exits_130(tmp_path
         "to continue"
     )
     # The kept epoch loads, and the lock went with the process.
-    assert ckpt.load_model(workdir)[1]["epoch"] == kept
+    assert models.load_model(workdir)[1]["epoch"] == kept
     with runlock.hold(workdir, "work dir"):
         pass
 
@@ -423,7 +424,7 @@ def test_public_training_functions_name_a_bad_argument():
     with pytest.raises(TypeError, match="progress"):
         train(TINY, "unused", progress=1)
     with pytest.raises(TypeError, match="checkpoint_path"):
-        ckpt.load_model(None)
+        models.load_model(None)
 
 
 def test_configfile_load_names_the_file_that_fails(tmp_path):

@@ -7,13 +7,9 @@ from ._checkpoint import (
     append_metrics_row as append_metrics_row,
     check_resume as check_resume,
     check_workdir as check_workdir,
-    checkpoint_classifier as checkpoint_classifier,
     checkpoint_manager as checkpoint_manager,
     json_normal as json_normal,
     latest_epoch as latest_epoch,
-    load_classifier as load_classifier,
-    load_model as load_model,
-    load_warm_start as load_warm_start,
     read_metrics as read_metrics,
     restore_intact as restore_intact,
     save_checkpoint as save_checkpoint,
@@ -33,6 +29,12 @@ from ._fingerprint import (
 from ._fold import (
     fold_batchnorm as fold_batchnorm,
     folded_classifier as folded_classifier,
+)
+from ._load import (
+    checkpoint_classifier as checkpoint_classifier,
+    load_classifier as load_classifier,
+    load_model as load_model,
+    load_warm_start as load_warm_start,
 )
 from ._normalize import Normalize as Normalize
 from ._registry import (

@@ -52,9 +52,7 @@ def _norm(channels: int, momentum: float, rngs: nnx.Rngs) -> nnx.BatchNorm:
 class AirbenchGroup(nnx.Module):
     """conv -> max pool -> BN -> GELU -> conv -> BN -> GELU; halves H and W."""
 
-    def __init__(
-        self, c_in: int, c_out: int, *, bn_momentum: float, rngs: nnx.Rngs
-    ):
+    def __init__(self, c_in: int, c_out: int, *, bn_momentum: float, rngs: nnx.Rngs):
         self.conv1 = nnx.Conv(c_in, c_out, (3, 3), use_bias=False, rngs=rngs)
         self.norm1 = _norm(c_out, bn_momentum, rngs)
         self.conv2 = nnx.Conv(c_out, c_out, (3, 3), use_bias=False, rngs=rngs)
@@ -127,8 +125,10 @@ class AirbenchNet(nnx.Module):
         its eigenvalue plus ``epsilon``, and then the same filters negated.
         """
         images = np.asarray(images, np.float32)
-        if images.ndim != 4 or images.shape[-1] * 2 * WHITEN_SIZE**2 != (
-            self.whiten.kernel[...].shape[-1]
+        if (
+            images.ndim != 4
+            or images.shape[-1] * 2 * WHITEN_SIZE**2
+            != (self.whiten.kernel[...].shape[-1])
         ):
             raise ValueError(
                 "images must be [N, H, W, C] with the model's channels; got "
