@@ -164,3 +164,19 @@ def test_fast_cnn_shapes_and_features_split():
     )
     with pytest.raises(ValueError, match="widths"):
         get_model("fast_cnn", num_classes=10, seed=0, widths=(8, 8))
+
+
+@pytest.mark.parametrize("name", ["tiny_cnn", "resnet_tiny"])
+def test_get_model_gives_the_weights_of_nnx_rngs(name):
+    # get_model counts its keys in Python; they must stay nnx.Rngs' keys.
+    from mrs_jax.models._registry import _MODELS
+
+    def with_rngs():
+        rngs = nnx.Rngs(params=jax.random.key(5, impl="rbg"))
+        return nnx.split(_MODELS[name](3, rngs=rngs))[1]
+
+    expected = jax.tree.leaves(jax.jit(with_rngs)())
+    got = jax.tree.leaves(nnx.state(get_model(name, num_classes=3, seed=5)))
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
