@@ -391,7 +391,7 @@ def test_the_airbench_protocol_script_parses_and_names_what_exists():
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     configs = set(re.findall(r"(?:train|certify)/configs/\w+\.py", text))
-    assert len(configs) == 7
+    assert len(configs) == 8
     for config in configs:
         assert (ROOT / config).is_file(), config
     assert (BENCHMARKS / "checkpoints/cifar10_airbench/model.json").is_file()
