@@ -143,13 +143,7 @@ def _fewest_draws(threshold: float, level: float) -> int:
     low, high = 0, guess  # _certifies(low) fails (n = 0 has no bound)
     while not _certifies(high, high, level, threshold):
         low, high = high, high * 2
-    while high - low > 1:
-        mid = (low + high) // 2
-        if _certifies(mid, mid, level, threshold):
-            high = mid
-        else:
-            low = mid
-    return high
+    return _least(lambda n: _certifies(n, n, level, threshold), low, high)
 
 
 def _hits_needed(threshold: float, n: int, level: float) -> int:
@@ -157,10 +151,16 @@ def _hits_needed(threshold: float, n: int, level: float) -> int:
     ``n + 1`` when none does (the bound grows with ``k``: binary search)."""
     if not _certifies(n, n, level, threshold):
         return n + 1
-    low, high = 0, n  # _certifies(high) holds; _certifies(low) does not (k = 0)
+    # _certifies(n) holds; _certifies(0) does not (k = 0)
+    return _least(lambda k: _certifies(k, n, level, threshold), 0, n)
+
+
+def _least(holds, low: int, high: int) -> int:
+    """The least integer in ``(low, high]`` where the monotone ``holds`` is
+    true, given ``holds(high)`` and not ``holds(low)`` (bisection)."""
     while high - low > 1:
         mid = (low + high) // 2
-        if _certifies(mid, n, level, threshold):
+        if holds(mid):
             high = mid
         else:
             low = mid
