@@ -3,6 +3,7 @@ run in tests/test_benchmarks.py, bench_streaming.py in tests/test_streaming.py),
 on rows and classifiers written here or on the committed run rows."""
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -20,6 +21,7 @@ BENCHMARKS = ROOT / "benchmarks"
 RUNS = BENCHMARKS / "runs"
 
 sys.path.insert(0, str(BENCHMARKS))
+import ablation_table  # noqa: E402
 import attack_comparison  # noqa: E402
 import bench_adaptive  # noqa: E402
 import bench_batched  # noqa: E402
@@ -420,3 +422,69 @@ def test_sdm_under_attacks_tables_answers_on_certified_images_and_on_all(tmp_pat
     out.write_text("".join(json.dumps(r) + "\n" for r in records))
     table = sdm_under_attacks.table(out)
     assert "| pgd | 4 | 2 | 1 / 1 / 0 | 1 / 1 / 2 | 3 | 3.5 |" in table, table
+
+
+def test_the_ablation_rows_each_take_out_one_trick_of_the_recipe():
+    from mrs_jax.configs.train.cifar10_airbench import get_config
+    from mrs_jax.core import configfile
+    from mrs_jax.models import get_model
+
+    script = BENCHMARKS / "cifar10_airbench_ablation.sh"
+    printed = subprocess.run(
+        ["bash", str(script)], env={"DRY_RUN": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    configs = {}
+    for line in printed.splitlines():
+        name, *args = line.rstrip("\t").split("\t")
+        rest, overrides = configfile.split_overrides(args)
+        assert rest == []
+        configs[name] = configfile.override(get_config(), overrides)
+    recipe = configs.pop("recipe")
+    assert (recipe.epochs, recipe.whiten_bias_epochs, recipe.ema_start_epoch) == (
+        4, 1, 1,
+    )  # fmt: skip
+    taken_out = {
+        "no_whitening": {"whiten_examples": 0, "whiten_bias_epochs": None},
+        "no_dirac": {"model_kwargs": (*recipe.model_kwargs, ("dirac", False))},
+        "no_bias_rate": {"bias_lr_scale": 1.0},
+        "no_label_smoothing": {"label_smoothing": 0.0},
+        "no_lookahead": {"ema_start_epoch": None},
+        "random_flips": {"flip_mode": "random"},
+        "no_translation": {"crop_pad": 0},
+    }
+    assert set(configs) == set(taken_out)
+    for name, changes in taken_out.items():
+        assert configs[name] == dataclasses.replace(recipe, **changes), name
+    # The one model option exists: the row would otherwise stop at start-up.
+    kwargs = dict(configs["no_dirac"].model_kwargs)
+    get_model("airbench_tiny", num_classes=10, seed=0, **kwargs)
+
+
+def test_the_ablation_table_sets_each_row_against_the_short_recipe(tmp_path):
+    short = tmp_path / "airbench_ablation"
+    short.mkdir()
+    def result(clean, sigma=7.0, **more):  # fmt: skip
+        return json.dumps({"epoch": 4, "clean_accuracy": clean, "sigma": sigma,
+                           "noisy_accuracy_mean": clean - 0.02, **more})  # fmt: skip
+    (short / "recipe.json").write_text(result(0.85))
+    (short / "no_dirac.json").write_text(result(0.8325))
+    (short / "no_dirac.metrics.jsonl").write_text(
+        '{"epoch": 1, "seconds": 400.5}\n{"epoch": 2, "seconds": 399.5}\n'
+    )
+    (tmp_path / "cifar10_airbench_no_noise_eval.json").write_text(
+        result(0.91, sigma=0.0, train_seconds=3960.0)
+    )
+    lines = ablation_table.table(tmp_path).splitlines()
+    assert len(lines) == 2 + len(ablation_table.FULL_ROWS) + 8
+    row = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:]}
+    assert row["without identity initialisation"] == [
+        "4", "83.25", "81.25", "-1.75", "800 |",
+    ]  # fmt: skip
+    assert row["the new recipe, 4 epochs"][:4] == ["4", "85.00", "83.00", ""]
+    # Without the noise there is no accuracy under it to report.
+    assert row["new recipe without the noise (sigma 0)"] == [
+        "4", "91.00", "", "", "3,960 |",
+    ]  # fmt: skip
+    assert row["without label smoothing"][1] == "not yet run"
+    assert "not yet run" in row["old recipe (`cifar10_cpu`, `fast_cnn`)"]

@@ -61,6 +61,19 @@ def test_convolutions_start_as_identities_on_their_first_channels():
     np.testing.assert_allclose(group.conv2(x)[..., :8], x, atol=1e-6)
 
 
+def test_without_dirac_the_convolutions_keep_their_random_start():
+    plain = get_model("airbench_tiny", num_classes=3, seed=0, dirac=False)
+    dirac = _tiny_airbench()
+    x = jax.random.normal(jax.random.key(0), (1, 5, 5, 8))
+    assert not np.allclose(plain.groups[1].conv2(x)[..., :8], x, atol=1e-2)
+    # Only the identity block differs: the other output channels are the same.
+    np.testing.assert_array_equal(
+        plain.groups[1].conv2.kernel[..., 8:], dirac.groups[1].conv2.kernel[..., 8:]
+    )
+    with pytest.raises(TypeError, match="dirac"):
+        get_model("airbench_tiny", num_classes=3, seed=0, dirac="no")
+
+
 def test_param_groups_freeze_the_whitening_kernel_and_find_norm_biases():
     config = dataclasses.replace(TINY, whiten_examples=8, whiten_bias_epochs=1)
     params = nnx.state(_tiny_airbench(), nnx.Param)

@@ -52,13 +52,22 @@ def _norm(channels: int, momentum: float, rngs: nnx.Rngs) -> nnx.BatchNorm:
 class AirbenchGroup(nnx.Module):
     """conv -> max pool -> BN -> GELU -> conv -> BN -> GELU; halves H and W."""
 
-    def __init__(self, c_in: int, c_out: int, *, bn_momentum: float, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        *,
+        bn_momentum: float,
+        dirac: bool,
+        rngs: nnx.Rngs,
+    ):
         self.conv1 = nnx.Conv(c_in, c_out, (3, 3), use_bias=False, rngs=rngs)
         self.norm1 = _norm(c_out, bn_momentum, rngs)
         self.conv2 = nnx.Conv(c_out, c_out, (3, 3), use_bias=False, rngs=rngs)
         self.norm2 = _norm(c_out, bn_momentum, rngs)
-        _dirac(self.conv1)
-        _dirac(self.conv2)
+        if dirac:
+            _dirac(self.conv1)
+            _dirac(self.conv2)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = nnx.max_pool(self.conv1(x), (2, 2), strides=(2, 2))
@@ -77,6 +86,9 @@ class AirbenchNet(nnx.Module):
         clamp: clip inputs to [0, 1] first (see :class:`Normalize`).
         bn_momentum: BatchNorm's running-statistics momentum (airbench: 0.6 at
             batch 1024; a smaller batch wants a larger one).
+        dirac: start each convolution as the identity on its first input
+            channels (airbench's dirac initialisation); ``False`` keeps the
+            default random initialisation (the ablation row).
         rngs: parameter initialisation.
 
     ``features``/``head`` split the network for Grad-CAM.
@@ -92,6 +104,7 @@ class AirbenchNet(nnx.Module):
         std: Sequence[float] = CIFAR10_STD,
         clamp: bool = False,
         bn_momentum: float = BN_MOMENTUM,
+        dirac: bool = True,
         rngs: nnx.Rngs,
     ):
         widths = tuple(widths)
@@ -99,6 +112,8 @@ class AirbenchNet(nnx.Module):
             raise ValueError(f"bn_momentum must be in [0, 1); got {bn_momentum}")
         if len(widths) != 3 or min(widths) < 1:
             raise ValueError(f"widths must be 3 positive ints; got {widths}")
+        if not isinstance(dirac, bool):
+            raise TypeError(f"dirac must be a bool; got {dirac!r}")
         self.normalize = Normalize(mean, std, clamp=clamp)
         whiten_width = 2 * in_channels * WHITEN_SIZE**2
         self.whiten = nnx.Conv(
@@ -111,7 +126,7 @@ class AirbenchNet(nnx.Module):
         )
         self.groups = nnx.List(
             [
-                AirbenchGroup(a, b, bn_momentum=bn_momentum, rngs=rngs)
+                AirbenchGroup(a, b, bn_momentum=bn_momentum, dirac=dirac, rngs=rngs)
                 for a, b in zip((whiten_width, *widths[:-1]), widths, strict=True)
             ]
         )
