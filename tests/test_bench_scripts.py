@@ -31,6 +31,7 @@ import bench_localize  # noqa: E402
 import bench_mask_width  # noqa: E402
 import bench_peer  # noqa: E402
 import bench_train  # noqa: E402
+import certificates_table  # noqa: E402
 import check_committed_rows  # noqa: E402
 import practical_breakdown  # noqa: E402
 import sdm_combination_shares  # noqa: E402
@@ -488,3 +489,38 @@ def test_the_ablation_table_sets_each_row_against_the_short_recipe(tmp_path):
     ]  # fmt: skip
     assert row["without label smoothing"][1] == "not yet run"
     assert "not yet run" in row["old recipe (`cifar10_cpu`, `fast_cnn`)"]
+
+
+def test_the_certificates_table_reads_each_certificate_at_every_content(tmp_path):
+    marker = "true unrestricted (s*sqrt(C))"
+    practical = {
+        "name": "mrs", "mode": "practical", "num_images": 200,
+        "clean_accuracy": 0.79, "certificate": "localised",
+        "localised_certified": {"0": 0.69},
+        "markers": {marker: {"radius": 8.66, "localised_certified": 0.65}},
+        "seconds_per_image": {"attack": 9.0, "clean": 15.0, "localize": 0.5,
+                              "certify": 14.0, "total": 38.5},
+    }  # fmt: skip
+    drs = {
+        "name": "drs", "mode": "drs", "num_images": 200, "clean_accuracy": 0.8,
+        "certificate": "every patch position", "certified": {"0": 0.55},
+        "markers": {marker: {"radius": 8.66, "certified": 0.55}},
+        "seconds_per_image": {"drs": 0.25, "total": 0.25},
+    }  # fmt: skip
+    checkpoint = tmp_path / "twin"
+    checkpoint.mkdir()
+    (checkpoint / "model.json").write_text('{"model": "airbench"}')
+    (checkpoint / "metrics.jsonl").write_text(
+        '{"epoch": 1, "seconds": 1800}\n{"epoch": 2, "seconds": 1200}\n'
+    )
+    lines = certificates_table.table([practical, drs], {"drs": checkpoint})
+    lines = lines.splitlines()
+    assert lines[2].split(" | ")[2:5] == ["79.0", "65.0", "14.5 (row 38.5)"]
+    assert lines[3].split(" | ")[1:5] == [
+        "`twin` (airbench, 2 epochs, 50 min)", "80.0", "55.0", "0.25",
+    ]  # fmt: skip
+    assert "every patch position and content |" in lines[3]
+    assert "DRS (Levine & Feizi), as published | | 83.9 | 56.3" in lines[4]
+    assert lines[-1].startswith("Images: 200 ")
+    with pytest.raises(SystemExit):
+        certificates_table.main([str(tmp_path / "s.json"), "--model", "drs"])
