@@ -12,7 +12,9 @@
 # runs). Twins: benchmarks/checkpoints/cifar10_airbench_{occlusion,noise_squares,
 # drs,no_noise} (the recipe with grey squares, noise squares, band ablations,
 # and without the noise: the ablation row).
-# Report: benchmarks/runs/airbench_report. Never `git stash` or `git checkout`
+# Report: benchmarks/runs/airbench_report; issue 31's table:
+# benchmarks/runs/airbench_certificates/table.md. Last, the ablation's rows
+# (benchmarks/cifar10_airbench_ablation.sh). Never `git stash` or `git checkout`
 # the run directories while this runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +47,14 @@ run --checkpoint "$NOISE_SQUARES" --config certify/configs/cifar10_cpu_sdm.py --
 "$PY" -m certify.analyze "$RUNS"/airbench_practical "$RUNS"/airbench_center \
   "$RUNS"/airbench_gradcam "$RUNS"/airbench_pc "$RUNS"/airbench_sdm \
   "$RUNS"/airbench_drs --radii 0 3.5 7 --out "$RUNS/airbench_report"
+# Issue 31's one table: every certificate for 5x5 patches on the same images.
+"$PY" -m certify.analyze "$RUNS"/airbench_practical "$RUNS"/airbench_pc \
+  "$RUNS"/airbench_drs "$RUNS"/airbench_sdm --common --radii 0 8.66 \
+  --out "$RUNS/airbench_certificates"
+"$PY" benchmarks/certificates_table.py "$RUNS/airbench_certificates/summary.json" \
+  --model airbench_practical="$CKPT" --model airbench_pc="$OCCLUSION" \
+  --model airbench_drs="$DRS" --model airbench_sdm="$NOISE_SQUARES" \
+  > "$RUNS/airbench_certificates/table.md"
 # Issue 32's ablation: the recipe without the noise, evaluated as the recipe was.
 twin train/configs/cifar10_airbench_no_noise.py "$NO_NOISE"
 EVAL=benchmarks/results/cifar10_airbench_no_noise_eval.json
@@ -53,3 +63,5 @@ if [ ! -f "$EVAL" ]; then
     --workdir "$NO_NOISE" --data_dir data/cifar10 > "$EVAL.part"
   mv "$EVAL.part" "$EVAL"
 fi
+# The per-trick rows of the ablation (4 epochs each), after the protocol.
+bash benchmarks/cifar10_airbench_ablation.sh
