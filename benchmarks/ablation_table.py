@@ -25,6 +25,7 @@ SHORT_ROWS = (
     ("recipe", "the new recipe, 4 epochs"),
     ("no_whitening", "without the whitening layer (a trained 2x2 conv)"),
     ("no_dirac", "without identity initialisation"),
+    ("bn_scale", "BatchNorm scale trained (not frozen at 1)"),
     ("no_bias_rate", "BatchNorm biases at the common rate (not 64x)"),
     ("no_label_smoothing", "without label smoothing"),
     ("no_lookahead", "without the lookahead average"),

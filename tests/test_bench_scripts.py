@@ -448,6 +448,7 @@ def test_the_ablation_rows_each_take_out_one_trick_of_the_recipe():
     taken_out = {
         "no_whitening": {"whiten_examples": 0, "whiten_bias_epochs": None},
         "no_dirac": {"model_kwargs": (*recipe.model_kwargs, ("dirac", False))},
+        "bn_scale": {"model_kwargs": (*recipe.model_kwargs, ("bn_scale", True))},
         "no_bias_rate": {"bias_lr_scale": 1.0},
         "no_label_smoothing": {"label_smoothing": 0.0},
         "no_lookahead": {"ema_start_epoch": None},
@@ -457,9 +458,10 @@ def test_the_ablation_rows_each_take_out_one_trick_of_the_recipe():
     assert set(configs) == set(taken_out)
     for name, changes in taken_out.items():
         assert configs[name] == dataclasses.replace(recipe, **changes), name
-    # The one model option exists: the row would otherwise stop at start-up.
-    kwargs = dict(configs["no_dirac"].model_kwargs)
-    get_model("airbench_tiny", num_classes=10, seed=0, **kwargs)
+    # The model options exist: the rows would otherwise stop at start-up.
+    for name in ("no_dirac", "bn_scale"):
+        kwargs = dict(configs[name].model_kwargs)
+        get_model("airbench_tiny", num_classes=10, seed=0, **kwargs)
 
 
 def test_the_ablation_table_sets_each_row_against_the_short_recipe(tmp_path):
@@ -477,7 +479,7 @@ def test_the_ablation_table_sets_each_row_against_the_short_recipe(tmp_path):
         result(0.91, sigma=0.0, train_seconds=3960.0)
     )
     lines = ablation_table.table(tmp_path).splitlines()
-    assert len(lines) == 2 + len(ablation_table.FULL_ROWS) + 8
+    assert len(lines) == 2 + len(ablation_table.FULL_ROWS) + 9
     row = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:]}
     assert row["without identity initialisation"] == [
         "4", "83.25", "81.25", "-1.75", "800 |",

@@ -74,6 +74,18 @@ def test_without_dirac_the_convolutions_keep_their_random_start():
         get_model("airbench_tiny", num_classes=3, seed=0, dirac="no")
 
 
+def test_a_trained_batchnorm_scale_trains_with_the_biases():
+    model = get_model("airbench_tiny", num_classes=3, seed=0, bn_scale=True)
+    assert _tiny_airbench().groups[0].norm1.scale is None  # the recipe's
+    params = nnx.state(model, nnx.Param)
+    groups = param_groups(dataclasses.replace(TINY, bias_lr_scale=64.0), params)
+    norm1 = groups["groups"][0]["norm1"]
+    assert norm1["scale"].get_value() == norm1["bias"].get_value() == "norm"
+    np.testing.assert_array_equal(model.groups[0].norm1.scale[...], 1.0)
+    with pytest.raises(TypeError, match="bn_scale"):
+        get_model("airbench_tiny", num_classes=3, seed=0, bn_scale=1)
+
+
 def test_param_groups_freeze_the_whitening_kernel_and_find_norm_biases():
     config = dataclasses.replace(TINY, whiten_examples=8, whiten_bias_epochs=1)
     params = nnx.state(_tiny_airbench(), nnx.Param)

@@ -39,10 +39,10 @@ def _dirac(conv: nnx.Conv) -> None:
     conv.kernel[...] = kernel.at[..., :identity].set(eye)
 
 
-def _norm(channels: int, momentum: float, rngs: nnx.Rngs) -> nnx.BatchNorm:
+def _norm(channels: int, momentum: float, scale: bool, rngs: nnx.Rngs) -> nnx.BatchNorm:
     return nnx.BatchNorm(
         channels,
-        use_scale=False,
+        use_scale=scale,
         momentum=momentum,
         epsilon=BN_EPSILON,
         rngs=rngs,
@@ -58,13 +58,14 @@ class AirbenchGroup(nnx.Module):
         c_out: int,
         *,
         bn_momentum: float,
+        bn_scale: bool,
         dirac: bool,
         rngs: nnx.Rngs,
     ):
         self.conv1 = nnx.Conv(c_in, c_out, (3, 3), use_bias=False, rngs=rngs)
-        self.norm1 = _norm(c_out, bn_momentum, rngs)
+        self.norm1 = _norm(c_out, bn_momentum, bn_scale, rngs)
         self.conv2 = nnx.Conv(c_out, c_out, (3, 3), use_bias=False, rngs=rngs)
-        self.norm2 = _norm(c_out, bn_momentum, rngs)
+        self.norm2 = _norm(c_out, bn_momentum, bn_scale, rngs)
         if dirac:
             _dirac(self.conv1)
             _dirac(self.conv2)
@@ -86,6 +87,8 @@ class AirbenchNet(nnx.Module):
         clamp: clip inputs to [0, 1] first (see :class:`Normalize`).
         bn_momentum: BatchNorm's running-statistics momentum (airbench: 0.6 at
             batch 1024; a smaller batch wants a larger one).
+        bn_scale: give BatchNorm a trained scale (airbench freezes it at 1;
+            ``True`` is the ablation row; the trainer puts it with the biases).
         dirac: start each convolution as the identity on its first input
             channels (airbench's dirac initialisation); ``False`` keeps the
             default random initialisation (the ablation row).
@@ -104,6 +107,7 @@ class AirbenchNet(nnx.Module):
         std: Sequence[float] = CIFAR10_STD,
         clamp: bool = False,
         bn_momentum: float = BN_MOMENTUM,
+        bn_scale: bool = False,
         dirac: bool = True,
         rngs: nnx.Rngs,
     ):
@@ -112,8 +116,9 @@ class AirbenchNet(nnx.Module):
             raise ValueError(f"bn_momentum must be in [0, 1); got {bn_momentum}")
         if len(widths) != 3 or min(widths) < 1:
             raise ValueError(f"widths must be 3 positive ints; got {widths}")
-        if not isinstance(dirac, bool):
-            raise TypeError(f"dirac must be a bool; got {dirac!r}")
+        for name, flag in (("bn_scale", bn_scale), ("dirac", dirac)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool; got {flag!r}")
         self.normalize = Normalize(mean, std, clamp=clamp)
         whiten_width = 2 * in_channels * WHITEN_SIZE**2
         self.whiten = nnx.Conv(
@@ -126,7 +131,14 @@ class AirbenchNet(nnx.Module):
         )
         self.groups = nnx.List(
             [
-                AirbenchGroup(a, b, bn_momentum=bn_momentum, dirac=dirac, rngs=rngs)
+                AirbenchGroup(
+                    a,
+                    b,
+                    bn_momentum=bn_momentum,
+                    bn_scale=bn_scale,
+                    dirac=dirac,
+                    rngs=rngs,
+                )
                 for a, b in zip((whiten_width, *widths[:-1]), widths, strict=True)
             ]
         )
