@@ -1,4 +1,4 @@
-"""The ablation table of the airbench-class recipe (issue 32), as RESULTS.md
+"""The ablation table of the airbench-class recipe, as RESULTS.md
 quotes it, from the committed results.
 
     python benchmarks/ablation_table.py

@@ -1,4 +1,4 @@
-"""The one table of issue 31: each certificate for 5x5 patches on the same
+"""The certificates side by side: each one for 5x5 patches on the same
 images, beside the paper's Table 1, from ``certify.analyze``'s summary.
 
     python -m certify.analyze RUN... --common --out REPORT

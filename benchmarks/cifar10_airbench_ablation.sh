@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 32's ablation: the airbench-class recipe on a short budget (4 epochs
+# The ablation of the airbench-class recipe: a short budget (4 epochs
 # instead of 10), once whole and once without each trick, every row trained
 # from the same seed and evaluated on the 10,000 CIFAR-10 JPEG test images.
 # Resumable like the protocol: rerun the same command after a kill; a row with
