@@ -1,6 +1,8 @@
 """Job mode ``drs``: rows like the other modes, read by the report, resumable."""
 
 import json
+import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +12,12 @@ from jax.tree_util import Partial
 
 from mrs_jax import derandomized_smoothing, job
 from mrs_jax.core import ROW_FIELDS
-from mrs_jax.report import summarize_run
+from mrs_jax.report import summarize_run, summary_record
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import certificates_table  # noqa: E402
+
+sys.path.pop(0)
 
 
 def _linear(weights, images):
@@ -49,6 +56,13 @@ def test_drs_rows_match_the_library_and_the_report_reads_them(tmp_path):
     run = json.loads((tmp_path / "run.json").read_text())
     summary = summarize_run(tmp_path)
     assert run["mode"] == "drs" and summary.certificate == "every patch position"
+    # The certificates' table reads the summary's record of a DRS run.
+    record = summary_record(summary, [0.0])
+    line = certificates_table.row(record, "").split(" | ")
+    right = [r["certified"] and r["prediction"] == r["label"] for r in rows]
+    certified = 100 * np.mean(right)
+    assert line[3] == f"{certified:.1f}"
+    assert line[5].startswith("every patch position and content")
     # A second call resumes: nothing is redone.
     again = job.run(config, tmp_path, classify=classify, num_classes=NUM_CLASSES,
                     progress=False, fingerprint="drs")
