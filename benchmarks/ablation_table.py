@@ -57,29 +57,31 @@ def _cells(result: dict, reference: float | None) -> list[str]:
     return [str(result["epoch"]), f"{clean:.2f}", noisy, delta]
 
 
+def _line(
+    label: str, result: dict | None, reference: float | None, seconds: str
+) -> str:
+    cells = _cells(result, reference) if result else ["", "not yet run", "", ""]
+    return "| " + " | ".join([label, *cells, seconds]) + " |"
+
+
 def table(results: Path = RESULTS) -> str:
     """The markdown table (header and one line per row)."""
     lines = [HEADER]
     for label, name in FULL_ROWS:
         result = _load(results / name)
-        cells = _cells(result, None) if result else ["", "not yet run", "", ""]
         seconds = (
             f"{result['train_seconds']:,.0f}"
             if result and "train_seconds" in result
             else ""
         )
-        lines.append("| " + " | ".join([label, *cells, seconds]) + " |")
+        lines.append(_line(label, result, None, seconds))
     short = results / "airbench_ablation"
     recipe = _load(short / "recipe.json")
     reference = 100 * recipe["clean_accuracy"] if recipe else None
     for name, label in SHORT_ROWS:
-        result = _load(short / f"{name}.json")
-        if result is None:
-            cells = ["", "not yet run", "", ""]
-        else:
-            cells = _cells(result, None if name == "recipe" else reference)
+        against = None if name == "recipe" else reference
         seconds = _seconds(short / f"{name}.metrics.jsonl")
-        lines.append("| " + " | ".join([label, *cells, seconds]) + " |")
+        lines.append(_line(label, _load(short / f"{name}.json"), against, seconds))
     return "\n".join(lines)
 
 

@@ -31,9 +31,7 @@ EVERY_POSITION = "every patch position and content"
 HOLDS_FOR = {
     "localised": "the attack's patch, where the located mask covers it",
     "every patch position": EVERY_POSITION,
-    "every patch position, l2 < R": (
-        "every patch position and content, with probability >= 1 - alpha"
-    ),
+    "every patch position, l2 < R": f"{EVERY_POSITION}, with probability >= 1 - alpha",
     "fixed mask": "a patch inside the fixed mask",
 }
 PAPER_TABLE_1 = (  # CIFAR-10 clean / certified, MRS paper Table 1
