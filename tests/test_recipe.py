@@ -86,6 +86,25 @@ def test_a_trained_batchnorm_scale_trains_with_the_biases():
         get_model("airbench_tiny", num_classes=3, seed=0, bn_scale=1)
 
 
+def test_bn_epsilon_bounds_the_gain_of_a_near_constant_channel():
+    # A channel whose batch variance is 1e-10: with airbench's 1e-12 BatchNorm
+    # scales it by ~1e5; with 1e-5 by ~300 (1 / sqrt(1e-10 + 1e-5)).
+    value = 1e-5 * np.sqrt(100)  # one of 100 positions: variance ~1e-10
+    x = jnp.zeros((4, 5, 5, 8)).at[0, 0, 0, 0].set(value)
+    gains = {}
+    for epsilon in (1e-12, 1e-5):
+        norm = get_model(
+            "airbench_tiny", num_classes=3, seed=0, bn_epsilon=epsilon
+        ).groups[1].norm1
+        assert norm.epsilon == epsilon
+        norm.train()
+        gains[epsilon] = float(norm(x)[0, 0, 0, 0]) / value
+    assert gains[1e-12] > 1e4 > 1e3 > gains[1e-5] > 1
+    for bad in (0.0, -1e-5):
+        with pytest.raises(ValueError, match="bn_epsilon"):
+            get_model("airbench_tiny", num_classes=3, seed=0, bn_epsilon=bad)
+
+
 def test_param_groups_freeze_the_whitening_kernel_and_find_norm_biases():
     config = dataclasses.replace(TINY, whiten_examples=8, whiten_bias_epochs=1)
     params = nnx.state(_tiny_airbench(), nnx.Param)

@@ -39,12 +39,14 @@ def _dirac(conv: nnx.Conv) -> None:
     conv.kernel[...] = kernel.at[..., :identity].set(eye)
 
 
-def _norm(channels: int, momentum: float, scale: bool, rngs: nnx.Rngs) -> nnx.BatchNorm:
+def _norm(
+    channels: int, momentum: float, epsilon: float, scale: bool, rngs: nnx.Rngs
+) -> nnx.BatchNorm:
     return nnx.BatchNorm(
         channels,
         use_scale=scale,
         momentum=momentum,
-        epsilon=BN_EPSILON,
+        epsilon=epsilon,
         rngs=rngs,
     )
 
@@ -58,14 +60,15 @@ class AirbenchGroup(nnx.Module):
         c_out: int,
         *,
         bn_momentum: float,
+        bn_epsilon: float,
         bn_scale: bool,
         dirac: bool,
         rngs: nnx.Rngs,
     ):
         self.conv1 = nnx.Conv(c_in, c_out, (3, 3), use_bias=False, rngs=rngs)
-        self.norm1 = _norm(c_out, bn_momentum, bn_scale, rngs)
+        self.norm1 = _norm(c_out, bn_momentum, bn_epsilon, bn_scale, rngs)
         self.conv2 = nnx.Conv(c_out, c_out, (3, 3), use_bias=False, rngs=rngs)
-        self.norm2 = _norm(c_out, bn_momentum, bn_scale, rngs)
+        self.norm2 = _norm(c_out, bn_momentum, bn_epsilon, bn_scale, rngs)
         if dirac:
             _dirac(self.conv1)
             _dirac(self.conv2)
@@ -87,6 +90,9 @@ class AirbenchNet(nnx.Module):
         clamp: clip inputs to [0, 1] first (see :class:`Normalize`).
         bn_momentum: BatchNorm's running-statistics momentum (airbench: 0.6 at
             batch 1024; a smaller batch wants a larger one).
+        bn_epsilon: added to BatchNorm's variance (airbench: 1e-12). A
+            larger one bounds how far a channel of near-constant activations
+            is amplified (``cifar10_airbench_drs``: band ablations).
         bn_scale: give BatchNorm a trained scale (airbench freezes it at 1;
             ``True`` is the ablation row; the trainer puts it with the biases).
         dirac: start each convolution as the identity on its first input
@@ -107,6 +113,7 @@ class AirbenchNet(nnx.Module):
         std: Sequence[float] = CIFAR10_STD,
         clamp: bool = False,
         bn_momentum: float = BN_MOMENTUM,
+        bn_epsilon: float = BN_EPSILON,
         bn_scale: bool = False,
         dirac: bool = True,
         rngs: nnx.Rngs,
@@ -114,6 +121,8 @@ class AirbenchNet(nnx.Module):
         widths = tuple(widths)
         if not 0 <= bn_momentum < 1:
             raise ValueError(f"bn_momentum must be in [0, 1); got {bn_momentum}")
+        if not bn_epsilon > 0:
+            raise ValueError(f"bn_epsilon must be > 0; got {bn_epsilon}")
         if len(widths) != 3 or min(widths) < 1:
             raise ValueError(f"widths must be 3 positive ints; got {widths}")
         for name, flag in (("bn_scale", bn_scale), ("dirac", dirac)):
@@ -135,6 +144,7 @@ class AirbenchNet(nnx.Module):
                     a,
                     b,
                     bn_momentum=bn_momentum,
+                    bn_epsilon=bn_epsilon,
                     bn_scale=bn_scale,
                     dirac=dirac,
                     rngs=rngs,
