@@ -67,8 +67,12 @@ def figures() -> dict[str, str]:
     out: dict[str, str] = {}
     runs = {"PGD": ("cifar10_practical", "practical"),
             "adaptive": ("cifar10_adaptive", "adaptive"),
-            "vote": ("cifar10_vote", "vote_adaptive")}  # fmt: skip
-    for images, names in ((50, ("PGD", "adaptive", "vote")), (100, ("PGD", "vote"))):
+            "vote": ("cifar10_vote", "vote_adaptive"),
+            "deployed": ("cifar10_vote_deployed", "vote_adaptive")}  # fmt: skip
+    for images, names in (
+        (50, ("PGD", "adaptive", "vote")),
+        (100, ("PGD", "vote", "deployed")),
+    ):
         for name in names:
             run, mode = runs[name]
             for key, value in attack_row(rows_of(run, images), mode).items():
@@ -79,6 +83,19 @@ def figures() -> dict[str, str]:
     out["vote50.no_change_not_fooled"] = str(
         sum(r["undefended_adv_prediction"] == r["label"] for r in no_change)
     )
+    elsewhere = [r for r in rows_of("cifar10_vote_deployed", 100)
+                 if r["localization"] == "located" and not r["covered"]]  # fmt: skip
+    out["deployed100.elsewhere"] = str(len(elsewhere))
+    out["deployed100.elsewhere_wrong"] = str(
+        sum(r["prediction"] != r["label"] for r in elsewhere)
+    )
+    for name in ("PGD", "deployed"):  # a wrong label certified in the located mask
+        rows = rows_of(runs[name][0], 100)
+        wrong = [r for r in rows if r["certified"] and r["prediction"] != r["label"]]
+        out[f"{name}100.certified_wrong"] = str(len(wrong))
+        out[f"{name}100.certified_wrong_missed"] = str(
+            sum(not r["covered"] for r in wrong)
+        )
     # Certificates compared: the first 100 images.
     practical = rows_of("cifar10_practical", 100)
     out["mrs.seconds_all"] = f"{_median_seconds(practical):.1f}"

@@ -288,10 +288,14 @@ def test_the_attacks_and_certificates_figures_are_the_committed_rows():
     attacks = sections["Attacks"]
     labels = {"PGD": "PGD (`practical`)",
               "adaptive": "adaptive (`eot_inpaint_noise`)",
-              "vote": "vote-aware (`vote_adaptive`)"}  # fmt: skip
+              "vote": "vote-aware (`vote_adaptive`)",
+              "deployed": "vote-aware, judged as deployed"}  # fmt: skip
     keys = ("empirical", "coverage", "cert0", "cert866", "fooled", "outcomes",
             "won", "any_mask")  # fmt: skip
-    for images, names in ((50, ("PGD", "adaptive", "vote")), (100, ("PGD", "vote"))):
+    for images, names in (
+        (50, ("PGD", "adaptive", "vote")),
+        (100, ("PGD", "vote", "deployed")),
+    ):
         table = attacks.split(f"On the {'50 images' if images == 50 else 'first 100'}")[
             1
         ]
@@ -304,6 +308,15 @@ def test_the_attacks_and_certificates_figures_are_the_committed_rows():
     no_change, not_fooled = got["vote50.no_change"], got["vote50.no_change_not_fooled"]
     assert f"Its {no_change} `no_change` images" in attacks
     assert f"in {not_fooled} of the {no_change} the patch" in attacks
+    deployed = (f"placed it elsewhere on {got['deployed100.elsewhere']} images, and "
+                f"the defence answered wrong on {got['deployed100.elsewhere_wrong']}",
+                f"on {got['deployed100.certified_wrong_missed']} images (of "
+                f"{got['deployed100.certified_wrong']} wrong labels certified; PGD: "
+                f"{got['PGD100.certified_wrong_missed']} of "
+                f"{got['PGD100.certified_wrong']})")  # fmt: skip
+    flat = " ".join(attacks.split())
+    for sentence in deployed:
+        assert sentence in flat, sentence
     certificates = sections["Certificates compared"]
     assert f"| {got['mrs.seconds_all']} (the whole row" in certificates
     assert f"{got['mrs.seconds_defence']} the defence alone" in certificates
