@@ -83,21 +83,21 @@ def figures() -> dict[str, str]:
     out["vote50.no_change_not_fooled"] = str(
         sum(r["undefended_adv_prediction"] == r["label"] for r in no_change)
     )
-    elsewhere = [r for r in rows_of("cifar10_vote_deployed", 100)
+    first100 = {name: rows_of(runs[name][0], 100) for name in ("PGD", "deployed")}
+    elsewhere = [r for r in first100["deployed"]
                  if r["localization"] == "located" and not r["covered"]]  # fmt: skip
     out["deployed100.elsewhere"] = str(len(elsewhere))
     out["deployed100.elsewhere_wrong"] = str(
         sum(r["prediction"] != r["label"] for r in elsewhere)
     )
-    for name in ("PGD", "deployed"):  # a wrong label certified in the located mask
-        rows = rows_of(runs[name][0], 100)
+    for name, rows in first100.items():  # a wrong label certified in the mask
         wrong = [r for r in rows if r["certified"] and r["prediction"] != r["label"]]
         out[f"{name}100.certified_wrong"] = str(len(wrong))
         out[f"{name}100.certified_wrong_missed"] = str(
             sum(not r["covered"] for r in wrong)
         )
     # Certificates compared: the first 100 images.
-    practical = rows_of("cifar10_practical", 100)
+    practical = first100["PGD"]
     out["mrs.seconds_all"] = f"{_median_seconds(practical):.1f}"
     out["mrs.seconds_defence"] = (
         f"{_median_seconds(practical, ('localize', 'certify')):.1f}"
