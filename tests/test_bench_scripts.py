@@ -519,7 +519,8 @@ def test_the_certificates_table_reads_each_certificate_at_every_content(tmp_path
     lines = lines.splitlines()
     assert lines[2].split(" | ")[2:5] == ["79.0", "65.0", "14.5 (row 38.5)"]
     assert lines[3].split(" | ")[1:5] == [
-        "`twin` (airbench, 2 epochs, 50 min)", "80.0", "55.0", "0.25",
+        "`twin` (airbench, 2 epochs, 50 min wall, median epoch 25.0 min)",
+        "80.0", "55.0", "0.25",
     ]  # fmt: skip
     assert "every patch position and content |" in lines[3]
     assert "DRS (Levine & Feizi), as published | | 83.9 | 56.3" in lines[4]
