@@ -55,6 +55,33 @@ def test_whitening_refuses_images_of_other_channels():
         _tiny_airbench().init_whitening(np.zeros((2, 8, 8, 1), np.float32))
 
 
+def test_whitening_keeps_only_the_directions_the_patches_vary_in():
+    # The (x, 1 - x) encoding of derandomized smoothing: a 2x2 patch of six
+    # channels varies in 4 * 3 + 1 = 13 of its 24 directions. A kept direction
+    # without variance would whiten rounding error into a channel.
+    from mrs_jax.training._ablation import encode_whole
+
+    rng = np.random.default_rng(0)
+    images = np.asarray(encode_whole(jnp.asarray(rng.uniform(size=(16, 9, 9, 3)))))
+    encoded = dict(num_classes=3, seed=0, in_channels=6, mean=(0.0,) * 6,
+                   std=(1.0,) * 6)  # fmt: skip
+    with pytest.raises(ValueError, match="vary in 13 directions.*whiten_directions=13"):
+        get_model("airbench_tiny", **encoded).init_whitening(images)
+    model = get_model("airbench_tiny", whiten_directions=13, **encoded)
+    assert model.whiten.kernel[...].shape == (2, 2, 6, 26)
+    assert model.groups[0].conv1.kernel[...].shape[2] == 26
+    model.init_whitening(images, epsilon=0.0)
+    out = model.whiten(model.normalize(jnp.asarray(images)))
+    out = np.asarray(out - model.whiten.bias[...], np.float64).reshape(-1, 26)
+    np.testing.assert_allclose(out[:, 13:], -out[:, :13], atol=1e-4)
+    # Uncentred, like the whitening: every kept channel has unit power.
+    np.testing.assert_allclose(out[:, :13].T @ out[:, :13] / len(out), np.eye(13),
+                               atol=2e-2)  # fmt: skip
+    for bad, error in ((0, ValueError), (25, ValueError), (True, TypeError)):
+        with pytest.raises(error, match="whiten_directions"):
+            get_model("airbench_tiny", whiten_directions=bad, **encoded)
+
+
 def test_convolutions_start_as_identities_on_their_first_channels():
     group = _tiny_airbench().groups[1]
     x = jax.random.normal(jax.random.key(0), (1, 5, 5, 8))

@@ -1,16 +1,17 @@
 """A CIFAR network of airbench94's shape (Keller Jordan's fast CIFAR-10 recipe).
 
-A frozen 2x2 whitening convolution (``2 * C * 4`` channels: the eigenvectors of
-the covariance of 2x2 training patches, scaled by their inverse square roots,
-and their negatives; only its bias trains, for the first epochs), GELU, three
-groups ``conv 3x3 -> 2x2 max pool -> BN -> GELU -> conv 3x3 -> BN -> GELU`` of
-64, 256 and 256 channels, a global max pool (airbench's 3x3 pool of the 3x3
-map of a 32x32 image) and a bias-free linear head scaled by
-``1/9``. The convolutions start as identities on their first input channels
-(dirac initialisation); BatchNorm has no trained scale. The whitening weights
-come from data: :meth:`AirbenchNet.init_whitening` (the trainer calls it with
-``TrainConfig.whiten_examples`` training images). Facts and figures from the
-public airbench94 description; the code is this project's.
+A frozen 2x2 whitening convolution (``2 * C * 4`` channels, or twice
+``whiten_directions``: the eigenvectors of the covariance of 2x2 training
+patches, scaled by their inverse square roots, and their negatives; only its
+bias trains, for the first epochs), GELU, three groups ``conv 3x3 -> 2x2 max
+pool -> BN -> GELU -> conv 3x3 -> BN -> GELU`` of 64, 256 and 256 channels, a
+global max pool (airbench's 3x3 pool of the 3x3 map of a 32x32 image) and a
+bias-free linear head scaled by ``1/9``. The convolutions start as identities
+on their first input channels (dirac initialisation); BatchNorm has no trained
+scale. The whitening weights come from data: :meth:`AirbenchNet.init_whitening`
+(the trainer calls it with ``TrainConfig.whiten_examples`` training images).
+Facts and figures from the public airbench94 description; the code is this
+project's.
 """
 
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ WHITEN_SIZE = 2
 BN_MOMENTUM = 0.6  # running = 0.6 * running + 0.4 * batch
 BN_EPSILON = 1e-12
 HEAD_SCALE = 1 / 9
+NO_VARIANCE = 1e-9  # an eigenvalue under this share of the largest: no variance
 
 
 def _dirac(conv: nnx.Conv) -> None:
@@ -93,6 +95,12 @@ class AirbenchNet(nnx.Module):
         bn_epsilon: added to BatchNorm's variance (airbench: 1e-12). A
             larger one bounds how far a channel of near-constant activations
             is amplified (``cifar10_airbench_drs``: band ablations).
+        whiten_directions: how many eigen-directions of the 2x2 patches the
+            whitening keeps, the largest first (``2 *`` this many channels);
+            None keeps all ``C * 4``. Fewer for inputs that vary in fewer
+            directions, such as the ``(x, 1 - x)`` encoding of derandomized
+            smoothing: a direction without variance would give a channel
+            that only carries rounding error, which BatchNorm then amplifies.
         bn_scale: give BatchNorm a trained scale (airbench freezes it at 1;
             ``True`` is the ablation row; the trainer puts it with the biases).
         dirac: start each convolution as the identity on its first input
@@ -116,6 +124,7 @@ class AirbenchNet(nnx.Module):
         bn_epsilon: float = BN_EPSILON,
         bn_scale: bool = False,
         dirac: bool = True,
+        whiten_directions: int | None = None,
         rngs: nnx.Rngs,
     ):
         widths = tuple(widths)
@@ -129,7 +138,21 @@ class AirbenchNet(nnx.Module):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool; got {flag!r}")
         self.normalize = Normalize(mean, std, clamp=clamp)
-        whiten_width = 2 * in_channels * WHITEN_SIZE**2
+        patch_size = in_channels * WHITEN_SIZE**2
+        if whiten_directions is None:
+            whiten_directions = patch_size
+        if isinstance(whiten_directions, bool) or not isinstance(
+            whiten_directions, int
+        ):
+            raise TypeError(
+                f"whiten_directions must be an int or None; got {whiten_directions!r}"
+            )
+        if not 1 <= whiten_directions <= patch_size:
+            raise ValueError(
+                f"whiten_directions must be in [1, C * 4] = [1, {patch_size}]; "
+                f"got {whiten_directions}"
+            )
+        whiten_width = 2 * whiten_directions
         self.whiten = nnx.Conv(
             in_channels,
             whiten_width,
@@ -159,13 +182,18 @@ class AirbenchNet(nnx.Module):
 
         The kernel's filters are the eigenvectors of the covariance of all 2x2
         patches of the normalised images, each divided by the square root of
-        its eigenvalue plus ``epsilon``, and then the same filters negated.
+        its eigenvalue plus ``epsilon``, and then the same filters negated; the
+        largest ``whiten_directions`` of them.
+
+        Raises:
+            ValueError: ``images`` of other channels, or patches that vary in
+                fewer directions than the layer keeps (a kept direction's
+                eigenvalue under ``1e-9`` of the largest).
         """
         images = np.asarray(images, np.float32)
         if (
             images.ndim != 4
-            or images.shape[-1] * 2 * WHITEN_SIZE**2
-            != (self.whiten.kernel[...].shape[-1])
+            or images.shape[-1] != self.whiten.kernel[...].shape[-2]
         ):
             raise ValueError(
                 "images must be [N, H, W, C] with the model's channels; got "
@@ -182,9 +210,16 @@ class AirbenchNet(nnx.Module):
         flat = patches.reshape(-1, s * s * c).astype(np.float64)
         covariance = flat.T @ flat / len(flat)
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-        order = np.argsort(eigenvalues)[::-1]
+        kept = self.whiten.kernel[...].shape[-1] // 2
+        order = np.argsort(eigenvalues)[::-1][:kept]
+        varied = int((eigenvalues > NO_VARIANCE * eigenvalues.max()).sum())
+        if varied < kept:
+            raise ValueError(
+                f"the images' 2x2 patches vary in {varied} directions, but the "
+                f"whitening keeps {kept}: give whiten_directions={varied}"
+            )
         scaled = eigenvectors[:, order] / np.sqrt(eigenvalues[order] + epsilon)
-        filters = scaled.reshape(s, s, c, -1)  # [kh, kw, C, s*s*C]
+        filters = scaled.reshape(s, s, c, -1)  # [kh, kw, C, kept]
         kernel = np.concatenate([filters, -filters], axis=-1).astype(np.float32)
         self.whiten.kernel[...] = jnp.asarray(kernel)
 
