@@ -33,6 +33,7 @@ import bench_peer  # noqa: E402
 import bench_train  # noqa: E402
 import certificates_table  # noqa: E402
 import check_committed_rows  # noqa: E402
+import drs_votes  # noqa: E402
 import practical_breakdown  # noqa: E402
 import sdm_combination_shares  # noqa: E402
 import sdm_under_attacks  # noqa: E402
@@ -527,3 +528,30 @@ def test_the_certificates_table_reads_each_certificate_at_every_content(tmp_path
     assert lines[-1].startswith("Images: 200 ")
     with pytest.raises(SystemExit):
         certificates_table.main([str(tmp_path / "s.json"), "--model", "drs"])
+
+
+def test_drs_votes_explains_a_run_from_its_votes(tmp_path, capsys):
+    # Two right answers of 32 bands: a lead of 14 certifies 4x4 patches
+    # (delta = 7, a lead of 14 needed) but not 5x5 (16); a lead of 2 none.
+    run = tmp_path / "drs"
+    run.mkdir()
+    config = {"mode": "drs", "drs_band": 4, "drs_mode": "column"}
+    (run / "run.json").write_text(json.dumps({"config": config}))
+    rows = [
+        {"label": 0, "prediction": 0, "certified": False,
+         "votes": [22, 8, 2] + [0] * 7},
+        {"label": 1, "prediction": 1, "certified": False,
+         "votes": [10, 12, 10] + [0] * 7},
+    ]  # fmt: skip
+    (run / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = drs_votes.summary(rows, 4, "column", max_patch=5)
+    assert result["true_vote_share"] == pytest.approx(34 / 64)
+    assert result["three_quarters"] == 0.0  # 22 < 24
+    assert result["right_not_certified"] == 2
+    assert result["median_lead_of_those"] == 8.0
+    assert result["certified_by_patch"] == {1: 0.5, 2: 0.5, 3: 0.5, 4: 0.5, 5: 0.0}
+    drs_votes.main([str(run), "--max_patch", "5"])
+    assert "4x4: 50.0, 5x5: 0.0" in capsys.readouterr().out
+    (run / "run.json").write_text(json.dumps({"config": {"mode": "practical"}}))
+    with pytest.raises(SystemExit, match="not a drs run"):
+        drs_votes.main([str(run)])
