@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -44,17 +45,12 @@ def summary(rows: list[dict], band: int, mode: str, max_patch: int) -> dict:
     lead = ranked[:, -1] - ranked[:, -2]
     right = predictions == labels
     missed = right & ~certified
+    certify_all = jax.vmap(certify_votes, in_axes=(0, None))
     by_patch = {}
     for width in range(1, max_patch + 1):
         changed = derandomized_delta(width, band, mode)
-        hits = [
-            bool(ok) and int(label) == int(y)
-            for (label, ok), y in (
-                (certify_votes(jnp.asarray(v), changed), y)
-                for v, y in zip(votes, labels, strict=True)
-            )
-        ]
-        by_patch[width] = float(np.mean(hits))
+        label, ok = certify_all(jnp.asarray(votes), changed)
+        by_patch[width] = float(np.mean(np.asarray(ok) & (np.asarray(label) == labels)))
     return {
         "images": len(rows),
         "true_vote_share": float(true_votes.sum() / votes.sum()),
