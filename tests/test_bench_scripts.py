@@ -33,6 +33,7 @@ import bench_peer  # noqa: E402
 import bench_train  # noqa: E402
 import certificates_table  # noqa: E402
 import check_committed_rows  # noqa: E402
+import drs_theta  # noqa: E402
 import drs_votes  # noqa: E402
 import practical_breakdown  # noqa: E402
 import sdm_combination_shares  # noqa: E402
@@ -555,3 +556,45 @@ def test_drs_votes_explains_a_run_from_its_votes(tmp_path, capsys):
     (run / "run.json").write_text(json.dumps({"config": {"mode": "practical"}}))
     with pytest.raises(SystemExit, match="not a drs run"):
         drs_votes.main([str(run)])
+
+
+def _drs_run(path, theta, rows, weights="w1"):
+    path.mkdir()
+    config = {"mode": "drs", "drs_band": 4, "drs_mode": "column",
+              "patch_size": 5, "drs_theta": theta}  # fmt: skip
+    meta = {"config": config, "model": {"weights_sha256": weights}}
+    (path / "run.json").write_text(json.dumps(meta))
+    lines = [
+        json.dumps({"index": i, "label": 0, "prediction": p, "certified": c})
+        for i, (p, c) in enumerate(rows)
+    ]
+    (path / "rows.jsonl").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_drs_theta_chooses_on_the_tune_images_and_reports_the_others(
+    tmp_path, capsys
+):
+    # Images 0-1 are reported, 2-5 tune. theta 0.3 certifies more of the tune
+    # images, theta 0 more of the reported ones: 0.3 must be chosen all the same,
+    # and a certified wrong answer counts as not certified.
+    low = _drs_run(tmp_path / "t0", 0.0, [(0, True)] * 2 + [(0, True), (1, True),
+                                                            (0, False), (0, False)])
+    high = _drs_run(tmp_path / "t3", 0.3, [(0, False)] * 2 + [(0, True)] * 3
+                    + [(0, False)])  # fmt: skip
+    table = drs_theta.sweep([high, low], range(2, 6), range(0, 2))
+    assert [e["theta"] for e in table] == [0.0, 0.3]
+    assert [e["chosen"] for e in table] == [False, True]
+    assert table[0]["tune"] == (0.75, 0.25) and table[0]["report"] == (1.0, 1.0)
+    assert table[1]["tune"] == (1.0, 0.75) and table[1]["report"] == (1.0, 0.0)
+    drs_theta.main([str(low), str(high), "--tune", "2:6", "--report", "0:2"])
+    out = capsys.readouterr().out
+    assert "| 0.3 (chosen) | 100.0 | 75.0 | 100.0 | 0.0 |" in out
+    assert "clean 100.0, certified 0.0." in out
+    with pytest.raises(SystemExit, match="have no row yet"):
+        drs_theta.main([str(low), "--tune", "2:9", "--report", "0:2"])
+    other = _drs_run(tmp_path / "other", 0.5, [(0, True)] * 6, weights="w2")
+    with pytest.raises(SystemExit, match="differs from"):
+        drs_theta.sweep([low, other], range(2, 6), range(0, 2))
+    with pytest.raises(SystemExit):  # overlapping slices: one line, exit 2
+        drs_theta.main([str(low), "--tune", "0:4", "--report", "0:2"])
