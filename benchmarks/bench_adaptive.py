@@ -1,4 +1,4 @@
-"""Standard vs adaptive patch attacks against localise-then-smooth (issue 12, s. 1).
+"""Standard vs adaptive patch attacks against localise-then-smooth.
 
 For N test images, each attack (``patch_attack`` and every objective of
 ``adaptive_patch_attack``, with the same budget) is run, then MRS's defence:

@@ -1,4 +1,4 @@
-"""Defence throughput: image by image against batched (issue 11, section 3).
+"""Defence throughput: image by image against batched.
 
 The defence step of a certification job (localise by joint voting, then
 ``certify_at`` at the "unrestricted" target radius ``s * sqrt(C)`` inside the

@@ -1,4 +1,4 @@
-"""Re-runs the first images of a committed run and compares its rows (issue 20).
+"""Re-runs the first images of a committed run and compares its rows.
 
 The refactored code must reproduce the committed rows with the same keys. This
 reruns ``python -m certify`` (the same command line as the committed run: the

@@ -1,4 +1,4 @@
-"""How often masked noise in one or two PatchCleanser masks keeps the label (issue 22).
+"""How often masked noise in one or two PatchCleanser masks keeps the label.
 
 For the first CIFAR-10 test images of the practical run's order (image_seed 0) and
 each checkpoint given: PREDICT with n = 100 draws (sigma 7) for the 36 one-mask

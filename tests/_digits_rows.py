@@ -1,6 +1,6 @@
 """The digits demo's settings on a fixed template classifier: the rows of the
 first images, as ``test_committed_rows`` compares them with rows written by the
-code before issue 20's refactor (``tests/data/digits_rows.json``).
+code before the pipeline's refactor (``tests/data/digits_rows.json``).
 
 Run as a script to write that file: ``python tests/_digits_rows.py OUT.json``
 (it was written with commit 5da872c, the last before the refactor, under XLA's

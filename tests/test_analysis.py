@@ -454,7 +454,7 @@ def test_plot_labels_of_several_patch_sizes_do_not_overlap(log_x):
 
 
 def test_a_practical_row_without_covered_is_refused(tmp_path):
-    """issue 20 item 7: the row is not counted as covered."""
+    """The row is not counted as covered."""
     rows = [
         {k: v for k, v in r.items() if k != "covered"} if r["index"] == 3 else r
         for r in PRACTICAL_ROWS
@@ -469,7 +469,7 @@ def test_a_practical_row_without_covered_is_refused(tmp_path):
 
 
 def test_analyze_refuses_rows_past_num_images(tmp_path, capsys):
-    """issue 23 item 3: a fifth row in a 4-image run is named, not counted."""
+    """A fifth row in a 4-image run is named, not counted."""
     extra = dict(PRACTICAL_ROWS[0], index=4)
     run = write_run(
         tmp_path / "five",

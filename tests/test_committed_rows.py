@@ -1,4 +1,4 @@
-"""The refactored pipeline reproduces rows written before it (issue 20).
+"""The refactored pipeline reproduces rows written before it.
 
 ``tests/data/digits_rows.json`` holds the rows (every field but ``seconds``) of
 the digits demo's settings on a fixed template classifier for the first three

@@ -1,6 +1,6 @@
 """The device functions compose: `jax.jit(jax.vmap(f))` over a batch of images,
 labels and keys equals the one-image eager calls, and bad shapes raise at trace
-time naming the argument (issue 20, item 1)."""
+time naming the argument."""
 
 import functools
 

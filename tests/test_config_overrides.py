@@ -1,4 +1,4 @@
-"""``--config FILE_OR_NAME[:smoke]`` and ``--config.FIELD=value`` (issue 21)."""
+"""``--config FILE_OR_NAME[:smoke]`` and ``--config.FIELD=value``."""
 
 import dataclasses
 import json

@@ -1,4 +1,4 @@
-"""Ctrl-C ends every command with its one line and exit 130 (issue 23 item 8).
+"""Ctrl-C ends every command with its one line and exit 130.
 
 Python's default handler raises KeyboardInterrupt wherever the main thread is.
 Inside an import of a jaxlib extension that tore the module and the process

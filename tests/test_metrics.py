@@ -217,7 +217,7 @@ def test_radius_markers():
 
 
 def test_an_attacked_row_without_covered_is_refused_not_counted():
-    """issue 20 item 7: a practical/adaptive row must say whether it is covered."""
+    """A practical/adaptive row must say whether it is covered."""
     row = dict(label=1, prediction=1, radius=2.0, certified=True)
     # Without a mode (centre-like rows) a missing field means "no patch".
     assert metrics.certified_accuracy([row], 0.0) == 1.0

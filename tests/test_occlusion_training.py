@@ -1,4 +1,4 @@
-"""Training with occlusion masks: a fair base model for PatchCleanser (issue 12).
+"""Training with occlusion masks: a fair base model for PatchCleanser.
 
 ``TrainConfig(augmentation="occlusion")`` trains on images with random squares
 filled with the mask value and no Gaussian noise; the default ``masked_noise``

@@ -1,4 +1,4 @@
-"""Run directories that must not adopt, mix or miscount rows (issue 23).
+"""Run directories that must not adopt, mix or miscount rows.
 
 Each test is one red-team finding: rows without their run.json, a foreign row,
 analysis counting what is there instead of what was asked, a classifier with

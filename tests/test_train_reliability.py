@@ -1,4 +1,4 @@
-"""Training runs that refuse mistakes up front and survive damage (issue 9).
+"""Training runs that refuse mistakes up front and survive damage.
 
 One writer per work dir, the whole config recorded and compared on resume, labels
 checked before any step, a damaged latest checkpoint skipped with a warning, and

@@ -1,4 +1,4 @@
-"""The built wheel works outside the checkout (issue 21).
+"""The built wheel works outside the checkout.
 
 Builds the wheel from a copy of the sources, installs it without dependencies
 into a fresh virtual environment that sees this interpreter's packages (jax,

@@ -1,4 +1,4 @@
-"""The adaptive attack on the whole defence, CIFAR-10 (5x5 patch, sigma 7; issue 12).
+"""The adaptive attack on the whole defence, CIFAR-10 (5x5 patch, sigma 7).
 
 ``cifar10_cpu.py``'s protocol (K = 80 locations x 20 sign steps of 0.1, Telea
 localiser, dilation 3, CERTIFY with n0 = 100, n = 10,000, alpha = 0.001) with

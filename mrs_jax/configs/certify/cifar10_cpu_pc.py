@@ -1,4 +1,4 @@
-"""PatchCleanser double masking on CIFAR-10 (5x5 patch), beside MRS (issue 12).
+"""PatchCleanser double masking on CIFAR-10 (5x5 patch), beside MRS.
 
 Run on the model trained with masked noise, and on the one trained with
 occlusion masks (``train/configs/cifar10_cpu_occlusion.py``, the fair model

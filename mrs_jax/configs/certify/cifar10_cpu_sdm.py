@@ -1,5 +1,5 @@
 """Masked-noise double masking on CIFAR-10 (5x5 patch), beside MRS and
-PatchCleanser (issue 22).
+PatchCleanser.
 
 Run on the model fine-tuned with noise in two 9x9 squares
 (``train/configs/cifar10_cpu_noise_squares.py``: the distribution each smoothed

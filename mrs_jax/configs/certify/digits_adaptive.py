@@ -1,4 +1,4 @@
-"""The adaptive attack on the whole defence, digits (5x5 patch, sigma 3; issue 12).
+"""The adaptive attack on the whole defence, digits (5x5 patch, sigma 3).
 
 ``digits.py``'s settings (the demo's: 30 images, K = 80 locations x 10 sign steps
 of 0.2, Telea localiser, dilation 3, CERTIFY with n0 = 100, n = 10,000, alpha =

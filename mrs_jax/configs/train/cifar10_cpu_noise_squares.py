@@ -1,5 +1,5 @@
 """CIFAR-10 on a 2-core CPU with noise in two squares: the base model for
-masked-noise double masking (issue 22).
+masked-noise double masking.
 
 Run (data as for ``cifar10_cpu.py``), a warm start from the masked-noise model::
 

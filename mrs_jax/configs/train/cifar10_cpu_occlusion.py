@@ -8,7 +8,7 @@ Run (data as for ``cifar10_cpu.py``: the CIFAR-10 JPEG class folders or
 
 ``cifar10_cpu.py``'s network, schedule, flips and crops (9 epochs),
 but each training image gets PatchCleanser's occlusion instead of masked noise
-(Xiang et al. 2022; issue 12): two squares of side 9 at independent uniform
+(Xiang et al. 2022): two squares of side 9 at independent uniform
 positions, filled with 0.5 grey, no Gaussian noise. 9 is the mask width of
 ``mrs_jax.patchcleanser_masks((32, 32), 5, 6)`` (5x5 patch, k = 6 masks per axis)
 and 0.5 is ``double_masking``'s default ``fill``, so the model is trained on the

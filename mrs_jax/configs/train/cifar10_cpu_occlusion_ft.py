@@ -1,5 +1,5 @@
 """CIFAR-10 on a 2-core CPU: the noise-squares fine-tune with grey squares instead,
-PatchCleanser's twin of ``cifar10_cpu_noise_squares.py`` (issue 22).
+PatchCleanser's twin of ``cifar10_cpu_noise_squares.py``.
 
 Run (data as for ``cifar10_cpu.py``)::
 
