@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mrs_jax.rows import all_rows
+
 _SAME = ("weights", "drs_band", "drs_mode", "patch_size")
 
 
@@ -37,8 +39,8 @@ def load(run: Path) -> tuple[dict, dict[int, dict]]:
     config = dict(meta["config"], weights=meta["model"]["weights_sha256"])
     if config.get("mode") != "drs":
         raise SystemExit(f"{run}: not a drs run (mode {config.get('mode')!r})")
-    lines = (run / "rows.jsonl").read_text().splitlines()
-    return config, {row["index"]: row for row in map(json.loads, filter(None, lines))}
+    rows = all_rows(run, repair_files=False)  # shards too; a run may be writing
+    return config, {row["index"]: row for row in rows}
 
 
 def accuracy(rows: dict[int, dict], images: range, name: str) -> tuple[float, float]:

@@ -22,13 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from mrs_jax.certification import certify_votes, derandomized_delta
+from mrs_jax.rows import all_rows
 
 
 def _rows(run: Path) -> tuple[list[dict], dict]:
     config = json.loads((run / "run.json").read_text())["config"]
     if config.get("mode") != "drs":
         raise SystemExit(f"{run}: not a drs run (mode {config.get('mode')!r})")
-    rows = [json.loads(x) for x in (run / "rows.jsonl").read_text().splitlines() if x]
+    rows = all_rows(run, repair_files=False)  # shards too; a run may be writing
     if not rows:
         raise SystemExit(f"{run}: no rows yet")
     return rows, config

@@ -539,9 +539,9 @@ def test_drs_votes_explains_a_run_from_its_votes(tmp_path, capsys):
     config = {"mode": "drs", "drs_band": 4, "drs_mode": "column"}
     (run / "run.json").write_text(json.dumps({"config": config}))
     rows = [
-        {"label": 0, "prediction": 0, "certified": False,
+        {"index": 0, "label": 0, "prediction": 0, "certified": False,
          "votes": [22, 8, 2] + [0] * 7},
-        {"label": 1, "prediction": 1, "certified": False,
+        {"index": 1, "label": 1, "prediction": 1, "certified": False,
          "votes": [10, 12, 10] + [0] * 7},
     ]  # fmt: skip
     (run / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
