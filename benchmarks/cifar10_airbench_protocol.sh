@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The paper's CIFAR-10 protocol on the airbench-class model (issue 32), and the
-# one table of issue 31 on the same images: resumable, one run after another
+# The paper's CIFAR-10 protocol on the airbench-class model, and the one
+# certificates table (MRS, PatchCleanser, DRS, masked-noise double masking) on
+# the same images: resumable, one run after another
 # (one heavy job at a time on a 2-core machine). Rerun the same command after a
 # kill: every run continues from its rows, a finished run returns at once, a
 # trained twin (a `done` file in its work dir) is not trained again.
@@ -12,7 +13,7 @@
 # runs). Twins: benchmarks/checkpoints/cifar10_airbench_{occlusion,noise_squares,
 # drs,no_noise} (the recipe with grey squares, noise squares, band ablations,
 # and without the noise: the ablation row).
-# Report: benchmarks/runs/airbench_report; issue 31's table:
+# Report: benchmarks/runs/airbench_report; the certificates table:
 # benchmarks/runs/airbench_certificates/table.md. Last, the ablation's rows
 # (benchmarks/cifar10_airbench_ablation.sh). Never `git stash` or `git checkout`
 # the run directories while this runs.
@@ -47,7 +48,7 @@ run --checkpoint "$NOISE_SQUARES" --config certify/configs/cifar10_cpu_sdm.py --
 "$PY" -m certify.analyze "$RUNS"/airbench_practical "$RUNS"/airbench_center \
   "$RUNS"/airbench_gradcam "$RUNS"/airbench_pc "$RUNS"/airbench_sdm \
   "$RUNS"/airbench_drs --radii 0 3.5 7 --out "$RUNS/airbench_report"
-# Issue 31's one table: every certificate for 5x5 patches on the same images.
+# The one table: every certificate for 5x5 patches on the same images.
 "$PY" -m certify.analyze "$RUNS"/airbench_practical "$RUNS"/airbench_pc \
   "$RUNS"/airbench_drs "$RUNS"/airbench_sdm --common --radii 0 8.66 \
   --out "$RUNS/airbench_certificates"
@@ -55,7 +56,7 @@ run --checkpoint "$NOISE_SQUARES" --config certify/configs/cifar10_cpu_sdm.py --
   --model airbench_practical="$CKPT" --model airbench_pc="$OCCLUSION" \
   --model airbench_drs="$DRS" --model airbench_sdm="$NOISE_SQUARES" \
   > "$RUNS/airbench_certificates/table.md"
-# Issue 32's ablation: the recipe without the noise, evaluated as the recipe was.
+# The ablation: the recipe without the noise, evaluated as the recipe was.
 twin train/configs/cifar10_airbench_no_noise.py "$NO_NOISE"
 EVAL=benchmarks/results/cifar10_airbench_no_noise_eval.json
 if [ ! -f "$EVAL" ]; then
