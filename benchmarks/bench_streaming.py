@@ -14,8 +14,8 @@ number of threads, from a warm page cache:
 
 Runs alternate (bare, source, bare, ...) ``--repeats`` times; the best run of
 each counts. ``cv2.setNumThreads(--cv2-threads)`` applies to both, so with the
-default 1 each loop uses exactly ``threads`` threads. Issue 21 asks for the source
-to reach at least 90% of the bare loop. The time to open the folder (list the
+default 1 each loop uses exactly ``threads`` threads. The target is a source
+at least 90% as fast as the bare loop. The time to open the folder (list the
 files, read the first image) is reported as well.
 
 Without ``--dir`` it writes ``--images`` JPEGs of ``--size`` (default 375x500, a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's CIFAR-10 protocol on this CPU, and the evaluation of issue 12,
+# The paper's CIFAR-10 protocol on this CPU, and every attack and defence compared,
 # resumable: rerun the same command after a kill and every run continues from its
 # rows (a finished run returns at once). Runs one after another (one heavy job at a
 # time on a 2-core machine), in the order that completes a comparable table soonest:
@@ -45,7 +45,7 @@ run --checkpoint "$CKPT" --config "$CONFIG" --out "$RUNS/cifar10_practical"
 "$PY" -m certify.analyze "$RUNS"/cifar10_practical "$RUNS"/cifar10_adaptive \
   "$RUNS"/cifar10_center "$RUNS"/cifar10_gradcam "$RUNS"/cifar10_pc \
   "$RUNS"/cifar10_pc_occlusion --radii 0 3.5 7 --out "$RUNS/cifar10_report"
-# Issue 12's one table: every defence and attack on the images all runs hold.
+# The one table: every defence and attack on the images all runs hold.
 "$PY" -m certify.analyze "$RUNS"/cifar10_practical "$RUNS"/cifar10_adaptive \
   "$RUNS"/cifar10_pc "$RUNS"/cifar10_pc_occlusion --common --radii 0 3.5 7 \
   --out "$RUNS/cifar10_report_common"

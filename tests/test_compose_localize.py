@@ -1,4 +1,4 @@
-"""Issue 20: localisation's device functions compose; its host drivers take batches.
+"""Localisation's device functions compose; its host drivers take batches.
 
 ``prediction_map`` (harmonic fill) and ``joint_vote`` run under ``jax.jit`` and
 ``jax.vmap`` and equal their one-image eager calls; ``localize`` and the double

@@ -1,4 +1,4 @@
-"""Issue 23 items 9 and 11: huge sample counts, synthetic data settings and a
+"""Huge sample counts, synthetic data settings and a
 jax scalar sigma, refused (or accepted) before any work starts."""
 
 import jax
