@@ -334,3 +334,11 @@ def test_the_attacks_and_certificates_figures_are_the_committed_rows():
            f"{got['sdm.not_certified_right']}\n  were answered right; at least "
            f"{got['sdm.one_mask_at_least']} of those")  # fmt: skip
     assert sdm in certificates
+
+
+def test_the_four_certificates_table_is_the_committed_one():
+    """The airbench-class certificates table in RESULTS is, line for line, the
+    ``table.md`` the protocol wrote from the committed rows."""
+    table = (BENCHMARKS / "runs/airbench_certificates/table.md").read_text().strip()
+    assert "masked-noise double masking" in table and "Images: 200" in table
+    assert table in _sections(RESULTS.read_text())["Certificates compared"]
