@@ -145,13 +145,7 @@ def run(
       runlock.LockedError: another process holds the run directory.
     """
     _checks.callable_(classify, "classify")
-    process_count = _checks.positive_int(process_count, "process_count")
-    process_index = _checks.positive_int(process_index, "process_index", minimum=0)
-    if process_index >= process_count:
-        raise ValueError(
-            f"process_index must be < process_count={process_count}, "
-            f"got {process_index}"
-        )
+    process_index, process_count = _process_share(process_index, process_count)
     fingerprint = run_record.check_fingerprint(fingerprint)
     source = validate(
         config,
@@ -198,15 +192,33 @@ def run(
             progress,
             run_record.row_stamp(record),
         )
-        if process_count > 1:
-            if barrier is not None:
-                barrier("mrs_jax.job._run.rows")
-            if process_index == 0:
-                rows.merge(out_dir)
-        elif len(rows.row_files(out_dir)) > 1:
-            # A single-process resume of a multi-process run: one complete file.
-            rows.merge(out_dir)
+        _merge_shards(out_dir, process_index, process_count, barrier)
     return rows.all_rows(out_dir)
+
+
+def _process_share(process_index, process_count) -> tuple[int, int]:
+    """``(process_index, process_count)``, checked: ``0 <= index < count``."""
+    process_count = _checks.positive_int(process_count, "process_count")
+    process_index = _checks.positive_int(process_index, "process_index", minimum=0)
+    if process_index >= process_count:
+        raise ValueError(
+            f"process_index must be < process_count={process_count}, "
+            f"got {process_index}"
+        )
+    return process_index, process_count
+
+
+def _merge_shards(out_dir, process_index, process_count, barrier) -> None:
+    """Process 0 merges every process's rows into ``rows.jsonl`` once all are
+    written (``barrier``); a single-process resume of a multi-process run
+    merges them too, into one complete file."""
+    if process_count > 1:
+        if barrier is not None:
+            barrier("mrs_jax.job._run.rows")
+        if process_index == 0:
+            rows.merge(out_dir)
+    elif len(rows.row_files(out_dir)) > 1:
+        rows.merge(out_dir)
 
 
 def validate(

@@ -29,7 +29,8 @@ from ._evaluate import (
     tta_logits as tta_logits,
 )
 from ._optimizer import make_optimizer as make_optimizer
-from ._train import make_train_step as make_train_step, train as train
+from ._step import make_train_step as make_train_step
+from ._train import train as train
 
 __all__ = [
     "ABLATIONS",

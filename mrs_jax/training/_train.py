@@ -14,9 +14,7 @@ finished-epoch count in a checkpoint is all the RNG state a resumed run needs.
 """
 
 import dataclasses
-import functools
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +24,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -40,77 +37,7 @@ from mrs_jax.training._config import TrainConfig, check_config as _check_config
 from mrs_jax.training._data import data_sources
 from mrs_jax.training._evaluate import DivergedError, augment, clean_view, evaluate
 from mrs_jax.training._optimizer import make_optimizer
-
-
-@functools.lru_cache(maxsize=16)
-def make_train_step(
-    graphdef: nnx.GraphDef, config: TrainConfig, steps_per_epoch: int
-) -> Callable:
-    """A jitted ``step(state, opt_state, rest, images, labels, key, flips=None)``.
-
-    ``state`` is ``{"params", "batch_stats"}`` and ``rest`` any other model state.
-    Returns ``(state, opt_state, loss, accuracy)`` with the batch's mean loss and
-    accuracy on the augmented images. Equal arguments give the same jitted function,
-    so repeated runs in one process compile once.
-    """
-    if not isinstance(graphdef, nnx.GraphDef):
-        kind = type(graphdef).__name__
-        raise TypeError(f"graphdef must be an nnx.GraphDef, got {kind}")
-    tx = make_optimizer(config, steps_per_epoch)
-
-    def loss_fn(params, batch_stats, rest, images, labels):
-        # Fresh Variable objects at this trace level, so BatchNorm may update them.
-        batch_stats = jax.tree.map(lambda x: x, batch_stats)
-        model = nnx.merge(graphdef, params, batch_stats, rest)
-        logits = model(images)
-        targets = optax.smooth_labels(
-            jax.nn.one_hot(labels, logits.shape[-1]), config.label_smoothing
-        )
-        loss = optax.softmax_cross_entropy(logits, targets).mean()
-        return loss, (logits, nnx.state(model, nnx.BatchStat))
-
-    def step(state, opt_state, rest, images, labels, key, flips=None):
-        noisy = augment(key, images, config, flips)
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, (logits, batch_stats)), grads = grad_fn(
-            state["params"], state["batch_stats"], rest, noisy, labels
-        )
-        updates, opt_state = tx.update(grads, opt_state, state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
-        return {"params": params, "batch_stats": batch_stats}, opt_state, loss, accuracy
-
-    return jax.jit(step, donate_argnums=(0, 1))
-
-
-@jax.jit
-def _all_finite(tree: Any) -> jax.Array:
-    """Whether every float leaf of ``tree`` is finite (a device bool)."""
-    leaves = [
-        jnp.all(jnp.isfinite(leaf))
-        for leaf in jax.tree.leaves(tree)
-        if jnp.issubdtype(leaf.dtype, jnp.inexact)
-    ]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
-
-
-def _diverged(config: TrainConfig, where: str, what: str) -> DivergedError:
-    return DivergedError(
-        f"training diverged {where}: {what} with learning_rate="
-        f"{config.learning_rate:g} and sigma={config.sigma:g}; lower learning_rate "
-        "(or sigma); no checkpoint of this epoch was saved"
-    )
-
-
-def _check_step(
-    config: TrainConfig, epoch: int, step: int, loss: float, weights_finite: bool
-) -> None:
-    """Stops a diverging run at its first non-finite loss or weight."""
-    where = f"at epoch {epoch + 1}, step {step + 1}"
-    if not math.isfinite(loss):
-        raise _diverged(config, where, f"the loss is {loss}")
-    if not weights_finite:
-        raise _diverged(config, where, "the weights are no longer finite")
+from mrs_jax.training._step import all_finite, check_step, diverged, make_train_step
 
 
 @dataclasses.dataclass
@@ -255,8 +182,24 @@ def _restore_or_init(
 
 def _run_epoch(run: _Run, epoch: int, step_fn: Callable, progress) -> dict[str, Any]:
     """Trains one epoch and evaluates; returns its metrics row."""
-    config = run.config
     started = time.perf_counter()
+    losses, accuracies = _train_steps(run, epoch, step_fn, progress)
+    scores = _evaluate_epoch(run, epoch)
+    return {
+        "epoch": epoch + 1,
+        "loss": float(np.mean(losses)),
+        "train_accuracy": float(np.mean(accuracies)),
+        **scores,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _train_steps(
+    run: _Run, epoch: int, step_fn: Callable, progress
+) -> tuple[list[float], list[float]]:
+    """One epoch's steps, in the epoch's seeded order; each step's loss and
+    accuracy (a non-finite loss or weights stops the run)."""
+    config = run.config
     data_sharding = NamedSharding(run.mesh, P("data"))
     epoch_key = jax.random.fold_in(jax.random.key(config.seed), epoch)
     order = np.random.default_rng([config.seed, epoch]).permutation(
@@ -286,32 +229,31 @@ def _run_epoch(run: _Run, epoch: int, step_fn: Callable, progress) -> dict[str, 
         run.state, run.opt_state, loss, accuracy = step_fn(
             run.state, run.opt_state, run.rest, images, labels, key, flips
         )
-        weights_finite = _all_finite((run.state, run.opt_state))
+        weights_finite = all_finite((run.state, run.opt_state))
         loss, accuracy = float(loss), float(accuracy)
-        _check_step(config, epoch, step, loss, bool(weights_finite))
+        check_step(config, epoch, step, loss, bool(weights_finite))
         losses.append(loss)
         accuracies.append(accuracy)
         if bar is not None:
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
     if bar is not None:
         bar.close()
+    return losses, accuracies
+
+
+def _evaluate_epoch(run: _Run, epoch: int) -> dict[str, Any]:
+    """The trained weights' clean and noisy test accuracy after ``epoch``."""
+    config = run.config
     trained = nnx.merge(
         run.graphdef, run.state["params"], run.state["batch_stats"], run.rest
     )
     eval_key = jax.random.fold_in(jax.random.key(config.seed + 1), epoch)
     try:
-        scores = evaluate(
+        return evaluate(
             as_classifier(trained), run.test_source, config, run.mesh, eval_key
         )
     except DivergedError as error:  # finite weights, overflowing logits
-        raise _diverged(config, f"in epoch {epoch + 1}", str(error)) from None
-    return {
-        "epoch": epoch + 1,
-        "loss": float(np.mean(losses)),
-        "train_accuracy": float(np.mean(accuracies)),
-        **scores,
-        "seconds": time.perf_counter() - started,
-    }
+        raise diverged(config, f"in epoch {epoch + 1}", str(error)) from None
 
 
 def _write_epoch(run: _Run, manager, metrics_path: Path, row: dict, progress) -> None:
