@@ -70,6 +70,17 @@ def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
     cert = "loc. cert" if name == "localised certified" else "cert"
     targets = any(s.target_radius is not None for s in summaries)
     attacked = any(s.certified_any_mask is not None for s in summaries)
+    header = _header(cert, radii, targets, attacked)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for s in summaries:
+        lines.append("| " + " | ".join(_cells(s, radii, targets, attacked)) + " |")
+    lines.append("")
+    lines += _footer(summaries, cert, name, attacked)
+    return "\n".join(lines) + "\n"
+
+
+def _header(cert: str, radii, targets: bool, attacked: bool) -> list[str]:
+    """The column names of :func:`markdown_table`."""
     header = ["run", "mode", "sigma", "s", "images", "base clean", "base attacked"]
     header += ["clean", "empirical", "abstain"]
     header += ["covered", "no_change", "multiple regions"]
@@ -79,16 +90,16 @@ def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
     header += [f"{cert} R=s*sqrt(C)", f"{cert} R=s^2"]
     if targets:
         header += ["target R", f"{cert} at target", "draws/image"]
-    header += ["s/image"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for s in summaries:
-        lines.append("| " + " | ".join(_cells(s, radii, targets, attacked)) + " |")
-    lines.append("")
-    lines.append(
+    return [*header, "s/image"]
+
+
+def _footer(summaries, cert: str, name: str, attacked: bool) -> list[str]:
+    """What each kind of certificate and column in the table means, one line each."""
+    lines = [
         f"{cert}: {name} R-accuracy (%); localised = conditional on the located "
         "mask covering the patch, not a worst case over patch positions. "
         "base = the undefended classifier."
-    )
+    ]
     if attacked:
         lines.append(
             "attack won: the patch fooled the undefended classifier and the mask "
@@ -119,7 +130,7 @@ def markdown_table(summaries: Sequence[Any], radii: Sequence[float]) -> str:
             f"({', '.join(str(n) for n in sorted(restricted))})."
         )
     lines.append("s/image: median wall-clock seconds per image, every phase.")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def seconds_table(summaries: Sequence[Any]) -> str:
