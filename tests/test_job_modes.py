@@ -18,6 +18,7 @@ from mrs_jax.certification import (
     square_mask,
 )
 from mrs_jax.job import _run as job
+from mrs_jax.job._source import job_source
 from mrs_jax.report import _analysis as analysis
 from mrs_jax.rows import _files as rows, _metrics as metrics
 
@@ -29,7 +30,7 @@ def _run(config, out):
 
 
 def _image(config, row):
-    images, _ = job._source(config).get_batch(np.array([row["dataset_index"]]))
+    images, _ = job_source(config).get_batch(np.array([row["dataset_index"]]))
     return images[0]
 
 

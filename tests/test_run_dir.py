@@ -298,7 +298,7 @@ class _RecordingBar:
 
 def test_progress_bar_shows_the_accuracies_of_every_image(tmp_path, monkeypatch):
     bar = _RecordingBar()
-    monkeypatch.setattr(job, "_progress_bar", lambda todo, total, progress: bar)
+    monkeypatch.setattr(job, "certify_bar", lambda todo, total, progress: bar)
     out = _run(tmp_path, tiny_config(mode="center", num_images=3), progress=True)
     assert len(bar.shown) == 3
     for k, shown in enumerate(bar.shown, start=1):

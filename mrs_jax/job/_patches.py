@@ -12,7 +12,7 @@ import numpy as np
 from mrs_jax.job._config import JobConfig
 from mrs_jax.job._group import Classify
 from mrs_jax.job._pipeline import attack_group
-from mrs_jax.job._run import _source
+from mrs_jax.job._source import job_source
 
 
 def attacked_images(
@@ -46,7 +46,7 @@ def attacked_images(
         does not reproduce a row.
     """
     indices = np.array([r["dataset_index"] for r in rows], np.int64)
-    images, labels = _source(config).get_batch(indices)
+    images, labels = job_source(config).get_batch(indices)
     images = np.array(images, np.float32)
     labels = np.asarray(labels, np.int32)
     _check_labels(rows, labels)

@@ -47,7 +47,6 @@ order of images, on the number of processes or on resuming.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from collections.abc import Callable
@@ -63,10 +62,12 @@ import mrs_jax.job._processes as processes
 import mrs_jax.job._record as run_record
 import mrs_jax.job._resume as resume
 import mrs_jax.job._run_dir as run_dir
-from mrs_jax import rows, rows as metrics
-from mrs_jax.core import ABSTAIN, checks as _checks, progress_bar
+from mrs_jax import rows
+from mrs_jax.core import checks as _checks
 from mrs_jax.job._config import INPAINT_METHODS, MODES, JobConfig, config_defaults
 from mrs_jax.job._pipeline import image_row
+from mrs_jax.job._progress import certify_bar, running_accuracies
+from mrs_jax.job._source import job_source
 
 RUN_FILE = run_dir.RUN_FILE
 Classify = Callable[[jax.Array], jax.Array]
@@ -246,7 +247,7 @@ def validate(
         num_classes = _checks.positive_int(num_classes, "num_classes", minimum=2)
     if out_dir is not None:
         run_dir.check_out_dir(out_dir)
-    source = _source(config)
+    source = job_source(config)
     if config.num_images > len(source):
         raise ValueError(
             f"num_images={config.num_images} exceeds the {len(source)} images of "
@@ -330,7 +331,7 @@ def _certify_images(
     done = {row["index"] for row in on_disk}
     mine = [i for i in range(config.num_images) if i % process_count == process_index]
     todo = [i for i in mine if i not in done]
-    bar = _progress_bar(todo, len(mine), progress)
+    bar = certify_bar(todo, len(mine), progress)
     finished = [r for r in on_disk if r["index"] in set(mine)]
     if bar is not None and finished:
         bar.set_postfix(running_accuracies(finished), refresh=False)
@@ -371,75 +372,3 @@ def _certify_images(
     finally:
         if bar is not None:
             bar.close()
-
-
-def summary(rows_done: list[dict[str, Any]]) -> str:
-    """One line on a finished run: images, accuracies, abstentions, time."""
-    if not rows_done:
-        return "no rows"
-    shown = running_accuracies(rows_done)
-    abstained = sum(r.get("prediction") == ABSTAIN for r in rows_done)
-    seconds = [sum((r.get("seconds") or {}).values()) for r in rows_done]
-    parts = [f"{len(rows_done)} images"]
-    parts += [f"{name} {value}" for name, value in shown.items()]
-    parts.append(f"abstained {abstained / len(rows_done):.1%}")
-    parts.append(f"{float(np.median(seconds)):.3g} s/image (median)")
-    return ", ".join(parts)
-
-
-def running_accuracies(finished: list[dict[str, Any]]) -> dict[str, str]:
-    """Clean / empirical / certified (R = 0) accuracy of the rows so far, and
-    the share certified at the target radius where the rows have one."""
-    if not finished:
-        return {}
-    shown = {
-        "clean": f"{metrics.clean_accuracy(finished):.1%}",
-        "empirical": f"{metrics.empirical_accuracy(finished):.1%}",
-        "certified": f"{metrics.certified_accuracy(finished, 0.0):.1%}",
-    }
-    if "certified_at_target" in finished[0]:
-        shown["at_target"] = f"{metrics.target_accuracy(finished):.1%}"
-    return shown
-
-
-def _source(config: JobConfig):
-    synthetic = config.dataset == "synthetic"
-    if config.data_dir is not None:
-        # Files on disk may change between two calls: list them afresh.
-        return _cached_source.__wrapped__(
-            config.dataset, config.split, config.data_dir, None, None, None, None
-        )
-    return _cached_source(
-        config.dataset,
-        config.split,
-        config.data_dir,
-        tuple(config.synthetic_shape) if synthetic else None,
-        config.synthetic_classes if synthetic else None,
-        config.synthetic_examples if synthetic else None,
-        config.image_seed if synthetic else None,
-    )
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_source(dataset, split, data_dir, shape, classes, examples, seed):
-    # validate() and run() read the same data: load it once.
-    from mrs_jax.data import dataset_source
-
-    kwargs: dict[str, Any] = {"data_dir": data_dir}
-    if dataset == "synthetic":
-        kwargs.update(
-            num_examples=examples, image_shape=shape, num_classes=classes, seed=seed
-        )
-    return dataset_source(dataset, split, **kwargs)
-
-
-def _progress_bar(todo, total, progress):
-    """A bar on a terminal, a line a minute in a log file; says where a resumed
-    run starts."""
-    if not progress:
-        return None
-    done = total - len(todo)
-    bar = progress_bar(total, desc="certify", unit="img", initial=done)
-    if done:
-        bar.write(f"certify: resuming at image {done + 1} of {total}")
-    return bar
