@@ -480,16 +480,24 @@ def test_the_ablation_table_sets_each_row_against_the_short_recipe(tmp_path):
     (tmp_path / "cifar10_airbench_no_noise_eval.json").write_text(
         result(0.91, sigma=0.0, train_seconds=3960.0)
     )
-    lines = ablation_table.table(tmp_path).splitlines()
+    (tmp_path / "cifar10_airbench_eval.json").write_text(result(0.8912))
+    recipe_metrics = tmp_path / "checkpoints" / "cifar10_airbench" / "metrics.jsonl"
+    recipe_metrics.parent.mkdir(parents=True)
+    recipe_metrics.write_text('{"epoch": 1, "seconds": 1000.4}\n')
+    lines = ablation_table.table(tmp_path, tmp_path / "checkpoints").splitlines()
     assert len(lines) == 2 + len(ablation_table.FULL_ROWS) + 9
     row = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:]}
     assert row["without identity initialisation"] == [
         "4", "83.25", "81.25", "-1.75", "800 |",
     ]  # fmt: skip
     assert row["the new recipe, 4 epochs"][:4] == ["4", "85.00", "83.00", ""]
-    # Without the noise there is no accuracy under it to report.
+    # Without the noise there is no accuracy under it to report; its clean
+    # accuracy is set against the full recipe's, whose seconds are its epochs'.
     assert row["new recipe without the noise (sigma 0)"] == [
-        "4", "91.00", "", "", "3,960 |",
+        "4", "91.00", "", "+1.88", "3,960 |",
+    ]  # fmt: skip
+    assert row["new recipe (`cifar10_airbench`)"] == [
+        "4", "89.12", "87.12", "", "1,000 |",
     ]  # fmt: skip
     assert row["without label smoothing"][1] == "not yet run"
     assert "not yet run" in row["old recipe (`cifar10_cpu`, `fast_cnn`)"]
