@@ -342,3 +342,18 @@ def test_the_four_certificates_table_is_the_committed_one():
     table = (BENCHMARKS / "runs/airbench_certificates/table.md").read_text().strip()
     assert "masked-noise double masking" in table and "Images: 200" in table
     assert table in _sections(RESULTS.read_text())["Certificates compared"]
+
+
+def test_the_ablation_table_is_the_committed_results():
+    """The ablation table in RESULTS is, line for line, what
+    ``benchmarks/ablation_table.py`` writes from the committed evaluations (a
+    row's result committed without RESULTS following fails here), and the
+    no-noise figures quoted are its evaluation's."""
+    table = _import("ablation_table").table()
+    body = _sections(RESULTS.read_text())["Base model recipe (airbench-class)"]
+    assert table in body
+    path = BENCHMARKS / "results/cifar10_airbench_no_noise_eval.json"
+    no_noise = json.loads(path.read_text())
+    assert no_noise["sigma"] == 0 and no_noise["test_images"] == 10_000
+    for key in ("clean_accuracy", "tta_accuracy"):
+        assert f"{100 * no_noise[key]:.2f}%" in body, key
