@@ -81,8 +81,8 @@ def _line(
 def table(results: Path = RESULTS, checkpoints: Path = CHECKPOINTS) -> str:
     """The markdown table (header and one line per row)."""
     lines = [HEADER]
-    recipe = _load(results / FULL_ROWS[1][1])
-    full_reference = 100 * recipe["clean_accuracy"] if recipe else None
+    full_recipe = _load(results / FULL_ROWS[1][1])
+    full_reference = 100 * full_recipe["clean_accuracy"] if full_recipe else None
     for label, name, folder in FULL_ROWS:
         result = _load(results / name)
         if result and "train_seconds" in result:

@@ -11,7 +11,8 @@ keys, same draws, same decision rules; ``seconds`` excepted, which is each
 phase's time for the group divided by its size). Every field is described
 once, in ``mrs_jax.core.ROW_FIELDS``; ``mrs_jax.rows`` reads them.
 
-The defence of one group (localise, then certify) is ``_defence.py``.
+The defence of one group (localise, then certify) is ``_defence.py``; the
+attack of each attacked mode is ``_attacks.py``.
 """
 
 from __future__ import annotations
